@@ -1,0 +1,155 @@
+"""Instance-sequence Hungarian matching of ReferFormer's queries to the referred object.
+
+ReferFormer predicts, for every query, one *sequence* of boxes/masks over the clip (the same
+query slot in every frame is the same instance). Training therefore matches whole sequences:
+the cost of assigning query ``q`` to the referred object sums the per-frame costs over the clip,
+and the assignment is solved once per video with the Hungarian algorithm. In referring VOS there
+is exactly one target per video, so the assignment reduces to "pick the cheapest query", but the
+code keeps the general ``linear_sum_assignment`` form (as DETR does) so it reads the same as the
+paper's formulation.
+
+Per-frame costs (weights from the paper): focal-style class cost (λ_cls = 2), L1 box (λ_L1 = 5),
+GIoU (λ_giou = 2), mask dice (λ_dice = 5) and sigmoid-focal mask cost (λ_focal = 2). Class and
+box costs use only the frames where the object is visible (``valid``); in the other frames every
+query is a negative anyway, so those frames cannot change which query is cheapest. Mask costs use
+every frame (an invisible object's target mask is empty, and the matched query must learn that).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
+
+from rvos.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
+
+__all__ = ["HungarianMatcher", "check_targets", "upsample_masks"]
+
+
+def upsample_masks(mask_logits: Tensor, size: tuple[int, int]) -> Tensor:
+    """Upsample stride-4 mask logits ``[..., h, w]`` to the input size ``size = (H, W)``.
+
+    The model's masks live on a grid of ``ceil(H/4) x ceil(W/4)`` cells, cell ``i`` covering
+    input pixels ``4i .. 4i+3``; so we scale by exactly 4 and crop the overhang from the ceil
+    rather than stretching to ``(H, W)`` (stretching would shift odd-sized inputs).
+    """
+    h, w = mask_logits.shape[-2:]
+    H, W = size
+    lead = mask_logits.shape[:-2]
+    flat = mask_logits.reshape(-1, 1, h, w)
+    up = F.interpolate(flat, size=(4 * h, 4 * w), mode="bilinear", align_corners=False)
+    return up[..., :H, :W].reshape(*lead, H, W)
+
+
+def check_targets(targets: list[dict[str, Tensor]], batch: int, frames: int) -> None:
+    """Raise a ValueError if ``targets`` does not follow the training contract.
+
+    Each target is ``dict(masks=bool [T, H, W], boxes=float [T, 4] normalised cxcywh,
+    valid=bool [T])``, one per video of the batch.
+    """
+    if len(targets) != batch:
+        raise ValueError(f"expected one target dict per video ({batch}), got {len(targets)}")
+    for i, t in enumerate(targets):
+        missing = {"masks", "boxes", "valid"} - set(t)
+        if missing:
+            raise ValueError(f"target {i} lacks {sorted(missing)}; need masks, boxes and valid")
+        if t["masks"].dim() != 3 or t["masks"].shape[0] != frames:
+            raise ValueError(
+                f"target {i} masks must be [T={frames}, H, W], got {tuple(t['masks'].shape)}"
+            )
+        if tuple(t["boxes"].shape) != (frames, 4):
+            raise ValueError(
+                f"target {i} boxes must be [{frames}, 4], got {tuple(t['boxes'].shape)}"
+            )
+        if tuple(t["valid"].shape) != (frames,):
+            raise ValueError(f"target {i} valid must be [{frames}], got {tuple(t['valid'].shape)}")
+
+
+def _focal_terms(logits: Tensor, alpha: float, gamma: float) -> tuple[Tensor, Tensor]:
+    """Elementwise focal loss of each logit if its label were 1 (pos) or 0 (neg)."""
+    p = logits.sigmoid()
+    pos = alpha * (1 - p).pow(gamma) * F.softplus(-logits)  # -log(p) = softplus(-x)
+    neg = (1 - alpha) * p.pow(gamma) * F.softplus(logits)  # -log(1-p) = softplus(x)
+    return pos, neg
+
+
+@dataclass
+class HungarianMatcher:
+    """Match each video's query sequences to its referred object.
+
+    Attributes are the cost weights (the paper's λ values) and the focal parameters.
+    """
+
+    cost_class: float = 2.0
+    cost_bbox: float = 5.0
+    cost_giou: float = 2.0
+    cost_dice: float = 5.0
+    cost_focal: float = 2.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+    def cost_matrix(self, outputs: dict[str, Tensor], target: dict[str, Tensor], b: int) -> Tensor:
+        """Cost of assigning each query of video ``b`` to its target: ``[Q, 1]``.
+
+        Arguments:
+            outputs: model outputs with pred_logits ``[B,T,Q,1]``, pred_boxes ``[B,T,Q,4]``,
+                pred_masks ``[B,T,Q,h,w]``.
+            target: masks ``[T,H,W]``, boxes ``[T,4]`` (normalised cxcywh), valid ``[T]``.
+            b: index of the video in the batch.
+        """
+        logits = outputs["pred_logits"][b, ..., 0].float()  # [T, Q]
+        boxes = outputs["pred_boxes"][b].float()  # [T, Q, 4]
+        masks = outputs["pred_masks"][b].float()  # [T, Q, h, w]
+        Q = logits.shape[1]
+        valid = target["valid"].bool()
+        n_valid = int(valid.sum())
+        cost = logits.new_zeros(Q)
+        if n_valid > 0:
+            pos, neg = _focal_terms(logits[valid], self.focal_alpha, self.focal_gamma)
+            cost = cost + self.cost_class * (pos - neg).mean(0)
+            tgt_boxes = target["boxes"].float()[valid]  # [V, 4]
+            pred_boxes = boxes[valid]  # [V, Q, 4]
+            l1 = (pred_boxes - tgt_boxes[:, None]).abs().sum(-1).mean(0)  # [Q]
+            giou = torch.stack(
+                [
+                    generalized_box_iou(box_cxcywh_to_xyxy(pb), box_cxcywh_to_xyxy(tb[None]))[:, 0]
+                    for pb, tb in zip(pred_boxes, tgt_boxes)
+                ]
+            ).mean(0)  # [Q]
+            cost = cost + self.cost_bbox * l1 - self.cost_giou * giou
+        H, W = target["masks"].shape[-2:]
+        prob_logits = upsample_masks(masks, (H, W)).flatten(2)  # [T, Q, HW]
+        tgt = target["masks"].float().flatten(1)[:, None]  # [T, 1, HW]
+        prob = prob_logits.sigmoid()
+        dice = 1 - (2 * (prob * tgt).sum(-1) + 1) / (prob.sum(-1) + tgt.sum(-1) + 1)  # [T, Q]
+        pos, neg = _focal_terms(prob_logits, self.focal_alpha, self.focal_gamma)
+        focal = (tgt * pos + (1 - tgt) * neg).mean(-1)  # [T, Q]
+        cost = cost + self.cost_dice * dice.mean(0) + self.cost_focal * focal.mean(0)
+        return cost[:, None]
+
+    @torch.no_grad()
+    def __call__(
+        self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]]
+    ) -> list[tuple[Tensor, Tensor]]:
+        """Return, per video, ``(query_indices, target_indices)`` int64 tensors.
+
+        A video whose object is visible in no frame gets empty indices (nothing to match:
+        every query is a negative in every frame). Otherwise exactly one query is matched.
+        """
+        B, T = outputs["pred_logits"].shape[:2]
+        check_targets(targets, B, T)
+        result: list[tuple[Tensor, Tensor]] = []
+        for b, target in enumerate(targets):
+            if not bool(target["valid"].any()):
+                empty = torch.zeros(0, dtype=torch.int64)
+                result.append((empty, empty.clone()))
+                continue
+            cost = self.cost_matrix(outputs, target, b).cpu()
+            rows, cols = linear_sum_assignment(cost.numpy())
+            result.append(
+                (torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64))
+            )
+        return result
