@@ -1,0 +1,444 @@
+"""List the models rvos knows: the built-in model and the released ReferFormer checkpoints.
+
+One table feeds the app's model dropdown, the ``models`` command and the README's model zoo.
+Every published number and link below is taken from the model-zoo tables of the official
+ReferFormer README (github.com/wjn922/ReferFormer, latest revision, the one that lists the
+RefCOCO results of 2022/12/19). File sizes and checksums are not published there, so they are
+``None`` until someone measures a downloaded file; nothing here is guessed.
+
+The official README's tables hold 18 distinct trained models (``Model`` columns): 8 trained on
+Ref-YouTube-VOS, 6 trained jointly on Ref-YouTube-VOS and RefCOCO/+/g, 4 trained on
+A2D-Sentences. The Ref-DAVIS17 and JHMDB-Sentences rows reuse the Ref-YouTube-VOS and
+A2D-Sentences files, so those scores are attached to those entries. The RefCOCO/+/g
+pre-training weights (the ``Pretrain`` column) are intermediate training states and are not
+listed as models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "BUILTIN_DIR",
+    "MODELS",
+    "ModelFileMissingError",
+    "ModelInfo",
+    "Score",
+    "UnknownModelError",
+    "UnsupportedModelError",
+    "add_cli_arguments",
+    "get_model_info",
+    "list_models",
+    "load_model",
+    "markdown_table",
+    "resolve_local",
+    "run_cli",
+]
+
+# The built-in model's weights are package data (safetensors + config.json + tokenizer files).
+BUILTIN_DIR = Path(__file__).resolve().parent / "weights" / "builtin"
+
+# Backbones rvos can build today. Swin and Video-Swin checkpoints are listed so users can see
+# the whole zoo, but loading them needs backbones rvos does not implement yet.
+SUPPORTED_BACKBONES = frozenset({"small3d", "resnet50", "resnet101"})
+
+OFFICIAL_README = "https://github.com/wjn922/ReferFormer#model-zoo"
+
+
+class UnknownModelError(KeyError):
+    """A model name that is not in the registry; the message lists the close names."""
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelFileMissingError(FileNotFoundError):
+    """The weights of a known model are not on this machine; the message says how to get them."""
+
+
+class UnsupportedModelError(NotImplementedError):
+    """A listed model whose backbone rvos cannot build yet."""
+
+
+@dataclass(frozen=True)
+class Score:
+    """One published result: ``value`` of ``metric`` on ``benchmark`` (percent)."""
+
+    benchmark: str
+    metric: str
+    value: float
+
+    def __str__(self) -> str:
+        return f"{self.benchmark} {self.metric} {self.value:.1f}"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything rvos knows about one named model.
+
+    Attributes:
+        name: registry key, e.g. ``"ytvos-r50"``.
+        backbone: visual backbone (``resnet50``, ``swin_l_p4w7``, ``video_swin_b_p4w7``,
+            ``small3d`` for the built-in model, ...), as the official ``--backbone`` option
+            spells it.
+        training_data: what the authors trained it on.
+        scores: published results, the headline one first (J&F on Ref-YouTube-VOS val for the
+            Ref-YouTube-VOS models, mAP on A2D-Sentences for the A2D models). Empty when nothing
+            has been published or measured yet.
+        kind: ``"builtin"`` (ships with rvos) or ``"official"`` (released by the authors).
+        supported: whether ``load_model`` can build it today.
+        urls: where to download the file, the authors' link first.
+        filename: the name rvos stores the download under in the cache directory.
+        size_bytes: file size, when known.
+        sha256: hex digest of the file, when known.
+        notes: anything a user should know before choosing it.
+    """
+
+    name: str
+    backbone: str
+    training_data: str
+    scores: tuple[Score, ...] = ()
+    kind: Literal["builtin", "official"] = "official"
+    supported: bool = False
+    urls: tuple[str, ...] = ()
+    filename: str | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    notes: str = ""
+
+    @property
+    def metric(self) -> str | None:
+        """Name of the headline metric with its benchmark, e.g. ``"Ref-YouTube-VOS J&F"``."""
+        return f"{self.scores[0].benchmark} {self.scores[0].metric}" if self.scores else None
+
+    @property
+    def score(self) -> float | None:
+        """Value of the headline metric (percent), ``None`` when not published/measured yet."""
+        return self.scores[0].value if self.scores else None
+
+    @property
+    def url(self) -> str | None:
+        """The first download link, or ``None`` for the built-in model."""
+        return self.urls[0] if self.urls else None
+
+
+def _drive(file_id: str) -> str:
+    # The link exactly as the authors publish it; rvos.download turns it into a direct link.
+    return f"https://drive.google.com/file/d/{file_id}/view?usp=sharing"
+
+
+_YTVOS = "Ref-YouTube-VOS"
+_DAVIS = "Ref-DAVIS17"
+_A2D = "A2D-Sentences"
+_JHMDB = "JHMDB-Sentences"
+_PRETRAINED = " (+RefCOCO/+/g pre-training)"
+_SCRATCH = " (from scratch)"
+_JOINT = "Ref-YouTube-VOS + RefCOCO/+/g (joint)"
+
+_A2D_NOTE = (
+    "The authors evaluate A2D-Sentences models without --binary, so the class head may differ "
+    "from the Ref-YouTube-VOS models."
+)
+_SCRATCH_NOTE = "Trained without RefCOCO/+/g pre-training (backbone initialised from Kinetics)."
+
+
+def _official(
+    name: str,
+    backbone: str,
+    data: str,
+    drive_id: str,
+    scores: tuple[Score, ...],
+    notes: str = "",
+) -> ModelInfo:
+    return ModelInfo(
+        name=name,
+        backbone=backbone,
+        training_data=data,
+        scores=scores,
+        kind="official",
+        supported=backbone in SUPPORTED_BACKBONES,
+        urls=(_drive(drive_id),),
+        filename=f"referformer_{name.replace('-', '_')}.pth",
+        notes=notes,
+    )
+
+
+def _jf(benchmark: str, jf: float, j: float | None = None, f: float | None = None) -> list[Score]:
+    out = [Score(benchmark, "J&F", jf)]
+    if j is not None and f is not None:
+        out += [Score(benchmark, "J", j), Score(benchmark, "F", f)]
+    return out
+
+
+def _a2d(benchmark: str, m_ap: float, overall_iou: float, mean_iou: float) -> list[Score]:
+    return [
+        Score(benchmark, "mAP", m_ap),
+        Score(benchmark, "overall IoU", overall_iou),
+        Score(benchmark, "mean IoU", mean_iou),
+    ]
+
+
+def _cfbi(value: float) -> Score:
+    # The README's "CFBI J&F" column: the same model's masks refined by CFBI post-processing.
+    return Score(_YTVOS, "J&F (with CFBI post-processing)", value)
+
+
+_BUILTIN = ModelInfo(
+    name="builtin",
+    backbone="small3d",
+    training_data="synthetic referring clips (rvos synth)",
+    scores=(),  # filled in once the built-in model has been evaluated
+    kind="builtin",
+    supported=True,
+    notes="Small model shipped with rvos; runs on a CPU in seconds.",
+)
+
+_OFFICIAL = [
+    # --- Ref-YouTube-VOS (pre-trained on RefCOCO/+/g unless marked from scratch) ---
+    _official("ytvos-r50", "resnet50", _YTVOS + _PRETRAINED, "1TBykzTRiOEbpM2YEYnDICyqjwkvlD2cR",
+              (*_jf(_YTVOS, 55.6), _cfbi(59.4), *_jf(_DAVIS, 58.5, 55.8, 61.3))),
+    _official("ytvos-r101", "resnet101", _YTVOS + _PRETRAINED, "1QJU8HC8xk_3gMcj-Yi4vkUHaeHeP8n82",
+              (*_jf(_YTVOS, 57.3), _cfbi(60.3))),
+    _official("ytvos-swin-t", "swin_t_p4w7", _YTVOS + _PRETRAINED,
+              "1AOHK6Qp8T0rUzgHT9twvWn4oGLS5MnuS", (*_jf(_YTVOS, 58.7), _cfbi(61.2))),
+    _official("ytvos-swin-l", "swin_l_p4w7", _YTVOS + _PRETRAINED,
+              "103N96BbQnT9P57aGx7TCsZVyGr3ejFdl",
+              (*_jf(_YTVOS, 62.4), _cfbi(63.3), *_jf(_DAVIS, 60.5, 57.6, 63.4))),
+    _official("ytvos-video-swin-t-scratch", "video_swin_t_p4w7", _YTVOS + _SCRATCH,
+              "14X_YysCXv13LzLoWy9ViIn623KQ-ol51", tuple(_jf(_YTVOS, 56.0)), _SCRATCH_NOTE),
+    _official("ytvos-video-swin-t", "video_swin_t_p4w7", _YTVOS + _PRETRAINED,
+              "1vkG8nyUue9XOnScUMKo__khhxvuJP9R6", tuple(_jf(_YTVOS, 59.4))),
+    _official("ytvos-video-swin-s", "video_swin_s_p4w7", _YTVOS + _PRETRAINED,
+              "1R0C5hYck6OwKko9tXOpIQ02SuE4mb1xj", tuple(_jf(_YTVOS, 60.1))),
+    _official("ytvos-video-swin-b", "video_swin_b_p4w7", _YTVOS + _PRETRAINED,
+              "1_dS8hyZJFdijvsDVmoVcHjWhRE6sAXvS",
+              (*_jf(_YTVOS, 62.9), *_jf(_DAVIS, 61.1, 58.1, 64.1))),
+    # --- Ref-YouTube-VOS trained jointly with RefCOCO/+/g ---
+    _official("ytvos-joint-r50", "resnet50", _JOINT, "1GAzI9zLEQKxp5KQHu1FOuqlw5PwAhMey",
+              tuple(_jf(_YTVOS, 58.7, 57.4, 60.1))),
+    _official("ytvos-joint-r101", "resnet101", _JOINT, "1R4PThhYGqaanm3h46gygQ6strHVJBpn5",
+              tuple(_jf(_YTVOS, 59.3, 58.1, 60.4))),
+    _official("ytvos-joint-swin-l", "swin_l_p4w7", _JOINT, "1_nGi5JjlRcOUI8kXXduOE5iv0apnSXgR",
+              tuple(_jf(_YTVOS, 64.2, 62.3, 66.2))),
+    _official("ytvos-joint-video-swin-t", "video_swin_t_p4w7", _JOINT,
+              "1gPVVdAuX_0-H2McPPJYX6HldGQtekD8b", tuple(_jf(_YTVOS, 62.6, 59.9, 63.3))),
+    _official("ytvos-joint-video-swin-s", "video_swin_s_p4w7", _JOINT,
+              "1zm9URDfL19xi5LN9vCM2c58-W-A5RCz_", tuple(_jf(_YTVOS, 63.3, 61.4, 65.2))),
+    _official("ytvos-joint-video-swin-b", "video_swin_b_p4w7", _JOINT,
+              "183AJLTtzwL15r-hhG9hUFrK5tfq37BH1", tuple(_jf(_YTVOS, 64.9, 62.8, 67.0))),
+    # --- A2D-Sentences (JHMDB-Sentences scores are the same files without fine-tuning) ---
+    _official("a2d-video-swin-t-scratch", "video_swin_t_p4w7", _A2D + _SCRATCH,
+              "1lK3Hulc8K6croRTrzJmz8QMhndQYDzsf",
+              (*_a2d(_A2D, 48.6, 72.3, 64.1), *_a2d(_JHMDB, 39.1, 70.0, 69.3)),
+              _SCRATCH_NOTE + " Trained with 6-frame clips. " + _A2D_NOTE),
+    _official("a2d-video-swin-t", "video_swin_t_p4w7", _A2D + _PRETRAINED,
+              "1b56oyvJZTY70ztCgDhD5vBG7fZohqzYE",
+              (*_a2d(_A2D, 52.8, 77.6, 69.6), *_a2d(_JHMDB, 42.2, 71.9, 71.0)), _A2D_NOTE),
+    _official("a2d-video-swin-s", "video_swin_s_p4w7", _A2D + _PRETRAINED,
+              "1edp5ZjCr4OG-8E9Co2_UgknoKMWUCB5y",
+              (*_a2d(_A2D, 53.9, 77.7, 69.8), *_a2d(_JHMDB, 42.4, 72.8, 71.5)), _A2D_NOTE),
+    _official("a2d-video-swin-b", "video_swin_b_p4w7", _A2D + _PRETRAINED,
+              "11UdnixY1ZQLpFqEq3_mdM4ELXGhrG7YD",
+              (*_a2d(_A2D, 55.0, 78.6, 70.3), *_a2d(_JHMDB, 43.7, 73.0, 71.8)), _A2D_NOTE),
+]  # fmt: skip
+
+MODELS: dict[str, ModelInfo] = {info.name: info for info in [_BUILTIN, *_OFFICIAL]}
+
+
+def list_models(*, supported_only: bool = False) -> list[ModelInfo]:
+    """All registered models, the built-in one first (the order of the README's table)."""
+    return [m for m in MODELS.values() if m.supported or not supported_only]
+
+
+def get_model_info(name: str) -> ModelInfo:
+    """Look a model up by name; an unknown name raises `UnknownModelError` naming close ones."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        pass
+    close = difflib.get_close_matches(str(name), list(MODELS), n=4, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise UnknownModelError(
+        f"unknown model {name!r}; {hint}run `python -m rvos models` to list the "
+        f"{len(MODELS)} known models"
+    )
+
+
+def resolve_local(name: str, cache_dir: str | Path | None = None) -> Path | None:
+    """Where the weights of `name` are on this machine, or ``None`` if they are not here.
+
+    The built-in model resolves to its package folder (when it holds a ``config.json``); an
+    official model to ``<cache_dir>/<filename>`` (default cache: see `rvos.download.cache_dir`).
+    """
+    info = get_model_info(name)
+    if info.kind == "builtin":
+        return BUILTIN_DIR if (BUILTIN_DIR / "config.json").is_file() else None
+    from rvos.download import cache_dir as default_cache_dir
+
+    path = default_cache_dir(cache_dir) / str(info.filename)
+    return path if path.is_file() else None
+
+
+def missing_file_message(info: ModelInfo, cache_dir: str | Path | None = None) -> str:
+    """One line saying which file to get, from where, and where to put it."""
+    from rvos.download import cache_dir as default_cache_dir
+
+    dest = default_cache_dir(cache_dir) / str(info.filename)
+    return (
+        f"the weights of {info.name!r} are not on this machine: run `python -m rvos download "
+        f"{info.name}`, or download {info.url} by hand and save it as {dest} "
+        f"(or pass its path with --checkpoint)"
+    )
+
+
+def load_model(
+    name: str = "builtin",
+    *,
+    checkpoint: str | Path | None = None,
+    device: str = "cpu",
+    text_encoder: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+):
+    """Build a registered model with its weights, in eval mode, on `device`.
+
+    Arguments:
+        name: a registry name (`list_models`).
+        checkpoint: explicit weights instead of the cached/packaged ones: a folder written by
+            `rvos.checkpoint.save_pretrained` for the built-in model, an official ``.pth`` file
+            for the others.
+        device: torch device string.
+        text_encoder: official models only: a Hugging Face name or a local folder holding the
+            RoBERTa weights and tokenizer (default ``roberta-base``, fetched from the hub once).
+        cache_dir: where downloads live (default: `rvos.download.cache_dir`).
+
+    Raises:
+        UnknownModelError, UnsupportedModelError, ModelFileMissingError (with what to download).
+    """
+    info = get_model_info(name)
+    if not info.supported:
+        raise UnsupportedModelError(
+            f"{info.name!r} uses the {info.backbone} backbone, which rvos cannot build yet "
+            "(ResNet-50/101 only); choose one of: "
+            + ", ".join(m.name for m in list_models(supported_only=True))
+        )
+    from rvos import checkpoint as ckpt  # heavy (torch, transformers): import on first use
+
+    if info.kind == "builtin":
+        folder = Path(checkpoint) if checkpoint is not None else resolve_local(name)
+        if folder is None or not folder.is_dir():
+            where = folder if folder is not None else BUILTIN_DIR
+            raise ModelFileMissingError(
+                f"the built-in model's weights are missing from {where}; they ship with the "
+                "rvos package: reinstall it, or train them with `python -m rvos train`"
+            )
+        model = ckpt.load_pretrained(folder, device=device)
+    else:
+        path = Path(checkpoint) if checkpoint is not None else resolve_local(name, cache_dir)
+        if path is None:
+            raise ModelFileMissingError(missing_file_message(info, cache_dir))
+        if not path.is_file():
+            raise ModelFileMissingError(f"checkpoint {path} does not exist or is not a file")
+        kwargs: dict[str, Any] = {"backbone": info.backbone, "device": device}
+        if text_encoder is not None:
+            kwargs["text_encoder"] = str(text_encoder)
+        model = ckpt.load_official(path, **kwargs)
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------- presentation
+
+
+def _size_text(info: ModelInfo) -> str:
+    if info.size_bytes is None:
+        return "?"
+    return f"{info.size_bytes / 2**20:.0f} MiB"
+
+
+def _score_text(info: ModelInfo) -> str:
+    return "-" if not info.scores else str(info.scores[0])
+
+
+def markdown_table(models: list[ModelInfo] | None = None) -> str:
+    """The README's model-zoo table (GitHub markdown), one row per model."""
+    rows = [
+        "| name | backbone | training data | published score | other scores | loads | download |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for m in models if models is not None else list_models():
+        other = "; ".join(str(s) for s in m.scores[1:]) or "-"
+        link = f"[Google Drive]({m.url})" if m.url else "ships with rvos"
+        rows.append(
+            f"| `{m.name}` | {m.backbone} | {m.training_data} | {_score_text(m)} | {other} | "
+            f"{'yes' if m.supported else 'not yet'} | {link} |"
+        )
+    return "\n".join(rows)
+
+
+def _as_json(info: ModelInfo, local: Path | None) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "backbone": info.backbone,
+        "training_data": info.training_data,
+        "kind": info.kind,
+        "supported": info.supported,
+        "scores": [
+            {"benchmark": s.benchmark, "metric": s.metric, "value": s.value} for s in info.scores
+        ],
+        "urls": list(info.urls),
+        "filename": info.filename,
+        "size_bytes": info.size_bytes,
+        "sha256": info.sha256,
+        "local_path": str(local) if local else None,
+        "notes": info.notes,
+    }
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m rvos models``."""
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print the registry as JSON")
+    fmt.add_argument("--markdown", action="store_true", help="print the README's model table")
+    parser.add_argument(
+        "--cache-dir", default=None, help="download cache to check (default: $RVOS_CACHE or "
+        "~/.cache/rvos)"
+    )
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Print the registry as an aligned table, JSON or markdown."""
+    models = list_models()
+    if getattr(args, "markdown", False):
+        print(markdown_table(models))
+        return 0
+    local = {m.name: resolve_local(m.name, getattr(args, "cache_dir", None)) for m in models}
+    if getattr(args, "json", False):
+        print(json.dumps([_as_json(m, local[m.name]) for m in models], indent=2))
+        return 0
+    header = ("name", "backbone", "training data", "score", "size", "local", "loads")
+    rows = [
+        (
+            m.name,
+            m.backbone,
+            m.training_data,
+            _score_text(m),
+            _size_text(m),
+            "yes" if local[m.name] else "no",
+            "yes" if m.supported else "not yet",
+        )
+        for m in models
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    print(
+        "\nGet an official model with `python -m rvos download NAME`; scores as published by "
+        f"the authors ({OFFICIAL_README}).",
+        file=sys.stderr,
+    )
+    return 0
