@@ -1,0 +1,302 @@
+"""rvos.download against a real HTTP server on 127.0.0.1 (with Range support written here)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from rvos import download as dl
+from rvos.registry import get_model_info, resolve_local
+
+# 3 MiB + a bit: several 1 MiB chunks, not a multiple of the chunk size.
+PAYLOAD = hashlib.sha256(b"rvos").digest() * (3 * 2**15 + 17)
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class _Server:
+    """A tiny file server. `files` maps a path to bytes; every request is logged."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {"/model.pth": PAYLOAD}
+        self.pages: dict[str, str] = {}  # path -> HTML body
+        self.honour_range = True
+        self.cut_after: int | None = None  # send only this many body bytes, then hang up
+        self.log: list[dict] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep pytest output clean
+                pass
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                entry = {"path": self.path, "range": self.headers.get("Range"), "sent": 0}
+                server.log.append(entry)
+                if path in server.pages:
+                    body = server.pages[path].encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                data = server.files.get(path)
+                if data is None:
+                    self.send_error(404)
+                    return
+                start = 0
+                match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+                if match and server.honour_range:
+                    start = int(match.group(1))
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                body = data[start:]
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if server.cut_after is not None:
+                    body = body[: server.cut_after]
+                self.wfile.write(body)
+                entry["sent"] = len(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    srv = _Server()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_download_verifies_sha256_and_leaves_no_part(server, tmp_path):
+    dest = tmp_path / "cache" / "model.pth"
+    path = dl.download_file(
+        server.url + "/model.pth", dest, size=len(PAYLOAD), sha256=PAYLOAD_SHA, progress=False
+    )
+    assert path == dest
+    assert dest.read_bytes() == PAYLOAD
+    assert not (tmp_path / "cache" / "model.pth.part").exists()
+    assert [e["range"] for e in server.log] == [None]
+
+
+def test_resume_requests_only_the_missing_bytes(server, tmp_path):
+    dest = tmp_path / "model.pth"
+    have = 1_234_567
+    (tmp_path / "model.pth.part").write_bytes(PAYLOAD[:have])
+    dl.download_file(server.url + "/model.pth", dest, sha256=PAYLOAD_SHA, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.log == [
+        {"path": "/model.pth", "range": f"bytes={have}-", "sent": len(PAYLOAD) - have}
+    ]
+
+
+def test_interrupted_download_keeps_part_and_resumes(server, tmp_path):
+    dest = tmp_path / "model.pth"
+    server.cut_after = 1_000_000
+    with pytest.raises(dl.OfflineError, match="run the same command again to resume"):
+        dl.download_file(server.url + "/model.pth", dest, sha256=PAYLOAD_SHA, progress=False)
+    part = tmp_path / "model.pth.part"
+    assert part.stat().st_size == 1_000_000 and not dest.exists()
+
+    server.cut_after = None
+    dl.download_file(server.url + "/model.pth", dest, sha256=PAYLOAD_SHA, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.log[-1]["range"] == "bytes=1000000-"
+    assert server.log[-1]["sent"] == len(PAYLOAD) - 1_000_000
+
+
+def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
+    server.honour_range = False
+    dest = tmp_path / "model.pth"
+    # A stale .part whose bytes are wrong: appending to it would corrupt the file.
+    (tmp_path / "model.pth.part").write_bytes(b"\0" * 5000)
+    dl.download_file(server.url + "/model.pth", dest, sha256=PAYLOAD_SHA, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.log[0]["range"] == "bytes=5000-" and server.log[0]["sent"] == len(PAYLOAD)
+
+
+def test_complete_part_is_verified_without_transfer(server, tmp_path):
+    dest = tmp_path / "model.pth"
+    (tmp_path / "model.pth.part").write_bytes(PAYLOAD)
+    dl.download_file(server.url + "/model.pth", dest, sha256=PAYLOAD_SHA, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert [e["sent"] for e in server.log] == [0]  # one 416 answer, no body
+
+
+def test_sha256_mismatch_deletes_part_and_writes_no_file(server, tmp_path):
+    dest = tmp_path / "model.pth"
+    wrong = "0" * 64
+    with pytest.raises(dl.IntegrityError, match=f"expected {wrong}") as err:
+        dl.download_file(server.url + "/model.pth", dest, sha256=wrong, progress=False)
+    assert PAYLOAD_SHA in str(err.value)
+    assert not dest.exists()
+    assert not (tmp_path / "model.pth.part").exists()
+
+
+def test_size_mismatch_is_an_integrity_error(server, tmp_path):
+    dest = tmp_path / "model.pth"
+    with pytest.raises(dl.IntegrityError, match=f"expected {len(PAYLOAD) + 1}"):
+        dl.download_file(server.url + "/model.pth", dest, size=len(PAYLOAD) + 1, progress=False)
+    assert not dest.exists()
+
+
+def test_existing_corrupt_file_is_reported_not_overwritten(server, tmp_path):
+    dest = tmp_path / "model.pth"
+    dest.write_bytes(b"not a checkpoint")
+    with pytest.raises(dl.IntegrityError, match="already exists"):
+        dl.download_file(server.url + "/model.pth", dest, sha256=PAYLOAD_SHA, progress=False)
+    assert dest.read_bytes() == b"not a checkpoint" and server.log == []
+
+
+def test_unreachable_server_names_url_and_destination(closed_port, tmp_path):
+    url = f"http://127.0.0.1:{closed_port}/model.pth"
+    dest = tmp_path / "deep" / "model.pth"
+    with pytest.raises(dl.OfflineError) as err:
+        dl.download_file(url, dest, progress=False, timeout=5)
+    message = str(err.value)
+    assert "connection refused" in message
+    assert f"download {url} by hand and save it as {dest}" in message
+
+
+def test_http_404_is_a_download_error_with_instructions(server, tmp_path):
+    dest = tmp_path / "model.pth"
+    with pytest.raises(dl.DownloadError, match="HTTP 404") as err:
+        dl.download_file(server.url + "/missing.pth", dest, progress=False)
+    assert str(dest) in str(err.value)
+
+
+def test_confirmation_page_form_is_followed(server, tmp_path):
+    # The shape of Google Drive's "can't scan this file for viruses" page: a GET form with
+    # hidden inputs that lead to the real download.
+    server.pages["/uc"] = (
+        '<html><body><form id="download-form" action="/download" method="get">'
+        '<input type="submit" value="Download anyway">'
+        '<input type="hidden" name="id" value="abc"><input type="hidden" name="confirm" '
+        'value="t"><input type="hidden" name="uuid" value="u-1"></form></body></html>'
+    )
+    server.files["/download"] = PAYLOAD
+    dest = tmp_path / "model.pth"
+    dl.download_file(server.url + "/uc?export=download&id=abc", dest, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert [e["path"] for e in server.log] == [
+        "/uc?export=download&id=abc",
+        "/download?id=abc&confirm=t&uuid=u-1",
+    ]
+
+
+def test_web_page_instead_of_file_is_explained(server, tmp_path):
+    server.pages["/quota"] = "<html><body>Too many users have viewed this file.</body></html>"
+    dest = tmp_path / "model.pth"
+    with pytest.raises(dl.DownloadError, match="web page instead of the file"):
+        dl.download_file(server.url + "/quota", dest, progress=False)
+    assert not dest.exists()
+
+
+def test_drive_sharing_links_become_direct_links():
+    url = get_model_info("ytvos-r50").url
+    assert dl.direct_url(url) == (
+        "https://drive.google.com/uc?export=download&id=1TBykzTRiOEbpM2YEYnDICyqjwkvlD2cR"
+    )
+    assert dl.direct_url("https://drive.google.com/open?id=XYZ") == (
+        "https://drive.google.com/uc?export=download&id=XYZ"
+    )
+    assert dl.direct_url("http://127.0.0.1:9/a.pth") == "http://127.0.0.1:9/a.pth"
+
+
+def test_cache_dir_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv("RVOS_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert dl.cache_dir() == Path.home() / ".cache" / "rvos"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert dl.cache_dir() == tmp_path / "xdg" / "rvos"
+    monkeypatch.setenv("RVOS_CACHE", str(tmp_path / "env"))
+    assert dl.cache_dir() == tmp_path / "env"
+    assert dl.cache_dir(tmp_path / "arg") == tmp_path / "arg"
+
+
+def test_download_by_name_lands_where_the_registry_looks(server, tmp_path):
+    assert resolve_local("ytvos-r50", tmp_path) is None
+    path = dl.download("ytvos-r50", cache_dir=tmp_path, url=server.url + "/model.pth",
+                       progress=False)
+    assert path == tmp_path / "referformer_ytvos_r50.pth"
+    assert resolve_local("ytvos-r50", tmp_path) == path
+
+
+def _cli(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    dl.add_cli_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_cli_offline_prints_one_line_and_returns_nonzero(closed_port, tmp_path, capsys):
+    url = f"http://127.0.0.1:{closed_port}/x.pth"
+    code = dl.run_cli(_cli("ytvos-r50", "--cache-dir", str(tmp_path), "--url", url, "--quiet"))
+    out, err = capsys.readouterr()
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith("error: cannot reach 127.0.0.1")
+    assert str(tmp_path / "referformer_ytvos_r50.pth") in err
+
+
+def test_cli_unknown_name(capsys):
+    assert dl.run_cli(_cli("ytvos-r5", "--quiet")) == 2
+    assert "did you mean ytvos-r50" in capsys.readouterr().err
+
+
+def test_cli_prints_the_downloaded_path(server, tmp_path, capsys):
+    code = dl.run_cli(
+        _cli("ytvos-r101", "--cache-dir", str(tmp_path), "--url", server.url + "/model.pth")
+    )
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert out.strip() == str(tmp_path / "referformer_ytvos_r101.pth")
+    assert "MiB" in err  # the progress line
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rvos.cli") is None, reason="rvos.cli not present")
+def test_python_m_rvos_download_offline_has_no_traceback(closed_port, tmp_path):
+    env = {**os.environ, "RVOS_CACHE": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "rvos", "download", "ytvos-r50", "--quiet",
+         "--url", f"http://127.0.0.1:{closed_port}/x.pth"],
+        check=False, capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert str(tmp_path / "referformer_ytvos_r50.pth") in proc.stderr
