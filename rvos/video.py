@@ -1,0 +1,755 @@
+"""Video and mask I/O for any phone or web video, built on the ffmpeg bundled with imageio-ffmpeg.
+
+Everything here talks to the ``ffmpeg`` executable through pipes, so reading and writing are
+streaming (constant memory even for a 10-minute 4K video) and work on every container and codec
+ffmpeg knows. The main pieces:
+
+- :func:`probe` → :class:`VideoInfo` (display size after rotation, exact frame rate, frame count).
+- :func:`iter_frames` / :func:`read_video`: upright RGB ``uint8`` frames, optionally subsampled to
+  a processing frame rate and downscaled.
+- :class:`VideoWriter` / :func:`write_video`: browser-playable H.264 (yuv420p, ``+faststart``) MP4,
+  optionally carrying the audio track of a source video.
+- :func:`write_palette_png` / :func:`read_palette_png` / :func:`zip_folder`: DAVIS-style masks.
+
+Problems a user can cause (missing file, not a video, no frames) raise :class:`VideoError`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import imageio_ffmpeg
+import numpy as np
+from PIL import Image
+
+from rvos.visualize import davis_palette
+
+__all__ = [
+    "VideoError",
+    "VideoInfo",
+    "VideoWriter",
+    "iter_frames",
+    "probe",
+    "read_palette_png",
+    "read_video",
+    "write_palette_png",
+    "write_video",
+    "zip_folder",
+]
+
+PathLike = str | os.PathLike
+
+
+class VideoError(ValueError):
+    """A video cannot be read or written; the message says what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe` learns about a video file.
+
+    Attributes:
+        path: the file that was probed.
+        width, height: display size in pixels, i.e. after applying the rotation metadata. This is
+            the size of the frames :func:`iter_frames` yields (without ``max_side``).
+        fps: frame rate as a float (``float(frame_rate)``).
+        frame_rate: the exact frame rate, e.g. ``Fraction(30000, 1001)`` for "29.97 fps" phone
+            footage; pass it to :class:`VideoWriter` to keep the source timing exactly.
+        num_frames: number of video frames (counted by demuxing the whole stream, no decoding).
+        duration: seconds (container duration, or ``num_frames / fps`` when the container has
+            none).
+        rotation: clockwise rotation in degrees (0, 90, 180 or 270) that the player applies to the
+            coded picture, i.e. the classic ``rotate`` tag of phone videos. Already applied to the
+            frames this module returns.
+        has_audio: whether the file has at least one audio stream.
+        codec: video codec name as ffmpeg reports it, e.g. ``"h264"``, ``"hevc"``.
+        pix_fmt: coded pixel format, e.g. ``"yuv420p"``.
+        audio_codec: codec of the first audio stream, or ``None``.
+    """
+
+    path: str
+    width: int
+    height: int
+    fps: float
+    frame_rate: Fraction
+    num_frames: int
+    duration: float
+    rotation: int
+    has_audio: bool
+    codec: str
+    pix_fmt: str
+    audio_codec: str | None = None
+
+    def sampled_frame_rate(self, fps: float | None = None) -> Fraction:
+        """Frame rate of the frames :func:`iter_frames` yields for the processing rate ``fps``.
+
+        Use it as the ``fps`` of a :class:`VideoWriter` that writes one output frame per processed
+        frame, so the output lasts as long as the source (and its audio lines up).
+        """
+        if fps is None or fps >= self.fps:
+            return self.frame_rate
+        return _as_fraction(fps)
+
+
+# --------------------------------------------------------------------------------------------
+# ffmpeg plumbing
+
+
+def _ffmpeg() -> str:
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _run_ffmpeg(args: list[str]) -> tuple[int, str]:
+    """Run ffmpeg to completion; return (exit code, stderr text)."""
+    proc = subprocess.run(
+        [_ffmpeg(), "-hide_banner", "-nostdin", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
+    return proc.returncode, proc.stderr.decode("utf-8", "replace")
+
+
+def _last_error_line(stderr: str) -> str:
+    """The most telling line of an ffmpeg log, for error messages."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "error" in ln.lower() or "invalid" in ln.lower() or "not found" in ln.lower():
+            return ln
+    return lines[-1] if lines else "(no output)"
+
+
+def _check_file(path: PathLike) -> str:
+    p = Path(path)
+    if not p.exists():
+        raise VideoError(f"Video file not found: {str(p)!r}. Check the path.")
+    if not p.is_file():
+        raise VideoError(f"Not a file: {str(p)!r}. Pass the path of a video file.")
+    if p.stat().st_size == 0:
+        raise VideoError(f"Video file is empty (0 bytes): {str(p)!r}.")
+    return str(p)
+
+
+def _as_fraction(fps: float | Fraction | str) -> Fraction:
+    """Parse a frame rate; recover NTSC rates (29.97 → 30000/1001) that floats cannot express."""
+    if isinstance(fps, Fraction):
+        rate = fps
+    elif isinstance(fps, str):
+        try:
+            rate = Fraction(fps.strip())
+        except ValueError as err:
+            raise ValueError(f"fps must be a number or 'N/D' like '30000/1001', got {fps!r}") from err
+    else:
+        value = float(fps)
+        if not math.isfinite(value):
+            raise ValueError(f"fps must be a finite positive number, got {fps!r}")
+        rate = Fraction(value).limit_denominator(1001)
+        ntsc = Fraction(round(value * 1.001) * 1000, 1001)
+        # 29.97, 23.976, 59.94, ... are printed rounded; the player-facing rate is k*1000/1001.
+        if value != round(value) and abs(float(ntsc) - value) < 0.006:
+            rate = ntsc
+    if rate <= 0:
+        raise ValueError(f"fps must be positive, got {fps!r}")
+    return rate
+
+
+_RE_DURATION = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
+_RE_STREAM = re.compile(r"^\s*Stream #(\d+):(\d+)\S*:\s*(Video|Audio|Subtitle|Data|Attachment):\s*(.*)$")
+_RE_SIZE = re.compile(r"\b(\d{1,6})x(\d{1,6})\b")
+_RE_FPS = re.compile(r"([\d.]+)(k?) (fps|tbr)")
+_RE_MATRIX = re.compile(r"display\s*matrix:\s*rotation of\s*(-?[\d.]+)\s*degrees", re.IGNORECASE)
+_RE_ROTATE_TAG = re.compile(r"^\s*rotate\s*:\s*(-?\d+)", re.MULTILINE)
+_RE_SHOWINFO_RATE = re.compile(r"config in time_base: \d+/\d+, frame_rate: (\d+)/(\d+)")
+_RE_SHOWINFO_FRAME = re.compile(r"\bn:\s*\d+ pts:.*?\bs:(\d+)x(\d+)")
+_RE_PROGRESS_FRAMES = re.compile(r"frame=\s*(\d+)")
+
+
+@dataclass(frozen=True)
+class _Header:
+    width: int
+    height: int
+    frame_rate: Fraction
+    duration: float | None
+    rotation: int
+    has_audio: bool
+    codec: str
+    pix_fmt: str
+    audio_codec: str | None
+
+
+def _input_section(stderr: str) -> list[str]:
+    """Lines describing input #0 (stops at the stream mapping / output part)."""
+    out: list[str] = []
+    started = False
+    for ln in stderr.splitlines():
+        if ln.startswith("Input #0"):
+            started = True
+        elif started and ln.startswith(("Stream mapping", "Output #", "Input #1")):
+            break
+        if started:
+            out.append(ln)
+    return out
+
+
+def _read_header(path: str) -> _Header:
+    """Inspect a video by decoding its first frame through the ``showinfo`` filter.
+
+    ``ffmpeg -i`` alone prints the frame rate rounded ("29.97 fps"); ``showinfo`` prints the exact
+    rational rate and the frame size after ffmpeg's automatic rotation, and decoding one frame
+    proves the stream is decodable at all.
+    """
+    _, err = _run_ffmpeg(
+        ["-i", path, "-map", "0:v:0?", "-an", "-sn", "-dn", "-vf", "showinfo",
+         "-frames:v", "1", "-f", "null", "-"]
+    )
+    if "Error opening input" in err or "moov atom not found" in err:
+        raise VideoError(
+            f"Not a video ffmpeg can read: {path!r} ({_last_error_line(err)}). "
+            "Upload a video file such as MP4, MOV, WebM or AVI."
+        )
+    section = _input_section(err)
+    video_line: str | None = None
+    audio_codec: str | None = None
+    has_audio = False
+    rotation_ccw: float | None = None
+    in_video = False
+    for ln in section:
+        m = _RE_STREAM.match(ln)
+        if m:
+            kind, rest = m.group(3), m.group(4)
+            in_video = False
+            if kind == "Video" and video_line is None:
+                video_line = rest
+                in_video = True
+            elif kind == "Audio":
+                if not has_audio:
+                    audio_codec = rest.split()[0].strip(",") if rest.split() else None
+                has_audio = True
+            continue
+        if in_video and rotation_ccw is None:
+            mm = _RE_MATRIX.search(ln)
+            if mm:
+                rotation_ccw = float(mm.group(1))
+            else:
+                mt = _RE_ROTATE_TAG.match(ln)
+                if mt:  # old-style tag is already clockwise
+                    rotation_ccw = -float(mt.group(1))
+    if video_line is None:
+        if not section:
+            raise VideoError(
+                f"Not a video ffmpeg can read: {path!r} ({_last_error_line(err)})."
+            )
+        raise VideoError(f"{path!r} has no video stream (audio-only or data file?).")
+    frame_match = _RE_SHOWINFO_FRAME.search(err)
+    if frame_match is None:
+        raise VideoError(
+            f"{path!r} has a video stream but no decodable frames (zero frames, or a broken/"
+            f"truncated file: {_last_error_line(err)})."
+        )
+    width, height = int(frame_match.group(1)), int(frame_match.group(2))
+
+    codec = video_line.split()[0].strip(",")
+    # The pixel format is the second comma-separated field, ignoring commas inside parentheses.
+    fields = re.split(r",\s*(?![^()]*\))", video_line)
+    pix_fmt = fields[1].split("(")[0].strip() if len(fields) > 1 else "unknown"
+
+    frame_rate: Fraction | None = None
+    rm = _RE_SHOWINFO_RATE.search(err)
+    if rm and int(rm.group(1)) > 0 and int(rm.group(2)) > 0:
+        frame_rate = Fraction(int(rm.group(1)), int(rm.group(2)))
+    if frame_rate is None:
+        for value, kilo, _unit in _RE_FPS.findall(video_line):
+            frame_rate = _as_fraction(float(value) * (1000 if kilo else 1))
+            break
+    if frame_rate is None:
+        raise VideoError(f"Could not determine the frame rate of {path!r}.")
+
+    duration: float | None = None
+    for ln in section:
+        dm = _RE_DURATION.search(ln)
+        if dm:
+            h, m_, s = dm.groups()
+            duration = int(h) * 3600 + int(m_) * 60 + float(s)
+            break
+
+    rotation = round(-(rotation_ccw or 0.0)) % 360
+    return _Header(
+        width=width,
+        height=height,
+        frame_rate=frame_rate,
+        duration=duration,
+        rotation=rotation,
+        has_audio=has_audio,
+        codec=codec,
+        pix_fmt=pix_fmt,
+        audio_codec=audio_codec,
+    )
+
+
+def _count_frames(path: str) -> int:
+    """Count video frames by demuxing with stream copy (fast: no decoding)."""
+    rc, err = _run_ffmpeg(["-i", path, "-map", "0:v:0", "-c", "copy", "-f", "null", "-"])
+    counts = _RE_PROGRESS_FRAMES.findall(err)
+    if rc != 0 or not counts:
+        raise VideoError(f"Could not count the frames of {path!r}: {_last_error_line(err)}")
+    return int(counts[-1])
+
+
+def probe(path: PathLike) -> VideoInfo:
+    """Describe a video file.
+
+    Arguments:
+        path: a video file in any format the bundled ffmpeg reads.
+
+    Returns:
+        :class:`VideoInfo` with the display size (after rotation), exact frame rate, frame count
+        (from demuxing the whole stream, which is fast but reads the file once), duration,
+        rotation, audio presence and codec.
+
+    Raises:
+        VideoError: the file is missing, not a video, has no video stream or no decodable frames.
+    """
+    spath = _check_file(path)
+    head = _read_header(spath)
+    num_frames = _count_frames(spath)
+    if num_frames <= 0:
+        raise VideoError(f"{spath!r} contains zero video frames.")
+    duration = head.duration if head.duration else num_frames / float(head.frame_rate)
+    return VideoInfo(
+        path=spath,
+        width=head.width,
+        height=head.height,
+        fps=float(head.frame_rate),
+        frame_rate=head.frame_rate,
+        num_frames=num_frames,
+        duration=duration,
+        rotation=head.rotation,
+        has_audio=head.has_audio,
+        codec=head.codec,
+        pix_fmt=head.pix_fmt,
+        audio_codec=head.audio_codec,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(w, h) so that the long side is at most ``max_side``, keeping the aspect ratio."""
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _select_expr(fps: float) -> str:
+    """ffmpeg ``select`` expression keeping the first frame at or after each tick ``k / fps``.
+
+    Uses presentation timestamps (relative to the first frame), so it is right for variable-frame-
+    rate phone videos too. The 1e-6 guards ticks that coincide with a frame time against rounding.
+    """
+    f = repr(float(fps))
+    tick = f"floor((t-start_t)*{f}+1e-6)"
+    prev = f"floor((prev_t-start_t)*{f}+1e-6)"
+    return f"select='if(isnan(prev_t),1,gt({tick},{prev}))'"
+
+
+def iter_frames(
+    path: PathLike,
+    *,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    max_side: int | None = None,
+) -> Iterator[np.ndarray]:
+    """Stream the frames of a video, upright, as RGB ``uint8`` arrays of shape ``[H, W, 3]``.
+
+    Memory use is one frame, whatever the video length. Rotation metadata (portrait phone videos)
+    is applied, so frames have the display orientation.
+
+    Arguments:
+        path: video file.
+        fps: processing frame rate. ``None`` or a rate at least the source's keeps every frame.
+            Otherwise frames are subsampled by timestamp: for every tick ``t_k = k / fps``
+            (``k = 0, 1, ...``, time measured from the first frame) the first frame with timestamp
+            ``>= t_k`` is kept, so a 30 fps clip at ``fps=10`` yields frames 0, 3, 6, ... and
+            frames are never duplicated.
+        max_frames: stop after this many (processed) frames.
+        max_side: downscale (area interpolation) so that ``max(H, W) <= max_side``.
+
+    Yields:
+        ``np.ndarray`` uint8 ``[H, W, 3]`` RGB, C-contiguous and writable.
+
+    Raises:
+        VideoError: unreadable input (see :func:`probe`) or ffmpeg failing mid-stream.
+        ValueError: bad arguments.
+    """
+    if fps is not None and not (fps > 0 and math.isfinite(fps)):
+        raise ValueError(f"fps must be a positive number or None, got {fps!r}")
+    if max_frames is not None and max_frames < 0:
+        raise ValueError(f"max_frames must be >= 0 or None, got {max_frames!r}")
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side must be >= 1 or None, got {max_side!r}")
+    spath = _check_file(path)
+    head = _read_header(spath)
+    return _frame_stream(spath, head, fps=fps, max_frames=max_frames, max_side=max_side)
+
+
+def _frame_stream(
+    path: str, head: _Header, *, fps: float | None, max_frames: int | None, max_side: int | None
+) -> Iterator[np.ndarray]:
+    if max_frames == 0:
+        return
+    width, height = _scaled_size(head.width, head.height, max_side)
+    filters: list[str] = []
+    if fps is not None and fps < float(head.frame_rate):
+        filters.append(_select_expr(fps))
+    if (width, height) != (head.width, head.height):
+        filters.append(f"scale={width}:{height}:flags=area")
+    cmd = [_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", path,
+           "-map", "0:v:0", "-an", "-sn", "-dn"]
+    if filters:
+        cmd += ["-vf", ",".join(filters)]
+    if max_frames is not None:
+        cmd += ["-frames:v", str(max_frames)]
+    # Passthrough: one output frame per decoded (selected) frame; the default for raw pipes would
+    # duplicate/drop frames to reach a constant rate on variable-frame-rate phone videos.
+    cmd += ["-fps_mode", "passthrough", "-pix_fmt", "rgb24", "-f", "rawvideo", "-"]
+
+    frame_bytes = width * height * 3
+    # stderr goes to a temporary file: a pipe could fill up and stall ffmpeg.
+    with tempfile.TemporaryFile() as errlog:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errlog, stdin=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        produced = 0
+        finished = False
+        try:
+            while max_frames is None or produced < max_frames:
+                buf = proc.stdout.read(frame_bytes)
+                if not buf:
+                    break
+                if len(buf) < frame_bytes:
+                    raise VideoError(f"ffmpeg ended in the middle of a frame while reading {path!r}.")
+                produced += 1
+                yield np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3).copy()
+            finished = True
+        finally:
+            if not finished or (max_frames is not None and produced >= max_frames):
+                proc.kill()
+            proc.stdout.close()
+            rc = proc.wait()
+        if finished and rc != 0 and not (max_frames is not None and produced >= max_frames):
+            errlog.seek(0)
+            msg = _last_error_line(errlog.read().decode("utf-8", "replace"))
+            raise VideoError(f"ffmpeg failed while decoding {path!r} after {produced} frames: {msg}")
+        if finished and produced == 0:
+            raise VideoError(f"{path!r} yielded zero frames.")
+
+
+def read_video(
+    path: PathLike,
+    *,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    max_side: int | None = None,
+) -> tuple[np.ndarray, VideoInfo]:
+    """Read a (short) video into memory.
+
+    Arguments: as :func:`iter_frames`.
+
+    Returns:
+        ``(frames, info)``: frames ``uint8 [T, H, W, 3]`` RGB (processed: subsampled/downscaled as
+        requested) and the :class:`VideoInfo` of the *source* file. The frames' rate is
+        ``info.sampled_frame_rate(fps)``.
+    """
+    info = probe(path)
+    frames = list(iter_frames(path, fps=fps, max_frames=max_frames, max_side=max_side))
+    if not frames:
+        w, h = _scaled_size(info.width, info.height, max_side)
+        return np.zeros((0, h, w, 3), dtype=np.uint8), info
+    return np.stack(frames), info
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+class VideoWriter:
+    """Stream RGB frames into a browser-playable H.264 MP4 (yuv420p, ``+faststart``).
+
+    Use as a context manager::
+
+        with VideoWriter("out.mp4", info.frame_rate, audio_from="in.mp4") as writer:
+            for frame in frames:
+                writer.write(frame)
+
+    All frames must have the size of the first. yuv420p needs even sizes, so an odd width or height
+    is padded by one pixel on the right/bottom, replicating the edge pixels (nothing is cropped or
+    resampled). If ``audio_from`` is a video with an audio stream, its first audio track is muxed in
+    on :meth:`close` (copied when it is AAC, else re-encoded to AAC) and cut at the video's end.
+
+    Arguments:
+        path: output ``.mp4`` path (parent folders are created).
+        fps: frame rate; a ``Fraction`` or ``"30000/1001"`` string keeps NTSC rates exact
+            (a float such as 29.97 is mapped to 30000/1001 too).
+        audio_from: optional source video whose audio to copy; ignored if it has no audio.
+        crf: x264 constant rate factor (lower is better quality, 18-23 is visually good).
+        preset: x264 speed preset.
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        fps: float | Fraction | str,
+        *,
+        audio_from: PathLike | None = None,
+        crf: int = 20,
+        preset: str = "veryfast",
+    ) -> None:
+        self.path = Path(path)
+        self.frame_rate = _as_fraction(fps)
+        self.audio_from = None if audio_from is None else _check_file(audio_from)
+        self.crf = int(crf)
+        self.preset = preset
+        self.frames_written = 0
+        self.size: tuple[int, int] | None = None  # (W, H) of the input frames
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._errlog: tempfile._TemporaryFileWrapper[bytes] | None = None
+        self._video_path: Path | None = None
+        self._closed = False
+
+    # ---- context manager
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _start(self, width: int, height: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.size = (width, height)
+        out_w, out_h = width + width % 2, height + height % 2
+        if self.audio_from is not None:
+            fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix=".rvos-video-", dir=self.path.parent)
+            os.close(fd)
+            self._video_path = Path(tmp)
+        else:
+            self._video_path = self.path
+        # Lives as long as the encoder; closed (and deleted) in close()/abort().
+        self._errlog = tempfile.NamedTemporaryFile(prefix="rvos-ffmpeg-", suffix=".log")  # noqa: SIM115
+        cmd = [
+            _ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{out_w}x{out_h}",
+            "-framerate", f"{self.frame_rate.numerator}/{self.frame_rate.denominator}",
+            "-i", "-",
+            "-an", "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf),
+            "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4",
+            str(self._video_path),
+        ]
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._errlog
+        )
+
+    def _ffmpeg_log(self) -> str:
+        if self._errlog is None:
+            return ""
+        self._errlog.seek(0)
+        return self._errlog.read().decode("utf-8", "replace")
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one frame: ``uint8 [H, W, 3]`` RGB, the same size as the first frame."""
+        if self._closed:
+            raise VideoError(f"VideoWriter for {str(self.path)!r} is already closed.")
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(
+                f"frame must be uint8 [H, W, 3] RGB, got dtype {frame.dtype} shape {frame.shape}"
+            )
+        h, w = frame.shape[:2]
+        if h == 0 or w == 0:
+            raise ValueError(f"frame must not be empty, got shape {frame.shape}")
+        if self._proc is None:
+            self._start(w, h)
+        elif (w, h) != self.size:
+            raise ValueError(
+                f"all frames must have the first frame's size {self.size} (W, H), got {(w, h)}"
+            )
+        if w % 2 or h % 2:
+            frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+        except BrokenPipeError as err:
+            self._proc.wait()
+            raise VideoError(
+                f"ffmpeg stopped while writing {str(self.path)!r}: "
+                f"{_last_error_line(self._ffmpeg_log())}"
+            ) from err
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Finish encoding (and mux audio). Raises :class:`VideoError` if no frame was written."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._proc is None:
+            raise VideoError(f"No frames were written to {str(self.path)!r}; nothing to encode.")
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        rc = self._proc.wait()
+        log = self._ffmpeg_log()
+        if self._errlog is not None:
+            self._errlog.close()
+        if rc != 0:
+            self._cleanup_temp()
+            raise VideoError(f"ffmpeg failed to encode {str(self.path)!r}: {_last_error_line(log)}")
+        if self._video_path != self.path:
+            try:
+                self._mux_audio()
+            finally:
+                self._cleanup_temp()
+
+    def abort(self) -> None:
+        """Stop without finishing; removes partial output."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._proc is not None:
+            self._proc.kill()
+            if self._proc.stdin is not None:
+                try:
+                    self._proc.stdin.close()
+                except BrokenPipeError:
+                    pass
+            self._proc.wait()
+        if self._errlog is not None:
+            self._errlog.close()
+        self._cleanup_temp()
+        if self._proc is not None and self.path.exists():
+            self.path.unlink()
+
+    def _cleanup_temp(self) -> None:
+        if self._video_path is not None and self._video_path != self.path:
+            self._video_path.unlink(missing_ok=True)
+
+    def _mux_audio(self) -> None:
+        assert self._video_path is not None and self.audio_from is not None
+        head = _read_header(self.audio_from)
+        if not head.has_audio:
+            shutil.move(str(self._video_path), str(self.path))
+            return
+        # AAC plays in every browser's MP4 support; anything else (Opus in MP4, PCM from some
+        # cameras, AMR from old phones) is re-encoded.
+        audio = ["-c:a", "copy"] if head.audio_codec == "aac" else ["-c:a", "aac", "-b:a", "160k"]
+        # Cut the audio at the video's end; the video itself is never shortened (``-shortest``
+        # would drop frames when the source audio is shorter than the video).
+        duration = self.frames_written / self.frame_rate
+        rc, err = _run_ffmpeg(
+            ["-y", "-i", str(self._video_path), "-i", self.audio_from,
+             "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *audio,
+             "-t", f"{float(duration):.6f}", "-movflags", "+faststart", "-f", "mp4",
+             str(self.path)]
+        )
+        if rc != 0:
+            raise VideoError(
+                f"Could not add the audio of {self.audio_from!r} to {str(self.path)!r}: "
+                f"{_last_error_line(err)}"
+            )
+
+
+def write_video(
+    path: PathLike,
+    frames: np.ndarray | list[np.ndarray],
+    fps: float | Fraction | str,
+    *,
+    audio_from: PathLike | None = None,
+) -> Path:
+    """Write frames ``uint8 [T, H, W, 3]`` with :class:`VideoWriter`; returns the path."""
+    with VideoWriter(path, fps, audio_from=audio_from) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Masks
+
+
+def write_palette_png(path: PathLike, labels: np.ndarray) -> Path:
+    """Save a label map as a DAVIS-style palette PNG.
+
+    Arguments:
+        path: output ``.png`` path (parent folders are created).
+        labels: ``uint8 [H, W]``: 0 is background, ``k >= 1`` the k-th object. Colours are the
+            DAVIS palette (:func:`rvos.visualize.davis_palette`), so object k has the colour
+            ``rvos.visualize.palette(n)[k - 1]``.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be a 2-D [H, W] array, got shape {labels.shape}")
+    if labels.dtype != np.uint8:
+        if labels.dtype.kind not in "biu" or labels.size and (labels.min() < 0 or labels.max() > 255):
+            raise ValueError(f"labels must be integers in 0..255 (uint8), got dtype {labels.dtype}")
+        labels = labels.astype(np.uint8)
+    height, width = labels.shape
+    image = Image.frombytes("P", (width, height), np.ascontiguousarray(labels).tobytes())
+    image.putpalette(davis_palette().reshape(-1).tolist())
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out, format="PNG")
+    return out
+
+
+def read_palette_png(path: PathLike) -> np.ndarray:
+    """Read a palette (or grayscale) PNG label map written by :func:`write_palette_png`.
+
+    Returns:
+        ``uint8 [H, W]`` label indices (not colours).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"Mask file not found: {str(p)!r}")
+    with Image.open(p) as image:
+        if image.mode not in ("P", "L"):
+            raise ValueError(
+                f"{str(p)!r} is a {image.mode} image; expected a palette (P) or grayscale (L) PNG "
+                "whose pixel values are object indices"
+            )
+        return np.array(image, dtype=np.uint8)
+
+
+def zip_folder(folder: PathLike, zip_path: PathLike) -> Path:
+    """Zip every file under ``folder`` (paths stored relative to it, sorted for reproducibility)."""
+    src = Path(folder)
+    if not src.is_dir():
+        raise FileNotFoundError(f"Folder to zip not found: {str(src)!r}")
+    out = Path(zip_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in src.rglob("*") if p.is_file() and p.resolve() != out.resolve())
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for file in files:
+            zf.write(file, file.relative_to(src).as_posix())
+    return out
