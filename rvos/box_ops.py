@@ -15,6 +15,7 @@ __all__ = [
     "box_cxcywh_to_xyxy",
     "box_iou",
     "box_xyxy_to_cxcywh",
+    "elementwise_generalized_box_iou",
     "generalized_box_iou",
     "masks_to_boxes",
 ]
@@ -81,6 +82,29 @@ def generalized_box_iou(a: Tensor, b: Tensor, eps: float = 1e-7) -> Tensor:
     wh = (rb - lt).clamp(min=0)
     enclosing = wh[..., 0] * wh[..., 1]
     return iou - (enclosing - union) / enclosing.clamp(min=eps)
+
+
+def elementwise_generalized_box_iou(a: Tensor, b: Tensor, eps: float = 1e-7) -> Tensor:
+    """GIoU of corresponding xyxy boxes: ``a [..., 4]`` and ``b [..., 4]`` broadcast → ``[...]``.
+
+    The same quantity as `generalized_box_iou`, for aligned pairs instead of all pairs (the
+    batched matcher compares every query with its own video's target in every frame).
+    """
+    if a.shape[-1] != 4 or b.shape[-1] != 4:
+        raise ValueError(
+            f"boxes need 4 numbers in the last dim, got {tuple(a.shape)}, {tuple(b.shape)}"
+        )
+    area_a, area_b = box_area(a), box_area(b)
+    wh = (torch.minimum(a[..., 2:], b[..., 2:]) - torch.maximum(a[..., :2], b[..., :2])).clamp(
+        min=0
+    )
+    inter = wh[..., 0] * wh[..., 1]
+    union = area_a + area_b - inter
+    hull = (torch.maximum(a[..., 2:], b[..., 2:]) - torch.minimum(a[..., :2], b[..., :2])).clamp(
+        min=0
+    )
+    enclosing = hull[..., 0] * hull[..., 1]
+    return inter / union.clamp(min=eps) - (enclosing - union) / enclosing.clamp(min=eps)
 
 
 def masks_to_boxes(masks: Tensor) -> Tensor:

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rvos.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
-from rvos.matcher import HungarianMatcher, check_targets, upsample_masks
+from rvos.box_ops import box_cxcywh_to_xyxy, elementwise_generalized_box_iou
+from rvos.matcher import HungarianMatcher, check_targets, stack_targets, upsample_masks
 
 __all__ = ["LossWeights", "ReferringCriterion", "dice_loss", "sigmoid_focal_loss"]
 
@@ -113,45 +113,50 @@ class ReferringCriterion:
     def single_layer(
         self,
         outputs: dict[str, Tensor],
-        targets: list[dict[str, Tensor]],
+        targets: dict[str, Tensor],
         num_boxes: float,
     ) -> dict[str, Tensor]:
-        """Unweighted losses of one decoder layer's outputs (see the module docstring)."""
+        """Unweighted losses of one decoder layer's outputs (see the module docstring).
+
+        ``targets`` are stacked (`rvos.matcher.stack_targets`); all videos are handled with
+        batched gathers, so the cost does not grow with Python loops over the batch.
+        """
         assert self.matcher is not None
         logits = outputs["pred_logits"][..., 0]  # [B, T, Q]
+        B, T, Q = logits.shape
         indices = self.matcher(outputs, targets)
+        matched = torch.tensor(
+            [int(q[0]) if q.numel() else -1 for q, _ in indices], device=logits.device
+        )
+        has = matched >= 0  # [B]
+        query = matched.clamp(min=0)
+        valid = targets["valid"] & has[:, None]  # [B, T]: frames with a positive
 
-        cls_target = torch.zeros_like(logits)
-        zero = logits.sum() * 0  # keeps the graph (and device/dtype) for empty batches
-        l1_sum, giou_sum, dice_sum, focal_sum = zero, zero, zero, zero
-        for b, ((q_idx, _), tgt) in enumerate(zip(indices, targets)):
-            if q_idx.numel() == 0:
-                continue
-            q = int(q_idx[0])
-            valid = tgt["valid"].to(logits.device).bool()
-            cls_target[b, valid, q] = 1.0
-
-            pred_boxes = outputs["pred_boxes"][b, :, q][valid]  # [V, 4]
-            gt_boxes = tgt["boxes"].to(pred_boxes)[valid]
-            l1_sum = l1_sum + (pred_boxes - gt_boxes).abs().sum()
-            giou = torch.diag(
-                generalized_box_iou(box_cxcywh_to_xyxy(pred_boxes), box_cxcywh_to_xyxy(gt_boxes))
-            )
-            giou_sum = giou_sum + (1 - giou).sum()
-
-            gt_masks = tgt["masks"].to(logits.device)  # [T, H, W]
-            pred_masks = upsample_masks(outputs["pred_masks"][b, :, q], gt_masks.shape[-2:])
-            dice_sum = dice_sum + dice_loss(pred_masks, gt_masks).sum()
-            focal = sigmoid_focal_loss(pred_masks, gt_masks, self.focal_alpha, self.focal_gamma)
-            focal_sum = focal_sum + focal.flatten(1).mean(1).sum()
-
+        cls_target = F.one_hot(query, Q).to(logits.dtype)[:, None, :] * valid[..., None]
         cls = sigmoid_focal_loss(logits, cls_target, self.focal_alpha, self.focal_gamma)
+
+        # The matched query's sequence in every frame: [B, T, ...].
+        rows = torch.arange(B, device=logits.device)
+        pred_boxes = outputs["pred_boxes"][rows, :, query]
+        vmask = valid.to(pred_boxes.dtype)
+        l1 = ((pred_boxes - targets["boxes"]).abs().sum(-1) * vmask).sum()
+        giou = elementwise_generalized_box_iou(
+            box_cxcywh_to_xyxy(pred_boxes), box_cxcywh_to_xyxy(targets["boxes"])
+        )
+        giou = ((1 - giou) * vmask).sum()
+
+        gt_masks = targets["masks"]  # [B, T, H, W]
+        pred_masks = upsample_masks(outputs["pred_masks"][rows, :, query], gt_masks.shape[-2:])
+        hmask = has.to(pred_masks.dtype)[:, None]  # masks count in every frame of a matched video
+        dice = dice_loss(pred_masks.flatten(0, 1), gt_masks.flatten(0, 1)).view(B, T) * hmask
+        focal = sigmoid_focal_loss(pred_masks, gt_masks, self.focal_alpha, self.focal_gamma)
+        focal = focal.flatten(2).mean(-1) * hmask
         return {
             "loss_cls": cls.sum() / num_boxes,
-            "loss_bbox": l1_sum / num_boxes,
-            "loss_giou": giou_sum / num_boxes,
-            "loss_dice": dice_sum / num_boxes,
-            "loss_mask": focal_sum / num_boxes,
+            "loss_bbox": l1 / num_boxes,
+            "loss_giou": giou / num_boxes,
+            "loss_dice": dice.sum() / num_boxes,
+            "loss_mask": focal.sum() / num_boxes,
         }
 
     def __call__(
@@ -159,12 +164,13 @@ class ReferringCriterion:
     ) -> dict[str, Tensor]:
         B, T = outputs["pred_logits"].shape[:2]
         check_targets(targets, B, T)
+        stacked = stack_targets(targets, outputs["pred_logits"].device)
         # Number of target boxes (visible frames) in the batch, at least 1 to avoid 0/0.
         num_boxes = max(1.0, float(sum(int(t["valid"].sum()) for t in targets)))
-        losses = self.single_layer(outputs, targets, num_boxes)
+        losses = self.single_layer(outputs, stacked, num_boxes)
         if self.aux_loss:
             for i, aux in enumerate(outputs.get("aux_outputs", [])):
-                for k, v in self.single_layer(aux, targets, num_boxes).items():
+                for k, v in self.single_layer(aux, stacked, num_boxes).items():
                     losses[f"{k}_{i}"] = v
         weights = self.weights.as_dict()
         # Aux terms are named "<term>_<layer>" and share the term's weight.

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from rvos.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
+from rvos.box_ops import box_cxcywh_to_xyxy, elementwise_generalized_box_iou
 
-__all__ = ["HungarianMatcher", "check_targets", "upsample_masks"]
+__all__ = ["HungarianMatcher", "check_targets", "stack_targets", "upsample_masks"]
 
 
 def upsample_masks(mask_logits: Tensor, size: tuple[int, int]) -> Tensor:
@@ -68,6 +68,16 @@ def check_targets(targets: list[dict[str, Tensor]], batch: int, frames: int) -> 
             raise ValueError(f"target {i} valid must be [{frames}], got {tuple(t['valid'].shape)}")
 
 
+def stack_targets(targets: list[dict[str, Tensor]], device: torch.device) -> dict[str, Tensor]:
+    """Stack per-video targets into batch tensors: masks ``[B,T,H,W]`` (float), boxes
+    ``[B,T,4]``, valid ``[B,T]`` (bool), on ``device``."""
+    return {
+        "masks": torch.stack([t["masks"] for t in targets]).to(device, torch.float32),
+        "boxes": torch.stack([t["boxes"] for t in targets]).to(device, torch.float32),
+        "valid": torch.stack([t["valid"] for t in targets]).to(device, torch.bool),
+    }
+
+
 def _focal_terms(logits: Tensor, alpha: float, gamma: float) -> tuple[Tensor, Tensor]:
     """Elementwise focal loss of each logit if its label were 1 (pos) or 0 (neg)."""
     p = logits.sigmoid()
@@ -91,64 +101,74 @@ class HungarianMatcher:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
 
-    def cost_matrix(self, outputs: dict[str, Tensor], target: dict[str, Tensor], b: int) -> Tensor:
-        """Cost of assigning each query of video ``b`` to its target: ``[Q, 1]``.
+    def cost_matrix(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
+        """Cost of assigning each query to its video's referred object, all videos at once.
 
         Arguments:
             outputs: model outputs with pred_logits ``[B,T,Q,1]``, pred_boxes ``[B,T,Q,4]``,
                 pred_masks ``[B,T,Q,h,w]``.
-            target: masks ``[T,H,W]``, boxes ``[T,4]`` (normalised cxcywh), valid ``[T]``.
-            b: index of the video in the batch.
+            targets: stacked targets (`stack_targets`): masks ``[B,T,H,W]``, boxes ``[B,T,4]``
+                (normalised cxcywh), valid ``[B,T]``.
+        Returns:
+            ``[B, Q]`` costs (frame averages; a video with no visible frame gets mask costs
+            only, and is not matched anyway).
         """
-        logits = outputs["pred_logits"][b, ..., 0].float()  # [T, Q]
-        boxes = outputs["pred_boxes"][b].float()  # [T, Q, 4]
-        masks = outputs["pred_masks"][b].float()  # [T, Q, h, w]
-        Q = logits.shape[1]
-        valid = target["valid"].bool()
-        n_valid = int(valid.sum())
-        cost = logits.new_zeros(Q)
-        if n_valid > 0:
-            pos, neg = _focal_terms(logits[valid], self.focal_alpha, self.focal_gamma)
-            cost = cost + self.cost_class * (pos - neg).mean(0)
-            tgt_boxes = target["boxes"].float()[valid]  # [V, 4]
-            pred_boxes = boxes[valid]  # [V, Q, 4]
-            l1 = (pred_boxes - tgt_boxes[:, None]).abs().sum(-1).mean(0)  # [Q]
-            giou = torch.stack(
-                [
-                    generalized_box_iou(box_cxcywh_to_xyxy(pb), box_cxcywh_to_xyxy(tb[None]))[:, 0]
-                    for pb, tb in zip(pred_boxes, tgt_boxes)
-                ]
-            ).mean(0)  # [Q]
-            cost = cost + self.cost_bbox * l1 - self.cost_giou * giou
-        H, W = target["masks"].shape[-2:]
-        prob_logits = upsample_masks(masks, (H, W)).flatten(2)  # [T, Q, HW]
-        tgt = target["masks"].float().flatten(1)[:, None]  # [T, 1, HW]
-        prob = prob_logits.sigmoid()
-        dice = 1 - (2 * (prob * tgt).sum(-1) + 1) / (prob.sum(-1) + tgt.sum(-1) + 1)  # [T, Q]
-        pos, neg = _focal_terms(prob_logits, self.focal_alpha, self.focal_gamma)
-        focal = (tgt * pos + (1 - tgt) * neg).mean(-1)  # [T, Q]
-        cost = cost + self.cost_dice * dice.mean(0) + self.cost_focal * focal.mean(0)
-        return cost[:, None]
+        logits = outputs["pred_logits"][..., 0].float()  # [B, T, Q]
+        boxes = outputs["pred_boxes"].float()  # [B, T, Q, 4]
+        valid = targets["valid"].to(logits.dtype)[..., None]  # [B, T, 1]
+        n_valid = valid.sum(1).clamp(min=1)  # [B, 1]
+
+        pos, neg = _focal_terms(logits, self.focal_alpha, self.focal_gamma)
+        cls = ((pos - neg) * valid).sum(1) / n_valid
+        gt_boxes = targets["boxes"][:, :, None]  # [B, T, 1, 4]
+        l1 = ((boxes - gt_boxes).abs().sum(-1) * valid).sum(1) / n_valid
+        giou = elementwise_generalized_box_iou(
+            box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(gt_boxes)
+        )
+        giou = (giou * valid).sum(1) / n_valid
+
+        gt_masks = targets["masks"]  # [B, T, H, W]
+        mask_logits = upsample_masks(outputs["pred_masks"].float(), gt_masks.shape[-2:])
+        mask_logits = mask_logits.flatten(3)  # [B, T, Q, HW]
+        gt = gt_masks.flatten(2)[:, :, None]  # [B, T, 1, HW]
+        prob = mask_logits.sigmoid()
+        dice = 1 - (2 * (prob * gt).sum(-1) + 1) / (prob.sum(-1) + gt.sum(-1) + 1)  # [B, T, Q]
+        mpos, mneg = _focal_terms(mask_logits, self.focal_alpha, self.focal_gamma)
+        focal = (gt * mpos + (1 - gt) * mneg).mean(-1)  # [B, T, Q]
+
+        return (
+            self.cost_class * cls
+            + self.cost_bbox * l1
+            - self.cost_giou * giou
+            + self.cost_dice * dice.mean(1)
+            + self.cost_focal * focal.mean(1)
+        )
 
     @torch.no_grad()
     def __call__(
-        self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]]
+        self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]] | dict[str, Tensor]
     ) -> list[tuple[Tensor, Tensor]]:
         """Return, per video, ``(query_indices, target_indices)`` int64 tensors.
 
+        ``targets``: one dict per video (see `check_targets`) or already stacked.
         A video whose object is visible in no frame gets empty indices (nothing to match:
         every query is a negative in every frame). Otherwise exactly one query is matched.
         """
         B, T = outputs["pred_logits"].shape[:2]
-        check_targets(targets, B, T)
+        if isinstance(targets, (list, tuple)):
+            check_targets(targets, B, T)
+            targets = stack_targets(targets, outputs["pred_logits"].device)
+        cost = self.cost_matrix(outputs, targets).cpu()  # one transfer for the whole batch
+        has_object = targets["valid"].any(1).cpu()
         result: list[tuple[Tensor, Tensor]] = []
-        for b, target in enumerate(targets):
-            if not bool(target["valid"].any()):
+        for b in range(B):
+            if not bool(has_object[b]):
                 empty = torch.zeros(0, dtype=torch.int64)
                 result.append((empty, empty.clone()))
                 continue
-            cost = self.cost_matrix(outputs, target, b).cpu()
-            rows, cols = linear_sum_assignment(cost.numpy())
+            # One target per video: the Hungarian solution is the cheapest query; the general
+            # solver is kept so the code states the paper's formulation.
+            rows, cols = linear_sum_assignment(cost[b][:, None].numpy())
             result.append(
                 (torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64))
             )

@@ -10,6 +10,7 @@ from rvos.box_ops import (
     box_cxcywh_to_xyxy,
     box_iou,
     box_xyxy_to_cxcywh,
+    elementwise_generalized_box_iou,
     generalized_box_iou,
     masks_to_boxes,
 )
@@ -64,3 +65,13 @@ def test_masks_to_boxes():
     assert boxes[0].tolist() == [2, 1, 5, 3]
     assert boxes[1].tolist() == [0, 0, 0, 0]
     assert not math.isnan(boxes.sum().item())
+
+
+def test_elementwise_giou_is_the_diagonal_of_the_pairwise_giou():
+    g = torch.Generator().manual_seed(0)
+    a = box_cxcywh_to_xyxy(torch.rand(7, 4, generator=g) * 0.5 + 0.2)
+    b = box_cxcywh_to_xyxy(torch.rand(7, 4, generator=g) * 0.5 + 0.2)
+    assert torch.allclose(elementwise_generalized_box_iou(a, b), generalized_box_iou(a, b).diag())
+    # Broadcasting: [2, 3, 4] against [2, 1, 4], as the matcher compares queries with a target.
+    queries, target = a[:6].view(2, 3, 4), b[:2].view(2, 1, 4)
+    assert elementwise_generalized_box_iou(queries, target).shape == (2, 3)

@@ -95,3 +95,11 @@ def test_upsample_masks_scales_by_four_and_crops():
     assert up.shape == (2, 10, 11)
     # Cell (1, 1) covers pixels 4..7 in each direction.
     assert (up[0, 4:8, 4:8] > 0).all() and (up[0, :2] < 1).all()
+
+
+def test_batched_videos_each_get_their_own_best_query():
+    targets = [_target(), _target(valid=(True, False, True)), _target()]
+    outs = [_outputs(best, t, seed=i) for i, (best, t) in enumerate(zip([4, 0, 2], targets))]
+    batched = {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+    result = HungarianMatcher()(batched, targets)
+    assert [q.tolist() for q, _ in result] == [[4], [0], [2]]
