@@ -99,7 +99,10 @@ def test_upsample_masks_scales_by_four_and_crops():
 
 def test_batched_videos_each_get_their_own_best_query():
     targets = [_target(), _target(valid=(True, False, True)), _target()]
-    outs = [_outputs(best, t, seed=i) for i, (best, t) in enumerate(zip([4, 0, 2], targets))]
+    outs = [
+        _outputs(best, t, seed=i)
+        for i, (best, t) in enumerate(zip([4, 0, 2], targets, strict=True))
+    ]
     batched = {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
     result = HungarianMatcher()(batched, targets)
     assert [q.tolist() for q, _ in result] == [[4], [0], [2]]

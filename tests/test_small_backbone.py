@@ -22,7 +22,7 @@ def test_shapes_follow_the_backbone_contract(size, frames):
     with torch.no_grad():
         feats = net(torch.randn(2 * frames, 3, h, w), num_frames=frames)
     assert len(feats) == 4
-    for f, s, c in zip(feats, net.strides, net.num_channels):
+    for f, s, c in zip(feats, net.strides, net.num_channels, strict=True):
         assert tuple(f.shape) == (2 * frames, c, math.ceil(h / s), math.ceil(w / s))
 
 
@@ -48,7 +48,7 @@ def test_one_frame_videos_are_processed_independently():
     with torch.no_grad():
         a = net(x, 1)
         b = net(torch.cat([x, x]), 1)  # two one-frame videos
-    for fa, fb in zip(a, b):
+    for fa, fb in zip(a, b, strict=True):
         assert torch.allclose(fa[0], fb[1], atol=1e-5)
 
 

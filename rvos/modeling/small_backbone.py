@@ -130,7 +130,7 @@ class SmallVideoBackbone(nn.Module):
         )
         in_ch = stem_channels
         stages = []
-        for out_ch, depth in zip(self.num_channels, depths):
+        for out_ch, depth in zip(self.num_channels, depths, strict=True):
             stages.append(Stage(in_ch, out_ch, int(depth), temporal_kernel, norm))
             in_ch = out_ch
         self.stages = nn.ModuleList(stages)
