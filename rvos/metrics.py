@@ -134,7 +134,8 @@ def f_measure(gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUND_TH) -> n
     if bound_th <= 0:
         raise ValueError(f"bound_th must be positive, got {bound_th}")
     kernel = _disk(_bound_pixels(gt.shape[1:], bound_th))
-    return np.array([_f_frame(g, p, kernel) for g, p in zip(gt, pred)], dtype=np.float64)
+    scores = [_f_frame(g, p, kernel) for g, p in zip(gt, pred, strict=True)]
+    return np.array(scores, dtype=np.float64)
 
 
 def jf(j: np.ndarray, f: np.ndarray) -> tuple[float, float, float]:

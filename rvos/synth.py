@@ -392,7 +392,7 @@ def _photo_textures() -> list[np.ndarray]:
                         frame = cv2.resize(frame, None, fx=scale, fy=scale,
                                            interpolation=cv2.INTER_AREA)
                     photos.append(np.ascontiguousarray(frame))
-        except Exception:  # noqa: BLE001 - photos are optional decoration; procedural fallback
+        except Exception:  # photos are optional decoration; any failure -> procedural
             photos = []
         _PHOTOS = photos
         return photos
@@ -469,7 +469,7 @@ def _sample_appearances(rng: np.random.Generator, n: int) -> list[tuple[str, str
     # Every palette entry is used at least once; the rest are drawn freely.
     cs = [colours[i % len(colours)] for i in rng.permutation(n)]
     ss = [shapes[i % len(shapes)] for i in rng.permutation(n)]
-    return list(zip(cs, ss))
+    return list(zip(cs, ss, strict=True))
 
 
 def _sample_motion(rng: np.random.Generator) -> str:
@@ -897,7 +897,7 @@ def generate_clip(
         frames, masks, area = _render(bg, objects, num_frames)
         visible = masks.sum(axis=(2, 3))
         frac = np.where(area > 0, visible / np.maximum(area, 1), 0.0).astype(np.float32)
-        for obj, vf in zip(objects, frac):
+        for obj, vf in zip(objects, frac, strict=True):
             obj.visible_fraction = vf
         facts = [_Facts(o, o.centers[:, 0] / w, o.centers[:, 1] / h, o.radii.astype(np.float64))
                  for o in objects]
@@ -1056,7 +1056,7 @@ def write_split(
         frame_names = [f"{i:05d}" for i in range(clip.num_frames)]
         img_dir = out / "JPEGImages" / clip.name
         img_dir.mkdir(parents=True, exist_ok=True)
-        for fname, frame in zip(frame_names, clip.frames):
+        for fname, frame in zip(frame_names, clip.frames, strict=True):
             ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
                                    [cv2.IMWRITE_JPEG_QUALITY, 95])
             if not ok:
@@ -1066,7 +1066,7 @@ def write_split(
         for e_id, expr in enumerate(clip.expressions):
             ann_dir = out / "Annotations" / clip.name / str(e_id)
             ann_dir.mkdir(parents=True, exist_ok=True)
-            for fname, m in zip(frame_names, clip.masks[expr.object_index]):
+            for fname, m in zip(frame_names, clip.masks[expr.object_index], strict=True):
                 ok, buf = cv2.imencode(".png", m.astype(np.uint8) * 255)
                 if not ok:
                     raise OSError(f"could not encode {ann_dir / fname}.png")
