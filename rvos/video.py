@@ -16,6 +16,7 @@ Problems a user can cause (missing file, not a video, no frames) raise :class:`V
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -150,7 +151,9 @@ def _as_fraction(fps: float | Fraction | str) -> Fraction:
         try:
             rate = Fraction(fps.strip())
         except ValueError as err:
-            raise ValueError(f"fps must be a number or 'N/D' like '30000/1001', got {fps!r}") from err
+            raise ValueError(
+                f"fps must be a number or 'N/D' like '30000/1001', got {fps!r}"
+            ) from err
     else:
         value = float(fps)
         if not math.isfinite(value):
@@ -166,8 +169,9 @@ def _as_fraction(fps: float | Fraction | str) -> Fraction:
 
 
 _RE_DURATION = re.compile(r"Duration:\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
-_RE_STREAM = re.compile(r"^\s*Stream #(\d+):(\d+)\S*:\s*(Video|Audio|Subtitle|Data|Attachment):\s*(.*)$")
-_RE_SIZE = re.compile(r"\b(\d{1,6})x(\d{1,6})\b")
+_RE_STREAM = re.compile(
+    r"^\s*Stream #(\d+):(\d+)\S*:\s*(Video|Audio|Subtitle|Data|Attachment):\s*(.*)$"
+)
 _RE_FPS = re.compile(r"([\d.]+)(k?) (fps|tbr)")
 _RE_MATRIX = re.compile(r"display\s*matrix:\s*rotation of\s*(-?[\d.]+)\s*degrees", re.IGNORECASE)
 _RE_ROTATE_TAG = re.compile(r"^\s*rotate\s*:\s*(-?\d+)", re.MULTILINE)
@@ -431,7 +435,9 @@ def _frame_stream(
     frame_bytes = width * height * 3
     # stderr goes to a temporary file: a pipe could fill up and stall ffmpeg.
     with tempfile.TemporaryFile() as errlog:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errlog, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=errlog, stdin=subprocess.DEVNULL
+        )
         assert proc.stdout is not None
         produced = 0
         finished = False
@@ -441,7 +447,9 @@ def _frame_stream(
                 if not buf:
                     break
                 if len(buf) < frame_bytes:
-                    raise VideoError(f"ffmpeg ended in the middle of a frame while reading {path!r}.")
+                    raise VideoError(
+                        f"ffmpeg ended in the middle of a frame while reading {path!r}."
+                    )
                 produced += 1
                 yield np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3).copy()
             finished = True
@@ -453,7 +461,9 @@ def _frame_stream(
         if finished and rc != 0 and not (max_frames is not None and produced >= max_frames):
             errlog.seek(0)
             msg = _last_error_line(errlog.read().decode("utf-8", "replace"))
-            raise VideoError(f"ffmpeg failed while decoding {path!r} after {produced} frames: {msg}")
+            raise VideoError(
+                f"ffmpeg failed while decoding {path!r} after {produced} frames: {msg}"
+            )
         if finished and produced == 0:
             raise VideoError(f"{path!r} yielded zero frames.")
 
@@ -615,10 +625,8 @@ class VideoWriter:
         if self._proc is None:
             raise VideoError(f"No frames were written to {str(self.path)!r}; nothing to encode.")
         assert self._proc.stdin is not None
-        try:
+        with contextlib.suppress(BrokenPipeError):
             self._proc.stdin.close()
-        except BrokenPipeError:
-            pass
         rc = self._proc.wait()
         log = self._ffmpeg_log()
         if self._errlog is not None:
@@ -640,10 +648,8 @@ class VideoWriter:
         if self._proc is not None:
             self._proc.kill()
             if self._proc.stdin is not None:
-                try:
+                with contextlib.suppress(BrokenPipeError):
                     self._proc.stdin.close()
-                except BrokenPipeError:
-                    pass
             self._proc.wait()
         if self._errlog is not None:
             self._errlog.close()
@@ -711,7 +717,8 @@ def write_palette_png(path: PathLike, labels: np.ndarray) -> Path:
     if labels.ndim != 2:
         raise ValueError(f"labels must be a 2-D [H, W] array, got shape {labels.shape}")
     if labels.dtype != np.uint8:
-        if labels.dtype.kind not in "biu" or labels.size and (labels.min() < 0 or labels.max() > 255):
+        out_of_range = labels.size > 0 and (labels.min() < 0 or labels.max() > 255)
+        if labels.dtype.kind not in "biu" or out_of_range:
             raise ValueError(f"labels must be integers in 0..255 (uint8), got dtype {labels.dtype}")
         labels = labels.astype(np.uint8)
     height, width = labels.shape

@@ -136,7 +136,7 @@ def _thickness(height: int, width: int) -> int:
 
 
 @functools.cache
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def _font(size: int) -> _Font:
     # DejaVu covers accented Latin, Greek and Cyrillic; PIL's built-in font is the fallback so
     # rendering never fails on a machine without system fonts.
     for candidate in _FONT_CANDIDATES:
@@ -148,7 +148,10 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def _fit_text(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, max_width: float) -> str:
+_Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
+
+def _fit_text(text: str, font: _Font, max_width: float) -> str:
     """``text`` on one line, cut with "…" so that it is at most ``max_width`` pixels wide."""
     text = " ".join(text.split())  # newlines/tabs would break the one-line layout
     if font.getlength(text) <= max_width:
@@ -171,7 +174,9 @@ def _default_font_size(width: int) -> int:
 # Mask overlays and captions
 
 
-def _as_mask_list(masks: Sequence[np.ndarray] | np.ndarray, height: int, width: int) -> list[np.ndarray]:
+def _as_mask_list(
+    masks: Sequence[np.ndarray] | np.ndarray, height: int, width: int
+) -> list[np.ndarray]:
     out = []
     for i, mask in enumerate(masks):
         m = np.asarray(mask)
@@ -209,13 +214,13 @@ def overlay_masks(
     mask_list = _as_mask_list(masks, height, width)
     cols = _colors_for(len(mask_list), colors)
     out = frame.astype(np.float32)
-    for mask, color in zip(mask_list, cols):
+    for mask, color in zip(mask_list, cols, strict=True):
         if mask.any():
             out[mask] = (1.0 - alpha) * out[mask] + alpha * np.asarray(color, np.float32)
     result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     if contour:
         t = _thickness(height, width)
-        for mask, color in zip(mask_list, cols):
+        for mask, color in zip(mask_list, cols, strict=True):
             if mask.any():
                 contours, _ = cv2.findContours(
                     mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
@@ -257,7 +262,7 @@ def caption_strip(
     image = Image.new("RGB", (width, height), _STRIP_BG)
     draw = ImageDraw.Draw(image)
     text_x = pad + size + pad
-    for i, (caption, color) in enumerate(zip(captions, cols)):
+    for i, (caption, color) in enumerate(zip(captions, cols, strict=True)):
         top = pad + i * line_h
         draw.rectangle([pad, top, pad + size - 1, top + size - 1], fill=color)
         text = _fit_text(str(caption), font, width - text_x - pad)
@@ -319,7 +324,9 @@ def _blend_dot(image: np.ndarray, center: tuple[float, float], radius: int, colo
     roi[disc] = np.rint((1 - alpha) * roi[disc] + alpha * np.asarray(color)).astype(np.uint8)
 
 
-def _label(image: np.ndarray, text: str, x: int, y: int, bg: Color, fg: Color, scale: float) -> None:
+def _label(
+    image: np.ndarray, text: str, x: int, y: int, bg: Color, fg: Color, scale: float
+) -> None:
     """Text on a filled box whose bottom-left corner is at (x, y), kept inside the image."""
     font = cv2.FONT_HERSHEY_SIMPLEX
     thick = max(1, round(scale * 2))
@@ -358,7 +365,11 @@ def draw_queries(
         ``uint8 [H, W, 3]``, a new array. Non-finite coordinates are skipped.
     """
     frame = _check_frame(frame)
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if np.size(boxes) else np.zeros((0, 4))
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.size == 0:
+        boxes = boxes.reshape(0, 4)
+    elif boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must have shape [Q, 4] (x0, y0, x1, y1), got {boxes.shape}")
     num_q = boxes.shape[0]
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if scores.shape != (num_q,):
@@ -518,7 +529,7 @@ def attention_grid(
     grid = np.full(
         (nrows * cell_h + (nrows - 1) * gap, ncols * tw + (ncols - 1) * gap, 3), 255, np.uint8
     )
-    for i, (heat, label) in enumerate(zip(heats, labels)):
+    for i, (heat, label) in enumerate(zip(heats, labels, strict=True)):
         r, c = divmod(i, ncols)
         y, x = r * (cell_h + gap), c * (tw + gap)
         strip = Image.new("RGB", (tw, label_h), (255, 255, 255))
@@ -600,7 +611,7 @@ def plot_scores(
     vals = np.clip(np.nan_to_num(scores, nan=0.0), 0.0, 1.0)
     order = [q for q in range(num_q) if q != chosen] + ([chosen] if chosen is not None else [])
     for q in order:
-        thick = 3 if q == chosen else 1
+        thick = 4 if q == chosen else 2
         pts = np.array([[to_x(t), to_y(vals[t, q])] for t in range(num_t)], np.int32)
         if num_t == 1:
             cv2.circle(img, tuple(int(v) for v in pts[0]), thick + 2, cols[q], -1)

@@ -1,0 +1,273 @@
+"""rvos.visualize: drawing functions on plain arrays."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from rvos.visualize import (
+    HIGHLIGHT,
+    attention_grid,
+    caption_strip,
+    compose_overlay_frame,
+    davis_palette,
+    draw_attention,
+    draw_queries,
+    overlay_masks,
+    palette,
+    plot_scores,
+    query_colors,
+)
+
+
+@pytest.fixture
+def frame() -> np.ndarray:
+    """A textured 120x160 frame (so 'unchanged' is a real check)."""
+    rng = np.random.default_rng(0)
+    return rng.integers(40, 200, size=(120, 160, 3), dtype=np.uint8)
+
+
+def _near(image: np.ndarray, color: tuple[int, int, int], tol: int = 25) -> np.ndarray:
+    """bool [H, W]: pixels within ``tol`` of ``color`` in every channel."""
+    return (np.abs(image.astype(int) - np.asarray(color)) <= tol).all(axis=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# colours
+
+
+def test_palette_is_the_davis_palette() -> None:
+    pal = davis_palette()
+    assert pal.shape == (256, 3) and pal.dtype == np.uint8
+    assert tuple(pal[0]) == (0, 0, 0)
+    assert palette(4) == [(128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128)]
+    assert tuple(pal[9]) == (191, 0, 0) and tuple(pal[21]) == (128, 64, 128)
+    assert tuple(pal[22]) == (22, 22, 22) and tuple(pal[255]) == (255, 255, 255)
+    assert len(set(palette(21))) == 21
+    assert palette(0) == []
+    with pytest.raises(ValueError, match="0..255"):
+        palette(256)
+
+
+def test_query_colors_are_distinct_and_cycle() -> None:
+    cols = query_colors(12)
+    assert len(set(cols[:10])) == 10 and cols[10] == cols[0]
+    assert HIGHLIGHT not in cols
+
+
+# ---------------------------------------------------------------------------------------------
+# masks and captions
+
+
+def test_fill_changes_inside_only(frame: np.ndarray) -> None:
+    mask = np.zeros(frame.shape[:2], bool)
+    mask[30:70, 50:120] = True
+    out = overlay_masks(frame, [mask], colors=[(255, 0, 0)], alpha=0.5, contour=False)
+    assert out.shape == frame.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[~mask], frame[~mask])
+    expected = np.rint(0.5 * frame[mask].astype(float) + 0.5 * np.array([255, 0, 0]))
+    np.testing.assert_array_equal(out[mask], expected.astype(np.uint8))
+    assert frame is not out and not np.shares_memory(frame, out)
+
+
+def test_contour_is_drawn_in_the_mask_colour(frame: np.ndarray) -> None:
+    mask = np.zeros(frame.shape[:2], bool)
+    mask[30:70, 50:120] = True
+    color = palette(1)[0]
+    out = overlay_masks(frame, np.stack([mask]), alpha=0.3)  # array [K, H, W], default colours
+    assert tuple(out[30, 80]) == color and tuple(out[50, 50]) == color  # boundary pixels
+    assert tuple(out[50, 80]) != color  # interior is a translucent fill, not solid
+
+
+def test_no_masks_returns_a_copy(frame: np.ndarray) -> None:
+    np.testing.assert_array_equal(overlay_masks(frame, []), frame)
+    np.testing.assert_array_equal(compose_overlay_frame(frame, [], []), frame)
+
+
+def test_overlay_rejects_mismatched_masks(frame: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="shape"):
+        overlay_masks(frame, [np.zeros((10, 10), bool)])
+    with pytest.raises(ValueError, match="uint8"):
+        overlay_masks(frame.astype(np.float32), [])
+    with pytest.raises(ValueError, match="colours"):
+        overlay_masks(frame, [np.ones(frame.shape[:2], bool)] * 2, colors=[(1, 2, 3)])
+
+
+def test_caption_strip_draws_each_caption_in_its_colour() -> None:
+    cols = [(200, 0, 0), (0, 0, 200)]
+    one = caption_strip(320, ["a dog"], cols[:1])
+    two = caption_strip(320, ["a dog", "the red car"], cols)
+    assert one.dtype == np.uint8 and one.shape[1] == two.shape[1] == 320
+    assert two.shape[0] > one.shape[0] > 0
+    half = two.shape[0] // 2
+    assert _near(two[:half], cols[0], 10).sum() > 30 and _near(two[half:], cols[1], 10).sum() > 30
+    assert _near(two[:half], cols[1], 10).sum() == 0
+    assert caption_strip(320, []).shape == (0, 320, 3)
+
+
+def test_long_caption_is_truncated_inside_the_strip() -> None:
+    strip = caption_strip(200, ["the man in a red jacket walking a small dog " * 5], [(0, 0, 200)])
+    ink = _near(strip, (0, 0, 200), 60).any(axis=0)
+    assert ink[: 200 // 2].any()
+    assert not ink[-3:].any()  # text stops before the edge (cut with an ellipsis)
+
+
+def test_compose_overlay_frame_stacks_overlay_and_captions(frame: np.ndarray) -> None:
+    mask = np.zeros(frame.shape[:2], bool)
+    mask[10:40, 10:40] = True
+    out = compose_overlay_frame(frame, [mask], ["a cat"])
+    strip = caption_strip(frame.shape[1], ["a cat"])
+    assert out.shape == (frame.shape[0] + strip.shape[0], frame.shape[1], 3)
+    np.testing.assert_array_equal(out[: frame.shape[0]], overlay_masks(frame, [mask]))
+    np.testing.assert_array_equal(out[frame.shape[0] :], strip)
+    top = compose_overlay_frame(frame, [mask], ["a cat"], position="top")
+    np.testing.assert_array_equal(top[: strip.shape[0]], strip)
+    with pytest.raises(ValueError, match="captions"):
+        compose_overlay_frame(frame, [mask], [])
+
+
+# ---------------------------------------------------------------------------------------------
+# queries
+
+
+def test_chosen_box_is_highlighted(frame: np.ndarray) -> None:
+    boxes = np.array([[10, 20, 60, 90], [90, 20, 150, 90]], float)
+    scores = np.array([0.9, 0.3])
+    out = draw_queries(frame, boxes, scores, chosen=0)
+    assert out.shape == frame.shape and out.dtype == np.uint8
+    # The chosen box edge shows the highlight; the other box edge shows its own query colour.
+    left_edge, right_edge = out[40:80, 5:16], out[40:80, 85:96]
+    assert _near(left_edge, HIGHLIGHT, 0).sum() > 20
+    assert _near(right_edge, HIGHLIGHT, 0).sum() == 0
+    assert _near(right_edge, query_colors(2)[1], 0).sum() > 20
+    swapped = draw_queries(frame, boxes, scores, chosen=1)
+    assert _near(swapped[40:80, 85:96], HIGHLIGHT, 0).sum() > 20
+    assert not np.array_equal(out, swapped)
+
+
+def test_reference_and_sampling_points(frame: np.ndarray) -> None:
+    boxes = np.array([[10, 10, 150, 110]], float)
+    out = draw_queries(frame, boxes, np.array([0.5]), chosen=None, ref_points=np.array([[80, 60]]))
+    assert tuple(out[60, 80]) == query_colors(1)[0]
+    pts = np.array([[[40.0, 40.0], [120.0, 80.0]]])
+    weights = np.array([[1.0, 0.05]])
+    dots = draw_queries(frame, boxes, np.array([0.5]), None, sampling_points=pts,
+                        sampling_weights=weights)
+    changed = (dots != draw_queries(frame, boxes, np.array([0.5]), None)).any(axis=-1)
+    strong, weak = changed[30:51, 30:51].sum(), changed[70:91, 110:131].sum()
+    assert strong > weak > 0  # bigger, more opaque dot for the larger weight
+
+
+def test_zero_queries(frame: np.ndarray) -> None:
+    out = draw_queries(frame, np.zeros((0, 4)), np.zeros(0), chosen=None,
+                       ref_points=np.zeros((0, 2)))
+    np.testing.assert_array_equal(out, frame)
+
+
+def test_draw_queries_validates_shapes(frame: np.ndarray) -> None:
+    boxes = np.array([[10, 10, 50, 50]], float)
+    with pytest.raises(ValueError, match="scores"):
+        draw_queries(frame, boxes, np.zeros(2), 0)
+    with pytest.raises(ValueError, match="chosen"):
+        draw_queries(frame, boxes, np.zeros(1), 3)
+    with pytest.raises(ValueError, match="ref_points"):
+        draw_queries(frame, boxes, np.zeros(1), 0, ref_points=np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="sampling_weights"):
+        draw_queries(frame, boxes, np.zeros(1), 0, sampling_points=np.zeros((1, 4, 2)),
+                     sampling_weights=np.zeros((1, 3)))
+
+
+# ---------------------------------------------------------------------------------------------
+# attention
+
+
+def test_heat_map_hot_spot_lands_where_the_heat_is() -> None:
+    gray = np.full((96, 128, 3), 128, np.uint8)
+    heat = np.zeros((12, 16), np.float32)
+    heat[3, 12] = 5.0  # cell centre in frame pixels: (3.5 * 8, 12.5 * 8) = (28, 100)
+    out = draw_attention(gray, heat)
+    assert out.shape == gray.shape and out.dtype == np.uint8
+    redness = out[..., 0].astype(int) - out[..., 2].astype(int)  # JET: hot = red, cold = blue
+    y, x = np.unravel_index(np.argmax(redness), redness.shape)
+    assert abs(y - 28) <= 4 and abs(x - 100) <= 4
+    assert redness[90, 5] < 0  # far away: cold
+
+
+def test_constant_heat_is_uniform() -> None:
+    gray = np.full((40, 60, 3), 100, np.uint8)
+    out = draw_attention(gray, np.full((5, 7), 3.0))
+    assert (out == out[0, 0]).all()
+    with pytest.raises(ValueError, match="2-D"):
+        draw_attention(gray, np.zeros(5))
+
+
+def test_attention_grid_layout(frame: np.ndarray) -> None:
+    heats = [np.random.default_rng(i).random((8, 8)) for i in range(5)]
+    grid = attention_grid(frame, heats, ["the", "red", "car", "on", "left"], cols=3,
+                          tile_width=80)
+    tile_h = 60  # 120 * 80 / 160
+    assert grid.dtype == np.uint8 and grid.shape[1] == 3 * 80 + 2 * 2
+    label_h = (grid.shape[0] - 2) // 2 - tile_h
+    assert label_h > 0 and grid.shape[0] == 2 * (label_h + tile_h) + 2
+    assert (grid[-tile_h:, -80:] == 255).all()  # sixth cell empty
+    np.testing.assert_array_equal(
+        grid[label_h : label_h + tile_h, :80],
+        draw_attention(cv2.resize(frame, (80, 60), interpolation=cv2.INTER_AREA), heats[0]),
+    )
+    with pytest.raises(ValueError, match="labels"):
+        attention_grid(frame, heats, ["x"])
+    with pytest.raises(ValueError, match="empty"):
+        attention_grid(frame, [], [])
+
+
+# ---------------------------------------------------------------------------------------------
+# score plot
+
+
+def _line_pixels(img: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
+    mask = _near(img, color, 20)
+    mask[:22] = False  # ignore the legend in the top margin
+    return np.argwhere(mask)
+
+
+def test_plot_lines_follow_each_query() -> None:
+    scores = np.zeros((20, 2))
+    scores[:, 0], scores[:, 1] = 0.2, 0.8
+    img = plot_scores(scores, chosen=None, size=(320, 200))
+    assert img.shape == (200, 320, 3) and img.dtype == np.uint8
+    c0, c1 = query_colors(2)
+    p0, p1 = _line_pixels(img, c0), _line_pixels(img, c1)
+    assert len(p0) > 100 and len(p1) > 100
+    assert p1[:, 0].mean() < p0[:, 0].mean() - 50  # higher score is drawn higher up
+
+
+def test_chosen_query_is_thicker() -> None:
+    t = np.linspace(0, 1, 30)
+    scores = np.stack([0.3 + 0.1 * np.sin(6 * t), 0.7 + 0.1 * np.sin(6 * t)], axis=1)
+    c0, c1 = query_colors(2)
+    img = plot_scores(scores, chosen=1)
+    assert len(_line_pixels(img, c1)) > 1.8 * len(_line_pixels(img, c0))
+    img = plot_scores(scores, chosen=0)
+    assert len(_line_pixels(img, c0)) > 1.8 * len(_line_pixels(img, c1))
+
+
+def test_current_frame_marker_moves() -> None:
+    scores = np.full((11, 1), 0.5)
+    base = plot_scores(scores, chosen=0)
+    cols_a = np.nonzero((plot_scores(scores, 0, current_frame=2) != base).any(axis=(0, 2)))[0]
+    cols_b = np.nonzero((plot_scores(scores, 0, current_frame=8) != base).any(axis=(0, 2)))[0]
+    assert 0 < len(cols_a) <= 3 and 0 < len(cols_b) <= 3
+    assert cols_b.mean() - cols_a.mean() > 200  # 6 of 10 steps of a ~590-pixel axis
+
+
+def test_plot_edge_cases() -> None:
+    for scores in (np.zeros((0, 5)), np.zeros((10, 0)), np.full((1, 3), 0.5)):
+        img = plot_scores(scores, chosen=None)
+        assert img.shape == (240, 640, 3)
+    single = plot_scores(np.array([[0.1, 0.9]]), chosen=1)
+    assert len(_line_pixels(single, query_colors(2)[1])) > 0
+    with pytest.raises(ValueError, match="chosen"):
+        plot_scores(np.zeros((3, 2)), chosen=2)
+    with pytest.raises(ValueError, match="2-D"):
+        plot_scores(np.zeros(3), chosen=None)
