@@ -206,9 +206,7 @@ def _manual(manual_url: str, dest: Path) -> str:
     return f"download {manual_url} by hand and save it as {dest}"
 
 
-def _open(
-    url: str, offset: int, timeout: float, manual_url: str, dest: Path
-) -> HTTPResponse:
+def _open(url: str, offset: int, timeout: float, manual_url: str, dest: Path) -> HTTPResponse:
     """GET `url` from byte `offset`, following at most two download-confirmation pages."""
     jar = CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
@@ -400,8 +398,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--url", default=None, help="download from this URL instead (a mirror)")
     parser.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds before a stalled "
-        "connection is abandoned"
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help="seconds before a stalled connection is abandoned",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
 

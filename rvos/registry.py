@@ -365,18 +365,37 @@ def _score_text(info: ModelInfo) -> str:
     return "-" if not info.scores else str(info.scores[0])
 
 
+_TABLE_COLUMNS = (
+    ("Ref-YouTube-VOS", "J&F"),
+    ("Ref-DAVIS17", "J&F"),
+    ("A2D-Sentences", "mAP"),
+    ("JHMDB-Sentences", "mAP"),
+)
+
+
+def _cell(info: ModelInfo, benchmark: str, metric: str) -> str:
+    values = {(s.benchmark, s.metric): s.value for s in info.scores}
+    if (benchmark, metric) not in values:
+        return "-"
+    text = f"{values[benchmark, metric]:.1f}"
+    cfbi = values.get((benchmark, "J&F (with CFBI post-processing)"))
+    return text + (f" ({cfbi:.1f} with CFBI)" if cfbi is not None else "")
+
+
 def markdown_table(models: list[ModelInfo] | None = None) -> str:
-    """The README's model-zoo table (GitHub markdown), one row per model."""
+    """The README's model-zoo table (GitHub markdown), one row per model, published scores."""
+    heads = [f"{b} {m}" for b, m in _TABLE_COLUMNS]
     rows = [
-        "| name | backbone | training data | published score | other scores | loads | download |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| name | backbone | trained on | " + " | ".join(heads) + " | rvos loads it | download |",
+        "|" + " --- |" * (len(heads) + 5),
     ]
     for m in models if models is not None else list_models():
-        other = "; ".join(str(s) for s in m.scores[1:]) or "-"
+        cells = [_cell(m, b, metric) for b, metric in _TABLE_COLUMNS]
         link = f"[Google Drive]({m.url})" if m.url else "ships with rvos"
         rows.append(
-            f"| `{m.name}` | {m.backbone} | {m.training_data} | {_score_text(m)} | {other} | "
-            f"{'yes' if m.supported else 'not yet'} | {link} |"
+            f"| `{m.name}` | {m.backbone} | {m.training_data} | "
+            + " | ".join(cells)
+            + f" | {'yes' if m.supported else 'not yet'} | {link} |"
         )
     return "\n".join(rows)
 
@@ -406,8 +425,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     fmt.add_argument("--json", action="store_true", help="print the registry as JSON")
     fmt.add_argument("--markdown", action="store_true", help="print the README's model table")
     parser.add_argument(
-        "--cache-dir", default=None, help="download cache to check (default: $RVOS_CACHE or "
-        "~/.cache/rvos)"
+        "--cache-dir",
+        default=None,
+        help="download cache to check (default: $RVOS_CACHE or ~/.cache/rvos)",
     )
 
 

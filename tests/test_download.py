@@ -253,8 +253,9 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
 
 def test_download_by_name_lands_where_the_registry_looks(server, tmp_path):
     assert resolve_local("ytvos-r50", tmp_path) is None
-    path = dl.download("ytvos-r50", cache_dir=tmp_path, url=server.url + "/model.pth",
-                       progress=False)
+    path = dl.download(
+        "ytvos-r50", cache_dir=tmp_path, url=server.url + "/model.pth", progress=False
+    )
     assert path == tmp_path / "referformer_ytvos_r50.pth"
     assert resolve_local("ytvos-r50", tmp_path) == path
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from rvos import registry
 from rvos.registry import (
@@ -177,3 +179,35 @@ def test_readme_model_table_is_generated_from_the_registry(capsys):
     assert len(table.splitlines()) == 2 + len(MODELS)
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert table in readme, "README is stale: paste `python -m rvos models --markdown` into it"
+
+
+# The README is the registry's other consumer; these keep its front matter and its two
+# commands honest (they live here because the registry's owner also owns the packaging).
+
+
+def _bash_blocks(text: str) -> list[str]:
+    return [b.strip() for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S)]
+
+
+def test_readme_starts_with_the_two_commands_ci_runs():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = _bash_blocks(readme)
+    assert blocks[:2] == [
+        "pip install -r requirements.txt && python app.py",
+        "pip install -r requirements-test.txt && python -m pytest -q",
+    ]
+    ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert blocks[1] in ci_lines
+
+
+def test_space_front_matter_matches_requirements():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme.startswith("---\n")
+    front = dict(line.split(": ", 1) for line in readme.split("---\n")[1].strip().splitlines())
+    assert front["sdk"] == "gradio" and front["app_file"] == "app.py"
+    gradio_req = next(
+        Requirement(line)
+        for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
+        if line.startswith("gradio")
+    )
+    assert gradio_req.specifier.contains(front["sdk_version"])
