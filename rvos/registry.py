@@ -355,10 +355,12 @@ def load_model(
 # ----------------------------------------------------------------------------- presentation
 
 
-def _size_text(info: ModelInfo) -> str:
-    if info.size_bytes is None:
-        return "?"
-    return f"{info.size_bytes / 2**20:.0f} MiB"
+def _size_text(info: ModelInfo, local: Path | None) -> str:
+    size = info.size_bytes
+    if size is None and local is not None:  # measure what is here (the built-in folder, say)
+        files = [local] if local.is_file() else [p for p in local.rglob("*") if p.is_file()]
+        size = sum(p.stat().st_size for p in files)
+    return "?" if size is None else f"{size / 2**20:.1f} MiB"
 
 
 def _score_text(info: ModelInfo) -> str:
@@ -448,7 +450,7 @@ def run_cli(args: argparse.Namespace) -> int:
             m.backbone,
             m.training_data,
             _score_text(m),
-            _size_text(m),
+            _size_text(m, local[m.name]),
             "yes" if local[m.name] else "no",
             "yes" if m.supported else "not yet",
         )

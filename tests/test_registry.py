@@ -153,13 +153,13 @@ def _run(*argv: str) -> int:
 
 
 def test_cli_table_marks_local_files(tmp_path, capsys):
-    (tmp_path / get_model_info("ytvos-r101").filename).write_bytes(b"x")
+    (tmp_path / get_model_info("ytvos-r101").filename).write_bytes(b"x" * 2**20)
     assert _run("--cache-dir", str(tmp_path)) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 + len(MODELS)
     assert lines[0].split()[:2] == ["name", "backbone"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
-    assert rows["ytvos-r101"][-2:] == ["yes", "yes"]  # local, loads
+    assert rows["ytvos-r101"][-4:] == ["1.0", "MiB", "yes", "yes"]  # measured size, local, loads
     assert rows["ytvos-r50"][-2:] == ["no", "yes"]
     assert rows["ytvos-swin-l"][-3:] == ["no", "not", "yet"]
 
