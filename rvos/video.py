@@ -388,8 +388,9 @@ def iter_frames(
         fps: processing frame rate. ``None`` or a rate at least the source's keeps every frame.
             Otherwise frames are subsampled by timestamp: for every tick ``t_k = k / fps``
             (``k = 0, 1, ...``, time measured from the first frame) the first frame with timestamp
-            ``>= t_k`` is kept, so a 30 fps clip at ``fps=10`` yields frames 0, 3, 6, ... and
-            frames are never duplicated.
+            ``>= t_k`` is kept, so a 30 fps clip at ``fps=10`` yields frames 0, 3, 6, ...
+            Frames are never duplicated: ticks inside a gap of a variable-frame-rate video share
+            the next frame, which is kept once.
         max_frames: stop after this many (processed) frames.
         max_side: downscale (area interpolation) so that ``max(H, W) <= max_side``.
 
@@ -531,6 +532,8 @@ class VideoWriter:
         self.path = Path(path)
         self.frame_rate = _as_fraction(fps)
         self.audio_from = None if audio_from is None else _check_file(audio_from)
+        # Inspect the audio source now, so a bad path fails before a long encode, not after.
+        self._audio_head = None if self.audio_from is None else _read_header(self.audio_from)
         self.crf = int(crf)
         self.preset = preset
         self.frames_written = 0
@@ -663,7 +666,8 @@ class VideoWriter:
 
     def _mux_audio(self) -> None:
         assert self._video_path is not None and self.audio_from is not None
-        head = _read_header(self.audio_from)
+        head = self._audio_head
+        assert head is not None
         if not head.has_audio:
             shutil.move(str(self._video_path), str(self.path))
             return

@@ -51,7 +51,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     m = {k: d / v for k, v in {
         "audio": "sine.mp4", "rot_ccw90": "rot_ccw90.mp4", "rot_cw90": "rot_cw90.mp4",
         "pcm": "pcm.mov", "silent": "silent.mp4", "text": "notes.mp4", "audio_only": "tone.m4a",
-        "zero": "zero.avi",
+        "zero": "zero.avi", "vfr": "vfr.mp4",
     }.items()}
     src = ["-f", "lavfi", "-i", "testsrc=size=160x96:rate=30000/1001"]
     tone = ["-f", "lavfi", "-t", "0.3", "-i", "sine=frequency=440:sample_rate=16000"]
@@ -66,6 +66,10 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     _ffmpeg("-f", "lavfi", "-i", "sine", "-t", "0.3", str(m["audio_only"]))
     _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64", "-frames:v", "0", "-c:v", "mjpeg",
             str(m["zero"]))
+    # Variable frame rate, like phone footage: frames 0-9 at 30 fps, a 1 s gap, frames 10-19.
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=30", "-frames:v", "20",
+            "-vf", "setpts='(N+if(gt(N,9),30,0))/30/TB'", "-fps_mode", "vfr", *h264[:4],
+            str(m["vfr"]))
     return m
 
 
@@ -152,6 +156,16 @@ def test_rotation_metadata_gives_upright_frames(media: dict[str, Path], key: str
     np.testing.assert_array_equal(rotated, np.rot90(plain, k=k, axes=(1, 2)))
     small = next(iter_frames(media[key], max_side=80))
     assert small.shape == (80, 48, 3)
+
+
+def test_variable_frame_rate_yields_every_frame_once(media: dict[str, Path]) -> None:
+    info = probe(media["vfr"])
+    frames, _ = read_video(media["vfr"])
+    assert info.num_frames == len(frames) == 20  # no duplicates filling the gap
+    sub, _ = read_video(media["vfr"], fps=10)
+    # frame times: 0..9/30 s, then 40..49/30 s. Ticks 0.0-0.3 pick frames 0, 3, 6, 9; ticks
+    # 0.4-1.3 fall in the gap and share frame 10 (kept once); ticks 1.4, 1.5, 1.6 pick 12, 15, 18.
+    np.testing.assert_array_equal(sub, frames[[0, 3, 6, 9, 10, 12, 15, 18]])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,6 +307,9 @@ def test_writer_rejects_bad_frames_and_cleans_up(tmp_path: Path) -> None:
         pass
     with pytest.raises(VideoError, match="not found"):
         VideoWriter(path, 25, audio_from=tmp_path / "missing.mp4")
+    (tmp_path / "notes.mp4").write_text("not a video")
+    with pytest.raises(VideoError, match="Not a video"):  # before any frame is encoded
+        VideoWriter(path, 25, audio_from=tmp_path / "notes.mp4")
 
 
 # ---------------------------------------------------------------------------------------------
