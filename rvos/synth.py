@@ -264,7 +264,8 @@ class Expression:
 
 @dataclass
 class SynthObject:
-    """One rendered object. Positions are the shape's area centroid in pixels.
+    """One rendered object. Positions are the shape's area centroid in continuous pixel
+    coordinates: pixel (row i, column j) spans [j, j+1) x [i, i+1), like the boxes.
 
     centers: float32 [T,2] (x, y); radii: float32 [T] equivalent-disc radius in pixels (the
     shape's area is pi * r**2); visible_fraction: float32 [T] visible / unoccluded area.
@@ -354,7 +355,21 @@ def _unit_shapes() -> dict[str, np.ndarray]:
     return out
 
 
+def _miters(p: np.ndarray) -> np.ndarray:
+    """Per-vertex offsets [N,2] that move every edge of ``p`` outwards by one unit."""
+    e = np.roll(p, -1, axis=0) - p
+    n = np.stack([e[:, 1], -e[:, 0]], axis=1) / np.linalg.norm(e, axis=1, keepdims=True)
+    if _polygon_area(p) < 0:
+        n = -n
+    prev = np.roll(n, 1, axis=0)
+    m = (prev + n) / np.maximum(1 + np.sum(prev * n, axis=1, keepdims=True), 1e-6)
+    # Miter limit: at the heart's cusp the edges are nearly antiparallel.
+    length = np.linalg.norm(m, axis=1, keepdims=True)
+    return m * np.minimum(1.0, 3.0 / np.maximum(length, 1e-9))
+
+
 _UNIT_SHAPES = _unit_shapes()
+_MITERS = {k: _miters(v) for k, v in _UNIT_SHAPES.items()}
 # Largest distance from the centroid to the outline, for keeping shapes inside the frame.
 _EXTENT = {k: float(np.linalg.norm(v, axis=1).max()) for k, v in _UNIT_SHAPES.items()}
 
@@ -578,7 +593,9 @@ def _render(
     for k in order:
         obj = objects[k]
         c, s = math.cos(obj.rotation), math.sin(obj.rotation)
-        unit = _UNIT_SHAPES[obj.shape] @ np.array([[c, s], [-s, c]])
+        rot = np.array([[c, s], [-s, c]])
+        unit = _UNIT_SHAPES[obj.shape] @ rot
+        miter = _MITERS[obj.shape] @ rot
         col = np.array(obj.rgb, dtype=np.uint16)
         # A darker rim, so that overlapping objects of one colour still show where each ends.
         rim_col = (col * 3) // 5
@@ -595,8 +612,11 @@ def _render(
             roi = frames[f, y0:y1, x0:x1]
             # Pixel centres sit at integer coordinates in OpenCV, hence the 0.5.
             origin = np.array([x0 + 0.5, y0 + 0.5])
-            inner_pts = unit * max(r - rim, 0.5 * r) + centre
-            for poly, colour in ((pts, rim_col), (inner_pts, col)):
+            # OpenCV fills every pixel whose centre lies on or within half a pixel of the
+            # outline, so the drawn polygon is inset by 0.5 px to cover area pi * r**2.
+            outer = pts - 0.5 * miter
+            inner = pts - (0.5 + rim) * miter
+            for poly, colour in ((outer, rim_col), (inner, col)):
                 a = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
                 # Sub-pixel vertices (shift=4: 1/16 px) so slow motion moves edges smoothly.
                 fixed = np.round((poly - origin) * 16).astype(np.int32)
