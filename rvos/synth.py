@@ -420,10 +420,11 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A varied, deliberately muted background so the saturated objects stay readable."""
     kind = rng.choice(["noise", "gradient", "stripes", "checker", "photo", "photo"])
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.arange(h, dtype=np.float32)[:, None]
     angle = rng.uniform(0, np.pi)
-    u = xx * math.cos(angle) + yy * math.sin(angle)
-    v = -xx * math.sin(angle) + yy * math.cos(angle)
+    u = xs * math.cos(angle) + ys * math.sin(angle)  # [H,W] coordinates along the pattern
+    v = -xs * math.sin(angle) + ys * math.cos(angle)
     c1, c2 = _random_colour(rng), _random_colour(rng)
     photo_pick = rng.random(5)  # drawn whatever the kind, so photo availability changes nothing
     if kind == "photo":
@@ -596,7 +597,7 @@ def _render(
         rot = np.array([[c, s], [-s, c]])
         unit = _UNIT_SHAPES[obj.shape] @ rot
         miter = _MITERS[obj.shape] @ rot
-        col = np.array(obj.rgb, dtype=np.uint16)
+        col = np.array(obj.rgb, dtype=np.int32)
         # A darker rim, so that overlapping objects of one colour still show where each ends.
         rim_col = (col * 3) // 5
         for f in range(t):
@@ -614,17 +615,17 @@ def _render(
             origin = np.array([x0 + 0.5, y0 + 0.5])
             # OpenCV fills every pixel whose centre lies on or within half a pixel of the
             # outline, so the drawn polygon is inset by 0.5 px to cover area pi * r**2.
-            outer = pts - 0.5 * miter
-            inner = pts - (0.5 + rim) * miter
-            for poly, colour in ((outer, rim_col), (inner, col)):
+            alphas = []
+            for poly in (pts - 0.5 * miter, pts - (0.5 + rim) * miter):
                 a = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
                 # Sub-pixel vertices (shift=4: 1/16 px) so slow motion moves edges smoothly.
                 fixed = np.round((poly - origin) * 16).astype(np.int32)
                 cv2.fillPoly(a, [fixed], 255, lineType=cv2.LINE_AA, shift=4)
-                a16 = a[..., None].astype(np.uint16)
-                roi[:] = ((roi * (255 - a16) + colour * a16 + 127) // 255).astype(np.uint8)
-                if colour is rim_col:
-                    alpha = a
+                alphas.append(a)
+            alpha, a_in = alphas
+            ao = alpha[..., None].astype(np.int32)
+            ai = np.minimum(a_in[..., None].astype(np.int32), ao)
+            roi[:] = ((roi * (255 - ao) + rim_col * (ao - ai) + col * ai + 127) // 255)
             inside = alpha >= 128
             owner[f, y0:y1, x0:x1][inside] = k
             area[k, f] = int(inside.sum())
@@ -665,6 +666,17 @@ class _Facts:
     x: np.ndarray  # [T] centre x / W
     y: np.ndarray  # [T] centre y / H
     r: np.ndarray  # [T] radius in px
+    # (strict, side) -> whether the object is there; precomputed as every expression asks.
+    h: dict[tuple[bool, str], bool] = field(default_factory=dict)
+    v: dict[tuple[bool, str], bool] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, o: SynthObject, height: int, width: int) -> _Facts:
+        f = cls(o, o.centers[:, 0] / width, o.centers[:, 1] / height, o.radii.astype(np.float64))
+        for strict, th, tv in ((True, _STRICT_H, _STRICT_V), (False, _LOOSE_H, _LOOSE_V)):
+            f.h.update({(strict, k): _in(f.x, b, every=strict) for k, b in th.items()})
+            f.v.update({(strict, k): _in(f.y, b, every=strict) for k, b in tv.items()})
+        return f
 
 
 def _in(values: np.ndarray, bounds: tuple[float, float], every: bool) -> bool:
@@ -694,14 +706,10 @@ def _holds(f: _Facts, p: Predicate, strict: bool) -> bool:
                 return False
         elif o.size != p.size:
             return False
-    if p.h_pos is not None:
-        table = _STRICT_H if strict else _LOOSE_H
-        if not _in(f.x, table[p.h_pos], every=strict):
-            return False
-    if p.v_pos is not None:
-        table = _STRICT_V if strict else _LOOSE_V
-        if not _in(f.y, table[p.v_pos], every=strict):
-            return False
+    if p.h_pos is not None and not f.h[strict, p.h_pos]:
+        return False
+    if p.v_pos is not None and not f.v[strict, p.v_pos]:
+        return False
     if p.motion is not None:
         if strict or p.motion == o.motion:
             return p.motion == o.motion
@@ -919,8 +927,7 @@ def generate_clip(
         frac = np.where(area > 0, visible / np.maximum(area, 1), 0.0).astype(np.float32)
         for obj, vf in zip(objects, frac, strict=True):
             obj.visible_fraction = vf
-        facts = [_Facts(o, o.centers[:, 0] / w, o.centers[:, 1] / h, o.radii.astype(np.float64))
-                 for o in objects]
+        facts = [_Facts.of(o, h, w) for o in objects]
         eligible = [k for k in range(n) if frac[k].min() >= MIN_VISIBLE_FRACTION]
         expressions = _choose_expressions(rng, facts, eligible, target)
         if expressions:
