@@ -123,6 +123,15 @@ class ModelInfo:
         return self.scores[0].value if self.scores else None
 
     @property
+    def label(self) -> str:
+        """A one-line description for menus, e.g. ``"ytvos-r50 - resnet50, Ref-YouTube-VOS J&F
+        55.6"``; models rvos cannot load yet say so."""
+        parts = [self.backbone] + ([str(self.scores[0])] if self.scores else [])
+        if not self.supported:
+            parts.append("not loadable yet")
+        return f"{self.name} - {', '.join(parts)}"
+
+    @property
     def url(self) -> str | None:
         """The first download link, or ``None`` for the built-in model."""
         return self.urls[0] if self.urls else None

@@ -195,6 +195,15 @@ def test_unreachable_server_names_url_and_destination(closed_port, tmp_path):
     assert f"download {url} by hand and save it as {dest}" in message
 
 
+def test_dns_failure_reads_as_offline(tmp_path):
+    # ".invalid" never resolves (RFC 6761), so this is a DNS failure without any network.
+    url = "http://rvos-test.invalid/model.pth"
+    dest = tmp_path / "model.pth"
+    with pytest.raises(dl.OfflineError, match="DNS lookup failed") as err:
+        dl.download_file(url, dest, progress=False, timeout=5)
+    assert f"download {url} by hand and save it as {dest}" in str(err.value)
+
+
 def test_http_404_is_a_download_error_with_instructions(server, tmp_path):
     dest = tmp_path / "model.pth"
     with pytest.raises(dl.DownloadError, match="HTTP 404") as err:

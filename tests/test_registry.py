@@ -83,6 +83,12 @@ def test_davis_and_jhmdb_scores_belong_to_the_reused_files():
     assert with_jhmdb == {m.name for m in OFFICIAL if m.name.startswith("a2d-")}
 
 
+def test_labels_for_menus():
+    assert get_model_info("ytvos-r50").label == "ytvos-r50 - resnet50, Ref-YouTube-VOS J&F 55.6"
+    assert get_model_info("builtin").label == "builtin - small3d"
+    assert get_model_info("a2d-video-swin-b").label.endswith("mAP 55.0, not loadable yet")
+
+
 def test_unknown_name_suggests_close_names():
     with pytest.raises(KeyError) as err:
         get_model_info("ytvos-r5")
