@@ -32,7 +32,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -754,6 +754,24 @@ def _nouns(o: SynthObject) -> list[dict]:
             {"colour": o.colour, "shape": o.shape}]
 
 
+def _drop_one_term(p: Predicate) -> list[Predicate]:
+    """``p`` with one term removed, for each term (a comparison keeps its relation)."""
+    subs = [replace(p, **{name: None}) for name in ("colour", "shape", "size", "motion")
+            if getattr(p, name) is not None]
+    if p.h_pos is not None or p.v_pos is not None:
+        subs.append(replace(p, h_pos=None, v_pos=None))
+    return subs
+
+
+def _weight(facts: list[_Facts], k: int, p: Predicate) -> float:
+    """Sampling weight of an unambiguous predicate. Favoured: minimal descriptions that need
+    two or more terms, so one word is not enough ("the blue star" among blue shapes and other
+    stars). Single-term and redundant descriptions still occur, as people use them too."""
+    if any(_unambiguous(facts, k, sub) for sub in _drop_one_term(p)):
+        return 1.0  # redundant: a term could go
+    return 6.0 if p.num_terms() >= 2 else 1.0
+
+
 def _candidates(facts: list[_Facts], k: int) -> dict[str, list[Predicate]]:
     """All unambiguous predicates for object k, by category."""
     o = facts[k].obj
@@ -772,12 +790,6 @@ def _candidates(facts: list[_Facts], k: int) -> dict[str, list[Predicate]]:
     return out
 
 
-def _pick_predicate(rng: np.random.Generator, preds: list[Predicate]) -> Predicate:
-    # Prefer the shortest descriptions, but keep some redundant ones ("the red star on the
-    # left" when "the star on the left" would do), as people say them too.
-    fewest = min(p.num_terms() for p in preds)
-    weights = np.array([3.0 if p.num_terms() == fewest else 1.0 for p in preds])
-    return preds[int(rng.choice(len(preds), p=weights / weights.sum()))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -847,6 +859,8 @@ def _choose_expressions(
     rng: np.random.Generator, facts: list[_Facts], eligible: list[int], count: int
 ) -> list[Expression]:
     cands = {k: _candidates(facts, k) for k in eligible}
+    weights = {(k, cat): np.array([_weight(facts, k, p) for p in preds])
+               for k in eligible for cat, preds in cands[k].items() if preds}
     used: set[tuple[int, str]] = set()
     referred: set[int] = set()
     chosen: list[Expression] = []
@@ -861,8 +875,11 @@ def _choose_expressions(
                 continue
             fresh = [k for k in objs if k not in referred]
             pool = fresh or objs
-            k = pool[int(rng.integers(len(pool)))]
-            pred = _pick_predicate(rng, cands[k][cat])
+            # Objects with a favoured description are more likely to be picked.
+            best = np.array([weights[k, cat].max() for k in pool])
+            k = pool[int(rng.choice(len(pool), p=best / best.sum()))]
+            w = weights[k, cat]
+            pred = cands[k][cat][int(rng.choice(len(w), p=w / w.sum()))]
             rivals = sum(_noun_holds(f, pred) for f in facts) - 1
             text = _render_text(rng, pred, pair=rivals == 1)
             chosen.append(Expression(text=text, category=cat, object_index=k, predicate=pred))
