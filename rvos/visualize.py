@@ -213,11 +213,20 @@ def overlay_masks(
     height, width = frame.shape[:2]
     mask_list = _as_mask_list(masks, height, width)
     cols = _colors_for(len(mask_list), colors)
-    out = frame.astype(np.float32)
+    result = frame.copy()
     for mask, color in zip(mask_list, cols, strict=True):
-        if mask.any():
-            out[mask] = (1.0 - alpha) * out[mask] + alpha * np.asarray(color, np.float32)
-    result = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        if not mask.any():
+            continue
+        # Blend only inside the mask's bounding box: masks are usually small, frames up to 4K.
+        rows, cols_ = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        box = (slice(rows[0], rows[-1] + 1), slice(cols_[0], cols_[-1] + 1))
+        # A per-channel lookup table gives the exactly rounded blend and is far faster on large
+        # frames than float arithmetic; cv2.copyTo needs contiguous arrays, hence the copy back.
+        lut = np.rint((1.0 - alpha) * np.arange(256.0)[:, None] + alpha * np.asarray(color))
+        roi = np.ascontiguousarray(result[box])
+        blended = cv2.LUT(roi, np.clip(lut, 0, 255).astype(np.uint8).reshape(256, 1, 3))
+        cv2.copyTo(blended, mask[box].astype(np.uint8), roi)
+        result[box] = roi
     if contour:
         t = _thickness(height, width)
         for mask, color in zip(mask_list, cols, strict=True):

@@ -60,13 +60,15 @@ def test_query_colors_are_distinct_and_cycle() -> None:
 # masks and captions
 
 
-def test_fill_changes_inside_only(frame: np.ndarray) -> None:
+@pytest.mark.parametrize("alpha", [0.5, 0.3])
+def test_fill_changes_inside_only(frame: np.ndarray, alpha: float) -> None:
     mask = np.zeros(frame.shape[:2], bool)
     mask[30:70, 50:120] = True
-    out = overlay_masks(frame, [mask], colors=[(255, 0, 0)], alpha=0.5, contour=False)
+    mask[40:50, 60:70] = False  # a hole stays untouched too
+    out = overlay_masks(frame, [mask], colors=[(255, 0, 0)], alpha=alpha, contour=False)
     assert out.shape == frame.shape and out.dtype == np.uint8
     np.testing.assert_array_equal(out[~mask], frame[~mask])
-    expected = np.rint(0.5 * frame[mask].astype(float) + 0.5 * np.array([255, 0, 0]))
+    expected = np.rint((1 - alpha) * frame[mask].astype(float) + alpha * np.array([255, 0, 0]))
     np.testing.assert_array_equal(out[mask], expected.astype(np.uint8))
     assert frame is not out and not np.shares_memory(frame, out)
 
