@@ -103,6 +103,17 @@ class VideoInfo:
             return self.frame_rate
         return _as_fraction(fps)
 
+    def sampled_num_frames(self, fps: float | None = None) -> int:
+        """How many frames :func:`iter_frames` yields for the processing rate ``fps``.
+
+        Exact for constant-frame-rate videos (the ticks ``k / fps`` up to the last frame's time,
+        by the rule of :func:`iter_frames`); an estimate for variable frame rates.
+        """
+        if fps is None or fps >= self.fps:
+            return self.num_frames
+        last_time = (self.num_frames - 1) / self.fps
+        return math.floor(last_time * fps + 1e-6) + 1
+
 
 # --------------------------------------------------------------------------------------------
 # ffmpeg plumbing

@@ -110,6 +110,8 @@ def test_fps_keeps_first_frame_at_or_after_each_tick() -> None:
     assert len(full) == info.num_frames == 250
     np.testing.assert_array_equal(sub, full[::5])
     assert info.sampled_frame_rate(5) == 5
+    assert info.sampled_num_frames(5) == len(sub) == 50
+    assert len(read_video(path, fps=7, max_side=32)[0]) == info.sampled_num_frames(7) == 70
     assert info.sampled_frame_rate(50) == info.sampled_frame_rate(None) == 25
 
 
@@ -121,6 +123,7 @@ def test_fps_on_ntsc_timestamps() -> None:
     ticks = np.arange(0, times[-1] + 1e-9, 0.1)
     expected = [int(np.argmax(times >= k - 1e-9)) for k in ticks]
     assert expected[:4] == [0, 3, 6, 9] and len(expected) == 40
+    assert probe(path).sampled_num_frames(10) == 40  # not ceil(120 * 10 / 29.97) = 41
     np.testing.assert_array_equal(sub, full[expected])
 
 
