@@ -1,0 +1,748 @@
+"""Segment the objects that sentences refer to in a video file (overlay, masks, result.json).
+
+`Predictor` serves people's videos with a ReferFormer: any container, size, orientation and
+length, several expressions at once. The model sees one clip tensor at a time, so the video is
+streamed through windows of ``window`` frames that overlap by ``overlap`` frames:
+
+* **Preprocessing** is the original one (`rvos.inference.preprocess`: short side 360, ImageNet
+  normalisation), applied to each frame as it is decoded, so a 4K frame never reaches the
+  model; masks and boxes are still reported at the source size.
+* **Shared backbone.** Each window runs the visual backbone once (`ReferFormer.encode_video`)
+  and decodes every expression from those features (`ReferFormer.decode`), one expression at a
+  time so each expression's numbers are exactly those of running it alone.
+* **Query choice.** In a window that covers the whole video the answer is the original one:
+  the query with the best mean score over all frames, its masks ``sigmoid(bilinear resize to
+  the frame size) > threshold``. For longer videos the first window chooses that way; every
+  later window chooses by `link_query`: on the ``overlap`` frames shared with the previous
+  window, the query whose masks best match (IoU) the previous window's chosen masks, weighted
+  by its mean score in the new window. Query indices mean nothing across windows (query 2 of
+  one window and query 2 of the next are unrelated hypotheses), so linking by index would jump
+  between objects; linking by the pixels both windows saw keeps the same object.
+* **Overlap frames** are reported from the window in which they are more central: the first
+  half of an overlap comes from the earlier window, the second half from the later one, so
+  every frame is reported once and has context on both sides where possible.
+* **Memory** does not grow with video length beyond the compact per-frame results
+  (`rvos.result`): one window of preprocessed frames is held at a time, masks are stored as
+  run-length encodings at the source size.
+
+Why ``window=36, overlap=8`` by default: the released models were evaluated on whole
+Ref-YouTube-VOS validation videos (at most 36 frames), so 36 frames is the clip length they were
+shown to work on. Eight shared frames give `link_query` several frames of evidence, enough that
+a brief occlusion or the moment two look-alike objects cross does not decide the link alone,
+while costing 36 / 28 ≈ 1.29× the compute of non-overlapping windows.
+
+Command line::
+
+    python -m rvos predict VIDEO --text "a dog" [--text ...] --out DIR
+        [--model NAME | --checkpoint PATH] [--window N] [--overlap N] [--fps F]
+        [--max-frames N] [--threshold P] [--short-side N] [--device D] [--text-encoder NAME]
+
+writes ``DIR/overlay.mp4``, ``DIR/masks/<k>/<frame:05d>.png``, ``DIR/masks.zip`` and
+``DIR/result.json`` (schema in `rvos.result`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rvos.box_ops import box_cxcywh_to_xyxy
+from rvos.inference import normalize, postprocess_masks, resize_frames, select_query
+from rvos.result import (
+    AttentionMaps,
+    ExpressionResult,
+    SamplingPoints,
+    SourceInfo,
+    VideoResult,
+    WindowChoice,
+    encode_rle,
+    quantize_logits,
+    rle_area,
+    write_outputs,
+)
+
+__all__ = [
+    "DEFAULT_OVERLAP",
+    "DEFAULT_WINDOW",
+    "ExpressionResult",
+    "Predictor",
+    "PredictorError",
+    "Progress",
+    "VideoResult",
+    "WindowPlan",
+    "add_cli_arguments",
+    "default_overlap",
+    "group_words",
+    "link_query",
+    "plan_windows",
+    "run_cli",
+    "write_outputs",
+]
+
+DEFAULT_WINDOW = 36
+DEFAULT_OVERLAP = 8
+# Below this IoU on the overlap no query of the new window is taken to be the previous object
+# (it left, or the previous choice was a false positive): the window falls back to its score.
+MIN_LINK_IOU = 0.1
+ARRAY_FPS = 30.0  # frame rate assumed for an in-memory array when none is given
+
+
+class PredictorError(ValueError):
+    """Bad input to the predictor; the message says what is wrong and what to do."""
+
+
+# ------------------------------------------------------------------------------- windowing
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Window ``index`` runs the model on frames ``[start, end)`` and reports ``[keep_start,
+    keep_end)``."""
+
+    index: int
+    start: int
+    end: int
+    keep_start: int
+    keep_end: int
+
+
+def plan_windows(num_frames: int, window: int = DEFAULT_WINDOW,
+                 overlap: int = DEFAULT_OVERLAP) -> list[WindowPlan]:
+    """The windows `Predictor` uses on ``num_frames`` frames.
+
+    Window w starts at ``w * (window - overlap)`` and is ``window`` frames long, except the last,
+    which ends at the last frame (it still shares ``overlap`` frames with the one before). Of
+    the frames two windows share, the first ``ceil(overlap / 2)`` are reported from the earlier
+    window and the rest from the later one.
+    """
+    _check_window(window, overlap)
+    if num_frames < 1:
+        raise PredictorError(f"num_frames must be >= 1, got {num_frames}")
+    stride = window - overlap
+    plans: list[WindowPlan] = []
+    start, keep_start = 0, 0
+    while True:
+        end = min(start + window, num_frames)
+        last = end == num_frames
+        keep_end = end if last else end - overlap // 2
+        plans.append(WindowPlan(len(plans), start, end, keep_start, keep_end))
+        if last:
+            return plans
+        start, keep_start = start + stride, keep_end
+
+
+def default_overlap(window: int) -> int:
+    """``DEFAULT_OVERLAP`` frames, but at most half of a short window (so it still advances)."""
+    return min(DEFAULT_OVERLAP, max(int(window), 0) // 2)
+
+
+def _count_windows(num_frames: int, window: int, overlap: int) -> int:
+    if num_frames <= window:
+        return 1
+    return 1 + math.ceil((num_frames - window) / (window - overlap))
+
+
+def _check_window(window: int, overlap: int) -> None:
+    if not isinstance(window, int) or window < 1:
+        raise PredictorError(f"window must be a whole number of frames >= 1, got {window!r}")
+    if not isinstance(overlap, int) or not 0 <= overlap < window:
+        raise PredictorError(
+            f"overlap must be a whole number of frames in [0, window={window}), got {overlap!r}")
+
+
+def link_query(previous: Tensor | np.ndarray, candidates: Tensor | np.ndarray,
+               mean_scores: Tensor | np.ndarray, *, min_iou: float = MIN_LINK_IOU
+               ) -> tuple[int, float | None, str]:
+    """Choose the query of a new window that continues the previous window's object.
+
+    Arguments:
+        previous: bool ``[O, h, w]``: the previous window's chosen masks on the O shared frames.
+        candidates: bool ``[O, Q, h, w]``: every query's masks of the new window on those frames.
+        mean_scores: ``[Q]`` each query's score averaged over the new window.
+        min_iou: below this best IoU the overlap is not evidence of any query.
+    Returns:
+        ``(query, iou, linked_by)``. ``linked_by == "overlap"``: ``query`` maximises
+        ``IoU(previous, candidate) × mean score``, where the IoU pools all shared frames (total
+        intersection / total union, so frames where the object is large weigh more and a frame
+        without the object is not undefined). The product asks for both: the same pixels, and
+        a query that still describes the sentence; with look-alike objects the scores are
+        close and the IoU decides. ``linked_by == "score"`` (``iou`` None): the previous masks
+        are empty on the overlap, or no query reaches ``min_iou``; then the best mean score
+        decides, as in the original procedure.
+    """
+    prev = torch.as_tensor(previous).bool()
+    cand = torch.as_tensor(candidates).bool()
+    scores = torch.as_tensor(mean_scores).float().cpu()
+    if cand.dim() != 4 or prev.dim() != 3 or cand.shape[0] != prev.shape[0] or (
+            cand.shape[2:] != prev.shape[1:]) or scores.shape != (cand.shape[1],):
+        raise ValueError(f"shapes do not match: previous {tuple(prev.shape)} [O,h,w], candidates "
+                         f"{tuple(cand.shape)} [O,Q,h,w], mean_scores {tuple(scores.shape)} [Q]")
+    if not prev.any():
+        return int(scores.argmax()), None, "score"
+    prev = prev[:, None].to(cand.device)
+    inter = (prev & cand).sum((0, 2, 3)).float().cpu()
+    union = (prev | cand).sum((0, 2, 3)).float().cpu()
+    iou = inter / union  # union >= |previous| > 0
+    if float(iou.max()) < min_iou:
+        return int(scores.argmax()), None, "score"
+    best = int((iou * scores).argmax())
+    return best, float(iou[best]), "overlap"
+
+
+# ----------------------------------------------------------------------------------- words
+
+
+def group_words(tokenizer, text: str) -> tuple[list[str], list[list[int]]]:
+    """Split ``text`` at whitespace and map each word to its BPE token positions.
+
+    Returns ``(words, groups)``: ``groups[i]`` lists the positions (in the tokenised sequence,
+    special tokens included) of word i's tokens; special tokens belong to no word. Punctuation
+    stays with its word ("dog," is one word), as a reader would count words.
+    """
+    enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True)
+    offsets = enc["offset_mapping"]
+    special = enc["special_tokens_mask"]
+    spans: list[list[int]] = []  # [first char, last char, token positions...]
+    prev_end = None
+    for pos, ((s, e), sp) in enumerate(zip(offsets, special, strict=True)):
+        if sp or e <= s:
+            continue
+        starts_word = prev_end is None or s > prev_end or text[s:e][:1].isspace()
+        if starts_word:
+            spans.append([s, e, pos])
+        else:
+            spans[-1][1] = e
+            spans[-1].append(pos)
+        prev_end = e
+    words = [text[s:e].strip() for s, e, *_ in spans]
+    keep = [i for i, w in enumerate(words) if w]
+    return [words[i] for i in keep], [spans[i][2:] for i in keep]
+
+
+# -------------------------------------------------------------------------------- progress
+
+
+@dataclass
+class Progress:
+    """What `Predictor.iter_predict` yields after each window.
+
+    ``total_windows`` / ``total_frames`` are estimates from the container (exact for arrays);
+    ``result`` is set on the last item only. ``partial()`` builds a `VideoResult` of the
+    frames finished so far (e.g. after a Stop button).
+    """
+
+    window: int
+    total_windows: int | None
+    frames_done: int
+    total_frames: int | None
+    elapsed_s: float
+    result: VideoResult | None = None
+    _snapshot: Callable[[], VideoResult] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None
+
+    @property
+    def fraction(self) -> float | None:
+        if self.done:
+            return 1.0
+        if not self.total_frames:
+            return None
+        return min(self.frames_done / self.total_frames, 1.0)
+
+    def partial(self) -> VideoResult:
+        if self.result is not None:
+            return self.result
+        assert self._snapshot is not None
+        return self._snapshot()
+
+
+# ------------------------------------------------------------------------------- predictor
+
+
+class _Expression:
+    """Per-expression state while windows stream by: the linking memory and the per-frame
+    results reported so far (all on the CPU, all compact)."""
+
+    def __init__(self, text: str, words: list[str], groups: list[list[int]],
+                 size: tuple[int, int], threshold: float, overlap: int, keep_logits: bool
+                 ) -> None:
+        self.text, self.words, self.groups = text, words, groups
+        self.size, self.threshold, self.overlap = size, threshold, overlap
+        self.keep_logits = keep_logits
+        self.previous: Tensor | None = None  # bool [overlap, h, w]: chosen masks, last frames
+        self.choices: list[WindowChoice] = []
+        self.chosen: list[int] = []
+        self.window_index: list[int] = []
+        self.scores: list[np.ndarray] = []
+        self.boxes: list[np.ndarray] = []
+        self.refs: list[np.ndarray] = []
+        self.rle: list[np.ndarray] = []
+        self.areas: list[int] = []
+        self.lowres: list[bytes] = []
+        self.lowres_shape: tuple[int, int] | None = None
+        self.attention: dict[str, list[np.ndarray]] = {}
+        self.sampling: list[tuple[np.ndarray, np.ndarray]] = []
+        self.sampling_layout: tuple[np.ndarray, np.ndarray] | None = None
+
+    def add_window(self, plan: WindowPlan, out: dict[str, Any]) -> None:
+        """Choose the query of window ``plan`` and keep its reported frames. ``out`` is
+        `ReferFormer.decode`'s output for this expression alone (batch of 1)."""
+        logits = out["pred_logits"][0]  # [Tw, Q, K]
+        masks = out["pred_masks"][0]  # [Tw, Q, h, w]
+        scores = logits.float().sigmoid().max(-1).values  # [Tw, Q]
+        n_shared = min(self.overlap, masks.shape[0]) if plan.index > 0 else 0
+        if self.previous is None or n_shared == 0:
+            query, iou, how = select_query(logits), None, "score"
+        else:
+            candidates = masks[:n_shared].float().sigmoid() > self.threshold
+            query, iou, how = link_query(self.previous[-n_shared:], candidates, scores.mean(0))
+        self.choices.append(WindowChoice(plan.index, plan.start, plan.end, query, how, iou))
+        if self.overlap:
+            self.previous = (masks[-self.overlap:, query].float().sigmoid() > self.threshold).cpu()
+
+        a, b = plan.keep_start - plan.start, plan.keep_end - plan.start
+        h0, w0 = self.size
+        scale = torch.tensor([w0, h0, w0, h0], dtype=torch.float32, device=masks.device)
+        boxes = box_cxcywh_to_xyxy(out["pred_boxes"][0, a:b].float()) * scale
+        refs = out["reference_points"][0, a:b].float() * scale[:2]
+        self.scores.extend(scores[a:b].cpu().numpy())
+        self.boxes.extend(boxes.cpu().numpy())
+        self.refs.extend(refs.cpu().numpy())
+        self.chosen.extend([query] * (b - a))
+        self.window_index.extend([plan.index] * (b - a))
+        self.lowres_shape = tuple(masks.shape[-2:])
+        for i in range(a, b):
+            # One frame at a time: a window of 4K masks as floats would be gigabytes.
+            mask = postprocess_masks(masks[i, query][None], self.size, self.threshold)[0]
+            counts = encode_rle(mask.cpu().numpy())
+            self.rle.append(counts)
+            self.areas.append(rle_area(counts))
+            if self.keep_logits:
+                self.lowres.append(quantize_logits(masks[i, query]))
+        if "attention" in out:
+            self._add_attention(out["attention"], a, b)
+
+    def _add_attention(self, attn: dict[str, Any], a: int, b: int) -> None:
+        for kind, strides in (("fusion", (8, 16, 32, 64)), ("fpn", (4, 8, 16, 32))):
+            for stride, maps in zip(strides, attn[kind], strict=True):
+                tokens = maps[0, a:b].float()  # [n, h, w, L]
+                per_word = [tokens[..., g].mean(-1) for g in self.groups]
+                stacked = (torch.stack(per_word, 1) if per_word
+                           else tokens.new_zeros(b - a, 0, *tokens.shape[1:3]))
+                self.attention.setdefault(f"{kind}/{stride}", []).extend(
+                    stacked.to(torch.float16).cpu().numpy())
+        loc = attn["sampling_locations"][0, a:b].float()  # [n, Q, M, L, P, 2]
+        wts = attn["sampling_weights"][0, a:b].float()  # [n, Q, M, L, P]
+        n, q, heads, levels, points, _ = loc.shape
+        h0, w0 = self.size
+        pix = loc.reshape(n, q, -1, 2) * torch.tensor([w0, h0], dtype=torch.float32,
+                                                      device=loc.device)
+        # Weights sum to 1 per head; dividing by the head count makes them sum to 1 per query.
+        wts = wts.reshape(n, q, -1) / heads
+        for t in range(n):
+            self.sampling.append((pix[t].cpu().numpy(), wts[t].cpu().numpy()))
+        grid = np.indices((heads, levels, points)).reshape(3, -1)
+        self.sampling_layout = (grid[1].astype(np.int16), grid[0].astype(np.int16))
+
+    def finish(self) -> ExpressionResult:
+        n = len(self.rle)
+        q = self.scores[0].shape[-1] if self.scores else 0
+        attention = None
+        if self.attention:
+            levels = list(self.attention)
+            attention = AttentionMaps(list(self.words), levels,
+                                      [np.stack(self.attention[k]) for k in levels])
+        sampling = None
+        if self.sampling and self.sampling_layout is not None:
+            sampling = SamplingPoints(np.stack([p for p, _ in self.sampling]),
+                                      np.stack([w for _, w in self.sampling]),
+                                      *self.sampling_layout)
+        return ExpressionResult(
+            text=self.text,
+            words=list(self.words),
+            size=self.size,
+            threshold=self.threshold,
+            chosen_query=np.asarray(self.chosen, dtype=np.int64).reshape(n),
+            window_index=np.asarray(self.window_index, dtype=np.int32).reshape(n),
+            scores=np.asarray(self.scores, dtype=np.float32).reshape(n, q),
+            boxes=np.asarray(self.boxes, dtype=np.float32).reshape(n, q, 4),
+            reference_points=np.asarray(self.refs, dtype=np.float32).reshape(n, q, 2),
+            mask_areas=np.asarray(self.areas, dtype=np.int64).reshape(n),
+            windows=list(self.choices),
+            rle=list(self.rle),
+            lowres_logits=list(self.lowres) if self.keep_logits else None,
+            lowres_shape=self.lowres_shape,
+            attention=attention,
+            sampling=sampling,
+        )
+
+
+@dataclass
+class _Source:
+    frames: Iterator[np.ndarray]
+    info: SourceInfo  # num_frames is an estimate until the stream ends
+
+
+class Predictor:
+    """Referring video object segmentation of whole videos with a ReferFormer.
+
+    Arguments:
+        model: a `rvos.modeling.ReferFormer` with its tokenizer (e.g. from
+            `rvos.registry.load_model`); it is put in eval mode.
+        device: where to run (default: where the model's weights are).
+        window: frames per model call (default 36).
+        overlap: frames shared by consecutive windows, used to keep the same object (default
+            `default_overlap`: 8, or half the window if that is less; 0 makes windows
+            independent).
+        short_side: frames are resized so their short side is this (None: original size).
+        threshold: mask probability threshold.
+        keep_logits: keep the chosen query's low-resolution mask logits (int8) so masks can be
+            re-thresholded later (`ExpressionResult.mask(k, threshold=...)`).
+        model_name: stored in results (default: the model's ``name`` attribute, if any).
+
+    Example::
+
+        predictor = Predictor(load_model("builtin"))
+        result = predictor.predict("walk.mp4", ["the person in red", "the dog"])
+        mask = result[1].mask(0)          # bool [H, W] on frame 0
+        write_outputs(result, "out/")
+    """
+
+    def __init__(self, model: torch.nn.Module, *, device: str | torch.device | None = None,
+                 window: int = DEFAULT_WINDOW, overlap: int | None = None,
+                 short_side: int | None = 360, threshold: float = 0.5, keep_logits: bool = True,
+                 model_name: str | None = None) -> None:
+        overlap = default_overlap(window) if overlap is None else overlap
+        _check_window(window, overlap)
+        if short_side is not None and (not isinstance(short_side, int) or short_side < 8):
+            raise PredictorError(f"short_side must be a whole number >= 8 or None, "
+                                 f"got {short_side!r}")
+        if not 0.0 < float(threshold) < 1.0:
+            raise PredictorError(f"threshold must be a probability in (0, 1), got {threshold}")
+        if getattr(model, "tokenizer", None) is None:
+            raise PredictorError("the model has no tokenizer; load it with "
+                                 "rvos.registry.load_model or rvos.checkpoint.load_pretrained")
+        if device is None:
+            device = next(model.parameters()).device
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.window, self.overlap = window, overlap
+        self.short_side, self.threshold = short_side, float(threshold)
+        self.keep_logits = keep_logits
+        self.model_name = model_name if model_name is not None else getattr(model, "name", None)
+
+    # ------------------------------------------------------------------------- public API
+
+    def predict(self, video: str | os.PathLike | np.ndarray, expressions: str | Sequence[str],
+                *, fps: float | None = None, max_frames: int | None = None,
+                return_attention: bool = False, return_sampling: bool = False) -> VideoResult:
+        """Segment what each expression refers to on every (processed) frame of ``video``.
+
+        Arguments:
+            video: a video file (any format ffmpeg reads; rotation applied) or uint8 frames
+                ``[T, H, W, 3]`` RGB.
+            expressions: one string or several; each is answered independently.
+            fps: for a file, the processing rate (frames are subsampled by time; None = every
+                frame). For an array, the rate the frames were taken at (default 30; used for
+                times and the overlay video).
+            max_frames: process at most this many frames (from the start).
+            return_attention: keep per-word attention maps (`AttentionMaps`, float16, the
+                early-fusion levels at strides 8-64 and the FPN scales at strides 4-32).
+            return_sampling: keep the last decoder layer's sampling points of every query.
+        Returns:
+            a `VideoResult`: a sequence of `ExpressionResult`, one per expression.
+        """
+        for progress in self.iter_predict(video, expressions, fps=fps, max_frames=max_frames,
+                                          return_attention=return_attention,
+                                          return_sampling=return_sampling):
+            if progress.result is not None:
+                return progress.result
+        raise AssertionError("iter_predict ended without a result")
+
+    def iter_predict(self, video: str | os.PathLike | np.ndarray,
+                     expressions: str | Sequence[str], *, fps: float | None = None,
+                     max_frames: int | None = None, return_attention: bool = False,
+                     return_sampling: bool = False) -> Iterator[Progress]:
+        """Like `predict`, as a generator: yields a `Progress` after every window, the last
+        one carrying the `VideoResult`. Stop iterating to cancel (the video reader is closed)."""
+        texts = _check_expressions(expressions)
+        if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
+            raise PredictorError(f"max_frames must be a whole number >= 1, got {max_frames!r}")
+        if fps is not None and not (isinstance(fps, (int, float)) and math.isfinite(fps)
+                                    and fps > 0):
+            raise PredictorError(f"fps must be a positive number, got {fps!r}")
+        started = time.perf_counter()
+        source = _open_source(video, fps, max_frames)
+        info = source.info
+        tokenizer = self.model.tokenizer
+        states = [_Expression(text, *group_words(tokenizer, text), info.size, self.threshold,
+                              self.overlap, self.keep_logits) for text in texts]
+        want_attention = return_attention or return_sampling
+        total_windows = _count_windows(info.num_frames, self.window, self.overlap)
+        timings = {"read_s": 0.0, "model_s": 0.0, "postprocess_s": 0.0}
+        windows: list[tuple[int, int]] = []
+        input_size: tuple[int, int] | None = None
+        frames_done = 0
+
+        def snapshot(num_frames: int | None = None) -> VideoResult:
+            done = frames_done if num_frames is None else num_frames
+            exprs = [s.finish() for s in states]
+            if not return_attention:
+                for e in exprs:
+                    e.attention = None
+            if not return_sampling:
+                for e in exprs:
+                    e.sampling = None
+            src = SourceInfo(**{**info.__dict__, "num_frames": done})
+            settings = {
+                "window": self.window, "overlap": self.overlap, "short_side": self.short_side,
+                "threshold": self.threshold,
+                "input_size": list(input_size) if input_size else [0, 0],
+                "mask_size": list(states[0].lowres_shape or (0, 0)),
+                "num_queries": int(self.model.config.num_queries), "device": str(self.device),
+            }
+            total = time.perf_counter() - started
+            times = dict(timings, total_s=total, frames_per_second=done / max(total, 1e-9))
+            return VideoResult(exprs, src, self.model_name, settings, list(windows), times)
+
+        # Resized uint8 frames of the current window. Normalising a whole window at once (not
+        # frame by frame) gives the tensor `rvos.inference.preprocess` gives, layout included,
+        # so the convolutions pick the same kernels and the numbers match the original exactly.
+        buffer: list[np.ndarray] = []
+        start = 0
+        tick = time.perf_counter()
+        for frame, is_last in _with_last(source.frames):
+            if frame.shape[:2] != info.size:
+                raise PredictorError(f"frame {start + len(buffer)} has size {frame.shape[:2]}, "
+                                     f"the first frame {info.size}; all frames must match")
+            buffer.append(resize_frames(frame[None], self.short_side)[0])
+            if len(buffer) < self.window and not is_last:
+                continue
+            end = start + len(buffer)
+            plan = WindowPlan(len(windows), start, end, frames_done,
+                              end if is_last else end - self.overlap // 2)
+            clip = normalize(np.stack(buffer)).to(self.device)
+            input_size = tuple(clip.shape[-2:])
+            now = time.perf_counter()
+            timings["read_s"] += now - tick
+            with torch.inference_mode():
+                features = self.model.encode_video(clip)
+                outputs = [self.model.decode(features, [state.text], want_attention)
+                           for state in states]
+                tick = time.perf_counter()
+                timings["model_s"] += tick - now
+                for state, out in zip(states, outputs, strict=True):
+                    state.add_window(plan, out)
+            del features, outputs
+            windows.append((start, end))
+            frames_done = plan.keep_end
+            now = time.perf_counter()
+            timings["postprocess_s"] += now - tick
+            tick = now
+            if is_last:
+                break
+            estimate = max(info.num_frames, end + 1)
+            yield Progress(plan.index, max(total_windows, plan.index + 2), frames_done, estimate,
+                           now - started, _snapshot=snapshot)
+            buffer = buffer[self.window - self.overlap:]
+            start += self.window - self.overlap
+        result = snapshot(frames_done)
+        yield Progress(len(windows) - 1, len(windows), frames_done, frames_done,
+                       time.perf_counter() - started, result=result)
+
+
+def _check_expressions(expressions: str | Sequence[str]) -> list[str]:
+    if isinstance(expressions, str):
+        expressions = [expressions]
+    if not isinstance(expressions, Sequence) or not expressions:
+        raise PredictorError("give at least one referring expression, e.g. "
+                             "['the dog on the left']")
+    texts = []
+    for i, text in enumerate(expressions):
+        if not isinstance(text, str):
+            raise PredictorError(f"expression {i} must be a string, got {type(text).__name__}")
+        if not text.strip():
+            raise PredictorError(f"expression {i} is empty; describe the object in words")
+        texts.append(" ".join(text.split()))
+    return texts
+
+
+def _with_last(items: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, bool]]:
+    """Pairs (item, is_last): the stream end must be known when the last window is cut."""
+    it = iter(items)
+    try:
+        prev = next(it)
+    except StopIteration:
+        return
+    for item in it:
+        yield prev, False
+        prev = item
+    yield prev, True
+
+
+def _open_source(video: str | os.PathLike | np.ndarray, fps: float | None,
+                 max_frames: int | None) -> _Source:
+    if isinstance(video, np.ndarray):
+        if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3:
+            raise PredictorError(f"frames must be uint8 RGB [T, H, W, 3], got {video.dtype} "
+                                 f"{video.shape}")
+        if video.shape[0] == 0 or video.shape[1] == 0 or video.shape[2] == 0:
+            raise PredictorError(f"the frame array is empty: shape {video.shape}")
+        rate = float(fps) if fps is not None else ARRAY_FPS
+        frames = video if max_frames is None else video[:max_frames]
+        info = SourceInfo(path=None, width=int(video.shape[2]), height=int(video.shape[1]),
+                          fps=rate, frame_rate=Fraction(rate).limit_denominator(1001),
+                          num_frames=int(frames.shape[0]), source_fps=rate,
+                          source_num_frames=int(video.shape[0]))
+        return _Source(iter(frames), info)
+    if not isinstance(video, (str, os.PathLike)):
+        raise PredictorError(f"video must be a file path or a uint8 [T, H, W, 3] array, "
+                             f"got {type(video).__name__}")
+    from rvos.video import iter_frames, probe
+
+    meta = probe(video)
+    rate = meta.sampled_frame_rate(fps)
+    estimate = meta.sampled_num_frames(fps)
+    if max_frames is not None:
+        estimate = min(estimate, max_frames)
+    info = SourceInfo(path=str(video), width=meta.width, height=meta.height, fps=float(rate),
+                      frame_rate=rate, num_frames=estimate, source_fps=meta.fps,
+                      source_num_frames=meta.num_frames, has_audio=meta.has_audio,
+                      rotation=meta.rotation, sample_fps=fps, max_frames=max_frames)
+    return _Source(iter_frames(video, fps=fps, max_frames=max_frames), info)
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``python -m rvos predict``."""
+    parser.add_argument("video", help="input video file (any format ffmpeg reads)")
+    parser.add_argument("--text", action="append", default=[], metavar="TEXT",
+                        help="a referring expression; repeat for several objects")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output folder for overlay.mp4, masks/, masks.zip, result.json")
+    parser.add_argument("--model", default=None, metavar="NAME",
+                        help="registered model name (see `python -m rvos models`; "
+                             "default: builtin)")
+    parser.add_argument("--checkpoint", default=None, metavar="PATH",
+                        help="weights: a save_pretrained folder, or an official .pth file")
+    parser.add_argument("--text-encoder", default=None, metavar="NAME_OR_DIR",
+                        help="official checkpoints: RoBERTa weights and tokenizer "
+                             "(default roberta-base)")
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW,
+                        help=f"frames per model call (default {DEFAULT_WINDOW})")
+    parser.add_argument("--overlap", type=int, default=None,
+                        help=f"frames shared by consecutive windows (default "
+                             f"{DEFAULT_OVERLAP}, at most half the window)")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="processing frame rate (default: every frame)")
+    parser.add_argument("--max-frames", type=int, default=None,
+                        help="process at most this many frames")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="mask probability threshold (default 0.5)")
+    parser.add_argument("--short-side", type=int, default=360,
+                        help="resize frames to this short side for the model (default 360)")
+    parser.add_argument("--device", default=None,
+                        help="torch device, e.g. cpu or cuda (default: cuda if available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _load_cli_model(args: argparse.Namespace, device: str):
+    from rvos.registry import load_model
+
+    checkpoint = args.checkpoint
+    if checkpoint is not None and not Path(checkpoint).exists():
+        raise PredictorError(f"checkpoint not found: {checkpoint!r}")
+    if args.model is None and checkpoint is not None:
+        from rvos import checkpoint as ckpt
+
+        if Path(checkpoint).is_dir():
+            return ckpt.load_pretrained(checkpoint, device=device).eval(), Path(checkpoint).name
+        kwargs = {} if args.text_encoder is None else {"text_encoder": args.text_encoder}
+        model = ckpt.load_official(checkpoint, device=device, **kwargs)
+        return model.eval(), Path(checkpoint).stem
+    name = args.model or "builtin"
+    model = load_model(name, checkpoint=checkpoint, device=device,
+                       text_encoder=args.text_encoder)
+    return model, name
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from rvos import registry
+    from rvos.checkpoint import CheckpointError
+    from rvos.video import VideoError
+
+    return (PredictorError, VideoError, CheckpointError, registry.UnknownModelError,
+            registry.ModelFileMissingError, registry.UnsupportedModelError, FileNotFoundError)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """``python -m rvos predict``: returns the exit code (0 ok, 2 bad input)."""
+    errors = _user_errors()
+    try:
+        texts = _check_expressions(args.text) if args.text else None
+        if texts is None:
+            raise PredictorError('no expression: add --text "the object to segment" '
+                                 "(repeat --text for several objects)")
+        if not Path(args.video).is_file():
+            raise PredictorError(f"video not found: {args.video!r}")
+        overlap = default_overlap(args.window) if args.overlap is None else args.overlap
+        _check_window(args.window, overlap)
+        if args.max_frames is not None and args.max_frames < 1:
+            raise PredictorError(f"--max-frames must be >= 1, got {args.max_frames}")
+        if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+            raise PredictorError(f"--fps must be a positive number, got {args.fps}")
+        from rvos.video import probe
+
+        probe(args.video)  # a bad file fails here, before the model is loaded
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model, name = _load_cli_model(args, device)
+        predictor = Predictor(model, device=device, window=args.window, overlap=overlap,
+                              short_side=args.short_side, threshold=args.threshold,
+                              model_name=name)
+        result = _run_with_progress(predictor, args, texts)
+        paths = write_outputs(result, args.out)
+    except errors as err:
+        print(f"rvos predict: error: {err}", file=sys.stderr)
+        return 2
+    t = result.timings
+    print(f"{result.num_frames} frames, {len(result)} expression(s) in {t['total_s']:.1f} s "
+          f"({t['frames_per_second']:.1f} frames/s); wrote {paths['overlay']}, "
+          f"{paths['masks']}/, {paths['masks_zip']}, {paths['result']}")
+    return 0
+
+
+def _run_with_progress(predictor: Predictor, args: argparse.Namespace, texts: list[str]
+                       ) -> VideoResult:
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=None, unit="frame", desc="predict", file=sys.stderr, leave=True)
+    try:
+        for progress in predictor.iter_predict(args.video, texts, fps=args.fps,
+                                               max_frames=args.max_frames):
+            if bar is not None:
+                bar.total = progress.total_frames
+                bar.update(progress.frames_done - bar.n)
+            if progress.result is not None:
+                return progress.result
+    finally:
+        if bar is not None:
+            bar.close()
+    raise AssertionError("iter_predict ended without a result")

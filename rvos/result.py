@@ -1,0 +1,683 @@
+"""What a prediction holds, how it is stored compactly, rendered and written to disk.
+
+`rvos.predictor.Predictor` fills these objects; everything here only *reads* them: rendering a
+frame, writing the overlay video, the mask PNGs and ``result.json`` never runs the model again.
+
+Memory. A 10-minute 1080p video has 18 000 frames; holding its masks as arrays would take 37 GB.
+Each frame's mask is therefore kept as a run-length encoding of the exact full-size mask (a few
+kB for a typical object), plus — to re-threshold without the model — the chosen query's
+low-resolution mask logits quantised to int8 (steps of 1/16, clamped to ±8) and zlib-compressed.
+
+result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-result`` v1)::
+
+    {
+      "format": "rvos-result", "version": 1,
+      "model": "builtin",                          # model name, or null
+      "source": {                                  # the video as processed
+        "path": "in.mp4" | null,                   # null for an in-memory array
+        "width": 1920, "height": 1080,             # frame size (display orientation)
+        "fps": 29.97, "frame_rate": "30000/1001",  # rate of the processed frames
+        "num_frames": 900,                         # processed frames (after fps / max_frames)
+        "source_fps": 29.97, "source_num_frames": 900 | null,
+        "has_audio": true, "rotation": 90          # rotation already applied to the frames
+      },
+      "settings": {"window": 36, "overlap": 8, "short_side": 360, "threshold": 0.5,
+                   "input_size": [360, 640],       # model input (H, W)
+                   "mask_size": [90, 160],         # model mask logits (h, w)
+                   "num_queries": 5, "device": "cpu"},
+      "timings": {"read_s": ..., "model_s": ..., "postprocess_s": ..., "total_s": ...,
+                  "frames_per_second": ...},
+      "windows": [{"index": 0, "start": 0, "end": 36}, ...],   # frame ranges [start, end)
+      "expressions": [{
+        "index": 0, "text": "a dog running", "words": ["a", "dog", "running"],
+        "masks": "masks/0",                        # folder of this expression's PNGs
+        "windows": [{"index": 0, "chosen_query": 2, "linked_by": "score",
+                     "overlap_iou": null}, ...],   # how each window chose its query
+        "frames": [{
+          "frame": 0, "time_s": 0.0, "window": 0,
+          "chosen_query": 2,                       # query index *within that window*
+          "score": 0.93,                           # sigmoid score of the chosen query
+          "box": [x0, y0, x1, y1],                 # chosen query's box, source pixels
+          "mask_area": 12345,                      # mask pixels at the source size
+          "scores": [Q floats], "boxes": [Q × [x0, y0, x1, y1]],
+          "reference_points": [Q × [x, y]]         # pixels
+        }, ...]
+      }, ...],
+      "outputs": {"overlay": "overlay.mp4", "masks": "masks", "masks_zip": "masks.zip"}
+    }
+
+``outputs`` is present when the file was written by `write_outputs`. Mask files are
+``masks/<expression index>/<frame index, 5 digits>.png``: DAVIS palette PNGs, 0 background and
+1 the object; ``frame`` counts processed frames (``time_s = frame / fps``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+import torch
+
+from rvos.inference import postprocess_masks
+
+__all__ = [
+    "RESULT_FORMAT",
+    "RESULT_SCHEMA",
+    "RESULT_VERSION",
+    "AttentionMaps",
+    "ExpressionResult",
+    "SamplingPoints",
+    "SourceInfo",
+    "VideoResult",
+    "WindowChoice",
+    "decode_rle",
+    "encode_rle",
+    "quantize_logits",
+    "dequantize_logits",
+    "write_outputs",
+]
+
+RESULT_FORMAT = "rvos-result"
+RESULT_VERSION = 1
+
+# int8 logits in steps of 1/16: ±8 covers probabilities 0.0003..0.9997, i.e. every threshold a
+# person would pick, and the step moves a probability near 0.5 by at most 0.008.
+_LOGIT_STEP = 1.0 / 16.0
+
+
+# --------------------------------------------------------------------------------- encodings
+
+
+def encode_rle(mask: np.ndarray) -> np.ndarray:
+    """Run-length encode a bool mask ``[H, W]`` in row-major order.
+
+    Returns uint32 run lengths alternating background/object, starting with background (a zero
+    first run when the first pixel is object); they sum to ``H * W``.
+    """
+    flat = np.ascontiguousarray(mask, dtype=bool).reshape(-1)
+    if flat.size == 0:
+        return np.zeros(1, dtype=np.uint32)
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate(([0], change, [flat.size]))
+    counts = np.diff(bounds)
+    if flat[0]:
+        counts = np.concatenate(([0], counts))
+    return counts.astype(np.uint32)
+
+
+def decode_rle(counts: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Inverse of `encode_rle`: bool ``[H, W]``."""
+    values = np.zeros(len(counts), dtype=bool)
+    values[1::2] = True
+    flat = np.repeat(values, counts.astype(np.int64))
+    if flat.size != shape[0] * shape[1]:
+        raise ValueError(f"run lengths cover {flat.size} pixels, not {shape[0]}×{shape[1]}")
+    return flat.reshape(shape)
+
+
+def rle_area(counts: np.ndarray) -> int:
+    """Object pixels of an `encode_rle` mask."""
+    return int(counts[1::2].sum(dtype=np.int64))
+
+
+def quantize_logits(logits: np.ndarray | torch.Tensor) -> bytes:
+    """float ``[h, w]`` mask logits -> zlib-compressed int8 in steps of 1/16 (clamped to ±8)."""
+    x = torch.as_tensor(logits).detach().float().cpu().numpy()
+    q = np.clip(np.round(x / _LOGIT_STEP), -128, 127).astype(np.int8)
+    return zlib.compress(q.tobytes(), 1)
+
+
+def dequantize_logits(data: bytes, shape: tuple[int, int]) -> np.ndarray:
+    """Inverse of `quantize_logits`: float32 ``[h, w]``."""
+    q = np.frombuffer(zlib.decompress(data), dtype=np.int8).reshape(shape)
+    return q.astype(np.float32) * _LOGIT_STEP
+
+
+# ------------------------------------------------------------------------------ result types
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """The video a result was computed on, as processed.
+
+    ``width``/``height`` are the frame size in display orientation (what masks and boxes refer
+    to); ``fps``/``frame_rate`` the rate of the processed frames, ``num_frames`` their count.
+    """
+
+    path: str | None
+    width: int
+    height: int
+    fps: float
+    frame_rate: Fraction
+    num_frames: int
+    source_fps: float
+    source_num_frames: int | None = None
+    has_audio: bool = False
+    rotation: int = 0
+    # Arguments that reproduce the processed frame sequence from ``path`` (for re-reading).
+    sample_fps: float | None = None
+    max_frames: int | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W)."""
+        return self.height, self.width
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "width": self.width,
+            "height": self.height,
+            "fps": round(self.fps, 6),
+            "frame_rate": f"{self.frame_rate.numerator}/{self.frame_rate.denominator}",
+            "num_frames": self.num_frames,
+            "source_fps": round(self.source_fps, 6),
+            "source_num_frames": self.source_num_frames,
+            "has_audio": self.has_audio,
+            "rotation": self.rotation,
+        }
+
+
+@dataclass(frozen=True)
+class WindowChoice:
+    """How one window chose an expression's query.
+
+    ``linked_by`` is ``"score"`` (best mean score over the window: the original rule, used for
+    the first window and whenever the overlap gives no evidence) or ``"overlap"`` (the query
+    whose masks on the frames shared with the previous window best match the previous choice,
+    see `rvos.predictor.link_query`); ``overlap_iou`` is that query's IoU on the overlap.
+    """
+
+    index: int
+    start: int
+    end: int
+    chosen_query: int
+    linked_by: str
+    overlap_iou: float | None = None
+
+
+@dataclass
+class AttentionMaps:
+    """Word attention of one expression: how much each image position attends to each word.
+
+    ``maps[l]`` is float16 ``[T, num_words, h_l, w_l]`` for level ``levels[l]``; each map is the
+    attention of a position to the word (mean over the word's tokens and over heads), so over
+    all words and special tokens it sums to 1 at every position.
+    """
+
+    words: list[str]
+    levels: list[str]
+    maps: list[np.ndarray]
+
+    def get(self, frame: int, word: int | None = None, level: int | str = 0) -> np.ndarray:
+        """float32 ``[h_l, w_l]`` map of ``word`` (``None``: summed over words) on ``frame``."""
+        lvl = self.levels.index(level) if isinstance(level, str) else int(level)
+        if not 0 <= lvl < len(self.levels):
+            raise IndexError(f"level {level} out of range; levels are {self.levels}")
+        maps = self.maps[lvl][frame].astype(np.float32)
+        if word is None:
+            return maps.sum(0)
+        if not 0 <= word < len(self.words):
+            raise IndexError(f"word {word} out of range: the expression has {len(self.words)}")
+        return maps[word]
+
+
+@dataclass
+class SamplingPoints:
+    """Where each query's last decoder layer sampled the image (deformable attention).
+
+    ``points`` float32 ``[T, Q, P, 2]`` (x, y) in source pixels, ``weights`` float32
+    ``[T, Q, P]`` summing to 1 over P per query; ``P = heads × levels × points`` in that order,
+    ``levels[p]``/``heads[p]`` say which feature level and head point p belongs to.
+    """
+
+    points: np.ndarray
+    weights: np.ndarray
+    levels: np.ndarray
+    heads: np.ndarray
+
+
+@dataclass
+class ExpressionResult:
+    """Everything predicted for one referring expression over the processed frames.
+
+    Query indices are per window (query 2 of window 0 and query 2 of window 1 are unrelated);
+    ``window_index`` says which window produced each frame.
+
+    Attributes:
+        text: the expression; ``words``: it split at whitespace (BPE tokens grouped).
+        size: (H0, W0) source frame size.
+        threshold: the probability threshold of the stored masks.
+        chosen_query: int64 ``[T]``; ``window_index``: int32 ``[T]``.
+        scores: float32 ``[T, Q]`` sigmoid scores of every query.
+        boxes: float32 ``[T, Q, 4]`` (x0, y0, x1, y1) in source pixels.
+        reference_points: float32 ``[T, Q, 2]`` (x, y) in source pixels (the decoder's last
+            reference points).
+        mask_areas: int64 ``[T]`` object pixels per frame.
+        windows: how each window chose its query (`WindowChoice`).
+        attention / sampling: present when asked for at prediction time.
+    """
+
+    text: str
+    words: list[str]
+    size: tuple[int, int]
+    threshold: float
+    chosen_query: np.ndarray
+    window_index: np.ndarray
+    scores: np.ndarray
+    boxes: np.ndarray
+    reference_points: np.ndarray
+    mask_areas: np.ndarray
+    windows: list[WindowChoice]
+    rle: list[np.ndarray] = field(repr=False)
+    lowres_logits: list[bytes] | None = field(default=None, repr=False)
+    lowres_shape: tuple[int, int] | None = None
+    attention: AttentionMaps | None = field(default=None, repr=False)
+    sampling: SamplingPoints | None = field(default=None, repr=False)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.rle)
+
+    @property
+    def chosen_scores(self) -> np.ndarray:
+        """float32 ``[T]`` score of the chosen query on every frame."""
+        return self.scores[np.arange(self.num_frames), self.chosen_query]
+
+    @property
+    def chosen_boxes(self) -> np.ndarray:
+        """float32 ``[T, 4]`` box of the chosen query on every frame (source pixels)."""
+        return self.boxes[np.arange(self.num_frames), self.chosen_query]
+
+    def mask(self, frame_index: int, threshold: float | None = None) -> np.ndarray:
+        """bool ``[H0, W0]`` mask on frame ``frame_index``.
+
+        At the prediction threshold (``None``) this is the exact stored mask. Another threshold
+        re-thresholds the stored low-resolution logits (quantised to 1/16, so a pixel whose
+        logit is within 1/16 of the threshold's may differ from a fresh run).
+        """
+        t = self._check_frame(frame_index)
+        if threshold is None or threshold == self.threshold:
+            return decode_rle(self.rle[t], self.size)
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        if self.lowres_logits is None or self.lowres_shape is None:
+            raise ValueError(
+                "this result keeps masks at its prediction threshold only "
+                f"({self.threshold}); predict with keep_logits=True to re-threshold")
+        logits = dequantize_logits(self.lowres_logits[t], self.lowres_shape)
+        return postprocess_masks(torch.from_numpy(logits)[None], self.size, threshold)[0].numpy()
+
+    def masks(self, threshold: float | None = None) -> Iterator[np.ndarray]:
+        """Masks of all frames in order, one bool ``[H0, W0]`` at a time."""
+        for t in range(self.num_frames):
+            yield self.mask(t, threshold)
+
+    def _check_frame(self, frame_index: int) -> int:
+        t = int(frame_index)
+        if not 0 <= t < self.num_frames:
+            raise IndexError(f"frame {frame_index} out of range: the result has "
+                             f"{self.num_frames} frames")
+        return t
+
+    def nbytes(self) -> int:
+        """Approximate memory held by the per-frame data (bytes)."""
+        total = sum(r.nbytes for r in self.rle)
+        total += sum(len(b) for b in self.lowres_logits or [])
+        for a in (self.chosen_query, self.window_index, self.scores, self.boxes,
+                  self.reference_points, self.mask_areas):
+            total += a.nbytes
+        if self.attention is not None:
+            total += sum(m.nbytes for m in self.attention.maps)
+        if self.sampling is not None:
+            total += self.sampling.points.nbytes + self.sampling.weights.nbytes
+        return total
+
+    def to_json(self, index: int) -> dict[str, Any]:
+        """This expression's part of result.json (see the module docstring)."""
+        frames = []
+        rows = zip(self.chosen_query.tolist(), self.window_index.tolist(),
+                       _round(self.scores, 4), _round(self.boxes, 1),
+                       _round(self.reference_points, 1), self.mask_areas.tolist(), strict=True)
+        for t, (q, w, scores, boxes, refs, area) in enumerate(rows):
+            frames.append({
+                "frame": t, "window": w, "chosen_query": q, "score": scores[q],
+                "box": boxes[q], "mask_area": area, "scores": scores, "boxes": boxes,
+                "reference_points": refs,
+            })
+        return {
+            "index": index,
+            "text": self.text,
+            "words": list(self.words),
+            "masks": f"masks/{index}",
+            "windows": [
+                {"index": w.index, "chosen_query": w.chosen_query, "linked_by": w.linked_by,
+                 "overlap_iou": None if w.overlap_iou is None else round(w.overlap_iou, 4)}
+                for w in self.windows
+            ],
+            "frames": frames,
+        }
+
+
+def _round(a: np.ndarray, digits: int) -> list:
+    return np.round(a.astype(np.float64), digits).tolist()
+
+
+@dataclass
+class VideoResult(Sequence[ExpressionResult]):
+    """The results of all expressions on one video; behaves as a list of `ExpressionResult`.
+
+    Attributes:
+        expressions: one `ExpressionResult` per expression, in the order given.
+        source: `SourceInfo` of the processed video.
+        model_name: the model's registry name, if known.
+        settings: window, overlap, short_side, threshold, input_size, mask_size, num_queries,
+            device.
+        windows: frame ranges ``(start, end)`` of the inference windows.
+        timings: seconds spent reading, in the model, post-processing, in total.
+    """
+
+    expressions: list[ExpressionResult]
+    source: SourceInfo
+    model_name: str | None
+    settings: dict[str, Any]
+    windows: list[tuple[int, int]]
+    timings: dict[str, float]
+
+    @overload
+    def __getitem__(self, index: int) -> ExpressionResult: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[ExpressionResult]: ...
+    def __getitem__(self, index):
+        return self.expressions[index]
+
+    def __len__(self) -> int:
+        return len(self.expressions)
+
+    @property
+    def num_frames(self) -> int:
+        return self.source.num_frames
+
+    def frame_time(self, frame_index: int) -> float:
+        """Seconds from the start of the processed sequence to frame ``frame_index``."""
+        return frame_index / self.source.fps
+
+    def to_json(self) -> dict[str, Any]:
+        """The result.json document (see the module docstring and `RESULT_SCHEMA`)."""
+        expressions = [e.to_json(i) for i, e in enumerate(self.expressions)]
+        for e in expressions:
+            for f in e["frames"]:
+                f["time_s"] = round(self.frame_time(f["frame"]), 6)
+        return {
+            "format": RESULT_FORMAT,
+            "version": RESULT_VERSION,
+            "model": self.model_name,
+            "source": self.source.to_json(),
+            "settings": _jsonable(self.settings),
+            "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
+            "windows": [{"index": i, "start": s, "end": e}
+                        for i, (s, e) in enumerate(self.windows)],
+            "expressions": expressions,
+        }
+
+    def save_json(self, path: str | os.PathLike) -> Path:
+        """Write `to_json` to ``path``."""
+        return _write_json(Path(path), self.to_json())
+
+    # ------------------------------------------------------------------ frames of the source
+
+    def iter_source_frames(self, video: str | os.PathLike | np.ndarray | None = None
+                           ) -> Iterator[np.ndarray]:
+        """The processed frames again, uint8 ``[H0, W0, 3]`` (decoded from ``source.path``
+        with the same fps / max_frames, or taken from an array)."""
+        if video is None:
+            video = self.source.path
+        if video is None:
+            raise ValueError("this result was computed on an in-memory array: pass the frames "
+                             "(video=array) to render it")
+        if isinstance(video, np.ndarray):
+            if video.shape[0] < self.num_frames or video.shape[1:3] != self.source.size:
+                raise ValueError(f"frames of shape {video.shape} do not match the result "
+                                 f"({self.num_frames} frames of {self.source.size})")
+            yield from video[: self.num_frames]
+            return
+        from rvos.video import iter_frames
+
+        n = 0
+        for frame in iter_frames(video, fps=self.source.sample_fps,
+                                 max_frames=self.num_frames):
+            if frame.shape[:2] != self.source.size:
+                raise ValueError(f"{video} has frames of {frame.shape[:2]}, the result "
+                                 f"{self.source.size}: not the video it was computed on")
+            n += 1
+            yield frame
+        if n != self.num_frames:
+            raise ValueError(f"{video} gave {n} frames, the result has {self.num_frames}")
+
+    # --------------------------------------------------------------------------- rendering
+
+    def render_overlay(self, frame_index: int, frame: np.ndarray, *,
+                       threshold: float | None = None, alpha: float = 0.5,
+                       expressions: Sequence[int] | None = None) -> np.ndarray:
+        """uint8 ``[H0, W0, 3]``: ``frame`` with the masks of all (or the listed) expressions,
+        expression k in palette colour k."""
+        from rvos import visualize
+
+        chosen = range(len(self)) if expressions is None else expressions
+        masks = [self[e].mask(frame_index, threshold) for e in chosen]
+        colors = visualize.palette(len(self))
+        return visualize.overlay_masks(frame, masks, colors=[colors[e] for e in chosen],
+                                       alpha=alpha)
+
+    def render_queries(self, expression: int, frame_index: int, frame: np.ndarray, *,
+                       sampling: bool = False, top_points: int = 32) -> np.ndarray:
+        """uint8 ``[H0, W0, 3]``: every query's box (labelled with its score) and reference
+        point on ``frame``, the chosen query highlighted; with ``sampling`` also each query's
+        ``top_points`` heaviest deformable-attention sampling points."""
+        from rvos import visualize
+
+        e = self[expression]
+        t = e._check_frame(frame_index)
+        points = weights = None
+        if sampling:
+            if e.sampling is None:
+                raise ValueError("no sampling points: predict with return_sampling=True")
+            order = np.argsort(-e.sampling.weights[t], axis=1)[:, :top_points]  # [Q, N]
+            points = np.take_along_axis(e.sampling.points[t], order[..., None], axis=1)
+            weights = np.take_along_axis(e.sampling.weights[t], order, axis=1)
+        return visualize.draw_queries(
+            frame, e.boxes[t], e.scores[t], int(e.chosen_query[t]),
+            ref_points=e.reference_points[t], sampling_points=points, sampling_weights=weights)
+
+    def render_attention(self, expression: int, frame_index: int, frame: np.ndarray, *,
+                         word: int | str = "all", level: int | str = 0) -> np.ndarray:
+        """uint8 image: the attention of ``word`` (index) over ``frame`` at ``level``, or with
+        ``word="all"`` a grid with one panel per word."""
+        from rvos import visualize
+
+        e = self[expression]
+        t = e._check_frame(frame_index)
+        if e.attention is None:
+            raise ValueError("no attention maps: predict with return_attention=True")
+        if word == "all":
+            maps = [e.attention.get(t, w, level) for w in range(len(e.words))]
+            return visualize.attention_grid(frame, maps, e.words)
+        if isinstance(word, str):
+            raise ValueError(f"word must be a word index or 'all', got {word!r}")
+        return visualize.draw_attention(frame, e.attention.get(t, word, level))
+
+    def render_scores(self, expression: int, frame_index: int | None = None, *,
+                      size: tuple[int, int] = (640, 240)) -> np.ndarray:
+        """uint8 ``[H, W, 3]`` plot of every query's score over the frames of ``expression``,
+        with a cursor at ``frame_index``. The query chosen at ``frame_index`` (default: on the
+        first frame) is highlighted; query indices are per window, so a line that crosses a
+        window boundary joins two unrelated queries of the same index."""
+        from rvos import visualize
+
+        e = self[expression]
+        t = 0 if frame_index is None else e._check_frame(frame_index)
+        return visualize.plot_scores(e.scores, int(e.chosen_query[t]), frame_index, size=size)
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, separators=(",", ":")))
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+# ---------------------------------------------------------------------------------- writing
+
+
+def write_outputs(result: VideoResult, out_dir: str | os.PathLike, *,
+                  video_path: str | os.PathLike | None = None,
+                  frames: np.ndarray | None = None, overlay: bool = True,
+                  masks: bool = True) -> dict[str, Path]:
+    """Write ``overlay.mp4``, ``masks/<k>/<frame:05d>.png``, ``masks.zip`` and ``result.json``.
+
+    Arguments:
+        result: a `VideoResult`.
+        out_dir: output folder (created).
+        video_path: the source video, to read frames and copy audio from (default: the path the
+            result was computed on).
+        frames: uint8 ``[T, H0, W0, 3]`` instead of a file, for results computed on an array.
+        overlay / masks: write the overlay video / the mask PNGs and zip.
+    Returns:
+        paths by name: ``overlay``, ``masks``, ``masks_zip``, ``result``.
+
+    The overlay is H.264 yuv420p at the processed frame rate and size (odd sizes padded by one
+    pixel), with the source's audio when it has one.
+    """
+    from rvos.video import VideoWriter, write_palette_png, zip_folder
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    source = frames if frames is not None else (video_path or result.source.path)
+    audio = None
+    if frames is None and source is not None and result.source.has_audio:
+        audio = source
+    started = time.perf_counter()
+
+    mask_dir = out / "masks"
+    if masks:
+        if mask_dir.exists():
+            shutil.rmtree(mask_dir)  # stale frames of an earlier, longer run must not survive
+        for k, expr in enumerate(result):
+            for t, mask in enumerate(expr.masks()):
+                write_palette_png(mask_dir / str(k) / f"{t:05d}.png", mask.astype(np.uint8))
+        paths["masks"] = mask_dir
+        paths["masks_zip"] = zip_folder(mask_dir, out / "masks.zip")
+
+    if overlay:
+        writer = VideoWriter(out / "overlay.mp4", result.source.frame_rate, audio_from=audio)
+        with writer:
+            for t, frame in enumerate(result.iter_source_frames(source)):
+                writer.write(result.render_overlay(t, frame))
+        paths["overlay"] = out / "overlay.mp4"
+
+    doc = result.to_json()
+    doc["timings"]["write_s"] = round(time.perf_counter() - started, 4)
+    doc["outputs"] = {k: v.relative_to(out).as_posix() for k, v in paths.items()}
+    paths["result"] = _write_json(out / "result.json", doc)
+    return paths
+
+
+# ------------------------------------------------------------------------------------ schema
+
+_NUM = {"type": "number"}
+_INT = {"type": "integer"}
+_NONNEG = {"type": "integer", "minimum": 0}
+_BOX = {"type": "array", "items": _NUM, "minItems": 4, "maxItems": 4}
+_POINT = {"type": "array", "items": _NUM, "minItems": 2, "maxItems": 2}
+_PROB = {"type": "number", "minimum": 0, "maximum": 1}
+
+
+def _object(props: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {"type": "object", "properties": props,
+            "required": [k for k in props if k not in optional], "additionalProperties": False}
+
+
+RESULT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "rvos prediction result",
+    **_object({
+        "format": {"const": RESULT_FORMAT},
+        "version": {"const": RESULT_VERSION},
+        "model": {"type": ["string", "null"]},
+        "source": _object({
+            "path": {"type": ["string", "null"]},
+            "width": {"type": "integer", "minimum": 1},
+            "height": {"type": "integer", "minimum": 1},
+            "fps": {"type": "number", "exclusiveMinimum": 0},
+            "frame_rate": {"type": "string", "pattern": r"^\d+/\d+$"},
+            "num_frames": {"type": "integer", "minimum": 1},
+            "source_fps": {"type": "number", "exclusiveMinimum": 0},
+            "source_num_frames": {"type": ["integer", "null"]},
+            "has_audio": {"type": "boolean"},
+            "rotation": {"enum": [0, 90, 180, 270]},
+        }),
+        "settings": _object({
+            "window": {"type": "integer", "minimum": 1},
+            "overlap": _NONNEG,
+            "short_side": {"type": ["integer", "null"]},
+            "threshold": _PROB,
+            "input_size": {"type": "array", "items": _INT, "minItems": 2, "maxItems": 2},
+            "mask_size": {"type": "array", "items": _INT, "minItems": 2, "maxItems": 2},
+            "num_queries": {"type": "integer", "minimum": 1},
+            "device": {"type": "string"},
+        }),
+        "timings": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
+                    "required": ["read_s", "model_s", "postprocess_s", "total_s"]},
+        "windows": {"type": "array", "minItems": 1, "items": _object(
+            {"index": _NONNEG, "start": _NONNEG, "end": {"type": "integer", "minimum": 1}})},
+        "expressions": {"type": "array", "minItems": 1, "items": _object({
+            "index": _NONNEG,
+            "text": {"type": "string", "minLength": 1},
+            "words": {"type": "array", "items": {"type": "string", "minLength": 1}},
+            "masks": {"type": "string"},
+            "windows": {"type": "array", "minItems": 1, "items": _object({
+                "index": _NONNEG,
+                "chosen_query": _NONNEG,
+                "linked_by": {"enum": ["score", "overlap"]},
+                "overlap_iou": {"type": ["number", "null"]},
+            })},
+            "frames": {"type": "array", "minItems": 1, "items": _object({
+                "frame": _NONNEG,
+                "time_s": {"type": "number", "minimum": 0},
+                "window": _NONNEG,
+                "chosen_query": _NONNEG,
+                "score": _PROB,
+                "box": _BOX,
+                "mask_area": _NONNEG,
+                "scores": {"type": "array", "items": _PROB, "minItems": 1},
+                "boxes": {"type": "array", "items": _BOX, "minItems": 1},
+                "reference_points": {"type": "array", "items": _POINT, "minItems": 1},
+            })},
+        })},
+        "outputs": _object({"overlay": {"type": "string"}, "masks": {"type": "string"},
+                            "masks_zip": {"type": "string"}},
+                           optional=("overlay", "masks", "masks_zip")),
+    }, optional=("outputs",)),
+}
