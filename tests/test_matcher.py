@@ -4,18 +4,18 @@ nothing; malformed targets raise."""
 import pytest
 import torch
 
-from rvos.matcher import HungarianMatcher, upsample_masks
+from rvos.matcher import HungarianMatcher, downsample_masks, upsample_masks
 
 T, Q, H, W = 3, 5, 16, 16
 
 
 def _target(valid=(True, True, True)):
     masks = torch.zeros(T, H, W, dtype=torch.bool)
-    masks[:, 4:12, 2:8] = True
+    masks[:, 4:12, 2:10] = True
     valid_t = torch.tensor(valid)
     masks[~valid_t] = False
-    # Normalised cxcywh of the box around columns 2..7, rows 4..11.
-    boxes = torch.tensor([[5 / W, 8 / H, 6 / W, 8 / H]]).repeat(T, 1)
+    # Normalised cxcywh of the box around columns 2..9, rows 4..11.
+    boxes = torch.tensor([[6 / W, 8 / H, 8 / W, 8 / H]]).repeat(T, 1)
     return {"masks": masks, "boxes": boxes, "valid": valid_t}
 
 
@@ -26,8 +26,9 @@ def _outputs(best: int, target, seed=0):
     masks = torch.randn(1, T, Q, H // 4, W // 4, generator=g) - 3
     logits[0, :, best] = 4.0
     boxes[0, :, best] = target["boxes"]
+    # Stride-4 cells at least half covered by the object are foreground.
     small = target["masks"].float().reshape(T, H // 4, 4, W // 4, 4).mean((2, 4))
-    masks[0, :, best] = (small > 0.5).float() * 16 - 8
+    masks[0, :, best] = (small >= 0.5).float() * 16 - 8
     return {"pred_logits": logits, "pred_boxes": boxes, "pred_masks": masks}
 
 
@@ -106,3 +107,11 @@ def test_batched_videos_each_get_their_own_best_query():
     batched = {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
     result = HungarianMatcher()(batched, targets)
     assert [q.tolist() for q, _ in result] == [[4], [0], [2]]
+
+
+def test_downsample_masks_area_averages_and_pads_odd_sizes():
+    m = torch.zeros(2, 6, 9, dtype=torch.bool)
+    m[:, 0:4, 0:2] = True
+    small = downsample_masks(m, (2, 3))
+    assert small.shape == (2, 2, 3)
+    assert small[0, 0, 0].item() == 0.5 and small[0, 1].sum().item() == 0

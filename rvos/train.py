@@ -1,0 +1,545 @@
+"""Train the built-in ReferFormer on synthetic referring clips drawn fresh from rvos.synth.
+
+The losses, matcher and queries are the paper's (`rvos.losses`); what differs is the schedule,
+chosen for a from-scratch model that must train in minutes to hours, not days:
+
+* every step draws new clips (``make_clip("train", index, seed)``, index = step * batch + i),
+  so there is no epoch, no overfitting to guard against, and a resumed run sees exactly the
+  clips the uninterrupted run would have seen;
+* every expression of a clip is trained at once: the backbone runs once per clip and the
+  decoder once per expression, and the expressions of one clip refer to *different* objects of
+  the same frames, which is the signal that teaches the model to read the sentence;
+* AdamW with one learning rate for everything (nothing is pre-trained), linear warm-up then
+  cosine decay, gradient clipping at a norm of 1.0 (the paper's 0.1 with lr 1e-4 is made
+  for fine-tuning pre-trained weights; here it slowed learning down, see the README).
+
+``python -m rvos train --out runs/builtin`` writes ``log.jsonl`` (loss curve, validation J&F),
+``checkpoint.pt`` (resumable: ``--resume runs/builtin/checkpoint.pt``), ``tokenizer/`` and, with
+``--export DIR``, the final model as a ``save_pretrained`` folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from rvos.box_ops import box_xyxy_to_cxcywh
+from rvos.builtin import builtin_config, load_tokenizer, train_tokenizer
+from rvos.evaluate import clip_to_video, evaluate_videos
+from rvos.inference import normalize
+from rvos.losses import LossWeights, ReferringCriterion
+from rvos.modeling import ReferFormer, ReferFormerConfig, VisualFeatures, build_referformer
+
+__all__ = [
+    "TrainClips",
+    "TrainConfig",
+    "add_cli_arguments",
+    "collate",
+    "learning_rate",
+    "load_training_checkpoint",
+    "make_tokenizer",
+    "run_cli",
+    "train",
+]
+
+CHECKPOINT_FORMAT = "rvos-train-1"
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a training run (all stored in the checkpoint)."""
+
+    out: str
+    steps: int = 20000
+    batch_size: int = 8
+    lr: float = 4e-4
+    weight_decay: float = 5e-4
+    warmup: int = 300
+    min_lr_ratio: float = 0.02
+    clip_grad: float = 1.0
+    frames: int = 8
+    size: int = 128
+    seed: int = 0
+    device: str = "auto"
+    workers: int = -1
+    log_every: int = 20
+    val_every: int = 1000
+    val_clips: int = 40
+    ckpt_every: int = 500
+    max_minutes: float | None = None
+    jpeg_prob: float = 0.5
+    export: str | None = None
+    resume: str | None = None
+    model_overrides: str | None = None  # JSON of builtin_config overrides (tests, experiments)
+
+
+# --------------------------------------------------------------------------------------- data
+class TrainClips(torch.utils.data.Dataset):
+    """Training examples: ``dataset[i]`` renders train clip ``i`` and all its expressions.
+
+    Returns a dict: ``frames`` float ``[T,3,S,S]`` (ImageNet-normalised), ``captions`` (K
+    strings), ``masks`` bool ``[K,T,S,S]``, ``boxes`` ``[K,T,4]`` (normalised cxcywh),
+    ``valid`` bool ``[K,T]`` (the object is visible).
+    """
+
+    def __init__(self, frames: int, size: int, seed: int, jpeg_prob: float = 0.5) -> None:
+        self.frames, self.size, self.seed, self.jpeg_prob = frames, size, seed, jpeg_prob
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, index: int) -> dict:
+        from rvos.synth import make_clip
+
+        clip = make_clip(
+            "train", int(index), self.seed, num_frames=self.frames, size=(self.size, self.size)
+        )
+        frames = clip.frames
+        rng = np.random.default_rng([self.seed, int(index), 7])
+        if rng.random() < self.jpeg_prob:
+            # Evaluation splits are stored as JPEG and user videos are compressed: train on
+            # both clean and re-encoded frames.
+            quality = int(rng.integers(60, 96))
+            frames = np.stack([_jpeg(f, quality) for f in frames])
+        objs = [e.object_index for e in clip.expressions]
+        masks = torch.from_numpy(clip.masks[objs])  # [K, T, H, W]
+        h, w = frames.shape[1:3]
+        scale = torch.tensor([w, h, w, h], dtype=torch.float32)
+        boxes = box_xyxy_to_cxcywh(torch.from_numpy(clip.boxes[objs]).float() / scale)
+        return {
+            "frames": normalize(frames),
+            "captions": [e.text for e in clip.expressions],
+            "categories": [e.category for e in clip.expressions],
+            "masks": masks,
+            "boxes": boxes,
+            "valid": masks.flatten(2).any(-1),
+        }
+
+
+def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1] if ok else frame
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack B clips; flatten their expressions into P (video, caption) pairs.
+
+    Returns ``frames`` ``[B,T,3,S,S]``, ``video_index`` int64 ``[P]``, ``captions`` (P),
+    ``targets`` (P dicts of masks/boxes/valid), ``categories`` (P).
+    """
+    video_index, captions, targets, categories = [], [], [], []
+    for b, item in enumerate(items):
+        for k, caption in enumerate(item["captions"]):
+            video_index.append(b)
+            captions.append(caption)
+            categories.append(item["categories"][k])
+            targets.append(
+                {"masks": item["masks"][k], "boxes": item["boxes"][k], "valid": item["valid"][k]}
+            )
+    return {
+        "frames": torch.stack([item["frames"] for item in items]),
+        "video_index": torch.tensor(video_index, dtype=torch.int64),
+        "captions": captions,
+        "targets": targets,
+        "categories": categories,
+    }
+
+
+def _index_sampler(start: int, count: int):
+    return range(start, start + count)
+
+
+def select_videos(visual: VisualFeatures, video_index: Tensor) -> VisualFeatures:
+    """Backbone features of B videos → features of P (video, caption) pairs (video_index [P]).
+
+    The backbone runs once per clip; each expression gets a view of its clip's features
+    (index_select keeps the graph, so gradients from every expression reach the backbone).
+    """
+    t = visual.num_frames
+    idx = (video_index[:, None] * t + torch.arange(t, device=video_index.device)).flatten()
+
+    def pick(xs: list[Tensor]) -> list[Tensor]:
+        return [x.index_select(0, idx.to(x.device)) for x in xs]
+
+    return VisualFeatures(
+        pick(visual.features),
+        pick(visual.masks),
+        pick(visual.pos),
+        int(video_index.numel()),
+        t,
+        visual.image_size,
+    )
+
+
+# ------------------------------------------------------------------------------- schedule
+def learning_rate(step: int, total: int, base: float, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to ``base * min_ratio``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# ------------------------------------------------------------------------------- helpers
+def make_tokenizer(folder: str | os.PathLike, seed: int = 0):
+    """Train (or load, if ``folder`` holds one) the built-in tokenizer.
+
+    Trained on 20 000 generator expressions plus the generator's vocabulary, so every word the
+    generator can say is a whole token.
+    """
+    from rvos.synth import sample_expression_texts, vocabulary
+
+    folder = Path(folder)
+    if (folder / "tokenizer.json").is_file():
+        return load_tokenizer(folder)
+    texts = sample_expression_texts(20000, seed=seed) + vocabulary() * 5
+    return train_tokenizer(texts, folder, vocab_size=1000)
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def _default_workers(device: torch.device) -> int:
+    cpus = os.cpu_count() or 1
+    if device.type == "cuda":
+        return max(1, min(14, cpus - 2))
+    # On a small CPU box the model needs the cores; one worker overlaps clip rendering.
+    return 1 if cpus > 1 else 0
+
+
+def load_training_checkpoint(path: str | os.PathLike, device: str = "cpu") -> ReferFormer:
+    """A model (eval mode) from a ``checkpoint.pt`` written by `train`; its tokenizer is the
+    ``tokenizer/`` folder beside it."""
+    path = Path(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a checkpoint written by `rvos train`")
+    tokenizer = load_tokenizer(path.parent / "tokenizer")
+    model = build_referformer(ReferFormerConfig.from_dict(state["model_config"]), tokenizer)
+    model.load_state_dict(state["model"])
+    model.metadata = {"input_short_side": int(state["train_config"]["size"])}
+    return model.to(device).eval()
+
+
+class _Log:
+    def __init__(self, path: Path, append: bool) -> None:
+        self.file = open(path, "a" if append else "w")  # noqa: SIM115 - closed by close()
+
+    def write(self, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+# ----------------------------------------------------------------------------------- train
+def train(cfg: TrainConfig) -> dict:
+    """Run (or resume) a training run; returns the last validation summary (or {})."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = _resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+    tokenizer = make_tokenizer(out / "tokenizer", seed=cfg.seed)
+    overrides = json.loads(cfg.model_overrides) if cfg.model_overrides else {}
+    start_step, total_steps = 0, cfg.steps
+    resume_state = None
+    if cfg.resume:
+        resume_state = torch.load(cfg.resume, map_location="cpu", weights_only=True)
+        if resume_state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{cfg.resume} is not a checkpoint written by `rvos train`")
+        model_config = ReferFormerConfig.from_dict(resume_state["model_config"])
+        start_step = int(resume_state["step"])
+        total_steps = int(resume_state.get("total_steps", cfg.steps))
+    else:
+        model_config = builtin_config(len(tokenizer), **overrides)
+    model = build_referformer(model_config, tokenizer).to(device)
+    criterion = ReferringCriterion(weights=LossWeights())
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.dim() <= 1 or name.endswith(".bias") else decay).append(p)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+    )
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        torch.set_rng_state(resume_state["torch_rng"])
+
+    num_params = sum(p.numel() for p in model.parameters())
+    workers = cfg.workers if cfg.workers >= 0 else _default_workers(device)
+    dataset = TrainClips(cfg.frames, cfg.size, cfg.seed, cfg.jpeg_prob)
+    remaining = max(0, total_steps - start_step)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=_index_sampler(start_step * cfg.batch_size, remaining * cfg.batch_size),
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers > 0 else None,
+        persistent_workers=False,
+    )
+    log = _Log(out / "log.jsonl", append=resume_state is not None)
+    log.write(
+        {
+            "event": "start",
+            "step": start_step,
+            "total_steps": total_steps,
+            "params": num_params,
+            "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "workers": workers,
+            "config": dict(vars(cfg)),
+            "model_config": model_config.to_dict(),
+        }
+    )
+    print(
+        f"training {num_params / 1e6:.2f} M parameters on {device} from step {start_step} "
+        f"to {total_steps} (batch {cfg.batch_size} clips of {cfg.frames}x{cfg.size}px)",
+        file=sys.stderr,
+    )
+    val_videos = None
+    last_val: dict = {}
+    t0 = time.time()
+    t_rate = None
+    elapsed_before = float(resume_state.get("elapsed", 0.0)) if resume_state else 0.0
+    running: dict[str, float] = {}
+    n_running = 0
+    step = start_step
+    model.train()
+    for batch in loader:
+        if step >= total_steps:
+            break
+        lr = learning_rate(step, total_steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        frames = batch["frames"].to(device, non_blocking=True)
+        visual = model.encode_video(frames)
+        visual = select_videos(visual, batch["video_index"].to(device))
+        outputs = model.decode(visual, batch["captions"])
+        losses = criterion(outputs, batch["targets"])
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+        optimizer.step()
+        step += 1
+
+        for k in ("loss", "loss_cls", "loss_bbox", "loss_giou", "loss_dice", "loss_mask"):
+            running[k] = running.get(k, 0.0) + losses[k].item()
+        running["grad_norm"] = running.get("grad_norm", 0.0) + float(grad_norm)
+        n_running += 1
+
+        if cfg.max_minutes is not None and step == start_step + 30:
+            # Fit the run into the time budget: fix the number of steps from the measured
+            # speed (minus a reserve for validation and export); the schedule follows it.
+            t_rate = (time.time() - t0) / 30
+            budget = cfg.max_minutes * 60 - (time.time() - t0) - 45
+            fitted = step + int(budget / t_rate * 0.97)
+            if fitted < total_steps:
+                total_steps = max(step + 1, fitted)
+                log.write(
+                    {
+                        "event": "fit_budget",
+                        "step": step,
+                        "total_steps": total_steps,
+                        "sec_per_step": t_rate,
+                    }
+                )
+                print(f"time budget: {total_steps} steps at {t_rate:.3f} s/step", file=sys.stderr)
+
+        if step % cfg.log_every == 0 or step == total_steps:
+            elapsed = time.time() - t0
+            record = {"step": step, "lr": lr, "time": elapsed_before + elapsed}
+            record.update({k: v / n_running for k, v in running.items()})
+            record["clips_per_s"] = (step - start_step) * cfg.batch_size / max(elapsed, 1e-9)
+            log.write(record)
+            print(
+                f"step {step}/{total_steps} loss {record['loss']:.3f} "
+                f"(dice {record['loss_dice']:.3f} giou {record['loss_giou']:.3f} "
+                f"cls {record['loss_cls']:.3f}) lr {lr:.2e} {record['clips_per_s']:.1f} clips/s",
+                file=sys.stderr,
+            )
+            running, n_running = {}, 0
+        if cfg.val_every > 0 and (step % cfg.val_every == 0 or step == total_steps):
+            if val_videos is None:
+                from rvos.synth import make_clip
+
+                val_videos = [
+                    clip_to_video(make_clip("val", i, num_frames=8, size=(cfg.size, cfg.size)))
+                    for i in range(cfg.val_clips)
+                ]
+            last_val = validate(model, val_videos, cfg.size)
+            log.write({"event": "val", "step": step, **_flat(last_val)})
+            print(f"step {step}: val J&F {last_val['overall']['J&F']:.1f}", file=sys.stderr)
+        if step % cfg.ckpt_every == 0 or step == total_steps:
+            _save_checkpoint(
+                out / "checkpoint.pt",
+                model,
+                optimizer,
+                cfg,
+                step,
+                total_steps,
+                elapsed_before + time.time() - t0,
+            )
+    log.write({"event": "end", "step": step, "time": elapsed_before + time.time() - t0})
+    log.close()
+    if cfg.export:
+        export(model, cfg.export, cfg, step, last_val)
+    return last_val
+
+
+def validate(model: ReferFormer, videos: list, size: int) -> dict:
+    """Val J&F (percent) with the original inference procedure; restores train mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        return evaluate_videos(model, videos, short_side=size).summary()
+    finally:
+        model.train(was_training)
+
+
+def _flat(summary: dict) -> dict:
+    out = {}
+    for name, v in summary.items():
+        for k in ("J", "F", "J&F"):
+            out[f"{name}/{k}"] = round(v[k], 2)
+    return out
+
+
+def _save_checkpoint(
+    path: Path, model, optimizer, cfg: TrainConfig, step: int, total: int, elapsed: float
+) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "step": step,
+            "total_steps": total,
+            "elapsed": elapsed,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "model_config": model.config.to_dict(),
+            "train_config": dict(vars(cfg)),
+            "torch_rng": torch.get_rng_state(),
+        },
+        tmp,
+    )
+    os.replace(tmp, path)
+
+
+def export(model: ReferFormer, folder: str, cfg: TrainConfig, step: int, val: dict) -> Path:
+    """Write the model as a ``save_pretrained`` folder with how it was made."""
+    from rvos.checkpoint import save_pretrained
+
+    model.eval()
+    meta = {
+        "input_short_side": cfg.size,
+        "training": {
+            "steps": step,
+            "batch_size": cfg.batch_size,
+            "frames": cfg.frames,
+            "size": cfg.size,
+            "lr": cfg.lr,
+            "seed": cfg.seed,
+            "data": "rvos.synth train split, drawn fresh each step",
+        },
+    }
+    if val:
+        meta["val"] = {k: {m: round(x, 2) for m, x in v.items()} for k, v in val.items()}
+    return save_pretrained(model.cpu(), folder, **meta)
+
+
+# ------------------------------------------------------------------------------------- CLI
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    d = TrainConfig(out="")
+    a = parser.add_argument
+    a("--out", required=True, help="run folder: log.jsonl, checkpoint.pt, tokenizer/")
+    a("--steps", type=int, default=d.steps, help=f"optimizer steps (default {d.steps})")
+    a("--batch-size", type=int, default=d.batch_size, help=f"clips per step ({d.batch_size})")
+    a("--lr", type=float, default=d.lr, help=f"peak learning rate ({d.lr})")
+    a("--weight-decay", type=float, default=d.weight_decay)
+    a("--warmup", type=int, default=d.warmup, help=f"warm-up steps ({d.warmup})")
+    a("--clip-grad", type=float, default=d.clip_grad, help=f"max grad norm ({d.clip_grad})")
+    a("--frames", type=int, default=d.frames, help=f"frames per clip ({d.frames})")
+    a("--size", type=int, default=d.size, help=f"frame size in pixels ({d.size})")
+    a("--seed", type=int, default=d.seed)
+    a("--device", default=d.device, help="auto (CUDA when present), cpu or cuda")
+    a("--workers", type=int, default=d.workers, help="data workers (-1: pick for the device)")
+    a("--log-every", type=int, default=d.log_every)
+    a("--val-every", type=int, default=d.val_every, help="steps between val J&F (0: never)")
+    a("--val-clips", type=int, default=d.val_clips)
+    a("--ckpt-every", type=int, default=d.ckpt_every)
+    a(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="fit the number of steps into this wall time (measured after 30 steps)",
+    )
+    a("--resume", default=None, help="continue from this checkpoint.pt")
+    a("--export", default=None, help="write the final model here (e.g. rvos/weights/builtin)")
+    a("--model-overrides", default=None, help="JSON of builtin_config overrides")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    cfg = TrainConfig(
+        out=args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup=args.warmup,
+        clip_grad=args.clip_grad,
+        frames=args.frames,
+        size=args.size,
+        seed=args.seed,
+        device=args.device,
+        workers=args.workers,
+        log_every=args.log_every,
+        val_every=args.val_every,
+        val_clips=args.val_clips,
+        ckpt_every=args.ckpt_every,
+        max_minutes=args.max_minutes,
+        resume=args.resume,
+        export=args.export,
+        model_overrides=args.model_overrides,
+    )
+    try:
+        if cfg.steps < 1 or cfg.batch_size < 1 or cfg.frames < 2 or cfg.size < 32:
+            raise ValueError("need --steps >= 1, --batch-size >= 1, --frames >= 2, --size >= 32")
+        if cfg.resume and not Path(cfg.resume).is_file():
+            raise ValueError(f"--resume {cfg.resume}: no such file")
+        train(cfg)
+    except ValueError as exc:
+        print(f"rvos train: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
