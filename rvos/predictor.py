@@ -26,10 +26,11 @@ streamed through windows of ``window`` frames that overlap by ``overlap`` frames
   run-length encodings at the source size.
 
 Why ``window=36, overlap=8`` by default: the released models were evaluated on whole
-Ref-YouTube-VOS validation videos (at most 36 frames), so 36 frames is the clip length they were
-shown to work on. Eight shared frames give `link_query` several frames of evidence, enough that
-a brief occlusion or the moment two look-alike objects cross does not decide the link alone,
-while costing 36 / 28 ≈ 1.29× the compute of non-overlapping windows.
+Ref-YouTube-VOS validation videos in one pass, a few dozen frames each, so windows of that
+length keep the model in the regime it was measured in. Eight shared frames give `link_query`
+several frames of evidence, enough that a brief occlusion or the moment two look-alike objects
+cross does not decide the link alone, while costing 36 / 28 ≈ 1.29× the compute of
+non-overlapping windows.
 
 Command line::
 
@@ -44,6 +45,8 @@ writes ``DIR/overlay.mp4``, ``DIR/masks/<k>/<frame:05d>.png``, ``DIR/masks.zip``
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import math
 import os
 import sys
@@ -86,6 +89,7 @@ __all__ = [
     "default_overlap",
     "group_words",
     "link_query",
+    "model_short_side",
     "plan_windows",
     "run_cli",
     "write_outputs",
@@ -93,6 +97,7 @@ __all__ = [
 
 DEFAULT_WINDOW = 36
 DEFAULT_OVERLAP = 8
+DEFAULT_SHORT_SIDE = 360  # the released models' test-time resize
 # Below this IoU on the overlap no query of the new window is taken to be the previous object
 # (it left, or the previous choice was a false positive): the window falls back to its score.
 MIN_LINK_IOU = 0.1
@@ -146,6 +151,14 @@ def plan_windows(num_frames: int, window: int = DEFAULT_WINDOW,
 def default_overlap(window: int) -> int:
     """``DEFAULT_OVERLAP`` frames, but at most half of a short window (so it still advances)."""
     return min(DEFAULT_OVERLAP, max(int(window), 0) // 2)
+
+
+def model_short_side(model: torch.nn.Module) -> int | None:
+    """The frame short side a model expects: ``input_short_side`` from its saved metadata (the
+    built-in model records the size it was trained at), else the released models' 360."""
+    meta = getattr(model, "metadata", None) or {}
+    side = meta.get("input_short_side", DEFAULT_SHORT_SIDE)
+    return None if side is None else int(side)
 
 
 def _count_windows(num_frames: int, window: int, overlap: int) -> int:
@@ -394,7 +407,8 @@ class _Expression:
 @dataclass
 class _Source:
     frames: Iterator[np.ndarray]
-    info: SourceInfo  # num_frames is an estimate until the stream ends
+    info: SourceInfo  # num_frames is replaced by the true count at the end
+    estimate: int | None  # expected number of frames, None if unknown
 
 
 class Predictor:
@@ -408,7 +422,8 @@ class Predictor:
         overlap: frames shared by consecutive windows, used to keep the same object (default
             `default_overlap`: 8, or half the window if that is less; 0 makes windows
             independent).
-        short_side: frames are resized so their short side is this (None: original size).
+        short_side: frames are resized so their short side is this (None: original size;
+            "auto": the size the model was trained at, `model_short_side`).
         threshold: mask probability threshold.
         keep_logits: keep the chosen query's low-resolution mask logits (int8) so masks can be
             re-thresholded later (`ExpressionResult.mask(k, threshold=...)`).
@@ -424,10 +439,12 @@ class Predictor:
 
     def __init__(self, model: torch.nn.Module, *, device: str | torch.device | None = None,
                  window: int = DEFAULT_WINDOW, overlap: int | None = None,
-                 short_side: int | None = 360, threshold: float = 0.5, keep_logits: bool = True,
-                 model_name: str | None = None) -> None:
+                 short_side: int | str | None = "auto", threshold: float = 0.5,
+                 keep_logits: bool = True, model_name: str | None = None) -> None:
         overlap = default_overlap(window) if overlap is None else overlap
         _check_window(window, overlap)
+        if short_side == "auto":
+            short_side = model_short_side(model)
         if short_side is not None and (not isinstance(short_side, int) or short_side < 8):
             raise PredictorError(f"short_side must be a whole number >= 8 or None, "
                                  f"got {short_side!r}")
@@ -453,12 +470,13 @@ class Predictor:
         """Segment what each expression refers to on every (processed) frame of ``video``.
 
         Arguments:
-            video: a video file (any format ffmpeg reads; rotation applied) or uint8 frames
-                ``[T, H, W, 3]`` RGB.
+            video: a video file (any format ffmpeg reads; rotation applied), uint8 frames
+                ``[T, H, W, 3]`` RGB, or an iterable of uint8 ``[H, W, 3]`` frames (streamed:
+                memory stays flat however many it yields).
             expressions: one string or several; each is answered independently.
             fps: for a file, the processing rate (frames are subsampled by time; None = every
-                frame). For an array, the rate the frames were taken at (default 30; used for
-                times and the overlay video).
+                frame). For an array or iterable, the rate the frames were taken at (default 30;
+                used for times and the overlay video).
             max_frames: process at most this many frames (from the start).
             return_attention: keep per-word attention maps (`AttentionMaps`, float16, the
                 early-fusion levels at strides 8-64 and the FPN scales at strides 4-32).
@@ -492,7 +510,8 @@ class Predictor:
         states = [_Expression(text, *group_words(tokenizer, text), info.size, self.threshold,
                               self.overlap, self.keep_logits) for text in texts]
         want_attention = return_attention or return_sampling
-        total_windows = _count_windows(info.num_frames, self.window, self.overlap)
+        total_windows = (None if source.estimate is None
+                         else _count_windows(source.estimate, self.window, self.overlap))
         timings = {"read_s": 0.0, "model_s": 0.0, "postprocess_s": 0.0}
         windows: list[tuple[int, int]] = []
         input_size: tuple[int, int] | None = None
@@ -507,7 +526,7 @@ class Predictor:
             if not return_sampling:
                 for e in exprs:
                     e.sampling = None
-            src = SourceInfo(**{**info.__dict__, "num_frames": done})
+            src = dataclasses.replace(info, num_frames=done)
             settings = {
                 "window": self.window, "overlap": self.overlap, "short_side": self.short_side,
                 "threshold": self.threshold,
@@ -526,9 +545,10 @@ class Predictor:
         start = 0
         tick = time.perf_counter()
         for frame, is_last in _with_last(source.frames):
-            if frame.shape[:2] != info.size:
-                raise PredictorError(f"frame {start + len(buffer)} has size {frame.shape[:2]}, "
-                                     f"the first frame {info.size}; all frames must match")
+            if frame.shape != (*info.size, 3) or frame.dtype != np.uint8:
+                raise PredictorError(
+                    f"frame {start + len(buffer)} is {frame.dtype} {frame.shape}, the first "
+                    f"uint8 {(*info.size, 3)}; all frames must be uint8 RGB of one size")
             buffer.append(resize_frames(frame[None], self.short_side)[0])
             if len(buffer) < self.window and not is_last:
                 continue
@@ -555,9 +575,10 @@ class Predictor:
             tick = now
             if is_last:
                 break
-            estimate = max(info.num_frames, end + 1)
-            yield Progress(plan.index, max(total_windows, plan.index + 2), frames_done, estimate,
-                           now - started, _snapshot=snapshot)
+            estimate = None if source.estimate is None else max(source.estimate, end + 1)
+            windows_left = None if total_windows is None else max(total_windows, plan.index + 2)
+            yield Progress(plan.index, windows_left, frames_done, estimate, now - started,
+                           _snapshot=snapshot)
             buffer = buffer[self.window - self.overlap:]
             start += self.window - self.overlap
         result = snapshot(frames_done)
@@ -594,8 +615,8 @@ def _with_last(items: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, bool]]
     yield prev, True
 
 
-def _open_source(video: str | os.PathLike | np.ndarray, fps: float | None,
-                 max_frames: int | None) -> _Source:
+def _open_source(video: str | os.PathLike | np.ndarray | Iterable[np.ndarray],
+                 fps: float | None, max_frames: int | None) -> _Source:
     if isinstance(video, np.ndarray):
         if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3:
             raise PredictorError(f"frames must be uint8 RGB [T, H, W, 3], got {video.dtype} "
@@ -608,10 +629,12 @@ def _open_source(video: str | os.PathLike | np.ndarray, fps: float | None,
                           fps=rate, frame_rate=Fraction(rate).limit_denominator(1001),
                           num_frames=int(frames.shape[0]), source_fps=rate,
                           source_num_frames=int(video.shape[0]))
-        return _Source(iter(frames), info)
+        return _Source(iter(frames), info, int(frames.shape[0]))
+    if isinstance(video, Iterable) and not isinstance(video, (str, bytes, os.PathLike)):
+        return _open_stream(iter(video), fps, max_frames)
     if not isinstance(video, (str, os.PathLike)):
-        raise PredictorError(f"video must be a file path or a uint8 [T, H, W, 3] array, "
-                             f"got {type(video).__name__}")
+        raise PredictorError(f"video must be a file path, a uint8 [T, H, W, 3] array or an "
+                             f"iterable of [H, W, 3] frames, got {type(video).__name__}")
     from rvos.video import iter_frames, probe
 
     meta = probe(video)
@@ -623,7 +646,31 @@ def _open_source(video: str | os.PathLike | np.ndarray, fps: float | None,
                       frame_rate=rate, num_frames=estimate, source_fps=meta.fps,
                       source_num_frames=meta.num_frames, has_audio=meta.has_audio,
                       rotation=meta.rotation, sample_fps=fps, max_frames=max_frames)
-    return _Source(iter_frames(video, fps=fps, max_frames=max_frames), info)
+    return _Source(iter_frames(video, fps=fps, max_frames=max_frames), info, estimate)
+
+
+def _open_stream(frames: Iterator[np.ndarray], fps: float | None, max_frames: int | None
+                 ) -> _Source:
+    """Frames from a generator (e.g. a camera or a synthetic source): length unknown."""
+    first = next(frames, None)
+    if first is None:
+        raise PredictorError("the frame iterable yielded no frame")
+    if not (isinstance(first, np.ndarray) and first.dtype == np.uint8 and first.ndim == 3
+            and first.shape[-1] == 3 and first.shape[0] > 0 and first.shape[1] > 0):
+        got = (f"{first.dtype} {first.shape}" if isinstance(first, np.ndarray)
+               else type(first).__name__)
+        raise PredictorError(f"frames must be uint8 RGB arrays [H, W, 3], got {got}")
+    rate = float(fps) if fps is not None else ARRAY_FPS
+
+    def stream() -> Iterator[np.ndarray]:
+        yield first
+        yield from frames
+
+    it = stream() if max_frames is None else itertools.islice(stream(), max_frames)
+    info = SourceInfo(path=None, width=int(first.shape[1]), height=int(first.shape[0]),
+                      fps=rate, frame_rate=Fraction(rate).limit_denominator(1001),
+                      num_frames=0, source_fps=rate)
+    return _Source(it, info, max_frames)
 
 
 # ------------------------------------------------------------------------------------ CLI
@@ -655,8 +702,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="process at most this many frames")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="mask probability threshold (default 0.5)")
-    parser.add_argument("--short-side", type=int, default=360,
-                        help="resize frames to this short side for the model (default 360)")
+    parser.add_argument("--short-side", type=int, default=None,
+                        help="resize frames to this short side for the model (default: what "
+                             "the model was trained at; 360 for the released models)")
     parser.add_argument("--device", default=None,
                         help="torch device, e.g. cpu or cuda (default: cuda if available)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -713,7 +761,8 @@ def run_cli(args: argparse.Namespace) -> int:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         model, name = _load_cli_model(args, device)
         predictor = Predictor(model, device=device, window=args.window, overlap=overlap,
-                              short_side=args.short_side, threshold=args.threshold,
+                              short_side="auto" if args.short_side is None else args.short_side,
+                              threshold=args.threshold,
                               model_name=name)
         result = _run_with_progress(predictor, args, texts)
         paths = write_outputs(result, args.out)

@@ -343,15 +343,17 @@ class ExpressionResult:
             total += self.sampling.points.nbytes + self.sampling.weights.nbytes
         return total
 
-    def to_json(self, index: int) -> dict[str, Any]:
-        """This expression's part of result.json (see the module docstring)."""
+    def to_json(self, index: int, fps: float) -> dict[str, Any]:
+        """This expression's part of result.json (see the module docstring); ``fps`` is the
+        processed frame rate, for the frame times."""
         frames = []
         rows = zip(self.chosen_query.tolist(), self.window_index.tolist(),
                        _round(self.scores, 4), _round(self.boxes, 1),
                        _round(self.reference_points, 1), self.mask_areas.tolist(), strict=True)
         for t, (q, w, scores, boxes, refs, area) in enumerate(rows):
             frames.append({
-                "frame": t, "window": w, "chosen_query": q, "score": scores[q],
+                "frame": t, "time_s": round(t / fps, 6), "window": w, "chosen_query": q,
+                "score": scores[q],
                 "box": boxes[q], "mask_area": area, "scores": scores, "boxes": boxes,
                 "reference_points": refs,
             })
@@ -414,10 +416,7 @@ class VideoResult(Sequence[ExpressionResult]):
 
     def to_json(self) -> dict[str, Any]:
         """The result.json document (see the module docstring and `RESULT_SCHEMA`)."""
-        expressions = [e.to_json(i) for i, e in enumerate(self.expressions)]
-        for e in expressions:
-            for f in e["frames"]:
-                f["time_s"] = round(self.frame_time(f["frame"]), 6)
+        expressions = [e.to_json(i, self.source.fps) for i, e in enumerate(self.expressions)]
         return {
             "format": RESULT_FORMAT,
             "version": RESULT_VERSION,

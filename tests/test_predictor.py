@@ -493,3 +493,19 @@ def test_rendering_reads_the_result(tiny_model, bikes_frames):
     assert plot.shape == (240, 640, 3)
     with pytest.raises(IndexError, match="out of range"):
         result.render_overlay(3, frames[0])
+
+
+def test_frames_can_be_streamed_from_a_generator(tiny_model, bikes_frames):
+    frames = bikes_frames[:7]
+    from_array = Predictor(tiny_model, window=4, overlap=1, short_side=32).predict(
+        frames, "the bike", fps=25)
+    gen = (f for f in frames)
+    items = list(Predictor(tiny_model, window=4, overlap=1, short_side=32).iter_predict(
+        gen, "the bike", fps=25))
+    assert items[0].total_frames is None and items[0].total_windows is None  # length unknown
+    streamed = items[-1].result
+    assert streamed.num_frames == 7 and streamed.source.fps == 25
+    np.testing.assert_array_equal(streamed[0].scores, from_array[0].scores)
+    bad = iter([frames[0], frames[1][:100]])
+    with pytest.raises(PredictorError, match="one size"):
+        Predictor(tiny_model, short_side=32).predict(bad, "the bike")

@@ -1,0 +1,90 @@
+"""`python -m rvos predict`: outputs on a real video, one clear line for every bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+from test_predictor import BIKES, make_tiny_model
+
+from rvos.checkpoint import save_pretrained
+from rvos.predictor import add_cli_arguments, run_cli
+from rvos.result import RESULT_SCHEMA
+from rvos.video import probe
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    return save_pretrained(make_tiny_model(root / "tok"), root / "tiny")
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="rvos predict")
+    add_cli_arguments(parser)
+    return run_cli(parser.parse_args(argv))
+
+
+def test_python_m_rvos_predict_writes_overlay_masks_and_json(model_dir, tmp_path):
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, "-m", "rvos", "predict", str(BIKES), "--text", "the bike in front",
+         "--text", "the man on the right", "--checkpoint", str(model_dir), "--out", str(out),
+         "--max-frames", "5", "--window", "3", "--short-side", "32", "--device", "cpu"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "frame" in proc.stderr  # the progress bar
+    overlay = probe(out / "overlay.mp4")
+    source = probe(BIKES)
+    assert (overlay.width, overlay.height, overlay.frame_rate) == (
+        source.width, source.height, source.frame_rate)
+    assert overlay.num_frames == 5
+    for k in (0, 1):
+        assert sorted(p.name for p in (out / "masks" / str(k)).iterdir()) == [
+            f"{t:05d}.png" for t in range(5)]
+    assert (out / "masks.zip").is_file()
+    doc = json.loads((out / "result.json").read_text())
+    jsonschema.validate(doc, RESULT_SCHEMA)
+    assert [e["text"] for e in doc["expressions"]] == ["the bike in front",
+                                                      "the man on the right"]
+    assert doc["model"] == "tiny" and doc["settings"]["window"] == 3
+    assert [w["end"] for w in doc["windows"]] == [3, 5]
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["{missing}", "--text", "a dog"], "video not found"),
+    (["{video}"], "no expression: add --text"),
+    (["{video}", "--text", "   "], "expression 0 is empty"),
+    (["{junk}", "--text", "a dog"], "Not a video"),
+    (["{video}", "--text", "a dog", "--model", "referformer_r51"], "unknown model"),
+    (["{video}", "--text", "a dog", "--checkpoint", "{missing}"], "checkpoint not found"),
+    (["{video}", "--text", "a dog", "--window", "4", "--overlap", "4"], "overlap"),
+    (["{video}", "--text", "a dog", "--max-frames", "0"], "--max-frames"),
+    (["{video}", "--text", "a dog", "--fps", "-2"], "--fps"),
+])
+def test_bad_input_exits_nonzero_with_one_clear_line(argv, message, tmp_path, capsys):
+    junk = tmp_path / "junk.mov"
+    junk.write_bytes(b"\x00not a video\x00" * 64)
+    paths = {"missing": str(tmp_path / "nope.mp4"), "video": str(BIKES), "junk": str(junk)}
+    argv = [a.format(**paths) for a in argv] + ["--out", str(tmp_path / "out"), "--quiet"]
+    assert run(argv) != 0
+    line = _one_error_line(capsys)
+    assert line.startswith("rvos predict: error:") and message in line
+    assert not (tmp_path / "out" / "result.json").exists()
