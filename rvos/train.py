@@ -273,7 +273,6 @@ def train(cfg: TrainConfig) -> dict:
             raise ValueError(f"{cfg.resume} is not a checkpoint written by `rvos train`")
         model_config = ReferFormerConfig.from_dict(resume_state["model_config"])
         start_step = int(resume_state["step"])
-        total_steps = int(resume_state.get("total_steps", cfg.steps))
     else:
         model_config = builtin_config(len(tokenizer), **overrides)
     model = build_referformer(model_config, tokenizer).to(device)
