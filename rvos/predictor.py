@@ -70,7 +70,7 @@ from rvos.result import (
     SourceInfo,
     VideoResult,
     WindowChoice,
-    encode_rle,
+    encode_rle_batch,
     quantize_logits,
     rle_area,
     write_outputs,
@@ -101,7 +101,9 @@ DEFAULT_SHORT_SIDE = 360  # the released models' test-time resize
 # Below this IoU on the overlap no query of the new window is taken to be the previous object
 # (it left, or the previous choice was a false positive): the window falls back to its score.
 MIN_LINK_IOU = 0.1
-ARRAY_FPS = 30.0  # frame rate assumed for an in-memory array when none is given
+ARRAY_FPS = 30.0
+# Full-size masks are computed this many pixels at a time (64 MB of float32 logits).
+_MASK_PIXELS_PER_STEP = 1 << 24  # frame rate assumed for an in-memory array when none is given
 
 
 class PredictorError(ValueError):
@@ -338,14 +340,16 @@ class _Expression:
         self.chosen.extend([query] * (b - a))
         self.window_index.extend([plan.index] * (b - a))
         self.lowres_shape = tuple(masks.shape[-2:])
-        for i in range(a, b):
-            # One frame at a time: a window of 4K masks as floats would be gigabytes.
-            mask = postprocess_masks(masks[i, query][None], self.size, self.threshold)[0]
-            counts = encode_rle(mask.cpu().numpy())
-            self.rle.append(counts)
-            self.areas.append(rle_area(counts))
-            if self.keep_logits:
-                self.lowres.append(quantize_logits(masks[i, query]))
+        chosen = masks[a:b, query]  # [n, h, w]
+        # A few frames at a time: a window of 4K masks as floats would be gigabytes.
+        step = max(1, _MASK_PIXELS_PER_STEP // (h0 * w0))
+        for i in range(0, b - a, step):
+            full = postprocess_masks(chosen[i:i + step], self.size, self.threshold)
+            for counts in encode_rle_batch(full):
+                self.rle.append(counts)
+                self.areas.append(rle_area(counts))
+        if self.keep_logits:
+            self.lowres.extend(quantize_logits(chosen))
         if "attention" in out:
             self._add_attention(out["attention"], a, b)
 

@@ -82,6 +82,7 @@ __all__ = [
     "WindowChoice",
     "decode_rle",
     "encode_rle",
+    "encode_rle_batch",
     "quantize_logits",
     "dequantize_logits",
     "write_outputs",
@@ -115,6 +116,28 @@ def encode_rle(mask: np.ndarray) -> np.ndarray:
     return counts.astype(np.uint32)
 
 
+def encode_rle_batch(masks: torch.Tensor) -> list[np.ndarray]:
+    """`encode_rle` of every mask of a bool tensor ``[N, H, W]``, on the tensor's device.
+
+    Only the positions where a mask changes value leave the device, so a GPU sends a few kB per
+    frame to the host instead of the whole mask.
+    """
+    n = masks.shape[0]
+    flat = masks.reshape(n, -1)
+    size = flat.shape[1]
+    frame, pos = torch.nonzero(flat[:, 1:] != flat[:, :-1], as_tuple=True)
+    first = flat[:, 0].cpu().numpy()
+    frame, pos = frame.cpu().numpy(), pos.cpu().numpy() + 1
+    splits = np.searchsorted(frame, np.arange(1, n))
+    out = []
+    for i, change in enumerate(np.split(pos, splits)):
+        counts = np.diff(np.concatenate(([0], change, [size])))
+        if first[i]:
+            counts = np.concatenate(([0], counts))
+        out.append(counts.astype(np.uint32))
+    return out
+
+
 def decode_rle(counts: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Inverse of `encode_rle`: bool ``[H, W]``."""
     values = np.zeros(len(counts), dtype=bool)
@@ -130,11 +153,12 @@ def rle_area(counts: np.ndarray) -> int:
     return int(counts[1::2].sum(dtype=np.int64))
 
 
-def quantize_logits(logits: np.ndarray | torch.Tensor) -> bytes:
-    """float ``[h, w]`` mask logits -> zlib-compressed int8 in steps of 1/16 (clamped to ±8)."""
-    x = torch.as_tensor(logits).detach().float().cpu().numpy()
-    q = np.clip(np.round(x / _LOGIT_STEP), -128, 127).astype(np.int8)
-    return zlib.compress(q.tobytes(), 1)
+def quantize_logits(logits: np.ndarray | torch.Tensor) -> list[bytes]:
+    """float ``[N, h, w]`` mask logits -> per map, zlib-compressed int8 in steps of 1/16
+    (clamped to ±8). Rounds on the tensor's device; only int8 leaves it."""
+    x = torch.as_tensor(logits).detach()
+    q = torch.clamp(torch.round(x.float() / _LOGIT_STEP), -128, 127).to(torch.int8)
+    return [zlib.compress(m.tobytes(), 1) for m in q.cpu().numpy()]
 
 
 def dequantize_logits(data: bytes, shape: tuple[int, int]) -> np.ndarray:

