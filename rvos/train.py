@@ -261,7 +261,8 @@ def train(cfg: TrainConfig) -> dict:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+        # No cudnn.benchmark: the decoder side sees a new batch shape (number of expressions)
+        # nearly every step, and each new shape would be benchmarked again.
 
     tokenizer = make_tokenizer(out / "tokenizer", seed=cfg.seed)
     overrides = json.loads(cfg.model_overrides) if cfg.model_overrides else {}
@@ -330,7 +331,7 @@ def train(cfg: TrainConfig) -> dict:
     val_videos = None
     last_val: dict = {}
     t0 = time.time()
-    t_rate = None
+    t_rate: tuple[int, float] | None = None  # (step, time) the speed is measured from
     elapsed_before = float(resume_state.get("elapsed", 0.0)) if resume_state else 0.0
     running: dict[str, float] = {}
     n_running = 0
@@ -358,24 +359,27 @@ def train(cfg: TrainConfig) -> dict:
         running["grad_norm"] = running.get("grad_norm", 0.0) + float(grad_norm)
         n_running += 1
 
-        if cfg.max_minutes is not None and step == start_step + 30:
-            # Fit the run into the time budget: fix the number of steps from the measured
-            # speed (minus a reserve for validation and export); the schedule follows it.
-            t_rate = (time.time() - t0) / 30
-            budget = cfg.max_minutes * 60 - (time.time() - t0) - 45
-            fitted = step + int(budget / t_rate * 0.97)
-            if fitted < total_steps:
-                total_steps = max(step + 1, fitted)
-                log.write(
-                    {
-                        "event": "fit_budget",
-                        "step": step,
-                        "total_steps": total_steps,
-                        "sec_per_step": t_rate,
-                    }
-                )
-                print(f"time budget: {total_steps} steps at {t_rate:.3f} s/step", file=sys.stderr)
-
+        if cfg.max_minutes is not None and step - start_step >= 20 and step % 10 == 0:
+            # Fit the run into its time budget: from the speed measured since step 10 (after
+            # start-up) and the time left, lower the number of steps; the cosine schedule
+            # follows. A 60 s reserve covers the final validation and export.
+            now = time.time()
+            if t_rate is None:
+                t_rate = (step, now)
+            elif step - t_rate[0] >= 10:
+                sec_per_step = (now - t_rate[0]) / (step - t_rate[0])
+                left = cfg.max_minutes * 60 - (now - t0) - 60
+                fitted = max(step + 1, step + int(left / sec_per_step))
+                if fitted < total_steps:
+                    total_steps = fitted
+                    log.write(
+                        {
+                            "event": "fit_budget",
+                            "step": step,
+                            "total_steps": total_steps,
+                            "sec_per_step": round(sec_per_step, 4),
+                        }
+                    )
         if step % cfg.log_every == 0 or step == total_steps:
             elapsed = time.time() - t0
             record = {"step": step, "lr": lr, "time": elapsed_before + elapsed}
@@ -457,10 +461,12 @@ def _save_checkpoint(
 
 
 def export(model: ReferFormer, folder: str, cfg: TrainConfig, step: int, val: dict) -> Path:
-    """Write the model as a ``save_pretrained`` folder with how it was made."""
+    """Write (a CPU copy of) the model as a ``save_pretrained`` folder with how it was made."""
+    import copy
+
     from rvos.checkpoint import save_pretrained
 
-    model.eval()
+    model = copy.deepcopy(model).cpu().eval()
     meta = {
         "input_short_side": cfg.size,
         "training": {
@@ -475,7 +481,7 @@ def export(model: ReferFormer, folder: str, cfg: TrainConfig, step: int, val: di
     }
     if val:
         meta["val"] = {k: {m: round(x, 2) for m, x in v.items()} for k, v in val.items()}
-    return save_pretrained(model.cpu(), folder, **meta)
+    return save_pretrained(model, folder, **meta)
 
 
 # ------------------------------------------------------------------------------------- CLI

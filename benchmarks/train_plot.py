@@ -1,0 +1,95 @@
+"""Draw a training run's loss curve and validation J&F as a PNG (OpenCV only, no matplotlib).
+
+python benchmarks/train_plot.py runs/builtin/log.jsonl docs/builtin_loss.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+W, H = 900, 420
+MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 70, 70, 40, 50
+LOSS_COLOUR = (200, 90, 30)  # BGR
+VAL_COLOUR = (40, 140, 40)
+GRID = (225, 225, 225)
+TEXT = (40, 40, 40)
+
+
+def read_log(path: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """(step, training loss) and (step, val J&F in percent) from a ``log.jsonl``."""
+    loss, val = [], []
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        if "loss" in r and "step" in r:
+            loss.append((int(r["step"]), float(r["loss"])))
+        elif r.get("event") == "val":
+            val.append((int(r["step"]), float(r["overall/J&F"])))
+    if not loss:
+        raise ValueError(f"{path} holds no loss records")
+    return loss, val
+
+
+def _put(img, text, org, colour=TEXT, scale=0.45):
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+
+
+def plot(log: Path, png: Path, title: str | None = None) -> Path:
+    loss, val = read_log(log)
+    img = np.full((H, W, 3), 255, np.uint8)
+    x0, x1, y0, y1 = MARGIN_L, W - MARGIN_R, MARGIN_T, H - MARGIN_B
+    max_step = max(s for s, _ in loss)
+    lo = min(v for _, v in loss)
+    hi = max(v for _, v in loss)
+    lo, hi = 0.0, hi * 1.05
+
+    def sx(step):
+        return int(x0 + (x1 - x0) * step / max(max_step, 1))
+
+    def sy_loss(v):
+        return int(y1 - (y1 - y0) * (v - lo) / max(hi - lo, 1e-9))
+
+    def sy_val(v):
+        return int(y1 - (y1 - y0) * v / 100)
+
+    for i in range(6):
+        y = int(y0 + (y1 - y0) * i / 5)
+        cv2.line(img, (x0, y), (x1, y), GRID, 1)
+        _put(img, f"{hi - (hi - lo) * i / 5:.1f}", (8, y + 4), LOSS_COLOUR)
+        _put(img, f"{100 - 20 * i}", (x1 + 10, y + 4), VAL_COLOUR)
+    for i in range(6):
+        step = int(max_step * i / 5)
+        _put(img, str(step), (sx(step) - 12, y1 + 20))
+    cv2.rectangle(img, (x0, y0), (x1, y1), (150, 150, 150), 1)
+    pts = np.array([(sx(s), sy_loss(v)) for s, v in loss], np.int32)
+    cv2.polylines(img, [pts], False, LOSS_COLOUR, 2, cv2.LINE_AA)
+    if val:
+        vpts = np.array([(sx(s), sy_val(v)) for s, v in val], np.int32)
+        cv2.polylines(img, [vpts], False, VAL_COLOUR, 2, cv2.LINE_AA)
+        for p in vpts:
+            cv2.circle(img, tuple(int(c) for c in p), 4, VAL_COLOUR, -1, cv2.LINE_AA)
+    _put(img, title or "built-in ReferFormer training", (x0, 25), TEXT, 0.55)
+    _put(img, "training loss (weighted sum, all decoder layers)", (x0 + 260, 25), LOSS_COLOUR)
+    _put(img, "val J&F %", (x1 - 80, 25), VAL_COLOUR)
+    _put(img, "step", ((x0 + x1) // 2, H - 12))
+    png.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(png), img):
+        raise OSError(f"could not write {png}")
+    return png
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("log", type=Path)
+    parser.add_argument("png", type=Path)
+    parser.add_argument("--title", default=None)
+    args = parser.parse_args()
+    print(plot(args.log, args.png, args.title))
+
+
+if __name__ == "__main__":
+    main()
