@@ -425,14 +425,20 @@ def test_bad_videos_say_what_is_wrong(tiny_model, tmp_path):
 # ----------------------------------------------------------------------- files on disk
 
 
-def _sine_clip(path: Path, seconds: float = 1.2) -> Path:
-    """A 30 fps 162x122 test clip with a 440 Hz AAC audio track."""
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y",
-           "-f", "lavfi", "-i", f"testsrc=size=162x122:rate=30:duration={seconds}",
-           "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
-           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)]
-    subprocess.run(cmd, check=True)
-    return path
+def _phone_clip(folder: Path, seconds: float = 1.2) -> Path:
+    """Like a phone video: 30 fps, 162x122 coded but shown portrait (display rotation 90°
+    clockwise, as metadata), with a 440 Hz AAC audio track."""
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    plain, rotated = folder / "plain.mp4", folder / "phone.mp4"
+    subprocess.run([ffmpeg, "-v", "error", "-y",
+                    "-f", "lavfi", "-i", f"testsrc=size=162x122:rate=30:duration={seconds}",
+                    "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
+                    str(plain)], check=True)
+    # -display_rotation (an input option) is counter-clockwise degrees.
+    subprocess.run([ffmpeg, "-v", "error", "-y", "-display_rotation", "-90", "-i", str(plain),
+                    "-c", "copy", str(rotated)], check=True)
+    return rotated
 
 
 def test_outputs_of_a_real_video(tiny_model, tmp_path):
@@ -464,15 +470,19 @@ def test_outputs_of_a_real_video(tiny_model, tmp_path):
     assert diff.mean() < 4  # H.264 noise only
 
 
-def test_audio_survives_and_fps_subsampling(tiny_model, tmp_path):
-    clip = _sine_clip(tmp_path / "sine.mp4")
+def test_portrait_phone_video_keeps_orientation_audio_and_rate(tiny_model, tmp_path):
+    clip = _phone_clip(tmp_path)
     result = Predictor(tiny_model, window=8, overlap=2, short_side=32).predict(
         clip, "a dog", fps=10)
-    assert result.source.has_audio and result.num_frames == 12
+    assert result.source.has_audio and result.source.rotation == 90
+    assert result.num_frames == 12 and result.source.size == (162, 122)  # upright: portrait
+    assert result[0].mask(0).shape == (162, 122)
     paths = write_outputs(result, tmp_path / "out")
     out = probe(paths["overlay"])
     assert out.has_audio and out.num_frames == 12 and out.fps == pytest.approx(10)
-    assert (out.width, out.height) == (162, 122) and out.duration == pytest.approx(1.2, abs=0.1)
+    assert (out.width, out.height) == (122, 162) and out.rotation == 0
+    assert out.duration == pytest.approx(1.2, abs=0.1)
+    assert read_palette_png(paths["masks"] / "0" / "00011.png").shape == (162, 122)
 
 
 def test_rendering_reads_the_result(tiny_model, bikes_frames):
