@@ -548,43 +548,49 @@ class Predictor:
         buffer: list[np.ndarray] = []
         start = 0
         tick = time.perf_counter()
-        for frame, is_last in _with_last(source.frames):
-            if frame.shape != (*info.size, 3) or frame.dtype != np.uint8:
-                raise PredictorError(
-                    f"frame {start + len(buffer)} is {frame.dtype} {frame.shape}, the first "
-                    f"uint8 {(*info.size, 3)}; all frames must be uint8 RGB of one size")
-            buffer.append(resize_frames(frame[None], self.short_side)[0])
-            if len(buffer) < self.window and not is_last:
-                continue
-            end = start + len(buffer)
-            plan = WindowPlan(len(windows), start, end, frames_done,
-                              end if is_last else end - self.overlap // 2)
-            clip = normalize(np.stack(buffer)).to(self.device)
-            input_size = tuple(clip.shape[-2:])
-            now = time.perf_counter()
-            timings["read_s"] += now - tick
-            with torch.inference_mode():
-                features = self.model.encode_video(clip)
-                outputs = [self.model.decode(features, [state.text], want_attention)
-                           for state in states]
-                tick = time.perf_counter()
-                timings["model_s"] += tick - now
-                for state, out in zip(states, outputs, strict=True):
-                    state.add_window(plan, out)
-            del features, outputs
-            windows.append((start, end))
-            frames_done = plan.keep_end
-            now = time.perf_counter()
-            timings["postprocess_s"] += now - tick
-            tick = now
-            if is_last:
-                break
-            estimate = None if source.estimate is None else max(source.estimate, end + 1)
-            windows_left = None if total_windows is None else max(total_windows, plan.index + 2)
-            yield Progress(plan.index, windows_left, frames_done, estimate, now - started,
-                           _snapshot=snapshot)
-            buffer = buffer[self.window - self.overlap:]
-            start += self.window - self.overlap
+        try:
+            for frame, is_last in _with_last(source.frames):
+                if frame.shape != (*info.size, 3) or frame.dtype != np.uint8:
+                    raise PredictorError(
+                        f"frame {start + len(buffer)} is {frame.dtype} {frame.shape}, the first "
+                        f"uint8 {(*info.size, 3)}; all frames must be uint8 RGB of one size")
+                buffer.append(resize_frames(frame[None], self.short_side)[0])
+                if len(buffer) < self.window and not is_last:
+                    continue
+                end = start + len(buffer)
+                plan = WindowPlan(len(windows), start, end, frames_done,
+                                  end if is_last else end - self.overlap // 2)
+                clip = normalize(np.stack(buffer)).to(self.device)
+                input_size = tuple(clip.shape[-2:])
+                now = time.perf_counter()
+                timings["read_s"] += now - tick
+                with torch.inference_mode():
+                    features = self.model.encode_video(clip)
+                    outputs = [self.model.decode(features, [state.text], want_attention)
+                               for state in states]
+                    tick = time.perf_counter()
+                    timings["model_s"] += tick - now
+                    for state, out in zip(states, outputs, strict=True):
+                        state.add_window(plan, out)
+                del features, outputs
+                windows.append((start, end))
+                frames_done = plan.keep_end
+                now = time.perf_counter()
+                timings["postprocess_s"] += now - tick
+                tick = now
+                if is_last:
+                    break
+                estimate = None if source.estimate is None else max(source.estimate, end + 1)
+                windows_left = None if total_windows is None else max(total_windows, plan.index + 2)
+                yield Progress(plan.index, windows_left, frames_done, estimate, now - started,
+                               _snapshot=snapshot)
+                buffer = buffer[self.window - self.overlap:]
+                start += self.window - self.overlap
+        finally:
+            # Stopping early (the caller closed this generator) must not leave ffmpeg running.
+            close = getattr(source.frames, "close", None)
+            if close is not None:
+                close()
         result = snapshot(frames_done)
         yield Progress(len(windows) - 1, len(windows), frames_done, frames_done,
                        time.perf_counter() - started, result=result)
@@ -740,7 +746,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from rvos.video import VideoError
 
     return (PredictorError, VideoError, CheckpointError, registry.UnknownModelError,
-            registry.ModelFileMissingError, registry.UnsupportedModelError, FileNotFoundError)
+            registry.ModelFileMissingError, registry.UnsupportedModelError, OSError)
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -763,6 +769,9 @@ def run_cli(args: argparse.Namespace) -> int:
 
         probe(args.video)  # a bad file fails here, before the model is loaded
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise PredictorError(f"--device {device}: no CUDA GPU is usable here; "
+                                 "use --device cpu")
         model, name = _load_cli_model(args, device)
         predictor = Predictor(model, device=device, window=args.window, overlap=overlap,
                               short_side="auto" if args.short_side is None else args.short_side,

@@ -531,3 +531,21 @@ def test_batched_rle_matches_single_frame_rle():
     assert len(encoded) == 5
     for mask, counts in zip(masks, encoded, strict=True):
         np.testing.assert_array_equal(counts, encode_rle(mask))
+
+
+def _child_pids() -> set[int]:
+    pids: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        pids |= {int(p) for p in (task / "children").read_text().split()}
+    return pids
+
+
+def test_stopping_early_ends_the_video_reader(tiny_model):
+    before = _child_pids()
+    gen = Predictor(tiny_model, window=3, overlap=1, short_side=32).iter_predict(
+        BIKES, "the bike")
+    first = next(gen)
+    assert first.total_frames == 250 and not first.done
+    assert _child_pids() - before  # ffmpeg is decoding
+    gen.close()
+    assert not _child_pids() - before
