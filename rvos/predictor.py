@@ -293,11 +293,12 @@ class _Expression:
     results reported so far (all on the CPU, all compact)."""
 
     def __init__(self, text: str, words: list[str], groups: list[list[int]],
-                 size: tuple[int, int], threshold: float, overlap: int, keep_logits: bool
-                 ) -> None:
+                 size: tuple[int, int], threshold: float, overlap: int, keep_logits: bool,
+                 keep_attention: bool, keep_sampling: bool) -> None:
         self.text, self.words, self.groups = text, words, groups
         self.size, self.threshold, self.overlap = size, threshold, overlap
         self.keep_logits = keep_logits
+        self.keep_attention, self.keep_sampling = keep_attention, keep_sampling
         self.previous: Tensor | None = None  # bool [overlap, h, w]: chosen masks, last frames
         self.choices: list[WindowChoice] = []
         self.chosen: list[int] = []
@@ -350,8 +351,10 @@ class _Expression:
                 self.areas.append(rle_area(counts))
         if self.keep_logits:
             self.lowres.extend(quantize_logits(chosen))
-        if "attention" in out:
+        if self.keep_attention:
             self._add_attention(out["attention"], a, b)
+        if self.keep_sampling:
+            self._add_sampling(out["attention"], a, b)
 
     def _add_attention(self, attn: dict[str, Any], a: int, b: int) -> None:
         for kind, strides in (("fusion", (8, 16, 32, 64)), ("fpn", (4, 8, 16, 32))):
@@ -362,6 +365,8 @@ class _Expression:
                            else tokens.new_zeros(b - a, 0, *tokens.shape[1:3]))
                 self.attention.setdefault(f"{kind}/{stride}", []).extend(
                     stacked.to(torch.float16).cpu().numpy())
+
+    def _add_sampling(self, attn: dict[str, Any], a: int, b: int) -> None:
         loc = attn["sampling_locations"][0, a:b].float()  # [n, Q, M, L, P, 2]
         wts = attn["sampling_weights"][0, a:b].float()  # [n, Q, M, L, P]
         n, q, heads, levels, points, _ = loc.shape
@@ -512,7 +517,8 @@ class Predictor:
         info = source.info
         tokenizer = self.model.tokenizer
         states = [_Expression(text, *group_words(tokenizer, text), info.size, self.threshold,
-                              self.overlap, self.keep_logits) for text in texts]
+                              self.overlap, self.keep_logits, return_attention, return_sampling)
+                  for text in texts]
         want_attention = return_attention or return_sampling
         total_windows = (None if source.estimate is None
                          else _count_windows(source.estimate, self.window, self.overlap))
@@ -524,12 +530,6 @@ class Predictor:
         def snapshot(num_frames: int | None = None) -> VideoResult:
             done = frames_done if num_frames is None else num_frames
             exprs = [s.finish() for s in states]
-            if not return_attention:
-                for e in exprs:
-                    e.attention = None
-            if not return_sampling:
-                for e in exprs:
-                    e.sampling = None
             src = dataclasses.replace(info, num_frames=done)
             settings = {
                 "window": self.window, "overlap": self.overlap, "short_side": self.short_side,
