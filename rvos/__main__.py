@@ -1,0 +1,5 @@
+import sys
+
+from rvos.cli import main
+
+sys.exit(main())

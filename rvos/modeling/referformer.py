@@ -1,0 +1,336 @@
+"""ReferFormer: language as queries for referring video object segmentation.
+
+Pipeline (per video of T frames, caption of L tokens):
+backbone (strides 4..32) → 1×1 projections to ``hidden_dim`` (+ a stride-2 extra level) →
+vision-language early fusion → deformable encoder → decoder on Q queries per frame →
+class / box / dynamic-mask-parameter heads → cross-modal FPN mask features → per-query masks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import RobertaConfig, RobertaModel
+
+from rvos.modeling.backbone import build_backbone
+from rvos.modeling.fpn import CrossModalFPN
+from rvos.modeling.mask_head import dynamic_masks, dynamic_param_count
+from rvos.modeling.position import PositionEmbeddingSine1D, PositionEmbeddingSine2D
+from rvos.modeling.text_encoder import FeatureResizer, tokenize
+from rvos.modeling.transformer import MLP, DeformableTransformer, inverse_sigmoid
+
+
+@dataclass
+class ReferFormerConfig:
+    """Architecture hyper-parameters; the defaults are those of the released models."""
+
+    backbone: str = "resnet50"
+    backbone_kwargs: dict = field(default_factory=dict)
+    hidden_dim: int = 256
+    num_queries: int = 5
+    num_feature_levels: int = 4
+    enc_layers: int = 4
+    dec_layers: int = 4
+    nheads: int = 8
+    dim_feedforward: int = 2048
+    enc_n_points: int = 4
+    dec_n_points: int = 4
+    dropout: float = 0.1
+    mask_dim: int = 256
+    controller_layers: int = 3
+    dynamic_mask_channels: int = 8
+    rel_coord: bool = True
+    fpn_sr_ratios: tuple[int, ...] = (8, 4, 2, 1)
+    fpn_dim_feedforward: int = 2048
+    fpn_nheads: int = 8
+    fusion_nheads: int = 8
+    proj_norm_groups: int = 32  # GroupNorm of the input projections
+    fpn_norm_groups: int = 8    # GroupNorm of the cross-modal FPN convolutions
+    freeze_text_encoder: bool = True
+    num_classes: int = 1
+    text: dict = field(default_factory=dict)  # a RobertaConfig as a dict; {} = roberta-base
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["fpn_sr_ratios"] = list(self.fpn_sr_ratios)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ReferFormerConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "fpn_sr_ratios" in known:
+            known["fpn_sr_ratios"] = tuple(known["fpn_sr_ratios"])
+        return cls(**known)
+
+    def roberta_config(self) -> RobertaConfig:
+        return RobertaConfig(**self.text) if self.text else RobertaConfig()
+
+
+class VisionLanguageFusion(nn.Module):
+    """Early fusion: every visual token attends to the words, and the attended text feature
+    *multiplies* the visual feature (a gate), rather than being added to it."""
+
+    def __init__(self, d_model: int, nhead: int) -> None:
+        super().__init__()
+        self.multihead_attn = nn.MultiheadAttention(d_model, nhead)
+
+    def forward(self, visual: Tensor, words: Tensor, word_mask: Tensor, word_pos: Tensor
+                ) -> tuple[Tensor, Tensor]:
+        """visual [N_tok, B, C], words [L, B, C] -> (gated visual [N_tok, B, C],
+        attention [B, N_tok, L] averaged over heads)."""
+        attended, attn = self.multihead_attn(visual, words + word_pos, words,
+                                             key_padding_mask=word_mask, need_weights=True)
+        return visual * attended, attn
+
+
+@dataclass
+class VisualFeatures:
+    """Backbone output of ``num_videos`` videos of ``num_frames`` frames (frames of a video
+    consecutive along the first axis of every tensor)."""
+
+    features: list[Tensor]   # res2..res5, each [B*T, C_i, h_i, w_i]
+    masks: list[Tensor]      # each [B*T, h_i, w_i], True on padding
+    pos: list[Tensor]        # each [B*T, hidden_dim, h_i, w_i]
+    num_videos: int
+    num_frames: int
+    image_size: tuple[int, int]
+
+    def repeat(self, n: int) -> VisualFeatures:
+        """The same single video n times (several captions on one video)."""
+        rep = [lambda x: x.repeat(n, *([1] * (x.dim() - 1)))]
+        return VisualFeatures([rep[0](x) for x in self.features], [rep[0](x) for x in self.masks],
+                              [rep[0](x) for x in self.pos], n, self.num_frames, self.image_size)
+
+
+class ReferFormer(nn.Module):
+    def __init__(self, config: ReferFormerConfig, tokenizer=None) -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        c = config.hidden_dim
+        if config.num_feature_levels != 4:
+            raise ValueError("ReferFormer uses 4 feature levels (3 backbone + 1 extra)")
+        self.backbone = build_backbone(config.backbone, **config.backbone_kwargs)
+        channels = list(self.backbone.num_channels)
+        self.position_embedding = PositionEmbeddingSine2D(c // 2)
+
+        # Levels 0-2 project res3..res5; level 3 is a stride-2 conv on res5.
+        self.input_proj = nn.ModuleList(
+            [nn.Sequential(nn.Conv2d(ch, c, 1), nn.GroupNorm(config.proj_norm_groups, c))
+             for ch in channels[-3:]]
+            + [nn.Sequential(nn.Conv2d(channels[-1], c, 3, stride=2, padding=1),
+                             nn.GroupNorm(config.proj_norm_groups, c))])
+
+        roberta = config.roberta_config()
+        self.text_encoder = RobertaModel(roberta)
+        self.resizer = FeatureResizer(roberta.hidden_size, c, config.dropout)
+        self.text_pos = PositionEmbeddingSine1D(c)
+        self.fusion_module = VisionLanguageFusion(c, config.fusion_nheads)
+
+        self.transformer = DeformableTransformer(
+            c, config.nheads, config.enc_layers, config.dec_layers, config.dim_feedforward,
+            config.dropout, config.num_feature_levels, config.dec_n_points, config.enc_n_points)
+        self.query_embed = nn.Embedding(config.num_queries, c)
+
+        n = config.dec_layers
+        self.class_embed = nn.ModuleList(nn.Linear(c, config.num_classes) for _ in range(n))
+        self.bbox_embed = nn.ModuleList(MLP(c, c, 4, 3) for _ in range(n))
+        # Iterative box refinement: the decoder refines with the same box heads.
+        self.transformer.decoder.bbox_embed = self.bbox_embed
+
+        self.pixel_decoder = CrossModalFPN(
+            [channels[0], c, c, c], conv_dim=c, mask_dim=config.mask_dim,
+            dim_feedforward=config.fpn_dim_feedforward, nhead=config.fpn_nheads,
+            sr_ratios=config.fpn_sr_ratios, dropout=config.dropout,
+            norm_groups=config.fpn_norm_groups)
+        num_params = dynamic_param_count(config.mask_dim, config.dynamic_mask_channels,
+                                         config.controller_layers, config.rel_coord)
+        self.controller = MLP(c, c, num_params, 3)
+        self._reset_heads()
+
+    def _reset_heads(self) -> None:
+        prior = 0.01
+        for head in self.class_embed:
+            nn.init.constant_(head.bias, -math.log((1 - prior) / prior))
+        for head in self.bbox_embed:
+            nn.init.zeros_(head.layers[-1].weight)
+            nn.init.zeros_(head.layers[-1].bias)
+            nn.init.constant_(head.layers[-1].bias[2:], -2.0)
+        for proj in self.input_proj:
+            nn.init.xavier_uniform_(proj[0].weight, gain=1)
+            nn.init.zeros_(proj[0].bias)
+
+    # ------------------------------------------------------------------ visual side
+    def encode_video(self, frames: Tensor) -> VisualFeatures:
+        """frames: normalised [T, 3, H, W] or [B, T, 3, H, W] -> backbone features."""
+        frames = _check_frames(frames)
+        b, t, _, h, w = frames.shape
+        flat = frames.flatten(0, 1)
+        features = self.backbone(flat, t)
+        masks = [torch.zeros(f.shape[0], *f.shape[-2:], dtype=torch.bool, device=f.device)
+                 for f in features]
+        pos = [self.position_embedding(m).to(f.dtype) for f, m in zip(features, masks, strict=False)]
+        return VisualFeatures(features, masks, pos, b, t, (h, w))
+
+    # ------------------------------------------------------------------ text side
+    def encode_text(self, captions: list[str], device) -> tuple[Tensor, Tensor, Tensor, dict]:
+        """-> word features [B, L, C], padding mask [B, L] (True = pad), sentence [B, C], tokens."""
+        if self.tokenizer is None:
+            raise RuntimeError("this model has no tokenizer; load it with load_official or "
+                               "load_pretrained, or pass tokenizer= to build_referformer")
+        tokens = tokenize(self.tokenizer, captions, device)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_text_encoder):
+            out = self.text_encoder(input_ids=tokens["input_ids"],
+                                    attention_mask=tokens["attention_mask"])
+        dtype = self.resizer.fc.weight.dtype
+        words = self.resizer(out.last_hidden_state.to(dtype))
+        sentence = self.resizer(out.pooler_output.to(dtype))
+        return words, tokens["attention_mask"].ne(1), sentence, tokens
+
+    # ------------------------------------------------------------------ full model
+    def forward(self, frames: Tensor, captions: list[str], return_attention: bool = False
+                ) -> dict:
+        """Arguments:
+            frames: ImageNet-normalised float [T, 3, H, W] (one video) or [B, T, 3, H, W].
+            captions: B strings, caption i for video i.
+        Returns a dict with pred_logits [B,T,Q,1], pred_boxes [B,T,Q,4] (cx, cy, w, h in
+        [0, 1]), pred_masks [B,T,Q,ceil(H/4),ceil(W/4)] (logits), reference_points [B,T,Q,2];
+        in training mode aux_outputs (earlier decoder layers); with ``return_attention`` an
+        ``attention`` dict (see ``decode``).
+        """
+        features = self.encode_video(frames)
+        if isinstance(captions, str):
+            captions = [captions]
+        if not isinstance(captions, (list, tuple)) or len(captions) != features.num_videos:
+            n = len(captions) if isinstance(captions, (list, tuple)) else captions
+            raise ValueError(f"expected {features.num_videos} caption(s), one per video, got {n}")
+        return self.decode(features, captions, return_attention)
+
+    def decode(self, visual: VisualFeatures, captions: list[str], return_attention: bool = False
+               ) -> dict:
+        """Everything after the backbone. ``visual`` holds B videos and ``captions`` B strings,
+        or ``visual`` holds one video and ``captions`` several (the backbone is shared).
+
+        ``attention`` (when asked): ``fusion`` — per level (strides 8, 16, 32, 64) the early
+        fusion word attention [B, T, h, w, L]; ``fpn`` — per FPN scale (strides 4, 8, 16, 32)
+        [B, T, h, w, L]; ``sampling_locations`` [B, T, Q, heads, levels, points, 2] (x, y in
+        [0, 1]) and ``sampling_weights`` [B, T, Q, heads, levels, points] of the last decoder
+        layer; ``input_ids`` / ``word_mask`` [B, L].
+        """
+        if isinstance(captions, str):
+            captions = [captions]
+        if visual.num_videos == 1 and len(captions) > 1:
+            visual = visual.repeat(len(captions))
+        if len(captions) != visual.num_videos:
+            raise ValueError(f"{len(captions)} captions for {visual.num_videos} videos")
+        b, t = visual.num_videos, visual.num_frames
+        device = visual.features[0].device
+        words, word_mask, sentence, tokens = self.encode_text(list(captions), device)
+        word_pos = self.text_pos(word_mask).to(words.dtype).transpose(0, 1)  # [L, B, C]
+        words_lb = words.transpose(0, 1)
+
+        srcs, masks, poses, fusion_attn = [], [], [], []
+        backbone_levels = visual.features[-3:]
+        for level in range(self.config.num_feature_levels):
+            if level < len(backbone_levels):
+                src = self.input_proj[level](backbone_levels[level])
+                mask = visual.masks[-3 + level]
+                pos = visual.pos[-3 + level]
+            else:
+                src = self.input_proj[level](visual.features[-1])
+                mask = F.interpolate(visual.masks[-1][None].float(), size=src.shape[-2:]
+                                     ).to(torch.bool)[0]
+                pos = self.position_embedding(mask).to(src.dtype)
+            n, c, h, w = src.shape
+            tokens_v = src.view(b, t, c, h, w).permute(1, 3, 4, 0, 2).reshape(-1, b, c)
+            fused, attn = self.fusion_module(tokens_v, words_lb, word_mask, word_pos)
+            src = fused.view(t, h, w, b, c).permute(3, 0, 4, 1, 2).reshape(n, c, h, w)
+            srcs.append(src)
+            masks.append(mask)
+            poses.append(pos)
+            if return_attention:
+                fusion_attn.append(attn.reshape(b, t, h, w, -1))
+
+        q = self.config.num_queries
+        # Queries: the sentence feature (content) + learned embeddings (position), identical in
+        # every frame, so query i means the same object hypothesis throughout the clip.
+        tgt = sentence[:, None, None, :].expand(b, t, q, -1).reshape(b * t, q, -1)
+        out = self.transformer(srcs, masks, poses, tgt, self.query_embed.weight,
+                               return_sampling=return_attention)
+        hs, inter_refs = out.hs, out.inter_references
+        num_layers = hs.shape[0]
+
+        mask_features, fpn_attn = self.pixel_decoder(
+            visual.features[0], out.memory, visual.pos, words, word_mask, t)
+        mask_features = mask_features.view(b, t, *mask_features.shape[1:])
+
+        layers = range(num_layers) if self.training else [num_layers - 1]
+        results = []
+        for lvl in layers:
+            reference = out.init_reference if lvl == 0 else inter_refs[lvl - 1]
+            delta = self.bbox_embed[lvl](hs[lvl])
+            reference = inverse_sigmoid(reference)
+            if reference.shape[-1] == 4:
+                coord = delta + reference
+            else:
+                coord = torch.cat([delta[..., :2] + reference, delta[..., 2:]], -1)
+            logits = self.class_embed[lvl](hs[lvl])
+            params = self.controller(hs[lvl]).view(b, t, q, -1)
+            # The mask of layer lvl is centred on the box that layer lvl just refined.
+            centres = inter_refs[lvl][..., :2].reshape(b, t, q, 2)
+            pred_masks = dynamic_masks(
+                mask_features, params, centres, visual.image_size,
+                self.config.dynamic_mask_channels, self.config.controller_layers,
+                self.config.rel_coord)
+            results.append({
+                "pred_logits": logits.view(b, t, q, -1),
+                "pred_boxes": coord.sigmoid().view(b, t, q, 4),
+                "pred_masks": pred_masks,
+            })
+
+        output = dict(results[-1])
+        last_input_ref = inter_refs[-2] if num_layers > 1 else out.init_reference
+        output["reference_points"] = last_input_ref[..., :2].reshape(b, t, q, 2)
+        if self.training:
+            output["aux_outputs"] = results[:-1]
+        if return_attention:
+            locations, weights = out.sampling[-1]
+            fpn_maps = []
+            for attn, feat in zip(fpn_attn, [visual.features[0]] + out.memory, strict=False):
+                h, w = feat.shape[-2:]
+                fpn_maps.append(attn.reshape(b, t, h, w, -1))
+            output["attention"] = {
+                "fusion": fusion_attn,
+                "fpn": fpn_maps,
+                "sampling_locations": locations.reshape(b, t, *locations.shape[1:]),
+                "sampling_weights": weights.reshape(b, t, *weights.shape[1:]),
+                "input_ids": tokens["input_ids"],
+                "word_mask": word_mask,
+            }
+        return output
+
+
+def _check_frames(frames: Tensor) -> Tensor:
+    if not isinstance(frames, Tensor):
+        raise TypeError(f"frames must be a torch.Tensor, got {type(frames).__name__}")
+    if not frames.is_floating_point():
+        raise TypeError(
+            f"frames must be a normalised float tensor, got {frames.dtype}; "
+            "use rvos.inference.preprocess() on uint8 frames")
+    if frames.dim() == 4:
+        frames = frames[None]
+    if frames.dim() != 5 or frames.shape[2] != 3:
+        raise ValueError(
+            f"frames must be [T, 3, H, W] or [B, T, 3, H, W], got shape {tuple(frames.shape)}")
+    if frames.shape[1] == 0:
+        raise ValueError("frames hold no frame (T = 0)")
+    return frames
+
+
+def build_referformer(config: ReferFormerConfig | None = None, tokenizer=None) -> ReferFormer:
+    """A randomly initialised ReferFormer (released-model architecture by default)."""
+    return ReferFormer(config or ReferFormerConfig(), tokenizer)
