@@ -23,6 +23,17 @@ from rvos.modeling.position import PositionEmbeddingSine1D, PositionEmbeddingSin
 from rvos.modeling.text_encoder import FeatureResizer, tokenize
 from rvos.modeling.transformer import MLP, DeformableTransformer, inverse_sigmoid
 
+# The released models' text encoder, ``roberta-base`` (its published config.json). transformers'
+# bare ``RobertaConfig()`` is *not* this: it has 512 positions, 2 token types and LayerNorm eps
+# 1e-12, so a model built from it could not load a released checkpoint.
+ROBERTA_BASE: dict = {
+    "vocab_size": 50265, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+    "intermediate_size": 3072, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 514, "type_vocab_size": 1,
+    "initializer_range": 0.02, "layer_norm_eps": 1e-5, "pad_token_id": 1, "bos_token_id": 0,
+    "eos_token_id": 2,
+}
+
 
 @dataclass
 class ReferFormerConfig:
@@ -67,7 +78,7 @@ class ReferFormerConfig:
         return cls(**known)
 
     def roberta_config(self) -> RobertaConfig:
-        return RobertaConfig(**self.text) if self.text else RobertaConfig()
+        return RobertaConfig(**(self.text or ROBERTA_BASE))
 
 
 class VisionLanguageFusion(nn.Module):
