@@ -69,20 +69,31 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, argparse.Namespace |
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
-        if "Unsupported global" in msg or "Unsupported operand" in msg or "weights_only" in msg:
-            found = re.search(r"GLOBAL ([\w.]+)", msg)
+        # The weights-only unpickler names the class or function a pickle asked for as
+        # "GLOBAL module.name"; "Unsupported operand" only means the bytes are no pickle at all.
+        found = re.search(r"GLOBAL ([\w.]+)", msg)
+        if found or "Unsupported global" in msg:
             what = f" ({found.group(1)})" if found else ""
             raise CheckpointError(
                 f"{path} was refused: it holds Python objects other than tensors{what}; rvos never "
                 "runs code from a checkpoint. Use a released ReferFormer .pth or an rvos "
                 "safetensors model") from None
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({msg.splitlines()[0]})") from None
+        if "truncated" in msg:
+            raise CheckpointError(f"{path} is truncated or corrupt; download it again") from None
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (neither the zip archive nor the pickle that "
+            "torch.save writes)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "central directory" in first or isinstance(e, EOFError) or "failed reading" in first:
             raise CheckpointError(
                 f"{path} is truncated or corrupt ({first}); download it again") from None
         raise CheckpointError(f"{path} is not a PyTorch checkpoint ({first})") from None
+    except Exception as e:
+        # Arbitrary bytes read as a legacy pickle fail in arbitrary ways (a text file starting
+        # with "he" is a memo lookup, KeyError 101): none of them is a checkpoint.
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint ({type(e).__name__}: {e})") from None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         state, args = obj["model"], obj.get("args")
     elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -114,15 +125,17 @@ def detect_backbone(state: dict) -> str:
 
 def _text_config_from_state(state: dict) -> dict:
     """RoBERTa architecture read off the weights (used when no config.json is at hand)."""
-    vocab, hidden = state["text_encoder.embeddings.word_embeddings.weight"].shape
+    emb = "text_encoder.embeddings."
+    vocab, hidden = state[emb + "word_embeddings.weight"].shape
     layers = {int(m.group(1)) for k in state
               if (m := re.match(r"text_encoder\.encoder\.layer\.(\d+)\.", k))}
     return {
         "vocab_size": vocab, "hidden_size": hidden, "num_hidden_layers": len(layers),
         "num_attention_heads": max(1, hidden // 64),
-        "intermediate_size": state["text_encoder.encoder.layer.0.intermediate.dense.weight"].shape[0],
-        "max_position_embeddings": state["text_encoder.embeddings.position_embeddings.weight"].shape[0],
-        "type_vocab_size": state["text_encoder.embeddings.token_type_embeddings.weight"].shape[0],
+        "intermediate_size":
+            state["text_encoder.encoder.layer.0.intermediate.dense.weight"].shape[0],
+        "max_position_embeddings": state[emb + "position_embeddings.weight"].shape[0],
+        "type_vocab_size": state[emb + "token_type_embeddings.weight"].shape[0],
         "layer_norm_eps": 1e-5, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2,
     }
 
