@@ -45,7 +45,9 @@ writes ``DIR/overlay.mp4``, ``DIR/masks/<k>/<frame:05d>.png``, ``DIR/masks.zip``
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
+import functools
 import itertools
 import math
 import os
@@ -575,6 +577,7 @@ class Predictor:
                 del features, outputs
                 windows.append((start, end))
                 frames_done = plan.keep_end
+                _release_free_memory()
                 now = time.perf_counter()
                 timings["postprocess_s"] += now - tick
                 tick = now
@@ -594,6 +597,27 @@ class Predictor:
         result = snapshot(frames_done)
         yield Progress(len(windows) - 1, len(windows), frames_done, frames_done,
                        time.perf_counter() - started, result=result)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc only
+    except (OSError, AttributeError):
+        return None
+
+
+def _release_free_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc).
+
+    Every window allocates and frees frame-sized buffers (decoded frames, full-size masks).
+    glibc raises its mmap threshold after such frees, so later ones come from the heap, where
+    fragmentation made the resident size grow with the video (seen: +0.8 GB over 400 720p
+    frames). Trimming after each window keeps it flat, for ~15 ms a window.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _check_expressions(expressions: str | Sequence[str]) -> list[str]:

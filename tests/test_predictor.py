@@ -549,3 +549,4 @@ def test_stopping_early_ends_the_video_reader(tiny_model):
     assert _child_pids() - before  # ffmpeg is decoding
     gen.close()
     assert not _child_pids() - before
+
