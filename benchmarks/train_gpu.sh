@@ -20,8 +20,11 @@ python3 -m rvos train --out "$OUT/run" --device cuda --batch-size 48 --frames 8 
   --lr 5e-4 --warmup 200 --steps 20000 --max-minutes "$MINUTES" \
   --val-every 300 --val-clips 40 --ckpt-every 300 --log-every 20 \
   --export "$OUT/builtin" "${@:3}" 2>&1 | tee -a "$OUT/train.out"
+# TEST_COUNT=0 skips the test-split evaluation (run it on any machine afterwards).
 TEST=${TEST_COUNT:-100}
-python3 -m rvos synth --split test --count "$TEST" --out /tmp/rvos_synth_test --overwrite \
-  2>&1 | tee -a "$OUT/train.out"
-python3 -m rvos eval /tmp/rvos_synth_test --checkpoint "$OUT/builtin" --device auto \
-  2>&1 | tee -a "$OUT/train.out"
+if [ "$TEST" -gt 0 ]; then
+  python3 -m rvos synth --split test --count "$TEST" --out /tmp/rvos_synth_test --overwrite \
+    2>&1 | tee -a "$OUT/train.out"
+  python3 -m rvos eval /tmp/rvos_synth_test --checkpoint "$OUT/builtin" --device auto \
+    2>&1 | tee -a "$OUT/train.out"
+fi

@@ -47,6 +47,7 @@ __all__ = [
     "TrainConfig",
     "add_cli_arguments",
     "collate",
+    "fit_total_steps",
     "learning_rate",
     "load_training_checkpoint",
     "make_tokenizer",
@@ -82,6 +83,7 @@ class TrainConfig:
     jpeg_prob: float = 0.5
     export: str | None = None
     resume: str | None = None
+    init: str | None = None  # a save_pretrained folder to start from (fresh optimizer)
     model_overrides: str | None = None  # JSON of builtin_config overrides (tests, experiments)
 
 
@@ -192,6 +194,27 @@ def learning_rate(step: int, total: int, base: float, warmup: int, min_ratio: fl
     return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def fit_total_steps(
+    step: int,
+    mark: tuple[int, float],
+    now: float,
+    start: float,
+    budget_s: float,
+    total: int,
+    reserve_s: float = 30.0,
+) -> int:
+    """Number of steps that ends the run within ``budget_s`` seconds of ``start``.
+
+    The speed is measured from ``mark = (step, time)`` to ``(step, now)``; ``reserve_s`` is kept
+    for the final validation and export. Never more than ``total``, never less than step + 1.
+    """
+    if step <= mark[0]:
+        return total
+    sec_per_step = (now - mark[1]) / (step - mark[0])
+    left = budget_s - (now - start) - reserve_s
+    return min(total, max(step + 1, step + int(left / max(sec_per_step, 1e-9))))
+
+
 # ------------------------------------------------------------------------------- helpers
 def make_tokenizer(folder: str | os.PathLike, seed: int = 0):
     """Train (or load, if ``folder`` holds one) the built-in tokenizer.
@@ -264,6 +287,15 @@ def train(cfg: TrainConfig) -> dict:
         # No cudnn.benchmark: the decoder side sees a new batch shape (number of expressions)
         # nearly every step, and each new shape would be benchmarked again.
 
+    init_model = None
+    if cfg.init and not cfg.resume:
+        # Start from trained weights (e.g. a GPU run's export) with a fresh optimizer and
+        # schedule; the model's own tokenizer is kept.
+        from rvos.checkpoint import load_pretrained
+
+        init_model = load_pretrained(cfg.init)
+        if not (out / "tokenizer" / "tokenizer.json").is_file():
+            init_model.tokenizer.save_pretrained(str(out / "tokenizer"))
     tokenizer = make_tokenizer(out / "tokenizer", seed=cfg.seed)
     overrides = json.loads(cfg.model_overrides) if cfg.model_overrides else {}
     start_step, total_steps = 0, cfg.steps
@@ -274,9 +306,14 @@ def train(cfg: TrainConfig) -> dict:
             raise ValueError(f"{cfg.resume} is not a checkpoint written by `rvos train`")
         model_config = ReferFormerConfig.from_dict(resume_state["model_config"])
         start_step = int(resume_state["step"])
+    elif init_model is not None:
+        model_config = init_model.config
     else:
         model_config = builtin_config(len(tokenizer), **overrides)
-    model = build_referformer(model_config, tokenizer).to(device)
+    model = build_referformer(model_config, tokenizer)
+    if init_model is not None:
+        model.load_state_dict(init_model.state_dict())
+    model = model.to(device)
     criterion = ReferringCriterion(weights=LossWeights())
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -360,26 +397,16 @@ def train(cfg: TrainConfig) -> dict:
         n_running += 1
 
         if cfg.max_minutes is not None and step - start_step >= 20 and step % 10 == 0:
-            # Fit the run into its time budget: from the speed measured since step 10 (after
-            # start-up) and the time left, lower the number of steps; the cosine schedule
-            # follows. A 60 s reserve covers the final validation and export.
+            # Fit the run into its time budget from the speed measured since step 20 (after
+            # start-up); the cosine schedule follows the new total.
             now = time.time()
             if t_rate is None:
                 t_rate = (step, now)
-            elif step - t_rate[0] >= 10:
-                sec_per_step = (now - t_rate[0]) / (step - t_rate[0])
-                left = cfg.max_minutes * 60 - (now - t0) - 60
-                fitted = max(step + 1, step + int(left / sec_per_step))
+            else:
+                fitted = fit_total_steps(step, t_rate, now, t0, cfg.max_minutes * 60, total_steps)
                 if fitted < total_steps:
                     total_steps = fitted
-                    log.write(
-                        {
-                            "event": "fit_budget",
-                            "step": step,
-                            "total_steps": total_steps,
-                            "sec_per_step": round(sec_per_step, 4),
-                        }
-                    )
+                    log.write({"event": "fit_budget", "step": step, "total_steps": total_steps})
         if step % cfg.log_every == 0 or step == total_steps:
             elapsed = time.time() - t0
             record = {"step": step, "lr": lr, "time": elapsed_before + elapsed}
@@ -476,6 +503,7 @@ def export(model: ReferFormer, folder: str, cfg: TrainConfig, step: int, val: di
             "size": cfg.size,
             "lr": cfg.lr,
             "seed": cfg.seed,
+            "init": cfg.init,
             "data": "rvos.synth train split, drawn fresh each step",
         },
     }
@@ -511,6 +539,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         help="fit the number of steps into this wall time (measured after 30 steps)",
     )
     a("--resume", default=None, help="continue from this checkpoint.pt")
+    a("--init", default=None, help="start from the weights of this model folder (save_pretrained)")
     a("--export", default=None, help="write the final model here (e.g. rvos/weights/builtin)")
     a("--model-overrides", default=None, help="JSON of builtin_config overrides")
 
@@ -535,6 +564,7 @@ def run_cli(args: argparse.Namespace) -> int:
         ckpt_every=args.ckpt_every,
         max_minutes=args.max_minutes,
         resume=args.resume,
+        init=args.init,
         export=args.export,
         model_overrides=args.model_overrides,
     )
@@ -543,6 +573,8 @@ def run_cli(args: argparse.Namespace) -> int:
             raise ValueError("need --steps >= 1, --batch-size >= 1, --frames >= 2, --size >= 32")
         if cfg.resume and not Path(cfg.resume).is_file():
             raise ValueError(f"--resume {cfg.resume}: no such file")
+        if cfg.init and not (Path(cfg.init) / "config.json").is_file():
+            raise ValueError(f"--init {cfg.init}: not a model folder (no config.json)")
         train(cfg)
     except ValueError as exc:
         print(f"rvos train: error: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ from rvos.train import (
     TrainClips,
     TrainConfig,
     collate,
+    fit_total_steps,
     learning_rate,
     load_training_checkpoint,
     make_tokenizer,
@@ -152,3 +153,12 @@ def test_bad_resume_file_is_refused(tmp_path):
     torch.save({"weights": torch.zeros(1)}, bogus)
     with pytest.raises(ValueError, match="not a checkpoint written by"):
         load_training_checkpoint(bogus)
+
+
+def test_fit_total_steps_uses_the_measured_speed_and_never_raises_the_total():
+    # 1 s per step measured between steps 20 and 30; 100 s budget, 40 s used, 30 s reserve.
+    assert fit_total_steps(30, (20, 30.0), now=40.0, start=0.0, budget_s=100, total=1000) == 60
+    assert fit_total_steps(30, (20, 30.0), now=40.0, start=0.0, budget_s=1e6, total=1000) == 1000
+    # Out of time already: stop after the next step.
+    assert fit_total_steps(30, (20, 30.0), now=95.0, start=0.0, budget_s=100, total=1000) == 31
+    assert fit_total_steps(20, (20, 30.0), now=40.0, start=0.0, budget_s=100, total=500) == 500
