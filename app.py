@@ -1,0 +1,302 @@
+"""rvos demo: referring video object segmentation with ReferFormer, in the browser.
+
+    python app.py [--host HOST] [--port PORT] [--share] [--model NAME] [--checkpoint PATH]
+                  [--device DEVICE] [--text-encoder NAME_OR_DIR] [--max-duration S]
+                  [--max-frames N] [--max-upload-mb MB]
+
+Upload a clip (or pick an example), type up to four expressions, one per line, and press
+Segment: the overlay video, the masks (zip) and result.json come back, and the frame explorer
+shows, on any frame, every query's box and score, which pixels attend to which word, and the
+queries' scores over time. Everything the explorer draws comes from the stored result; only
+the Segment button runs the model.
+
+Environment (for Hugging Face Spaces and containers): RVOS_MODEL, RVOS_CHECKPOINT, RVOS_DEVICE,
+RVOS_TEXT_ENCODER, RVOS_MAX_DURATION, RVOS_MAX_FRAMES, RVOS_MAX_UPLOAD_MB, GRADIO_SERVER_NAME,
+GRADIO_SERVER_PORT; command-line options win.
+
+API: ``/segment`` (see the README for a gradio_client example).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from rvos import app_support as sup
+
+HERE = Path(__file__).resolve().parent
+EXAMPLES_DIR = HERE / "examples"
+VIDEO_HEIGHT, VIEW_HEIGHT, SCORES_HEIGHT = 320, 400, 260  # pixels on the page
+STATE_TTL_S = 2 * 3600  # a session's result (and its files) are dropped after two idle hours
+
+INTRO = """\
+# Referring video object segmentation: ReferFormer
+*Language as Queries for Referring Video Object Segmentation* (Wu et al., CVPR 2022). Each
+expression becomes the queries of a transformer; on every frame each query proposes a box and
+a mask with a score, and the best-scoring query over the clip is the answer. Upload a clip or
+pick an example, type up to four expressions (one per line) and press **Segment**; then step
+through the frames below.
+"""
+
+
+def _env(name: str, default=None, kind=str):
+    value = os.environ.get(name)
+    return default if value in (None, "") else kind(value)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="rvos Gradio demo (ReferFormer).")
+    p.add_argument("--host", default=_env("GRADIO_SERVER_NAME", "127.0.0.1"),
+                   help="address to listen on (0.0.0.0 for every interface; default "
+                        "$GRADIO_SERVER_NAME or 127.0.0.1)")
+    p.add_argument("--port", type=int, default=_env("GRADIO_SERVER_PORT", 7860, int),
+                   help="port (default $GRADIO_SERVER_PORT or 7860)")
+    p.add_argument("--share", action="store_true", help="also serve on a public gradio.live link")
+    p.add_argument("--model", default=_env("RVOS_MODEL"),
+                   help="default model, a registry name (`python -m rvos models`; default "
+                        "builtin)")
+    p.add_argument("--checkpoint", default=_env("RVOS_CHECKPOINT"),
+                   help="weights: an official .pth or a save_pretrained folder (with --model: "
+                        "that model's weights)")
+    p.add_argument("--device", default=_env("RVOS_DEVICE"),
+                   help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--text-encoder", default=_env("RVOS_TEXT_ENCODER"),
+                   help="official checkpoints: RoBERTa name or local folder (default "
+                        "roberta-base)")
+    p.add_argument("--max-duration", type=float, default=_env("RVOS_MAX_DURATION", 120.0, float),
+                   help="longest accepted video in seconds (default 120)")
+    p.add_argument("--max-frames", type=int, default=_env("RVOS_MAX_FRAMES", 300, int),
+                   help="most frames processed per run (default 300)")
+    p.add_argument("--max-upload-mb", type=int, default=_env("RVOS_MAX_UPLOAD_MB", 200, int),
+                   help="largest accepted upload in MB (default 200)")
+    return p.parse_args(argv)
+
+
+def load_examples() -> tuple[list[list[str]], list[list[str]]]:
+    """(synthetic examples for the built-in model, real clips for official checkpoints), each
+    ``[video path, expressions]``; see examples/README.md."""
+    spec = json.loads((EXAMPLES_DIR / "examples.json").read_text())
+    synthetic = [[str(EXAMPLES_DIR / e["video"]), "\n".join(e["expressions"])]
+                 for e in spec["synthetic"]]
+    real = []
+    for e in spec.get("real", []):
+        path = sup.find_sample_video(e["video"])
+        if path is not None:
+            real.append([str(path), "\n".join(e["expressions"])])
+    return synthetic, real
+
+
+def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
+               work_dir: Path) -> gr.Blocks:
+    """The Blocks UI; every callback converts UI values and calls `rvos.app_support`."""
+    default = models.default
+    devices = sup.available_devices()
+
+    def segment(video: str | None, expressions: str, model: str = default.key,
+                threshold: float = 0.5, window: int = 36, fps: float = 0.0,
+                max_frames: int = limits.max_frames, short_side: int = 0, device: str = device,
+                progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's injection idiom)
+        """Segment what each expression (one per line, at most 4) refers to in the video.
+        Returns the overlay video, the masks (zip of PNGs), result.json and a summary."""
+        settings = sup.RunSettings(threshold, window, fps, max_frames, short_side, device)
+        progress(0.0, desc="checking the input and loading the model")
+        try:
+            run = sup.prepare_run(models, model, video, expressions, settings, limits,
+                                  work_dir)
+            result = None
+            for step in run.steps():
+                progress(step.fraction, desc=sup.progress_text(step))
+                if step.result is not None:
+                    result = step.result
+                else:
+                    yield gr.skip(), gr.skip(), gr.skip(), sup.progress_text(step), gr.skip()
+            progress(1.0, desc="writing the overlay video and masks")
+            session = run.finish(result)
+        except sup.RUN_ERRORS as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        yield (str(session.paths["overlay"]), str(session.paths["masks_zip"]),
+               str(session.paths["result"]), session.summary(), session)
+
+    def rethreshold(session: sup.Session | None, threshold: float):
+        if session is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        try:
+            session = session.rethreshold(float(threshold))
+        except sup.RUN_ERRORS as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        return (str(session.paths["overlay"]), str(session.paths["masks_zip"]),
+                str(session.paths["result"]), session.summary(), session)
+
+    def explore(session: sup.Session | None):
+        """Explorer controls for a new result, and its views at frame 0 of expression 1."""
+        if session is None:
+            return (gr.skip(),) * 7
+        levels = session.level_choices()
+        level = levels[0][1] if levels else None
+        last = session.num_frames - 1
+        return (gr.Slider(minimum=0, maximum=max(last, 1), value=0, step=1,
+                          interactive=last > 0),
+                gr.Radio(choices=session.expression_choices(), value="0"),
+                gr.Radio(choices=session.word_choices(0), value="all"),
+                gr.Dropdown(choices=levels, value=level),
+                session.render_queries(0, 0), session.render_attention(0, 0, "all", level),
+                session.render_scores(0, 0))
+
+    def views(session, expression, frame, word, level, sampling):
+        if session is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        return (session.render_queries(expression, frame, sampling=sampling),
+                session.render_attention(expression, frame, word, level),
+                session.render_scores(expression, frame))
+
+    def change_expression(session, expression, frame, level, sampling):
+        if session is None:
+            return (gr.skip(),) * 4
+        return (gr.Radio(choices=session.word_choices(expression), value="all"),
+                *views(session, expression, frame, "all", level, sampling))
+
+    def attention(session, expression, frame, word, level):
+        if session is None:
+            return gr.skip()
+        return session.render_attention(expression, frame, word, level)
+
+    def queries(session, expression, frame, sampling):
+        if session is None:
+            return gr.skip()
+        return session.render_queries(expression, frame, sampling=sampling)
+
+    def note(model: str) -> str:
+        try:
+            return models.choice(model).note
+        except sup.AppInputError:
+            return ""
+
+    synthetic, real = load_examples()
+    with gr.Blocks(title="rvos: ReferFormer demo", delete_cache=(3600, STATE_TTL_S)) as demo:
+        gr.Markdown(INTRO)
+        with gr.Row():
+            with gr.Column(scale=1):
+                video_in = gr.Video(label="Video", sources=["upload"], include_audio=True,
+                                    height=VIDEO_HEIGHT, elem_id="vin")
+                text = gr.Textbox(label="Expressions (one per line, at most 4)", lines=3,
+                                  placeholder="the red circle\nthe square moving left",
+                                  elem_id="txt")
+                model = gr.Dropdown(choices=[(c.label, c.key) for c in models.choices.values()],
+                                    value=default.key, label="Model", elem_id="model")
+                model_note = gr.Markdown(default.note, elem_id="note")
+                with gr.Accordion("Advanced", open=False):
+                    threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05,
+                                          label="Mask threshold",
+                                          info="changing it after a run re-thresholds the "
+                                               "stored masks (no new model run)")
+                    window = gr.Slider(2, 72, value=36, step=1, label="Window length (frames)",
+                                       info="frames per model call; windows overlap by 8")
+                    # No minimum/maximum on these: rvos.app_support's checks name the field.
+                    fps = gr.Number(value=0, label="Processing fps (0 = every frame)")
+                    max_frames = gr.Number(value=limits.max_frames, precision=0,
+                                           label=f"Max frames (at most {limits.max_frames})")
+                    short_side = gr.Slider(0, 1080, value=0, step=8,
+                                           label="Input short side (0 = the model's own)")
+                    device_in = gr.Dropdown(choices=devices, value=device, label="Device")
+                with gr.Row():
+                    run_btn = gr.Button("Segment", variant="primary", elem_id="run")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+            with gr.Column(scale=1):
+                video_out = gr.Video(label="Overlay", interactive=False, autoplay=True,
+                                     height=VIDEO_HEIGHT, elem_id="vout")
+                summary = gr.Markdown(label="Summary", elem_id="summary")
+                with gr.Row():
+                    masks_zip = gr.File(label="Masks (zip)", elem_id="zip")
+                    result_json = gr.File(label="Result (json)", elem_id="json")
+                gr.Examples(synthetic, [video_in, text], label="Synthetic clips (built-in model)",
+                            examples_per_page=6)
+                if real:
+                    gr.Examples(real, [video_in, text],
+                                label="Real footage (needs an official checkpoint)")
+
+        gr.Markdown("## Frame explorer\nEvery query's box and score on the chosen frame (the "
+                    "chosen query in yellow, dots are reference points), which pixels attend "
+                    "to each word, and every query's score over time.")
+        with gr.Row():
+            frame = gr.Slider(0, 1, value=0, step=1, label="Frame", scale=3, elem_id="frame")
+            expression = gr.Radio(label="Expression", elem_id="expr", scale=2)
+        with gr.Row():
+            with gr.Column():
+                queries_img = gr.Image(label="Queries", interactive=False, height=VIEW_HEIGHT,
+                                       elem_id="queries")
+                sampling = gr.Checkbox(label="Show decoder sampling points", elem_id="sampling")
+            with gr.Column():
+                attention_img = gr.Image(label="Word attention", interactive=False,
+                                         height=VIEW_HEIGHT, elem_id="attn")
+                word = gr.Radio(label="Word", elem_id="word")
+                level = gr.Dropdown(label="Feature level", elem_id="level")
+        scores_img = gr.Image(label="Query scores over time (cursor: this frame)",
+                              interactive=False, height=SCORES_HEIGHT, elem_id="scores")
+        session = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=_close_session)
+
+        outputs = [video_out, masks_zip, result_json, summary, session]
+        explorer = [frame, expression, word, level, queries_img, attention_img, scores_img]
+        run_event = run_btn.click(
+            segment, [video_in, text, model, threshold, window, fps, max_frames, short_side,
+                      device_in], outputs, api_name="segment", concurrency_limit=1,
+            concurrency_id="model")
+        run_event.success(explore, session, explorer, api_visibility="private")
+        stop_btn.click(None, cancels=[run_event], api_visibility="private")
+        threshold.release(
+            rethreshold, [session, threshold], outputs, api_visibility="private",
+            concurrency_limit=1, concurrency_id="model"
+        ).success(queries, [session, expression, frame, sampling], queries_img,
+                  api_visibility="private")
+        render = {"api_visibility": "private", "show_progress": "hidden",
+                  "trigger_mode": "always_last", "concurrency_limit": 4}
+        frame.input(views, [session, expression, frame, word, level, sampling],
+                    [queries_img, attention_img, scores_img], **render)
+        expression.input(change_expression, [session, expression, frame, level, sampling],
+                         [word, queries_img, attention_img, scores_img], **render)
+        gr.on([word.input, level.input], attention, [session, expression, frame, word, level],
+              attention_img, **render)
+        sampling.input(queries, [session, expression, frame, sampling], queries_img, **render)
+        model.change(note, model, model_note, api_visibility="private", show_progress="hidden")
+    return demo
+
+
+def _close_session(session: sup.Session | None) -> None:
+    if session is not None:
+        session.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    args = parse_args(argv)
+    device = args.device or sup.available_devices()[0]
+    try:
+        limits = sup.Limits(args.max_duration, args.max_frames, args.max_upload_mb)
+        choices = sup.model_choices(args.model, args.checkpoint)
+        models = sup.ModelCache(choices, text_encoder=args.text_encoder)
+        models.get(models.default.key, device)  # built once, before the first visitor
+    except (sup.AppInputError, ValueError) as err:
+        print(f"app.py: error: {err}", file=sys.stderr)
+        return 2
+    work_dir = Path(tempfile.mkdtemp(prefix="rvos-app-"))
+    atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
+    demo = build_demo(models, limits, device, work_dir)
+    demo.queue(max_size=16)
+    print(f"app.py: model {models.default.key!r} on {device} ready in "
+          f"{time.perf_counter() - started:.1f} s", flush=True)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                max_file_size=f"{limits.max_upload_mb}mb", allowed_paths=[str(EXAMPLES_DIR)],
+                show_error=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

