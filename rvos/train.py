@@ -400,11 +400,13 @@ def train(cfg: TrainConfig) -> dict:
             # Fit the run into its time budget from the speed measured since step 20 (after
             # start-up); the cosine schedule follows the new total.
             now = time.time()
+            # Re-fitted every 10 steps, up or down (at most --steps): on a shared machine the
+            # speed changes with the load.
             if t_rate is None:
                 t_rate = (step, now)
             else:
-                fitted = fit_total_steps(step, t_rate, now, t0, cfg.max_minutes * 60, total_steps)
-                if fitted < total_steps:
+                fitted = fit_total_steps(step, t_rate, now, t0, cfg.max_minutes * 60, cfg.steps)
+                if fitted != total_steps:
                     total_steps = fitted
                     log.write({"event": "fit_budget", "step": step, "total_steps": total_steps})
         if step % cfg.log_every == 0 or step == total_steps:
