@@ -359,6 +359,22 @@ def test_deformable_attention_in_half_precision_on_cpu(dtype, atol):
     assert err <= atol * want.abs().max().item(), f"{dtype}: max difference {err:.2e}"
 
 
+@pytest.mark.parametrize(("dtype", "rtol"), [(torch.float16, 1e-2), (torch.bfloat16, 5e-2)])
+def test_whole_model_cast_to_half_precision_runs_and_stays_close(make_tiny_model, dtype, rtol):
+    """``model.to(dtype)`` (as on a GPU) keeps every tensor in that dtype end to end; the
+    position embeddings, computed in fp32, must follow it."""
+    reference = make_tiny_model()
+    low = make_tiny_model().to(dtype)
+    frames = clip(2, 3, 45, 61)
+    with torch.no_grad():
+        want = reference(frames, [SHORT])
+        got = low(frames.to(dtype), [SHORT])
+    for key in OUTPUT_KEYS:
+        assert got[key].dtype == dtype, key
+        err = (got[key].float() - want[key]).abs().max().item()
+        assert err <= rtol * want[key].abs().max().item(), f"{key}: {err:.2e}"
+
+
 def test_encoder_reference_points_are_pixel_centres():
     shapes = torch.tensor([[2, 4], [1, 2]])
     points = Encoder.reference_points(shapes, torch.ones(1, 2, 2))

@@ -105,8 +105,8 @@ class CrossModalFPN(nn.Module):
             self.add_module(f"adapter_{stage}", ConvNorm(
                 channels, conv_dim, 1, bias=False, norm=nn.GroupNorm(norm_groups, conv_dim)))
             self.add_module(f"layer_{stage}", ConvNorm(
-                conv_dim, conv_dim, 3, padding=1, bias=False, norm=nn.GroupNorm(norm_groups, conv_dim),
-                relu=True))
+                conv_dim, conv_dim, 3, padding=1, bias=False,
+                norm=nn.GroupNorm(norm_groups, conv_dim), relu=True))
             self.add_module(f"cross_attn_{stage}", VisionLanguageBlock(
                 conv_dim, nhead, dim_feedforward, dropout, sr_ratios[stage - 1]))
         self.num_stages = len(in_channels)
@@ -125,7 +125,7 @@ class CrossModalFPN(nn.Module):
             (stride 4 first), each [B, T*h*w, L].
         """
         b = words.shape[0]
-        text_pos = self.text_pos(word_mask).transpose(0, 1)
+        text_pos = self.text_pos(word_mask).to(words.dtype).transpose(0, 1)
         text = words.transpose(0, 1)
         inputs = [res2] + list(memory)
         y = None
