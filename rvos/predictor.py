@@ -232,17 +232,25 @@ def group_words(tokenizer, text: str) -> tuple[list[str], list[list[int]]]:
     offsets = enc["offset_mapping"]
     special = enc["special_tokens_mask"]
     spans: list[list[int]] = []  # [first char, last char, token positions...]
+    pending: list[int] = []  # empty-span tokens (a lone "Ġ" space marker) start the next word
     prev_end = None
     for pos, ((s, e), sp) in enumerate(zip(offsets, special, strict=True)):
-        if sp or e <= s:
+        if sp:
             continue
-        starts_word = prev_end is None or s > prev_end or text[s:e][:1].isspace()
+        if e <= s:
+            pending.append(pos)
+            continue
+        starts_word = (prev_end is None or s > prev_end or bool(pending)
+                       or text[s:e][:1].isspace())
         if starts_word:
-            spans.append([s, e, pos])
+            spans.append([s, e, *pending, pos])
         else:
             spans[-1][1] = e
             spans[-1].append(pos)
+        pending = []
         prev_end = e
+    if pending and spans:
+        spans[-1].extend(pending)
     words = [text[s:e].strip() for s, e, *_ in spans]
     keep = [i for i, w in enumerate(words) if w]
     return [words[i] for i in keep], [spans[i][2:] for i in keep]

