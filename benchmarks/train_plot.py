@@ -20,26 +20,42 @@ GRID = (225, 225, 225)
 TEXT = (40, 40, 40)
 
 
-def read_log(path: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+def read_log(
+    path: Path, offset: int = 0
+) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
     """(step, training loss) and (step, val J&F in percent) from a ``log.jsonl``."""
     loss, val = [], []
     for line in path.read_text().splitlines():
         r = json.loads(line)
         if "loss" in r and "step" in r:
-            loss.append((int(r["step"]), float(r["loss"])))
+            loss.append((offset + int(r["step"]), float(r["loss"])))
         elif r.get("event") == "val":
-            val.append((int(r["step"]), float(r["overall/J&F"])))
+            val.append((offset + int(r["step"]), float(r["overall/J&F"])))
     if not loss:
         raise ValueError(f"{path} holds no loss records")
     return loss, val
+
+
+def read_logs(paths: list[Path]):
+    """Concatenate several logs; returns (loss, val, steps where each later log starts)."""
+    loss, val, starts = [], [], []
+    offset = 0
+    for i, path in enumerate(paths):
+        part_loss, part_val = read_log(path, offset)
+        if i:
+            starts.append(offset)
+        loss += part_loss
+        val += part_val
+        offset = part_loss[-1][0]
+    return loss, val, starts
 
 
 def _put(img, text, org, colour=TEXT, scale=0.45):
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
 
 
-def plot(log: Path, png: Path, title: str | None = None) -> Path:
-    loss, val = read_log(log)
+def plot(logs: list[Path], png: Path, title: str | None = None) -> Path:
+    loss, val, starts = read_logs(logs)
     img = np.full((H, W, 3), 255, np.uint8)
     x0, x1, y0, y1 = MARGIN_L, W - MARGIN_R, MARGIN_T, H - MARGIN_B
     max_step = max(s for s, _ in loss)
@@ -65,6 +81,9 @@ def plot(log: Path, png: Path, title: str | None = None) -> Path:
         step = int(max_step * i / 5)
         _put(img, str(step), (sx(step) - 12, y1 + 20))
     cv2.rectangle(img, (x0, y0), (x1, y1), (150, 150, 150), 1)
+    for start in starts:
+        for y in range(y0, y1, 8):
+            cv2.line(img, (sx(start), y), (sx(start), min(y + 4, y1)), (120, 120, 120), 1)
     pts = np.array([(sx(s), sy_loss(v)) for s, v in loss], np.int32)
     cv2.polylines(img, [pts], False, LOSS_COLOUR, 2, cv2.LINE_AA)
     if val:
@@ -84,11 +103,11 @@ def plot(log: Path, png: Path, title: str | None = None) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("log", type=Path)
     parser.add_argument("png", type=Path)
+    parser.add_argument("logs", type=Path, nargs="+")
     parser.add_argument("--title", default=None)
     args = parser.parse_args()
-    print(plot(args.log, args.png, args.title))
+    print(plot(args.logs, args.png, args.title))
 
 
 if __name__ == "__main__":

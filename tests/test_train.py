@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from rvos.builtin import build_builtin_model
+from rvos.builtin import SPECIAL_TOKENS, build_builtin_model, builtin_config
 from rvos.losses import ReferringCriterion
 from rvos.train import (
     TrainClips,
@@ -162,3 +162,30 @@ def test_fit_total_steps_uses_the_measured_speed_and_never_raises_the_total():
     # Out of time already: stop after the next step.
     assert fit_total_steps(30, (20, 30.0), now=95.0, start=0.0, budget_s=100, total=1000) == 31
     assert fit_total_steps(20, (20, 30.0), now=40.0, start=0.0, budget_s=100, total=500) == 500
+
+
+def test_builtin_tokenizer_normalises_case_and_spacing_and_keeps_unknown_words(tokenizer_dir):
+    tok = make_tokenizer(tokenizer_dir)
+    assert [tok.convert_ids_to_tokens(i) for i in range(5)] == SPECIAL_TOKENS
+    a = tok("The  Red circle")["input_ids"]
+    b = tok("the red circle")["input_ids"]
+    assert a == b and a[0] == tok.bos_token_id and a[-1] == tok.eos_token_id
+    # Every generator word is one token (plus the leading-space marker).
+    assert len(b) == 2 + 3
+    # A word the generator never says still tokenizes (byte-level), without <unk>.
+    ids = tok("a zebra galloping")["input_ids"]
+    assert tok.unk_token_id not in ids and len(ids) > 5
+    batch = tok(["red", "the big blue star"], padding="longest", return_tensors="pt")
+    assert batch["input_ids"][0, -1].item() == tok.pad_token_id == 1
+
+
+def test_builtin_config_is_small_and_rejects_unknown_fields(tokenizer_dir):
+    tok = make_tokenizer(tokenizer_dir)
+    cfg = builtin_config(len(tok))
+    assert cfg.backbone == "small3d" and cfg.hidden_dim == 64 and cfg.num_queries == 5
+    assert not cfg.freeze_text_encoder and cfg.text["vocab_size"] == len(tok)
+    model = build_builtin_model(tok)
+    n = sum(p.numel() for p in model.parameters())
+    assert 1_000_000 < n < 6_000_000  # a few million: <= 25 MB as float32
+    with pytest.raises(ValueError, match="unknown ReferFormerConfig field"):
+        builtin_config(len(tok), hiden_dim=3)
