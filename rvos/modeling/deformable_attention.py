@@ -35,17 +35,17 @@ def ms_deform_attn_sample(
     # grid_sample with align_corners=False maps -1/+1 to the outer pixel edges, so location x·w
     # in pixels corresponds to grid coordinate 2x - 1 (pixel centre at x·w - 0.5).
     grids = 2 * sampling_locations - 1
-    sampled = []
+    weights = attention_weights.transpose(1, 2).reshape(n * heads, 1, num_queries, levels, points)
+    out = None
+    # One level at a time: the samples of a level ([N*M, D, Lq, P]) are as large as D·P copies
+    # of the queries, so holding all levels at once multiplied the peak memory of long clips.
     for level, (h, w) in enumerate(spatial_shapes.tolist()):
         v = values[level].permute(0, 2, 3, 1).reshape(n * heads, dim, int(h), int(w))
         g = grids[:, :, :, level].transpose(1, 2).reshape(n * heads, num_queries, points, 2)
-        sampled.append(
-            F.grid_sample(v, g.to(v.dtype), mode="bilinear", padding_mode="zeros",
-                          align_corners=False)
-        )  # [N*M, D, Lq, P]
-    stacked = torch.stack(sampled, dim=-2).flatten(-2)  # [N*M, D, Lq, L*P]
-    weights = attention_weights.transpose(1, 2).reshape(n * heads, 1, num_queries, levels * points)
-    out = (stacked * weights.to(stacked.dtype)).sum(-1)  # [N*M, D, Lq]
+        sampled = F.grid_sample(v, g.to(v.dtype), mode="bilinear", padding_mode="zeros",
+                                align_corners=False)  # [N*M, D, Lq, P]
+        part = (sampled * weights[..., level, :].to(sampled.dtype)).sum(-1)  # [N*M, D, Lq]
+        out = part if out is None else out + part
     return out.view(n, heads * dim, num_queries).transpose(1, 2)
 
 
@@ -57,7 +57,8 @@ class MSDeformAttn(nn.Module):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} must be divisible by n_heads {n_heads}")
-        self.d_model, self.n_levels, self.n_heads, self.n_points = d_model, n_levels, n_heads, n_points
+        self.d_model, self.n_levels = d_model, n_levels
+        self.n_heads, self.n_points = n_heads, n_points
         self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
         self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
         self.value_proj = nn.Linear(d_model, d_model)
@@ -117,8 +118,8 @@ class MSDeformAttn(nn.Module):
                          + offsets / normalizer[None, None, None, :, None, :])
         elif reference_points.shape[-1] == 4:
             # Offsets are relative to the box: ±0.5·w·offset/P around its centre.
-            locations = (reference_points[:, :, None, :, None, :2]
-                         + offsets / self.n_points * reference_points[:, :, None, :, None, 2:] * 0.5)
+            boxes = reference_points[:, :, None, :, None]
+            locations = boxes[..., :2] + offsets / self.n_points * boxes[..., 2:] * 0.5
         else:
             raise ValueError(f"reference_points must end in 2 or 4, got {reference_points.shape}")
         output = ms_deform_attn_sample(value, spatial_shapes, locations, weights)

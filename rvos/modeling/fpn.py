@@ -85,7 +85,9 @@ class VisionLanguageBlock(nn.Module):
             memory if pos is None else memory + pos,
             memory, key_padding_mask=memory_key_padding_mask, need_weights=True)
         tgt = self.norm2(tgt + self.dropout2(attn))
-        ffn = self.linear2(self.dropout(F.relu(self.linear1(tgt))))
+        # In place: at stride 4 this activation is T·H/4·W/4 × dim_feedforward (590 MB for
+        # five 360×640 frames), and a second copy of it was the forward pass's peak.
+        ffn = self.linear2(self.dropout(F.relu(self.linear1(tgt), inplace=True)))
         return self.norm3(tgt + self.dropout3(ffn)), word_attn
 
 

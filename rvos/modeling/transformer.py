@@ -61,7 +61,7 @@ class EncoderLayer(nn.Module):
         attn, _ = self.self_attn(_add_pos(src, pos), reference_points, src, spatial_shapes,
                                  padding_mask)
         src = self.norm1(src + self.dropout1(attn))
-        ffn = self.linear2(self.dropout2(F.relu(self.linear1(src))))
+        ffn = self.linear2(self.dropout2(F.relu(self.linear1(src), inplace=True)))
         return self.norm2(src + self.dropout3(ffn))
 
 
@@ -118,7 +118,7 @@ class DecoderLayer(nn.Module):
         attn, sampling = self.cross_attn(_add_pos(tgt, query_pos), reference_points, src,
                                          spatial_shapes, padding_mask, return_sampling)
         tgt = self.norm1(tgt + self.dropout1(attn))
-        ffn = self.linear2(self.dropout3(F.relu(self.linear1(tgt))))
+        ffn = self.linear2(self.dropout3(F.relu(self.linear1(tgt), inplace=True)))
         return self.norm3(tgt + self.dropout4(ffn)), sampling
 
 
