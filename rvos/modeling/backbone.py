@@ -101,7 +101,8 @@ class ResNetBackbone(nn.Module):
         self.body = ResNetBody(RESNET_DEPTHS[name])
 
     def forward(self, frames: Tensor, num_frames: int) -> list[Tensor]:
-        """frames: [B*T, 3, H, W] -> 4 maps [B*T, C_i, H/s_i, W/s_i] (ceil); frames are independent."""
+        """frames: [B*T, 3, H, W] -> 4 maps [B*T, C_i, H/s_i, W/s_i] (ceil); frames are
+        independent."""
         return self.body(frames)
 
 

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 
 def _interleave_sin_cos(x: Tensor) -> Tensor:
-    """[..., C] angles -> [..., C] with sin on even and cos on odd channels, pairwise interleaved."""
+    """[..., C] angles -> [..., C]: sin on even and cos on odd channels, pairwise interleaved."""
     return torch.stack((x[..., 0::2].sin(), x[..., 1::2].cos()), dim=-1).flatten(-2)
 
 

@@ -184,7 +184,8 @@ class ReferFormer(nn.Module):
         features = self.backbone(flat, t)
         masks = [torch.zeros(f.shape[0], *f.shape[-2:], dtype=torch.bool, device=f.device)
                  for f in features]
-        pos = [self.position_embedding(m).to(f.dtype) for f, m in zip(features, masks, strict=False)]
+        pos = [self.position_embedding(m).to(f.dtype)
+               for f, m in zip(features, masks, strict=True)]
         return VisualFeatures(features, masks, pos, b, t, (h, w))
 
     # ------------------------------------------------------------------ text side
@@ -194,7 +195,8 @@ class ReferFormer(nn.Module):
             raise RuntimeError("this model has no tokenizer; load it with load_official or "
                                "load_pretrained, or pass tokenizer= to build_referformer")
         tokens = tokenize(self.tokenizer, captions, device)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_text_encoder):
+        train_text = torch.is_grad_enabled() and not self.config.freeze_text_encoder
+        with torch.set_grad_enabled(train_text):
             out = self.text_encoder(input_ids=tokens["input_ids"],
                                     attention_mask=tokens["attention_mask"])
         dtype = self.resizer.fc.weight.dtype

@@ -137,7 +137,8 @@ class Decoder(nn.Module):
         states, references, samplings = [], [], []
         for i, layer in enumerate(self.layers):
             if reference_points.shape[-1] == 4:
-                ref_input = reference_points[:, :, None] * torch.cat([valid_ratios] * 2, -1)[:, None]
+                ratios = torch.cat([valid_ratios] * 2, -1)
+                ref_input = reference_points[:, :, None] * ratios[:, None]
             else:
                 ref_input = reference_points[:, :, None] * valid_ratios[:, None]
             output, sampling = layer(output, query_pos, ref_input, src, spatial_shapes,
