@@ -14,7 +14,7 @@ result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-
       "format": "rvos-result", "version": 1,
       "model": "builtin",                          # model name, or null
       "source": {                                  # the video as processed
-        "path": "in.mp4" | null,                   # null for an in-memory array
+        "path": "in.mp4" | null,                   # null for in-memory frames
         "width": 1920, "height": 1080,             # frame size (display orientation)
         "fps": 29.97, "frame_rate": "30000/1001",  # rate of the processed frames
         "num_frames": 900,                         # processed frames (after fps / max_frames)
@@ -466,8 +466,8 @@ class VideoResult(Sequence[ExpressionResult]):
         if video is None:
             video = self.source.path
         if video is None:
-            raise ValueError("this result was computed on an in-memory array: pass the frames "
-                             "(video=array) to render it")
+            raise ValueError("this result was computed on in-memory frames, not a file: pass "
+                             "them as a uint8 [T, H, W, 3] array (write_outputs(..., frames=))")
         if isinstance(video, np.ndarray):
             if video.shape[0] < self.num_frames or video.shape[1:3] != self.source.size:
                 raise ValueError(f"frames of shape {video.shape} do not match the result "
@@ -594,10 +594,13 @@ def write_outputs(result: VideoResult, out_dir: str | os.PathLike, *,
     """
     from rvos.video import VideoWriter, write_palette_png, zip_folder
 
+    source = frames if frames is not None else (video_path or result.source.path)
+    if overlay and source is None:
+        raise ValueError("this result was computed on in-memory frames, not a file: pass "
+                         "them as a uint8 [T, H, W, 3] array (write_outputs(..., frames=))")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    source = frames if frames is not None else (video_path or result.source.path)
     audio = None
     if frames is None and source is not None and result.source.has_audio:
         audio = source

@@ -521,3 +521,15 @@ def test_stopping_early_ends_the_video_reader(tiny_model):
     gen.close()
     assert not _child_pids() - before
 
+
+
+def test_outputs_of_in_memory_frames_need_the_frames(tiny_model, bikes_frames, tmp_path):
+    frames = bikes_frames[:3]
+    result = Predictor(tiny_model, window=4, short_side=32).predict(frames, "the bike", fps=25)
+    with pytest.raises(ValueError, match="frames="):
+        write_outputs(result, tmp_path / "a")
+    assert not (tmp_path / "a").exists()  # nothing half-written
+    paths = write_outputs(result, tmp_path / "b", frames=frames)
+    info = probe(paths["overlay"])
+    assert (info.num_frames, info.fps, info.width, info.height) == (3, 25, 640, 272)
+    assert json.loads(paths["result"].read_text())["source"]["path"] is None
