@@ -1,8 +1,8 @@
 """rvos demo: referring video object segmentation with ReferFormer, in the browser.
 
     python app.py [--host HOST] [--port PORT] [--share] [--model NAME] [--checkpoint PATH]
-                  [--device DEVICE] [--text-encoder NAME_OR_DIR] [--max-duration S]
-                  [--max-frames N] [--max-upload-mb MB]
+                  [--device DEVICE] [--text-encoder NAME_OR_DIR] [--threads N]
+                  [--max-duration S] [--max-frames N] [--max-upload-mb MB]
 
 Upload a clip (or pick an example), type up to four expressions, one per line, and press
 Segment: the overlay video, the masks (zip) and result.json come back, and the frame explorer
@@ -11,8 +11,8 @@ queries' scores over time. Everything the explorer draws comes from the stored r
 the Segment button runs the model.
 
 Environment (for Hugging Face Spaces and containers): RVOS_MODEL, RVOS_CHECKPOINT, RVOS_DEVICE,
-RVOS_TEXT_ENCODER, RVOS_MAX_DURATION, RVOS_MAX_FRAMES, RVOS_MAX_UPLOAD_MB, GRADIO_SERVER_NAME,
-GRADIO_SERVER_PORT; command-line options win.
+RVOS_TEXT_ENCODER, RVOS_THREADS, RVOS_MAX_DURATION, RVOS_MAX_FRAMES, RVOS_MAX_UPLOAD_MB,
+GRADIO_SERVER_NAME, GRADIO_SERVER_PORT; command-line options win.
 
 API: ``/segment`` (see the README for a gradio_client example).
 """
@@ -37,6 +37,8 @@ HERE = Path(__file__).resolve().parent
 EXAMPLES_DIR = HERE / "examples"
 VIDEO_HEIGHT, VIEW_HEIGHT, SCORES_HEIGHT = 320, 400, 260  # pixels on the page
 STATE_TTL_S = 2 * 3600  # a session's result (and its files) are dropped after two idle hours
+# Small clips (the 256-pixel examples) fill their view instead of sitting in a corner of it.
+CSS = "#queries img, #attn img, #scores img {width: 100%; height: 100%; object-fit: contain;}"
 
 INTRO = """\
 # Referring video object segmentation: ReferFormer
@@ -72,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--text-encoder", default=_env("RVOS_TEXT_ENCODER"),
                    help="official checkpoints: RoBERTa name or local folder (default "
                         "roberta-base)")
+    p.add_argument("--threads", type=int, default=_env("RVOS_THREADS", None, int),
+                   help="CPU threads for torch (default: torch's choice; 1 is fastest for "
+                        "small models on a busy CPU)")
     p.add_argument("--max-duration", type=float, default=_env("RVOS_MAX_DURATION", 120.0, float),
                    help="longest accepted video in seconds (default 120)")
     p.add_argument("--max-frames", type=int, default=_env("RVOS_MAX_FRAMES", 300, int),
@@ -210,6 +215,11 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                 with gr.Row():
                     run_btn = gr.Button("Segment", variant="primary", elem_id="run")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                gr.Examples(synthetic, [video_in, text], label="Synthetic clips (built-in model)",
+                            examples_per_page=6)
+                if real:
+                    gr.Examples(real, [video_in, text],
+                                label="Real footage (needs an official checkpoint)")
             with gr.Column(scale=1):
                 video_out = gr.Video(label="Overlay", interactive=False, autoplay=True,
                                      height=VIDEO_HEIGHT, elem_id="vout")
@@ -217,11 +227,6 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                 with gr.Row():
                     masks_zip = gr.File(label="Masks (zip)", elem_id="zip")
                     result_json = gr.File(label="Result (json)", elem_id="json")
-                gr.Examples(synthetic, [video_in, text], label="Synthetic clips (built-in model)",
-                            examples_per_page=6)
-                if real:
-                    gr.Examples(real, [video_in, text],
-                                label="Real footage (needs an official checkpoint)")
 
         gr.Markdown("## Frame explorer\nEvery query's box and score on the chosen frame (the "
                     "chosen query in yellow, dots are reference points), which pixels attend "
@@ -250,7 +255,8 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                       device_in], outputs, api_name="segment", concurrency_limit=1,
             concurrency_id="model")
         run_event.success(explore, session, explorer, api_visibility="private")
-        stop_btn.click(None, cancels=[run_event], api_visibility="private")
+        stop_btn.click(lambda: "Stopped. Press **Segment** to run again.", None, summary,
+                       cancels=[run_event], api_visibility="private")
         threshold.release(
             rethreshold, [session, threshold], outputs, api_visibility="private",
             concurrency_limit=1, concurrency_id="model"
@@ -278,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
     device = args.device or sup.available_devices()[0]
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
     try:
         limits = sup.Limits(args.max_duration, args.max_frames, args.max_upload_mb)
         choices = sup.model_choices(args.model, args.checkpoint)
@@ -294,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{time.perf_counter() - started:.1f} s", flush=True)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share,
                 max_file_size=f"{limits.max_upload_mb}mb", allowed_paths=[str(EXAMPLES_DIR)],
-                show_error=True)
+                show_error=True, css=CSS)
     return 0
 
 

@@ -1,0 +1,116 @@
+"""The app in a real browser: headless Chromium (Debian's /usr/bin/chromium) driven by Playwright.
+
+Uploads an example clip, types its two expressions, runs, waits for the overlay video, moves
+the frame slider and switches the attention word, and checks that the queries and attention
+images changed. Saves the page as docs/screenshot.png (the README shows it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+from test_app import ROOT, start_app, two_expression_example
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = ROOT / "docs" / "screenshot.png"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api")
+    yield from start_app(tmp_path_factory.mktemp("app"), "--threads", "1")
+
+
+def _src(page, elem_id: str) -> str | None:
+    return page.evaluate(f"() => document.querySelector('#{elem_id} img')?.src ?? null")
+
+
+def _wait_new_src(page, elem_id: str, old: str | None, timeout_ms: int = 30_000) -> str:
+    page.wait_for_function(
+        f"""(old) => {{ const i = document.querySelector('#{elem_id} img');
+                       return i && i.src && i.src !== old; }}""",
+        arg=old, timeout=timeout_ms)
+    return _src(page, elem_id)
+
+
+def _digest(page, url: str) -> str:
+    return hashlib.sha256(page.request.get(url).body()).hexdigest()
+
+
+def test_segment_then_explore_frames_and_words(app, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    video, expressions = two_expression_example()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            # A Gradio page never goes network-idle (the queue keeps a stream open).
+            page.goto(app.url, wait_until="load")
+            page.wait_for_selector("#vin input[type=file]", state="attached", timeout=30_000)
+            page.set_input_files("#vin input[type=file]", str(video))
+            # The upload is done when the input player's source is a server URL.
+            page.wait_for_function("() => document.querySelector('#vin video')?.src"
+                                   "?.startsWith('http')", timeout=30_000)
+            page.fill("#txt textarea", "\n".join(expressions))
+            page.click("#run")
+            page.wait_for_function("() => document.querySelector('#vout video')?.src"
+                                   "?.startsWith('http')", timeout=60_000)
+            queries = _wait_new_src(page, "queries", None)
+            attention = _wait_new_src(page, "attn", None)
+            page.wait_for_selector("#scores img", state="attached", timeout=30_000)
+            assert expressions[0] in page.inner_text("#summary")
+            playable = page.evaluate(
+                """async () => { const v = document.querySelector('#vout video');
+                   if (v.readyState < 2) await new Promise(r => {
+                       v.addEventListener('loadeddata', r, {once: true});
+                       setTimeout(r, 10000); });
+                   return v.readyState; }""")
+            assert playable >= 2, "the overlay video did not load in Chromium"
+
+            # Move the frame slider to the middle of the clip: every view re-renders.
+            slider = page.locator("#frame input[type=range]")
+            last = int(slider.get_attribute("max"))
+            assert last > 1
+            slider.fill(str(last // 2))
+            new_queries = _wait_new_src(page, "queries", queries)
+            assert _digest(page, new_queries) != _digest(page, queries)
+            attention_frame = _wait_new_src(page, "attn", attention)
+
+            # One word instead of the all-words grid: the attention view changes.
+            words = page.locator("#word label")
+            assert words.count() >= 2  # "all words" and at least one word
+            words.nth(1).click()
+            one_word = _wait_new_src(page, "attn", attention_frame)
+            assert _digest(page, one_word) != _digest(page, attention_frame)
+            page.locator("#attn img").scroll_into_view_if_needed()
+            page.wait_for_function("() => document.querySelector('#attn img').naturalWidth > 0",
+                                   timeout=10_000)
+
+            # The second expression, so the screenshot shows both expressions were run.
+            page.locator("#expr label").nth(1).click()
+            last_word = expressions[1].split()[-1]
+            page.wait_for_function(
+                "(w) => [...document.querySelectorAll('#word label')].some("
+                "l => l.innerText.trim() === w)", arg=last_word, timeout=30_000)
+            page.locator("#word label").nth(2).click()  # a word of the second expression
+            _wait_new_src(page, "attn", one_word)
+            page.locator("#queries").scroll_into_view_if_needed()
+            page.wait_for_timeout(1000)
+            shot = tmp_path / "screenshot.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    shutil.copyfile(shot, SCREENSHOT)
+    assert SCREENSHOT.stat().st_size > 50_000
