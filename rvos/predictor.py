@@ -108,6 +108,10 @@ ARRAY_FPS = 30.0
 _MASK_PIXELS_PER_STEP = 1 << 24  # frame rate assumed for an in-memory array when none is given
 
 
+# A video file, uint8 frames [T, H, W, 3], or an iterable of uint8 [H, W, 3] frames.
+VideoInput = str | os.PathLike | np.ndarray | Iterable[np.ndarray]
+
+
 class PredictorError(ValueError):
     """Bad input to the predictor; the message says what is wrong and what to do."""
 
@@ -483,7 +487,7 @@ class Predictor:
 
     # ------------------------------------------------------------------------- public API
 
-    def predict(self, video: str | os.PathLike | np.ndarray, expressions: str | Sequence[str],
+    def predict(self, video: VideoInput, expressions: str | Sequence[str],
                 *, fps: float | None = None, max_frames: int | None = None,
                 return_attention: bool = False, return_sampling: bool = False) -> VideoResult:
         """Segment what each expression refers to on every (processed) frame of ``video``.
@@ -510,7 +514,7 @@ class Predictor:
                 return progress.result
         raise AssertionError("iter_predict ended without a result")
 
-    def iter_predict(self, video: str | os.PathLike | np.ndarray,
+    def iter_predict(self, video: VideoInput,
                      expressions: str | Sequence[str], *, fps: float | None = None,
                      max_frames: int | None = None, return_attention: bool = False,
                      return_sampling: bool = False) -> Iterator[Progress]:
@@ -657,8 +661,7 @@ def _with_last(items: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, bool]]
     yield prev, True
 
 
-def _open_source(video: str | os.PathLike | np.ndarray | Iterable[np.ndarray],
-                 fps: float | None, max_frames: int | None) -> _Source:
+def _open_source(video: VideoInput, fps: float | None, max_frames: int | None) -> _Source:
     if isinstance(video, np.ndarray):
         if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3:
             raise PredictorError(f"frames must be uint8 RGB [T, H, W, 3], got {video.dtype} "

@@ -84,6 +84,7 @@ __all__ = [
     "encode_rle",
     "encode_rle_batch",
     "quantize_logits",
+    "rle_area",
     "dequantize_logits",
     "write_outputs",
 ]
