@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -105,6 +106,8 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
     """The Blocks UI; every callback converts UI values and calls `rvos.app_support`."""
     default = models.default
     devices = sup.available_devices()
+    if device not in devices:
+        devices.insert(0, device)  # e.g. --device cuda:1
 
     def segment(video: str | None, expressions: str, model: str = default.key,
                 threshold: float = 0.5, window: int = 36, fps: float = 0.0,
@@ -118,12 +121,15 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
             run = sup.prepare_run(models, model, video, expressions, settings, limits,
                                   work_dir)
             result = None
-            for step in run.steps():
-                progress(step.fraction, desc=sup.progress_text(step))
-                if step.result is not None:
-                    result = step.result
-                else:
-                    yield gr.skip(), gr.skip(), gr.skip(), sup.progress_text(step), gr.skip()
+            # Stop cancels this generator; closing the steps then ends the model and ffmpeg.
+            with contextlib.closing(run.steps()) as steps:
+                for step in steps:
+                    progress(step.fraction, desc=sup.progress_text(step))
+                    if step.result is not None:
+                        result = step.result
+                    else:
+                        yield (gr.skip(), gr.skip(), gr.skip(), sup.progress_text(step),
+                               gr.skip())
             progress(1.0, desc="writing the overlay video and masks")
             session = run.finish(result)
         except sup.RUN_ERRORS as err:
@@ -284,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
     device = args.device or sup.available_devices()[0]
+    if device.startswith("cuda") and "cuda" not in sup.available_devices():
+        print(f"app.py: error: --device {device}: no CUDA GPU is usable here; use --device cpu",
+              file=sys.stderr)
+        return 2
     if args.threads is not None:
         import torch
 

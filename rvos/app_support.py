@@ -17,10 +17,12 @@ Source frames for the explorer. Rendering needs the frame under the drawing. Re-
 from the file costs decoding k frames (ffmpeg cannot seek exactly to a frame index of a
 subsampled variable-rate stream), seconds for a late frame of a long clip; holding raw frames
 costs ``T × H × W × 3`` bytes (300 frames of 1080p: 1.9 GB). The session therefore keeps each
-processed frame once as a JPEG (quality 90) no larger than `DISPLAY_MAX_SIDE`: ~20-60 kB a frame,
-decoded in about a millisecond. Frames larger than that are scaled back to the source size
-before drawing, because boxes, points and masks are in source pixels, and the drawing is scaled
-down again for the browser.
+processed frame once as a JPEG (quality 90) no larger than `DISPLAY_MAX_SIDE`: 10-20 kB for a
+256-pixel example frame, ~120 kB for a 960×540 one (measured on Big Buck Bunny), decoded in a few
+milliseconds, where the raw 960×540 frame would take 1.5 MB. Frames larger than that are scaled
+back to the source size before drawing, because boxes, points and masks are in source pixels,
+and the drawing is scaled down again for the browser. The predictor streams frames and keeps
+none, so `Run.finish` reads them once more from the source (same fps and frame limit).
 """
 
 from __future__ import annotations
@@ -72,9 +74,8 @@ DISPLAY_MAX_SIDE = 960
 JPEG_QUALITY = 90
 
 BUILTIN_NOTE = (
-    "The built-in model was trained only on synthetic clips of coloured shapes (try the "
-    "examples). For real footage run `python -m rvos download ytvos-r50` and restart the app "
-    "with `--model ytvos-r50`, or pass a checkpoint with `--checkpoint PATH`."
+    "The built-in model knows only synthetic coloured shapes; for real footage run `python -m "
+    "rvos download ytvos-r50` and restart with `--model ytvos-r50` (or `--checkpoint PATH`)."
 )
 
 
