@@ -112,6 +112,7 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
     def segment(video: str | None, expressions: str, model: str = default.key,
                 threshold: float = 0.5, window: int = 36, fps: float = 0.0,
                 max_frames: int = limits.max_frames, short_side: int = 0, device: str = device,
+                previous: sup.Session | None = None,
                 progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's injection idiom)
         """Segment what each expression (one per line, at most 4) refers to in the video.
         Returns the overlay video, the masks (zip of PNGs), result.json and a summary."""
@@ -134,6 +135,8 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
             session = run.finish(result)
         except sup.RUN_ERRORS as err:
             raise gr.Error(str(err), print_exception=False) from None
+        if previous is not None:  # (a State input: hidden from the API)
+            previous.close()
         yield (str(session.paths["overlay"]), str(session.paths["masks_zip"]),
                str(session.paths["result"]), session.summary(), session)
 
@@ -258,7 +261,7 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         explorer = [frame, expression, word, level, queries_img, attention_img, scores_img]
         run_event = run_btn.click(
             segment, [video_in, text, model, threshold, window, fps, max_frames, short_side,
-                      device_in], outputs, api_name="segment", concurrency_limit=1,
+                      device_in, session], outputs, api_name="segment", concurrency_limit=1,
             concurrency_id="model")
         run_event.success(explore, session, explorer, api_visibility="private")
         stop_btn.click(lambda: "Stopped. Press **Segment** to run again.", None, summary,
@@ -310,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
     demo = build_demo(models, limits, device, work_dir)
     demo.queue(max_size=16)
-    print(f"app.py: model {models.default.key!r} on {device} ready in "
+    print(f"app.py: model {models.default.key!r} loaded on {device} and UI built in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share,
                 max_file_size=f"{limits.max_upload_mb}mb", allowed_paths=[str(EXAMPLES_DIR)],
