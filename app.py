@@ -213,7 +213,8 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                                           info="changing it after a run re-thresholds the "
                                                "stored masks (no new model run)")
                     window = gr.Slider(2, 72, value=36, step=1, label="Window length (frames)",
-                                       info="frames per model call; windows overlap by 8")
+                                       info="frames per model call; consecutive windows share "
+                                            "up to 8 frames to keep following the same object")
                     # No minimum/maximum on these: rvos.app_support's checks name the field.
                     fps = gr.Number(value=0, label="Processing fps (0 = every frame)")
                     max_frames = gr.Number(value=limits.max_frames, precision=0,
