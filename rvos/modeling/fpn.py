@@ -8,10 +8,13 @@ output is the mask feature map the dynamic mask head reads.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rvos.modeling.position import PositionEmbeddingSine1D
+
+FFN_CHUNK = 8192  # tokens per FFN chunk at inference
 
 
 class ConvNorm(nn.Conv2d):
@@ -87,8 +90,15 @@ class VisionLanguageBlock(nn.Module):
         tgt = self.norm2(tgt + self.dropout2(attn))
         # In place: at stride 4 this activation is T·H/4·W/4 × dim_feedforward (590 MB for
         # five 360×640 frames), and a second copy of it was the forward pass's peak.
-        ffn = self.linear2(self.dropout(F.relu(self.linear1(tgt), inplace=True)))
-        return self.norm3(tgt + self.dropout3(ffn)), word_attn
+        return self.norm3(tgt + self.dropout3(self._ffn(tgt))), word_attn
+
+    def _ffn(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() or x.shape[0] <= FFN_CHUNK:
+            return self.linear2(self.dropout(F.relu(self.linear1(x), inplace=True)))
+        # Inference: the stride-4 level of a long clip has ~10^5 tokens, and its FFN activation
+        # (tokens x 2048) dominated peak memory; rows are independent, so run it in chunks.
+        return torch.cat([self.linear2(F.relu(self.linear1(c), inplace=True))
+                          for c in x.split(FFN_CHUNK)])
 
 
 class CrossModalFPN(nn.Module):
