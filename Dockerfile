@@ -10,9 +10,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     GRADIO_SERVER_PORT=7860 \
     GRADIO_ANALYTICS_ENABLED=False
 
-# No apt packages: imageio-ffmpeg bundles its own ffmpeg and opencv-python-headless needs no
-# libGL. A non-root user owns the app and its caches (~/.cache/rvos, ~/.cache/huggingface).
-RUN useradd --create-home --uid 1000 rvos
+# One apt package, a font with accented glyphs for the caption strip; imageio-ffmpeg bundles its
+# own ffmpeg and opencv-python-headless needs no libGL. A non-root user owns the app and its
+# caches (~/.cache/rvos, ~/.cache/huggingface).
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-dejavu-core \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 1000 rvos
 WORKDIR /home/rvos/app
 
 # Dependencies first so that editing the code does not reinstall them. torch comes from the
