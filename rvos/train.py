@@ -83,7 +83,8 @@ class TrainConfig:
     jpeg_prob: float = 0.5
     export: str | None = None
     resume: str | None = None
-    init: str | None = None  # a save_pretrained folder to start from (fresh optimizer)
+    init: str | None = None  # model folder or checkpoint.pt to start from (fresh optimizer)
+    cls_weight: float = 2.0  # λ_cls; the paper's 2 (matching costs keep the paper's weights)
     model_overrides: str | None = None  # JSON of builtin_config overrides (tests, experiments)
 
 
@@ -293,7 +294,10 @@ def train(cfg: TrainConfig) -> dict:
         # schedule; the model's own tokenizer is kept.
         from rvos.checkpoint import load_pretrained
 
-        init_model = load_pretrained(cfg.init)
+        if Path(cfg.init).is_file():
+            init_model = load_training_checkpoint(cfg.init)
+        else:
+            init_model = load_pretrained(cfg.init)
         if not (out / "tokenizer" / "tokenizer.json").is_file():
             init_model.tokenizer.save_pretrained(str(out / "tokenizer"))
     tokenizer = make_tokenizer(out / "tokenizer", seed=cfg.seed)
@@ -314,7 +318,7 @@ def train(cfg: TrainConfig) -> dict:
     if init_model is not None:
         model.load_state_dict(init_model.state_dict())
     model = model.to(device)
-    criterion = ReferringCriterion(weights=LossWeights())
+    criterion = ReferringCriterion(weights=LossWeights(cls=cfg.cls_weight))
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -443,6 +447,9 @@ def train(cfg: TrainConfig) -> dict:
                 total_steps,
                 elapsed_before + time.time() - t0,
             )
+            if cfg.export:
+                # Kept current, so that an interrupted run still leaves a usable model.
+                export(model, cfg.export, cfg, step, last_val)
     log.write({"event": "end", "step": step, "time": elapsed_before + time.time() - t0})
     log.close()
     if cfg.export:
@@ -506,6 +513,7 @@ def export(model: ReferFormer, folder: str, cfg: TrainConfig, step: int, val: di
             "lr": cfg.lr,
             "seed": cfg.seed,
             "init": cfg.init,
+            "cls_weight": cfg.cls_weight,
             "data": "rvos.synth train split, drawn fresh each step",
         },
     }
@@ -541,7 +549,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         help="fit the number of steps into this wall time (measured after 30 steps)",
     )
     a("--resume", default=None, help="continue from this checkpoint.pt")
-    a("--init", default=None, help="start from the weights of this model folder (save_pretrained)")
+    a("--init", default=None, help="start from these weights (model folder or checkpoint.pt)")
+    a("--cls-weight", type=float, default=d.cls_weight, help="class loss weight λ_cls (2)")
     a("--export", default=None, help="write the final model here (e.g. rvos/weights/builtin)")
     a("--model-overrides", default=None, help="JSON of builtin_config overrides")
 
@@ -567,6 +576,7 @@ def run_cli(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         resume=args.resume,
         init=args.init,
+        cls_weight=args.cls_weight,
         export=args.export,
         model_overrides=args.model_overrides,
     )
@@ -575,8 +585,10 @@ def run_cli(args: argparse.Namespace) -> int:
             raise ValueError("need --steps >= 1, --batch-size >= 1, --frames >= 2, --size >= 32")
         if cfg.resume and not Path(cfg.resume).is_file():
             raise ValueError(f"--resume {cfg.resume}: no such file")
-        if cfg.init and not (Path(cfg.init) / "config.json").is_file():
-            raise ValueError(f"--init {cfg.init}: not a model folder (no config.json)")
+        if cfg.init and not (
+            Path(cfg.init).is_file() or (Path(cfg.init) / "config.json").is_file()
+        ):
+            raise ValueError(f"--init {cfg.init}: neither a checkpoint nor a model folder")
         train(cfg)
     except ValueError as exc:
         print(f"rvos train: error: {exc}", file=sys.stderr)
