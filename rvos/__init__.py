@@ -1,4 +1,4 @@
-"""rvos: ReferFormer (Wu et al., CVPR 2022) in plain PyTorch, with a predictor and a browser demo."""
+"""rvos: ReferFormer (Wu et al., CVPR 2022) in plain PyTorch, with a predictor and a demo."""
 
 __version__ = "0.1.0"
 
