@@ -1,8 +1,17 @@
-"""Where does the built-in model look for each word? Draw its vision-language attention.
+"""Where does the built-in model look for each word? Measure and draw its early-fusion attention.
 
-For a few synthetic val clips, runs the model with ``return_attention=True`` and shows, for
-every word of an expression, the attention that the visual tokens of one frame pay to that
-word (early fusion at stride 8, or the cross-modal FPN at stride 4), next to the predicted mask.
+The early fusion lets every visual token (stride 8) attend to the words of the expression; each
+head's attention is a distribution over the words at every position. The mean over heads (what
+the original implementation returns, and what the app shows) mixes heads that have specialised,
+so this script looks at each head on its own:
+
+1. it measures, over ``--measure`` val clips, whether colour and shape words attend to the
+   objects they name: for every colour (shape) word of every expression, in every frame where
+   the clip also holds objects of other colours (shapes), the mean attention on the named
+   objects against the mean on the other objects — printed per head and for the head mean, as
+   the share of cases where the named objects get more and the median ratio;
+2. it draws, for a few val expressions, the predicted mask and the maps of the colour word in
+   the best colour head and of the shape word in the best shape head, beside the head mean.
 
     PYTHONPATH=. python benchmarks/train_attention.py docs/builtin_attention.png [--model-dir DIR]
 """
@@ -17,8 +26,14 @@ import numpy as np
 import torch
 
 from rvos.inference import postprocess_masks, preprocess, select_query
-from rvos.synth import make_clip
+from rvos.synth import COLOUR_WORDS, SHAPE_WORDS, make_clip
+from rvos.train import select_videos
 from rvos.visualize import attention_grid, overlay_masks
+
+COLOUR_OF = {w: c for c, ws in COLOUR_WORDS.items() for w in ws}
+# One-word shape names only ("plus sign" spans two words).
+SHAPE_OF = {s: k for k, pairs in SHAPE_WORDS.items() for p in pairs for s in p if " " not in s}
+KINDS = {"colour": (COLOUR_OF, "colour"), "shape": (SHAPE_OF, "shape")}
 
 
 def word_maps(attn: torch.Tensor, input_ids: torch.Tensor, tokenizer, frame: int):
@@ -47,66 +62,119 @@ def word_maps(attn: torch.Tensor, input_ids: torch.Tensor, tokenizer, frame: int
     return labels, maps
 
 
-def figure(model, clips: list, source: str, frame: int = 2, max_words: int = 6) -> np.ndarray:
-    rows = []
+def _area_fraction(mask: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Fraction of each cell of an ``[h, w]`` grid that the boolean mask covers."""
+    return cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _run(model, clip, texts: list[str]) -> dict:
     side = int(getattr(model, "metadata", {}).get("input_short_side", 128))
-    for clip, e_index in clips:
+    x = preprocess(clip.frames, side)
+    with torch.inference_mode():
+        visual = model.encode_video(x)  # once per clip, shared by its expressions
+        visual = select_videos(visual, torch.zeros(len(texts), dtype=torch.long))
+        return model.decode(visual, texts, return_attention=True)
+
+
+def grounding(model, num_clips: int, level: int = 0) -> dict:
+    """Do colour and shape words attend to the objects they name? (see the module docstring)
+
+    Returns ``{(kind, head): (share, median ratio, cases)}`` for kind "colour"/"shape" and
+    head 0..M-1 or "mean"; a case is one word in one frame.
+    """
+    ratios: dict[tuple[str, int | str], list[float]] = {}
+    for i in range(num_clips):
+        clip = make_clip("val", i)
+        texts = [e.text for e in clip.expressions]
+        att = _run(model, clip, texts)["attention"]
+        per_head = att["fusion_heads"][level]  # [B, T, h, w, M, L]
+        h, w, heads = per_head.shape[2:5]
+        for b in range(len(texts)):
+            variants = {k: per_head[b, ..., k, :] for k in range(heads)}
+            variants["mean"] = att["fusion"][level][b]
+            for t in range(clip.num_frames):
+                cover = [_area_fraction(m[t], h, w) for m in clip.masks]
+                for head, maps in variants.items():
+                    labels, heats = word_maps(maps, att["input_ids"][b], model.tokenizer, t)
+                    for word, heat in zip(labels, heats, strict=True):
+                        for kind, (table, attr) in KINDS.items():
+                            if word not in table:
+                                continue
+                            named = [getattr(o, attr) == table[word] for o in clip.objects]
+                            on = sum(c for c, n in zip(cover, named, strict=True) if n)
+                            off = sum(c for c, n in zip(cover, named, strict=True) if not n)
+                            if all(named) or not any(named) or on.sum() < 1 or off.sum() < 1:
+                                continue  # nothing to tell apart, or hidden in this frame
+                            mean_on = float((heat * on).sum() / on.sum())
+                            mean_off = float((heat * off).sum() / off.sum())
+                            ratios.setdefault((kind, head), []).append(
+                                mean_on / max(mean_off, 1e-12))
+    return {key: (float(np.mean(np.array(r) > 1)), float(np.median(r)), len(r))
+            for key, r in ratios.items()}
+
+
+def pick_examples(n: int) -> list:
+    """(clip, expression index) pairs from the val split: appearance expressions that name a
+    colour and a shape, in clips where other objects share one of the two."""
+    picked = []
+    for i in range(500):
+        clip = make_clip("val", i)
+        for k, e in enumerate(clip.expressions):
+            words = set(e.text.split())
+            colour = next((COLOUR_OF[w] for w in words if w in COLOUR_OF), None)
+            shape = next((SHAPE_OF[w] for w in words if w in SHAPE_OF), None)
+            if e.category != "appearance" or colour is None or shape is None:
+                continue
+            others = [o for j, o in enumerate(clip.objects) if j != e.object_index]
+            if any(o.colour == colour for o in others) or any(o.shape == shape for o in others):
+                picked.append((clip, k))
+                break
+        if len(picked) == n:
+            break
+    return picked
+
+
+def figure(model, examples: list, colour_head: int, shape_head: int, frame: int = 3
+           ) -> np.ndarray:
+    rows = []
+    for clip, e_index in examples:
         expr = clip.expressions[e_index]
-        x = preprocess(clip.frames, side)
-        with torch.inference_mode():
-            out = model(x, [expr.text], return_attention=True)
+        out = _run(model, clip, [expr.text])
         att = out["attention"]
-        maps = att["fusion"][0][0] if source == "fusion" else att["fpn"][0][0]
-        labels, heats = word_maps(maps, att["input_ids"][0], model.tokenizer, frame)
-        labels, heats = labels[:max_words], heats[:max_words]
+        heads = att["fusion_heads"][0][0]  # [T, h, w, M, L], stride 8
+        labels, by_colour = word_maps(heads[..., colour_head, :], att["input_ids"][0],
+                                      model.tokenizer, frame)
+        _, by_shape = word_maps(heads[..., shape_head, :], att["input_ids"][0],
+                                model.tokenizer, frame)
+        _, by_mean = word_maps(att["fusion"][0][0], att["input_ids"][0], model.tokenizer, frame)
+        tiles, names = [], []
+        for kind, head, maps in (("colour", colour_head, by_colour),
+                                 ("shape", shape_head, by_shape)):
+            table = KINDS[kind][0]
+            for word, heat, mean in zip(labels, maps, by_mean, strict=True):
+                if word in table:
+                    tiles += [heat, mean]
+                    names += [f'"{word}", head {head}', f'"{word}", mean of heads']
+                    break
         best = select_query(out["pred_logits"][0])
         mask = postprocess_masks(out["pred_masks"][0, :, best], clip.frames.shape[1:3])[frame]
         shown = overlay_masks(clip.frames[frame], [mask.numpy()])
-        grid = attention_grid(clip.frames[frame], heats, labels, cols=max_words, tile_width=160)
-        left = np.full((grid.shape[0], 164, 3), 255, np.uint8)
-        tile = cv2.resize(shown, (160, 160), interpolation=cv2.INTER_AREA)
-        left[grid.shape[0] - 160 :, :160] = tile
-        row = np.concatenate([left, grid], axis=1)
-        caption = np.full((26, row.shape[1], 3), 255, np.uint8)
-        cv2.putText(
-            caption,
-            f'"{expr.text}"  ({expr.category})',
-            (4, 18),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.5,
-            (30, 30, 30),
-            1,
-            cv2.LINE_AA,
-        )
-        rows.append(np.concatenate([caption, row], axis=0))
+        tiles.insert(0, None)
+        names.insert(0, "prediction")
+        grid = attention_grid(clip.frames[frame], [np.zeros((2, 2)) if m is None else m
+                                                   for m in tiles], names, cols=len(tiles),
+                              tile_width=180)
+        # The first tile is the prediction, not a heat map.
+        top = grid.shape[0] - 180
+        grid[top:, :180] = cv2.resize(shown, (180, 180), interpolation=cv2.INTER_AREA)
+        caption = np.full((26, grid.shape[1], 3), 255, np.uint8)
+        cv2.putText(caption, f'"{expr.text}"', (4, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
+                    (30, 30, 30), 1, cv2.LINE_AA)
+        rows.append(np.concatenate([caption, grid], axis=0))
     width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    rows = [np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0)), constant_values=255)
+            for r in rows]
     return np.concatenate(rows, axis=0)
-
-
-def pick_examples(n: int, categories=("appearance", "appearance", "position", "motion")):
-    """(clip, expression index) pairs from the val split, one per requested category,
-    preferring expressions that name a colour and a shape."""
-    from rvos.synth import COLOUR_WORDS, SHAPE_WORDS
-
-    colours = {w for ws in COLOUR_WORDS.values() for w in ws}
-    shapes = {s for pairs in SHAPE_WORDS.values() for p in pairs for s in p}
-    picked, used = [], set()
-    for want in categories[:n]:
-        for i in range(200):
-            if i in used:
-                continue
-            clip = make_clip("val", i)
-            for k, e in enumerate(clip.expressions):
-                words = set(e.text.split())
-                if e.category == want and words & colours and words & shapes:
-                    picked.append((clip, k))
-                    used.add(i)
-                    break
-            else:
-                continue
-            break
-    return picked
 
 
 def main() -> None:
@@ -116,11 +184,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("png", type=Path)
     parser.add_argument("--model-dir", type=Path, default=BUILTIN_DIR)
-    parser.add_argument("--source", choices=("fusion", "fpn"), default="fusion")
-    parser.add_argument("--examples", type=int, default=4)
+    parser.add_argument("--examples", type=int, default=3)
+    parser.add_argument("--measure", type=int, default=40, help="val clips to measure")
     args = parser.parse_args()
+    torch.manual_seed(0)
     model = load_pretrained(args.model_dir).eval()
-    img = figure(model, pick_examples(args.examples), args.source)
+    stats = grounding(model, args.measure)
+    print("early fusion, stride 8: words attending more to the objects they name than to the "
+          f"other objects ({args.measure} val clips)")
+    best = {}
+    for (kind, head), (share, median, n) in sorted(stats.items(), key=lambda kv: str(kv[0])):
+        print(f"  {kind} words, head {head}: {100 * share:.0f} % of {n} cases, "
+              f"median ratio {median:.2f}")
+        if head != "mean" and share > best.get(kind, (None, -1.0))[1]:
+            best[kind] = (head, share)
+    print(f"best colour head {best['colour'][0]}, best shape head {best['shape'][0]}")
+    img = figure(model, pick_examples(args.examples), best["colour"][0], best["shape"][0])
     args.png.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.png), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     print(args.png)

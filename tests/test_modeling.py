@@ -142,6 +142,17 @@ def test_return_attention_changes_no_output_and_has_the_documented_shapes(model)
             torch.testing.assert_close(a.sum(-1), torch.ones(a.shape[:-1]))
             assert a[0][..., att["word_mask"][0]].abs().max() == 0
 
+    # Per head: each head is a distribution of its own, and their mean is the map above.
+    for name, sizes, heads in (("fusion", fusion_sizes, model.config.fusion_nheads),
+                               ("fpn", fpn_sizes, model.config.fpn_nheads)):
+        per_heads = att[f"{name}_heads"]
+        assert [tuple(a.shape) for a in per_heads] == [(b, t, h, w, heads, length)
+                                                       for h, w in sizes]
+        for per_head, mean in zip(per_heads, att[name], strict=True):
+            torch.testing.assert_close(per_head.sum(-1), torch.ones(per_head.shape[:-1]))
+            torch.testing.assert_close(per_head.mean(-2), mean)
+        assert not torch.allclose(per_heads[0][..., 0, :], per_heads[0][..., 1, :])
+
     heads, levels = model.config.nheads, model.config.num_feature_levels
     points = model.config.dec_n_points
     assert att["sampling_locations"].shape == (b, t, q, heads, levels, points, 2)

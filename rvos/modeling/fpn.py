@@ -63,7 +63,7 @@ class VisionLanguageBlock(nn.Module):
                 memory_key_padding_mask: Tensor | None, pos: Tensor | None,
                 query_pos: Tensor | None) -> tuple[Tensor, Tensor]:
         """tgt [T*h*w, B, C] visual tokens; memory [L, B, C] words -> (tokens, word attention
-        [B, T*h*w, L] averaged over heads)."""
+        of each head [B, heads, T*h*w, L])."""
         b = tgt.shape[1]
         q = k = tgt if query_pos is None else tgt + query_pos
         v = tgt
@@ -86,7 +86,8 @@ class VisionLanguageBlock(nn.Module):
         attn, word_attn = self.multihead_attn(
             tgt if query_pos is None else tgt + query_pos,
             memory if pos is None else memory + pos,
-            memory, key_padding_mask=memory_key_padding_mask, need_weights=True)
+            memory, key_padding_mask=memory_key_padding_mask, need_weights=True,
+            average_attn_weights=False)
         tgt = self.norm2(tgt + self.dropout2(attn))
         # In place: at stride 4 this activation is T·H/4·W/4 × dim_feedforward (590 MB for
         # five 360×640 frames), and a second copy of it was the forward pass's peak.
@@ -134,7 +135,7 @@ class CrossModalFPN(nn.Module):
             words: [B, L, C] word features; word_mask: [B, L] True on padding.
         Returns:
             mask features [B*T, mask_dim, H/4, W/4] and the word attention of every scale
-            (stride 4 first), each [B, T*h*w, L].
+            (stride 4 first), each [B, heads, T*h*w, L].
         """
         b = words.shape[0]
         text_pos = self.text_pos(word_mask).to(words.dtype).transpose(0, 1)

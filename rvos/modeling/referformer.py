@@ -92,9 +92,11 @@ class VisionLanguageFusion(nn.Module):
     def forward(self, visual: Tensor, words: Tensor, word_mask: Tensor, word_pos: Tensor
                 ) -> tuple[Tensor, Tensor]:
         """visual [N_tok, B, C], words [L, B, C] -> (gated visual [N_tok, B, C],
-        attention [B, N_tok, L] averaged over heads)."""
+        attention of each head [B, heads, N_tok, L]; its mean over heads is what the
+        original implementation returns)."""
         attended, attn = self.multihead_attn(visual, words + word_pos, words,
-                                             key_padding_mask=word_mask, need_weights=True)
+                                             key_padding_mask=word_mask, need_weights=True,
+                                             average_attn_weights=False)
         return visual * attended, attn
 
 
@@ -229,8 +231,10 @@ class ReferFormer(nn.Module):
         or ``visual`` holds one video and ``captions`` several (the backbone is shared).
 
         ``attention`` (when asked): ``fusion`` — per level (strides 8, 16, 32, 64) the early
-        fusion word attention [B, T, h, w, L]; ``fpn`` — per FPN scale (strides 4, 8, 16, 32)
-        [B, T, h, w, L]; ``sampling_locations`` [B, T, Q, heads, levels, points, 2] (x, y in
+        fusion word attention [B, T, h, w, L] (mean over heads), ``fusion_heads`` the same per
+        head [B, T, h, w, heads, L] (heads specialise: in the built-in model one head reads
+        colour words); ``fpn`` — per FPN scale (strides 4, 8, 16, 32) [B, T, h, w, L], and
+        ``fpn_heads`` per head; ``sampling_locations`` [B, T, Q, heads, levels, points, 2] (x, y in
         [0, 1]) and ``sampling_weights`` [B, T, Q, heads, levels, points] of the last decoder
         layer; ``input_ids`` / ``word_mask`` [B, L].
         """
@@ -246,7 +250,7 @@ class ReferFormer(nn.Module):
         word_pos = self.text_pos(word_mask).to(words.dtype).transpose(0, 1)  # [L, B, C]
         words_lb = words.transpose(0, 1)
 
-        srcs, masks, poses, fusion_attn = [], [], [], []
+        srcs, masks, poses, fusion_attn, fusion_heads = [], [], [], [], []
         backbone_levels = visual.features[-3:]
         for level in range(self.config.num_feature_levels):
             if level < len(backbone_levels):
@@ -266,7 +270,9 @@ class ReferFormer(nn.Module):
             masks.append(mask)
             poses.append(pos)
             if return_attention:
-                fusion_attn.append(attn.reshape(b, t, h, w, -1))
+                heads = attn.permute(0, 2, 1, 3).reshape(b, t, h, w, attn.shape[1], -1)
+                fusion_heads.append(heads)
+                fusion_attn.append(attn.mean(1).reshape(b, t, h, w, -1))
 
         q = self.config.num_queries
         # Queries: the sentence feature (content) + learned embeddings (position), identical in
@@ -312,12 +318,15 @@ class ReferFormer(nn.Module):
             output["aux_outputs"] = results[:-1]
         if return_attention:
             locations, weights = out.sampling[-1]
-            fpn_maps = []
+            fpn_maps, fpn_heads = [], []
             for attn, feat in zip(fpn_attn, [visual.features[0]] + out.memory, strict=False):
                 h, w = feat.shape[-2:]
-                fpn_maps.append(attn.reshape(b, t, h, w, -1))
+                fpn_heads.append(attn.permute(0, 2, 1, 3).reshape(b, t, h, w, attn.shape[1], -1))
+                fpn_maps.append(attn.mean(1).reshape(b, t, h, w, -1))
             output["attention"] = {
                 "fusion": fusion_attn,
+                "fusion_heads": fusion_heads,
+                "fpn_heads": fpn_heads,
                 "fpn": fpn_maps,
                 "sampling_locations": locations.reshape(b, t, *locations.shape[1:]),
                 "sampling_weights": weights.reshape(b, t, *weights.shape[1:]),
