@@ -153,35 +153,38 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
     def explore(session: sup.Session | None):
         """Explorer controls for a new result, and its views at frame 0 of expression 1."""
         if session is None:
-            return (gr.skip(),) * 7
+            return (gr.skip(),) * 8
         levels = session.level_choices()
         level = levels[0][1] if levels else None
+        heads = session.head_choices()
         last = session.num_frames - 1
         return (gr.Slider(minimum=0, maximum=max(last, 1), value=0, step=1,
                           interactive=last > 0),
                 gr.Radio(choices=session.expression_choices(), value="0"),
                 gr.Radio(choices=session.word_choices(0), value="all"),
                 gr.Dropdown(choices=levels, value=level),
-                session.render_queries(0, 0), session.render_attention(0, 0, "all", level),
+                gr.Dropdown(choices=heads, value="mean", interactive=len(heads) > 1),
+                session.render_queries(0, 0),
+                session.render_attention(0, 0, "all", level, "mean"),
                 session.render_scores(0, 0))
 
-    def views(session, expression, frame, word, level, sampling):
+    def views(session, expression, frame, word, level, head, sampling):
         if session is None:
             return gr.skip(), gr.skip(), gr.skip()
         return (session.render_queries(expression, frame, sampling=sampling),
-                session.render_attention(expression, frame, word, level),
+                session.render_attention(expression, frame, word, level, head),
                 session.render_scores(expression, frame))
 
-    def change_expression(session, expression, frame, level, sampling):
+    def change_expression(session, expression, frame, level, head, sampling):
         if session is None:
             return (gr.skip(),) * 4
         return (gr.Radio(choices=session.word_choices(expression), value="all"),
-                *views(session, expression, frame, "all", level, sampling))
+                *views(session, expression, frame, "all", level, head, sampling))
 
-    def attention(session, expression, frame, word, level):
+    def attention(session, expression, frame, word, level, head):
         if session is None:
             return gr.skip()
-        return session.render_attention(expression, frame, word, level)
+        return session.render_attention(expression, frame, word, level, head)
 
     def queries(session, expression, frame, sampling):
         if session is None:
@@ -253,13 +256,18 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                 attention_img = gr.Image(label="Word attention", interactive=False,
                                          height=VIEW_HEIGHT, elem_id="attn")
                 word = gr.Radio(label="Word", elem_id="word")
-                level = gr.Dropdown(label="Feature level", elem_id="level")
+                with gr.Row():
+                    level = gr.Dropdown(label="Feature level", elem_id="level")
+                    head = gr.Dropdown(label="Attention head", elem_id="head",
+                                       info="heads specialise (e.g. in colour words); the "
+                                            "mean hides it")
         scores_img = gr.Image(label="Query scores over time (cursor: this frame)",
                               interactive=False, height=SCORES_HEIGHT, elem_id="scores")
         session = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=_close_session)
 
         outputs = [video_out, masks_zip, result_json, summary, session]
-        explorer = [frame, expression, word, level, queries_img, attention_img, scores_img]
+        explorer = [frame, expression, word, level, head, queries_img, attention_img,
+                    scores_img]
         run_event = run_btn.click(
             segment, [video_in, text, model, threshold, window, fps, max_frames, short_side,
                       device_in, session], outputs, api_name="segment", concurrency_limit=1,
@@ -274,12 +282,12 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                   api_visibility="private")
         render = {"api_visibility": "private", "show_progress": "hidden",
                   "trigger_mode": "always_last", "concurrency_limit": 4}
-        frame.input(views, [session, expression, frame, word, level, sampling],
+        frame.input(views, [session, expression, frame, word, level, head, sampling],
                     [queries_img, attention_img, scores_img], **render)
-        expression.input(change_expression, [session, expression, frame, level, sampling],
+        expression.input(change_expression, [session, expression, frame, level, head, sampling],
                          [word, queries_img, attention_img, scores_img], **render)
-        gr.on([word.input, level.input], attention, [session, expression, frame, word, level],
-              attention_img, **render)
+        gr.on([word.input, level.input, head.input], attention,
+              [session, expression, frame, word, level, head], attention_img, **render)
         sampling.input(queries, [session, expression, frame, sampling], queries_img, **render)
         model.change(note, model, model_note, api_visibility="private", show_progress="hidden")
     return demo

@@ -60,6 +60,7 @@ __all__ = [
     "available_devices",
     "check_video",
     "find_sample_video",
+    "head_maps_fit",
     "level_label",
     "model_choices",
     "parse_expressions",
@@ -69,6 +70,10 @@ __all__ = [
 ]
 
 MAX_EXPRESSIONS = 4
+# A run keeps every attention head's maps (the explorer's "Attention head" menu) when they are
+# estimated to fit in this much memory; otherwise only their mean, as the original returns.
+HEAD_MAPS_BUDGET_MB = 256
+WORDS_ESTIMATE = 12  # words per expression, for that estimate
 # Long side of the frames kept for the explorer and of the images sent to the browser.
 DISPLAY_MAX_SIDE = 960
 JPEG_QUALITY = 90
@@ -378,13 +383,16 @@ class Run:
         available = info.sampled_num_frames(settings.fps)
         self.num_frames = min(available, settings.max_frames)
         self.truncated_from = available if available > settings.max_frames else None
+        self.attention_heads = head_maps_fit(predictor, (info.height, info.width),
+                                             self.num_frames, len(expressions))
 
     def steps(self) -> Iterator[Progress]:
         """`Progress` after every window; the last one carries the `VideoResult`. Closing the
         iterator early (a Stop button) stops the model and the video reader."""
         return self.predictor.iter_predict(
             self.video, self.expressions, fps=self.settings.fps,
-            max_frames=self.settings.max_frames, return_attention=True, return_sampling=True)
+            max_frames=self.settings.max_frames, return_attention=True, return_sampling=True,
+            attention_heads=self.attention_heads)
 
     def finish(self, result: VideoResult) -> Session:
         """Write overlay.mp4, masks.zip and result.json into a new folder of ``work_dir`` and
@@ -398,6 +406,20 @@ class Run:
                          "were processed (Max frames); lower the processing fps to cover more "
                          "of the video.")
         return Session(result, frames, self.video, out, paths, result, notes)
+
+
+def head_maps_fit(predictor: Predictor, size: tuple[int, int], num_frames: int,
+                  num_expressions: int, budget_mb: float = HEAD_MAPS_BUDGET_MB) -> bool:
+    """Whether every head's attention maps of a run fit in ``budget_mb`` (float16, all eight
+    levels, `WORDS_ESTIMATE` words per expression). ``size`` is the source's (height, width)."""
+    from rvos.inference import resized_size
+
+    h, w = size if predictor.short_side is None else resized_size(*size, predictor.short_side)
+    pixels = sum(-(-h // s) * -(-w // s) for s in (8, 16, 32, 64, 4, 8, 16, 32))
+    config = predictor.model.config
+    heads = max(config.fusion_nheads, config.fpn_nheads)
+    total = num_frames * num_expressions * WORDS_ESTIMATE * heads * pixels * 2
+    return total <= budget_mb * 2**20
 
 
 def prepare_run(models: ModelCache, model: str | None, video: str | None,
@@ -592,6 +614,12 @@ class Session:
         return [] if e.attention is None else [(level_label(lv), lv) for lv in
                                                e.attention.levels]
 
+    def head_choices(self) -> list[tuple[str, str]]:
+        """("mean of heads", "mean"), then ("head k", "k-1") when the run kept every head."""
+        e = self.result[0]
+        heads = 0 if e.attention is None else e.attention.num_heads
+        return [("mean of heads", "mean")] + [(f"head {k + 1}", str(k)) for k in range(heads)]
+
     # ----------------------------------------------------------------------- rendering
 
     def render_queries(self, expression: int, frame: int, threshold: float | None = None,
@@ -605,16 +633,21 @@ class Session:
         return _fit(self.result.render_queries(k, t, base, sampling=sampling))
 
     def render_attention(self, expression: int, frame: int, word: str | int = "all",
-                         level: str | None = None) -> np.ndarray:
+                         level: str | None = None, head: str | int | None = "mean"
+                         ) -> np.ndarray:
         """uint8 image: word ``word`` (index, or ``"all"`` for one panel per word) of the
-        expression attending over frame ``frame`` at feature level ``level``."""
+        expression attending over frame ``frame`` at feature level ``level``, for attention
+        head ``head`` (index, or ``"mean"``)."""
         k, t = self._expr(expression), self._frame(frame)
         levels = [v for _, v in self.level_choices()]
         lv = level if level in levels else levels[0]
         w: str | int = "all" if word in (None, "", "all") else int(word)
         if w != "all" and not 0 <= int(w) < len(self.result[k].words):
             w = "all"
-        return _fit(self.result.render_attention(k, t, self.frames.frame(t), word=w, level=lv))
+        heads = [v for _, v in self.head_choices()]
+        hd = None if head is None or str(head) not in heads[1:] else int(head)
+        return _fit(self.result.render_attention(k, t, self.frames.frame(t), word=w, level=lv,
+                                                 head=hd))
 
     def render_scores(self, expression: int, frame: int) -> np.ndarray:
         """uint8 ``[240, 640, 3]`` plot of every query's score over time, cursor at ``frame``."""

@@ -308,11 +308,12 @@ class _Expression:
 
     def __init__(self, text: str, words: list[str], groups: list[list[int]],
                  size: tuple[int, int], threshold: float, overlap: int, keep_logits: bool,
-                 keep_attention: bool, keep_sampling: bool) -> None:
+                 keep_attention: bool, keep_sampling: bool, keep_heads: bool = False) -> None:
         self.text, self.words, self.groups = text, words, groups
         self.size, self.threshold, self.overlap = size, threshold, overlap
         self.keep_logits = keep_logits
         self.keep_attention, self.keep_sampling = keep_attention, keep_sampling
+        self.keep_heads = keep_heads
         self.previous: Tensor | None = None  # bool [overlap, h, w]: chosen masks, last frames
         self.choices: list[WindowChoice] = []
         self.chosen: list[int] = []
@@ -325,6 +326,7 @@ class _Expression:
         self.lowres: list[bytes] = []
         self.lowres_shape: tuple[int, int] | None = None
         self.attention: dict[str, list[np.ndarray]] = {}
+        self.num_heads = 0  # > 0 when each head's maps are kept
         self.sampling: list[tuple[np.ndarray, np.ndarray]] = []
         self.sampling_layout: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -371,12 +373,17 @@ class _Expression:
             self._add_sampling(out["attention"], a, b)
 
     def _add_attention(self, attn: dict[str, Any], a: int, b: int) -> None:
+        heads = self.keep_heads
         for kind, strides in (("fusion", (8, 16, 32, 64)), ("fpn", (4, 8, 16, 32))):
-            for stride, maps in zip(strides, attn[kind], strict=True):
-                tokens = maps[0, a:b].float()  # [n, h, w, L]
+            for stride, maps in zip(strides, attn[f"{kind}_heads" if heads else kind],
+                                    strict=True):
+                tokens = maps[0, a:b].float()  # [n, h, w, L], or [n, h, w, heads, L]
                 per_word = [tokens[..., g].mean(-1) for g in self.groups]
                 stacked = (torch.stack(per_word, 1) if per_word
-                           else tokens.new_zeros(b - a, 0, *tokens.shape[1:3]))
+                           else tokens.new_zeros(b - a, 0, *tokens.shape[1:-1]))
+                if heads:  # [n, words, h, w, heads] -> [n, words, heads, h, w]
+                    self.num_heads = stacked.shape[-1]
+                    stacked = stacked.permute(0, 1, 4, 2, 3)
                 self.attention.setdefault(f"{kind}/{stride}", []).extend(
                     stacked.to(torch.float16).cpu().numpy())
 
@@ -401,7 +408,8 @@ class _Expression:
         if self.attention:
             levels = list(self.attention)
             attention = AttentionMaps(list(self.words), levels,
-                                      [np.stack(self.attention[k]) for k in levels])
+                                      [np.stack(self.attention[k]) for k in levels],
+                                      num_heads=self.num_heads)
         sampling = None
         if self.sampling and self.sampling_layout is not None:
             sampling = SamplingPoints(np.stack([p for p, _ in self.sampling]),
@@ -489,7 +497,8 @@ class Predictor:
 
     def predict(self, video: VideoInput, expressions: str | Sequence[str],
                 *, fps: float | None = None, max_frames: int | None = None,
-                return_attention: bool = False, return_sampling: bool = False) -> VideoResult:
+                return_attention: bool = False, return_sampling: bool = False,
+                attention_heads: bool = False) -> VideoResult:
         """Segment what each expression refers to on every (processed) frame of ``video``.
 
         Arguments:
@@ -504,11 +513,14 @@ class Predictor:
             return_attention: keep per-word attention maps (`AttentionMaps`, float16, the
                 early-fusion levels at strides 8-64 and the FPN scales at strides 4-32).
             return_sampling: keep the last decoder layer's sampling points of every query.
+            attention_heads: with ``return_attention``, keep every head's maps instead of
+                their mean (heads specialise; memory grows by the number of heads).
         Returns:
             a `VideoResult`: a sequence of `ExpressionResult`, one per expression.
         """
         for progress in self.iter_predict(video, expressions, fps=fps, max_frames=max_frames,
                                           return_attention=return_attention,
+                                          attention_heads=attention_heads,
                                           return_sampling=return_sampling):
             if progress.result is not None:
                 return progress.result
@@ -517,7 +529,8 @@ class Predictor:
     def iter_predict(self, video: VideoInput,
                      expressions: str | Sequence[str], *, fps: float | None = None,
                      max_frames: int | None = None, return_attention: bool = False,
-                     return_sampling: bool = False) -> Iterator[Progress]:
+                     return_sampling: bool = False, attention_heads: bool = False
+                     ) -> Iterator[Progress]:
         """Like `predict`, as a generator: yields a `Progress` after every window, the last
         one carrying the `VideoResult`. Stop iterating to cancel (the video reader is closed)."""
         texts = _check_expressions(expressions)
@@ -531,7 +544,8 @@ class Predictor:
         info = source.info
         tokenizer = self.model.tokenizer
         states = [_Expression(text, *group_words(tokenizer, text), info.size, self.threshold,
-                              self.overlap, self.keep_logits, return_attention, return_sampling)
+                              self.overlap, self.keep_logits, return_attention, return_sampling,
+                              attention_heads)
                   for text in texts]
         want_attention = return_attention or return_sampling
         total_windows = (None if source.estimate is None

@@ -235,21 +235,37 @@ class WindowChoice:
 class AttentionMaps:
     """Word attention of one expression: how much each image position attends to each word.
 
-    ``maps[l]`` is float16 ``[T, num_words, h_l, w_l]`` for level ``levels[l]``; each map is the
-    attention of a position to the word (mean over the word's tokens and over heads), so over
-    all words and special tokens it sums to 1 at every position.
+    ``maps[l]`` is float16 ``[T, num_words, h_l, w_l]`` for level ``levels[l]``, or with
+    ``num_heads > 0`` ``[T, num_words, num_heads, h_l, w_l]`` (one map per attention head). A
+    map is the attention of a position to the word (mean over the word's tokens, and over heads
+    unless one is asked for), so over all words and special tokens it sums to 1 at every
+    position. Heads specialise (one may follow colour words, another shapes), which their mean
+    hides.
     """
 
     words: list[str]
     levels: list[str]
     maps: list[np.ndarray]
+    num_heads: int = 0  # 0: the maps hold the mean over heads only
 
-    def get(self, frame: int, word: int | None = None, level: int | str = 0) -> np.ndarray:
-        """float32 ``[h_l, w_l]`` map of ``word`` (``None``: summed over words) on ``frame``."""
+    def get(self, frame: int, word: int | None = None, level: int | str = 0,
+            head: int | None = None) -> np.ndarray:
+        """float32 ``[h_l, w_l]`` map of ``word`` (``None``: summed over words) on ``frame``,
+        for attention head ``head`` (``None``: the mean over heads)."""
         lvl = self.levels.index(level) if isinstance(level, str) else int(level)
         if not 0 <= lvl < len(self.levels):
             raise IndexError(f"level {level} out of range; levels are {self.levels}")
         maps = self.maps[lvl][frame].astype(np.float32)
+        if self.num_heads:
+            if head is None:
+                maps = maps.mean(1)
+            elif 0 <= head < self.num_heads:
+                maps = maps[:, head]
+            else:
+                raise IndexError(f"head {head} out of range: the model has {self.num_heads}")
+        elif head is not None:
+            raise ValueError("these maps hold the mean over heads only: predict with "
+                             "attention_heads=True to keep each head")
         if word is None:
             return maps.sum(0)
         if not 0 <= word < len(self.words):
@@ -524,9 +540,10 @@ class VideoResult(Sequence[ExpressionResult]):
             ref_points=e.reference_points[t], sampling_points=points, sampling_weights=weights)
 
     def render_attention(self, expression: int, frame_index: int, frame: np.ndarray, *,
-                         word: int | str = "all", level: int | str = 0) -> np.ndarray:
+                         word: int | str = "all", level: int | str = 0,
+                         head: int | None = None) -> np.ndarray:
         """uint8 image: the attention of ``word`` (index) over ``frame`` at ``level``, or with
-        ``word="all"`` a grid with one panel per word."""
+        ``word="all"`` a grid with one panel per word; of one ``head`` or (None) their mean."""
         from rvos import visualize
 
         e = self[expression]
@@ -534,11 +551,11 @@ class VideoResult(Sequence[ExpressionResult]):
         if e.attention is None:
             raise ValueError("no attention maps: predict with return_attention=True")
         if word == "all":
-            maps = [e.attention.get(t, w, level) for w in range(len(e.words))]
+            maps = [e.attention.get(t, w, level, head) for w in range(len(e.words))]
             return visualize.attention_grid(frame, maps, e.words)
         if isinstance(word, str):
             raise ValueError(f"word must be a word index or 'all', got {word!r}")
-        return visualize.draw_attention(frame, e.attention.get(t, word, level))
+        return visualize.draw_attention(frame, e.attention.get(t, word, level, head))
 
     def render_scores(self, expression: int, frame_index: int | None = None, *,
                       size: tuple[int, int] = (640, 240)) -> np.ndarray:

@@ -219,6 +219,7 @@ def session(make_tiny_model, tmp_path_factory, one_cpu_thread) -> sup.Session:
     steps = list(run.steps())
     session = run.finish(steps[-1].result)
     session.model_calls = calls
+    session.predictor_heads = model.config.fusion_nheads
     return session
 
 
@@ -238,6 +239,16 @@ def test_explorer_views_come_from_the_stored_result(session):
     other_level = session.render_attention(1, 3, "1", levels[-1])
     assert grid.shape != one.shape  # a panel per word vs one heat map
     assert not np.array_equal(one, other_level)
+    # A small run keeps every head's maps: the menu offers them, and a head is not the mean.
+    heads = session.head_choices()
+    m = session.predictor_heads
+    assert heads == [("mean of heads", "mean")] + [(f"head {k + 1}", str(k)) for k in range(m)]
+    assert np.array_equal(session.render_attention(1, 3, "1", levels[0], "mean"), one)
+    first_head = session.render_attention(1, 3, "1", levels[0], "0")
+    assert not np.array_equal(first_head, one)
+    assert not np.array_equal(first_head, session.render_attention(1, 3, "1", levels[0], "1"))
+    # An unknown head falls back to the mean rather than failing the view.
+    assert np.array_equal(session.render_attention(1, 3, "1", levels[0], "99"), one)
     with_points = session.render_queries(1, 3, sampling=True)
     assert not np.array_equal(with_points, session.render_queries(1, 3))
     plot = session.render_scores(0, 5)
@@ -294,3 +305,17 @@ def test_input_checks_say_what_to_do(tmp_path):
         sup.model_choices(checkpoint=tmp_path / "missing")
     with pytest.raises(sup.AppInputError, match="unknown model"):
         sup.model_choices("ytvos-r5O")
+
+
+def test_every_heads_maps_are_kept_only_when_they_fit_the_budget(make_tiny_model):
+    from rvos.predictor import Predictor
+
+    predictor = Predictor(make_tiny_model(), short_side=360)
+    heads = predictor.model.config.fpn_nheads
+    # 360x640 input: 23,980 positions over the eight levels, 2 bytes per head and word.
+    per_frame = 23_980 * heads * sup.WORDS_ESTIMATE * 2
+    assert sup.head_maps_fit(predictor, (720, 1280), 10, 1)
+    assert not sup.head_maps_fit(predictor, (720, 1280), 300, 4,
+                                 budget_mb=300 * 4 * per_frame / 2**20 - 1)
+    assert sup.head_maps_fit(predictor, (720, 1280), 300, 4,
+                             budget_mb=300 * 4 * per_frame / 2**20)

@@ -1,7 +1,7 @@
 """The app in a real browser: headless Chromium (Debian's /usr/bin/chromium) driven by Playwright.
 
 Uploads an example clip, types its two expressions, runs, waits for the overlay video, moves
-the frame slider and switches the attention word, and checks that the queries and attention
+the frame slider, switches the attention word and head, and checks that the queries and attention
 images changed. Saves the page as docs/screenshot.png (the README shows it).
 """
 
@@ -93,9 +93,16 @@ def test_segment_then_explore_frames_and_words(app, tmp_path):
             words.nth(1).click()
             one_word = _wait_new_src(page, "attn", attention_frame)
             assert _digest(page, one_word) != _digest(page, attention_frame)
+
+            # One attention head instead of the mean over heads: the view changes again.
+            page.click("#head input")
+            page.get_by_role("option", name="head 1", exact=True).click()
+            one_head = _wait_new_src(page, "attn", one_word)
+            assert _digest(page, one_head) != _digest(page, one_word)
+            one_word = one_head
             page.locator("#attn img").scroll_into_view_if_needed()
-            page.wait_for_function("() => document.querySelector('#attn img').naturalWidth > 0",
-                                   timeout=10_000)
+            page.wait_for_function("() => document.querySelector('#attn img')?.naturalWidth > 0",
+                                   timeout=30_000)
 
             # The second expression, so the screenshot shows both expressions were run.
             page.locator("#expr label").nth(1).click()

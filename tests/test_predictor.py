@@ -332,6 +332,23 @@ def test_words_group_bpe_tokens_and_attention_is_per_word(tiny_model, bikes_fram
     # Each word's weight is a mean over its tokens, so over words it never exceeds 1.
     total = att.get(1, None, "fusion/16")
     assert (total > 0).all() and (total <= 1.0 + 1e-3).all()
+    with pytest.raises(ValueError, match="attention_heads=True"):
+        att.get(1, 2, "fusion/16", head=0)
+
+    # Each head's maps on request; their mean is the map above (float16 storage apart).
+    heads = Predictor(tiny_model, window=8, short_side=64).predict(
+        bikes_frames[:3], text, return_attention=True, attention_heads=True)[0].attention
+    m = tiny_model.config.fusion_nheads
+    assert heads.num_heads == m == tiny_model.config.fpn_nheads
+    for level, maps in zip(att.levels, att.maps, strict=True):
+        per_head = heads.maps[att.levels.index(level)]
+        assert per_head.shape == (maps.shape[0], maps.shape[1], m, *maps.shape[2:])
+        for word in range(len(words)):
+            np.testing.assert_allclose(heads.get(2, word, level), att.get(2, word, level),
+                                       atol=2e-3)
+    assert not np.allclose(heads.get(2, 1, "fusion/8", head=0), heads.get(2, 1, "fusion/8", 1))
+    with pytest.raises(IndexError, match="head 5 out of range"):
+        heads.get(2, 1, "fusion/8", head=5)
 
 
 def test_masks_are_compact_and_rethresholdable(tiny_model, bikes_frames):
