@@ -82,6 +82,26 @@ def tiny_text_config(vocab_size: int) -> dict:
 
 
 @pytest.fixture(scope="session")
+def tiny_builtin() -> Callable:
+    """``tiny_builtin(**changes)`` -> `rvos.builtin.builtin_config` overrides (a fresh dict) for
+    a built-in model small enough to take a few training steps in seconds on a CPU: width 32,
+    1 encoder and 2 decoder layers, 2 heads, with the built-in model's own tokenizer."""
+
+    def make(**changes) -> dict:
+        overrides = {
+            "hidden_dim": 32, "dim_feedforward": 64, "enc_layers": 1, "dec_layers": 2,
+            "nheads": 2, "mask_dim": 16, "fpn_dim_feedforward": 64, "fpn_nheads": 2,
+            "fusion_nheads": 2,
+            "backbone_kwargs": {"channels": [8, 16, 24, 32], "stem_channels": 8},
+            "text": {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64},
+        }
+        overrides.update(changes)
+        return overrides
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def make_tiny_model(tiny_tokenizer) -> Callable:
     """``make_tiny_model(backbone="small3d", seed=0, **config_overrides)`` -> a ReferFormer of
     width 32 (1 encoder and 2 decoder layers, 2 heads) with the tiny tokenizer, in eval mode.

@@ -9,28 +9,15 @@ from rvos.evaluate import EvalResult, clip_to_video, evaluate_videos, input_shor
 from rvos.synth import make_clip, write_split
 from rvos.train import make_tokenizer
 
-TINY = {
-    "hidden_dim": 32,
-    "dim_feedforward": 64,
-    "enc_layers": 1,
-    "dec_layers": 1,
-    "nheads": 2,
-    "mask_dim": 16,
-    "fpn_dim_feedforward": 64,
-    "fpn_nheads": 2,
-    "fusion_nheads": 2,
-    "backbone_kwargs": {"channels": [8, 16, 24, 32], "stem_channels": 8},
-    "text": {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64},
-}
-
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
+def tiny_model_dir(tmp_path_factory, tiny_builtin):
     from rvos.checkpoint import save_pretrained
 
     root = tmp_path_factory.mktemp("model")
     torch.manual_seed(0)
-    model = build_builtin_model(make_tokenizer(root / "tok"), **TINY).eval()
+    overrides = tiny_builtin(dec_layers=1)
+    model = build_builtin_model(make_tokenizer(root / "tok"), **overrides).eval()
     save_pretrained(model, root / "model", input_short_side=64)
     return root / "model"
 

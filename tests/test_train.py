@@ -20,21 +20,6 @@ from rvos.train import (
     train,
 )
 
-# A model small enough to take a few training steps in seconds on a CPU.
-TINY = {
-    "hidden_dim": 32,
-    "dim_feedforward": 64,
-    "enc_layers": 1,
-    "dec_layers": 2,
-    "nheads": 2,
-    "mask_dim": 16,
-    "fpn_dim_feedforward": 64,
-    "fpn_nheads": 2,
-    "fusion_nheads": 2,
-    "backbone_kwargs": {"channels": [8, 16, 24, 32], "stem_channels": 8},
-    "text": {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64},
-}
-
 
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory):
@@ -64,7 +49,8 @@ def test_train_clips_follow_the_target_contract():
     )
 
 
-def test_collate_flattens_expressions_and_select_videos_repeats_features(tokenizer_dir):
+def test_collate_flattens_expressions_and_select_videos_repeats_features(
+        tokenizer_dir, tiny_builtin):
     ds = TrainClips(frames=2, size=64, seed=0)
     items = [ds[0], ds[1]]
     batch = collate(items)
@@ -72,7 +58,7 @@ def test_collate_flattens_expressions_and_select_videos_repeats_features(tokeniz
     assert batch["frames"].shape == (2, 2, 3, 64, 64)
     assert batch["video_index"].tolist() == [0] * k0 + [1] * k1
     assert len(batch["targets"]) == len(batch["captions"]) == k0 + k1
-    model = build_builtin_model(make_tokenizer(tokenizer_dir), **TINY).eval()
+    model = build_builtin_model(make_tokenizer(tokenizer_dir), **tiny_builtin()).eval()
     with torch.no_grad():
         visual = model.encode_video(batch["frames"])
         picked = select_videos(visual, batch["video_index"])
@@ -88,9 +74,9 @@ def test_learning_rate_warms_up_then_decays():
     assert lrs[-1] == pytest.approx(1e-4, rel=0.05)
 
 
-def test_a_tiny_model_lowers_its_loss_on_a_batch(tokenizer_dir):
+def test_a_tiny_model_lowers_its_loss_on_a_batch(tokenizer_dir, tiny_builtin):
     torch.manual_seed(0)
-    model = build_builtin_model(make_tokenizer(tokenizer_dir), **TINY).train()
+    model = build_builtin_model(make_tokenizer(tokenizer_dir), **tiny_builtin()).train()
     batch = collate([TrainClips(frames=2, size=64, seed=0, jpeg_prob=0)[i] for i in range(2)])
     criterion = ReferringCriterion()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
@@ -106,7 +92,7 @@ def test_a_tiny_model_lowers_its_loss_on_a_batch(tokenizer_dir):
     assert min(losses[-3:]) < 0.8 * losses[0], losses
 
 
-def test_train_resumes_and_exports_a_loadable_model(tmp_path, tokenizer_dir):
+def test_train_resumes_and_exports_a_loadable_model(tmp_path, tokenizer_dir, tiny_builtin):
     from rvos.checkpoint import load_pretrained
 
     out = tmp_path / "run"
@@ -125,7 +111,7 @@ def test_train_resumes_and_exports_a_loadable_model(tmp_path, tokenizer_dir):
         "val_clips": 1,
         "ckpt_every": 2,
         "warmup": 1,
-        "model_overrides": json.dumps(TINY),
+        "model_overrides": json.dumps(tiny_builtin()),
     }
     train(TrainConfig(steps=2, **common))
     state = torch.load(out / "checkpoint.pt", weights_only=True)
