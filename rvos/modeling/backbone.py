@@ -107,14 +107,20 @@ class ResNetBackbone(nn.Module):
 
 
 def build_backbone(name: str, **kwargs) -> nn.Module:
-    """Backbone by name: ``resnet50``, ``resnet101``, or ``small3d`` (the built-in model's)."""
+    """Backbone by name: ``resnet50``, ``resnet101``, the released Swin / Video-Swin backbones
+    (``swin_{t,s,b,l}_p4w7``, ``video_swin_{t,s,b}_p4w7``; ``kwargs`` may change fields of their
+    `rvos.modeling.swin.SwinConfig`), or ``small3d`` (the built-in model's)."""
+    from rvos.modeling.swin import SWIN_CONFIGS, build_swin
+
     if name in RESNET_DEPTHS:
         return ResNetBackbone(name)
+    if name in SWIN_CONFIGS:
+        return build_swin(name, **kwargs)
     if name == "small3d":
         from rvos.modeling.small_backbone import SmallVideoBackbone
 
         return SmallVideoBackbone(**kwargs)
     raise ValueError(
-        f"backbone {name!r} is not supported; rvos builds resnet50, resnet101 and small3d "
-        "(Swin and Video-Swin backbones are not implemented yet)"
+        f"backbone {name!r} is not supported; rvos builds "
+        f"{', '.join([*RESNET_DEPTHS, *SWIN_CONFIGS])} and small3d"
     )
