@@ -41,7 +41,9 @@ BACKBONE_NAMES = {
     "swin_l_p4w7": "Swin-L", "video_swin_t_p4w7": "Video-Swin-T",
     "video_swin_s_p4w7": "Video-Swin-S", "video_swin_b_p4w7": "Video-Swin-B",
 }
-SUPPORTED_BACKBONES = ("resnet50", "resnet101")
+# Every official backbone: Swin / Video-Swin checkpoints need no renames beyond the table above
+# (their module names are the official ones, buffers such as relative_position_index included).
+SUPPORTED_BACKBONES = tuple(BACKBONE_NAMES)
 
 
 class CheckpointError(ValueError):
@@ -198,8 +200,8 @@ def load_official(path: str | os.PathLike, text_encoder: str | os.PathLike = "ro
             f"{BACKBONE_NAMES.get(backbone, backbone)}: pass backbone={found!r} or None")
     if found not in SUPPORTED_BACKBONES:
         raise CheckpointError(
-            f"{path} holds a {BACKBONE_NAMES[found]} model; rvos loads ResNet-50/101 models so "
-            "far (Swin and Video-Swin backbones are not implemented yet)")
+            f"{path} holds a {BACKBONE_NAMES.get(found, found)} model, which rvos cannot build; "
+            f"it loads {', '.join(BACKBONE_NAMES[b] for b in SUPPORTED_BACKBONES)} models")
     text_config, tokenizer = load_text_side(text_encoder)
     config = ReferFormerConfig(backbone=found, text=text_config or _text_config_from_state(state))
     with torch.device("meta"):

@@ -44,9 +44,12 @@ __all__ = [
 # The built-in model's weights are package data (safetensors + config.json + tokenizer files).
 BUILTIN_DIR = Path(__file__).resolve().parent / "weights" / "builtin"
 
-# Backbones rvos can build today. Swin and Video-Swin checkpoints are listed so users can see
-# the whole zoo, but loading them needs backbones rvos does not implement yet.
-SUPPORTED_BACKBONES = frozenset({"small3d", "resnet50", "resnet101"})
+# Backbones rvos can build: the built-in model's and all nine of the official model zoo
+# (ResNet-50/101, Swin-T/S/B/L, Video-Swin-T/S/B; rvos.modeling.swin for the transformers).
+SUPPORTED_BACKBONES = frozenset({
+    "small3d", "resnet50", "resnet101", "swin_t_p4w7", "swin_s_p4w7", "swin_b_p4w7",
+    "swin_l_p4w7", "video_swin_t_p4w7", "video_swin_s_p4w7", "video_swin_b_p4w7",
+})
 
 OFFICIAL_README = "https://github.com/wjn922/ReferFormer#model-zoo"
 

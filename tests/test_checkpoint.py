@@ -102,11 +102,15 @@ def test_detect_backbone_without_backbone_keys_says_so(manifests):
 
 
 @pytest.mark.parametrize("backbone", [b for b in DISPLAY if "swin" in b])
-def test_swin_checkpoint_is_refused_with_its_name(manifests, tmp_path, backbone):
+def test_swin_checkpoint_asked_as_resnet_is_refused_with_both_names(manifests, tmp_path,
+                                                                    backbone):
+    """Swin and Video-Swin files load (tests/test_swin.py); asked for as another backbone, the
+    message names what the file holds."""
     path = save_official(tmp_path / f"{backbone}.pth", fake_state(manifests[backbone]))
     assert path.stat().st_size < 1_000_000  # stride-0 tensors: shapes without data
-    with pytest.raises(CheckpointError, match=f"holds a {DISPLAY[backbone]} model"):
-        load_official(path, text_encoder="unused")
+    with pytest.raises(CheckpointError, match=f"holds a {DISPLAY[backbone]} model, not "
+                                              f"ResNet-50: pass backbone='{backbone}'"):
+        load_official(path, text_encoder="unused", backbone="resnet50")
 
 
 # -------------------------------------------------------------------------- bad files
