@@ -203,7 +203,12 @@ def load_official(path: str | os.PathLike, text_encoder: str | os.PathLike = "ro
             f"{path} holds a {BACKBONE_NAMES.get(found, found)} model, which rvos cannot build; "
             f"it loads {', '.join(BACKBONE_NAMES[b] for b in SUPPORTED_BACKBONES)} models")
     text_config, tokenizer = load_text_side(text_encoder)
-    config = ReferFormerConfig(backbone=found, text=text_config or _text_config_from_state(state))
+    # The Ref-YouTube-VOS models were trained with --binary (one class); the authors' A2D
+    # models may not be, so the class head's width is read from the weights.
+    head = state.get("class_embed.0.weight")
+    num_classes = int(head.shape[0]) if head is not None else 1
+    config = ReferFormerConfig(backbone=found, num_classes=num_classes,
+                               text=text_config or _text_config_from_state(state))
     with torch.device("meta"):
         model = build_referformer(config, tokenizer)
     renamed = {rename_official_key(k): v for k, v in state.items() if not _is_ignored(k)}

@@ -154,8 +154,9 @@ _SCRATCH = " (from scratch)"
 _JOINT = "Ref-YouTube-VOS + RefCOCO/+/g (joint)"
 
 _A2D_NOTE = (
-    "The authors evaluate A2D-Sentences models without --binary, so the class head may differ "
-    "from the Ref-YouTube-VOS models."
+    "The authors evaluate A2D-Sentences models without --binary, so the class head may be "
+    "wider than the Ref-YouTube-VOS models' (rvos reads its width from the file; the score "
+    "of a query is its best class)."
 )
 _SCRATCH_NOTE = "Trained without RefCOCO/+/g pre-training (backbone initialised from Kinetics)."
 
@@ -336,8 +337,8 @@ def load_model(
     info = get_model_info(name)
     if not info.supported:
         raise UnsupportedModelError(
-            f"{info.name!r} uses the {info.backbone} backbone, which rvos cannot build yet "
-            "(ResNet-50/101 only); choose one of: "
+            f"{info.name!r} uses the {info.backbone} backbone, which rvos cannot build "
+            f"(it builds {', '.join(sorted(SUPPORTED_BACKBONES))}); choose one of: "
             + ", ".join(m.name for m in list_models(supported_only=True))
         )
     from rvos import checkpoint as ckpt  # heavy (torch, transformers): import on first use

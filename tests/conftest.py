@@ -144,3 +144,14 @@ def one_cpu_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_text_folder(tiny_tokenizer, make_tiny_model, tmp_path_factory) -> Path:
+    """Tokenizer files + config.json of the 1-layer RoBERTa of the tiny test models."""
+    from transformers import RobertaConfig
+
+    folder = tmp_path_factory.mktemp("tiny_text")
+    tiny_tokenizer.save_pretrained(str(folder))
+    RobertaConfig(**make_tiny_model().config.text).save_pretrained(str(folder))
+    return folder

@@ -242,3 +242,20 @@ def test_load_pretrained_refuses_corrupt_weights(make_tiny_model, tmp_path):
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="model.safetensors is corrupt"):
         load_pretrained(folder)
+
+
+@pytest.mark.parametrize("num_classes", [1, 2])
+def test_class_head_width_is_read_from_the_weights(tiny_text_folder, tmp_path, num_classes):
+    """Ref-YouTube-VOS files have one class (--binary); a file with a wider class head (as the
+    A2D models may have) loads with that width instead of failing on the shapes."""
+    text = json.loads((tiny_text_folder / "config.json").read_text())
+    config = ReferFormerConfig(backbone="resnet50", num_classes=num_classes, text=text)
+    with torch.device("meta"):
+        layout = build_referformer(config).state_dict()
+    state = {k.replace("backbone.body.", "backbone.0.body.", 1):
+             torch.tensor(0.01).expand(v.shape) for k, v in layout.items()}
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"model": state}, path)
+    model = load_official(path, text_encoder=tiny_text_folder)
+    assert model.config.num_classes == num_classes
+    assert model.class_embed[0].weight.shape[0] == num_classes

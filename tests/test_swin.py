@@ -212,17 +212,6 @@ def test_referformer_runs_end_to_end_on_a_swin_backbone(make_tiny_model, name, n
         assert torch.isfinite(out[key]).all(), key
 
 
-@pytest.fixture(scope="module")
-def tiny_text_folder(tiny_tokenizer, make_tiny_model, tmp_path_factory) -> Path:
-    """Tokenizer files + config.json of the 1-layer RoBERTa of the tiny test models."""
-    from transformers import RobertaConfig
-
-    folder = tmp_path_factory.mktemp("tiny_text")
-    tiny_tokenizer.save_pretrained(str(folder))
-    RobertaConfig(**make_tiny_model().config.text).save_pretrained(str(folder))
-    return folder
-
-
 @pytest.mark.parametrize("backbone", list(FIXTURES))
 def test_load_official_round_trip_of_a_full_size_swin_checkpoint(tiny_text_folder, tmp_path,
                                                                  backbone):
