@@ -1,9 +1,12 @@
 """Where do the built-in model's errors come from? J&F per category under three procedures.
 
 * ``original``: the paper's inference (all frames at once, the query with the best mean score).
-* ``one frame at a time``: every frame is a clip of its own, so the (2+1)-D backbone sees no
-  neighbouring frames (the query is still chosen by its mean score over all frames; query k
-  means the same hypothesis in every clip). What is lost here is what temporal reach gives.
+* ``frames reversed``: the clip played backwards (outputs put back in order before scoring).
+  Every frame and every frame-to-frame difference is the same, only the direction of time is
+  flipped: "moving up" now moves down, "growing" shrinks. A model that reads motion from the
+  (2+1)-D backbone's temporal reach must fail motion expressions here; the other categories
+  should not move. (Feeding frames one at a time instead would also change the backbone's
+  input statistics — zero padding in time — and hurt every category.)
 * ``best query (oracle)``: the query whose masks match the truth best — what a perfect choice
   among the five queries would score, i.e. how much is lost to choosing, not to segmenting.
 
@@ -27,7 +30,7 @@ from rvos.metrics import f_measure, jaccard
 from rvos.synth import make_clip
 from rvos.train import select_videos
 
-PROCEDURES = ("original", "one frame at a time", "best query (oracle)")
+PROCEDURES = ("original", "frames reversed", "best query (oracle)")
 
 
 def _decode(model, x: torch.Tensor, texts: list[str]) -> dict:
@@ -48,9 +51,8 @@ def ablate(model, split: str, count: int) -> tuple[dict[str, EvalResult], float]
         texts = [e.text for e in clip.expressions]
         x = preprocess(clip.frames, side)
         whole = _decode(model, x, texts)
-        per_frame = [_decode(model, x[t:t + 1], texts) for t in range(len(x))]  # [T, 3, H, W]
-        alone = {key: torch.cat([o[key] for o in per_frame], 1)
-                 for key in ("pred_logits", "pred_masks")}
+        backwards = _decode(model, x.flip(0), texts)  # x: [T, 3, H, W]
+        reversed_ = {key: backwards[key].flip(1) for key in ("pred_logits", "pred_masks")}
         size = clip.frames.shape[1:3]
         for b, e in enumerate(clip.expressions):
             gt = clip.masks[e.object_index]
@@ -61,8 +63,8 @@ def ablate(model, split: str, count: int) -> tuple[dict[str, EvalResult], float]
             chosen = masks(whole, select_query(whole["pred_logits"][b]))
             by_query = [masks(whole, q) for q in range(whole["pred_masks"].shape[2])]
             oracle = max(by_query, key=lambda m: float(jaccard(gt, m).mean()))
-            single = masks(alone, select_query(alone["pred_logits"][b]))
-            for name, pred in zip(PROCEDURES, (chosen, single, oracle), strict=True):
+            flipped = masks(reversed_, select_query(reversed_["pred_logits"][b]))
+            for name, pred in zip(PROCEDURES, (chosen, flipped, oracle), strict=True):
                 results[name].records.append({
                     "video": clip.name, "expr_id": str(b), "text": e.text,
                     "category": e.category, "J": float(jaccard(gt, pred).mean()),
