@@ -87,10 +87,10 @@ def grounding(model, num_clips: int, level: int = 0) -> dict:
         clip = make_clip("val", i)
         texts = [e.text for e in clip.expressions]
         att = _run(model, clip, texts)["attention"]
-        per_head = att["fusion_heads"][level]  # [B, T, h, w, M, L]
-        h, w, heads = per_head.shape[2:5]
+        per_head = att["fusion_heads"][level]  # [B, M, T, h, w, L]
+        heads, _, h, w = per_head.shape[1:5]
         for b in range(len(texts)):
-            variants = {k: per_head[b, ..., k, :] for k in range(heads)}
+            variants = {k: per_head[b, k] for k in range(heads)}
             variants["mean"] = att["fusion"][level][b]
             for t in range(clip.num_frames):
                 cover = [_area_fraction(m[t], h, w) for m in clip.masks]
@@ -141,11 +141,10 @@ def figure(model, examples: list, colour_head: int, shape_head: int, frame: int 
         expr = clip.expressions[e_index]
         out = _run(model, clip, [expr.text])
         att = out["attention"]
-        heads = att["fusion_heads"][0][0]  # [T, h, w, M, L], stride 8
-        labels, by_colour = word_maps(heads[..., colour_head, :], att["input_ids"][0],
+        heads = att["fusion_heads"][0][0]  # [M, T, h, w, L], stride 8
+        labels, by_colour = word_maps(heads[colour_head], att["input_ids"][0],
                                       model.tokenizer, frame)
-        _, by_shape = word_maps(heads[..., shape_head, :], att["input_ids"][0],
-                                model.tokenizer, frame)
+        _, by_shape = word_maps(heads[shape_head], att["input_ids"][0], model.tokenizer, frame)
         _, by_mean = word_maps(att["fusion"][0][0], att["input_ids"][0], model.tokenizer, frame)
         tiles, names = [], []
         for kind, head, maps in (("colour", colour_head, by_colour),

@@ -377,7 +377,8 @@ class _Expression:
         for kind, strides in (("fusion", (8, 16, 32, 64)), ("fpn", (4, 8, 16, 32))):
             for stride, maps in zip(strides, attn[f"{kind}_heads" if heads else kind],
                                     strict=True):
-                tokens = maps[0, a:b].float()  # [n, h, w, L], or [n, h, w, heads, L]
+                # [n, h, w, L], or per head [heads, n, h, w, L] -> [n, h, w, heads, L]
+                tokens = (maps[0, :, a:b].movedim(0, -2) if heads else maps[0, a:b]).float()
                 per_word = [tokens[..., g].mean(-1) for g in self.groups]
                 stacked = (torch.stack(per_word, 1) if per_word
                            else tokens.new_zeros(b - a, 0, *tokens.shape[1:-1]))

@@ -146,12 +146,12 @@ def test_return_attention_changes_no_output_and_has_the_documented_shapes(model)
     for name, sizes, heads in (("fusion", fusion_sizes, model.config.fusion_nheads),
                                ("fpn", fpn_sizes, model.config.fpn_nheads)):
         per_heads = att[f"{name}_heads"]
-        assert [tuple(a.shape) for a in per_heads] == [(b, t, h, w, heads, length)
+        assert [tuple(a.shape) for a in per_heads] == [(b, heads, t, h, w, length)
                                                        for h, w in sizes]
         for per_head, mean in zip(per_heads, att[name], strict=True):
             torch.testing.assert_close(per_head.sum(-1), torch.ones(per_head.shape[:-1]))
-            torch.testing.assert_close(per_head.mean(-2), mean)
-        assert not torch.allclose(per_heads[0][..., 0, :], per_heads[0][..., 1, :])
+            torch.testing.assert_close(per_head.mean(1), mean)
+        assert not torch.allclose(per_heads[0][:, 0], per_heads[0][:, 1])
 
     heads, levels = model.config.nheads, model.config.num_feature_levels
     points = model.config.dec_n_points

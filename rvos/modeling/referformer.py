@@ -232,7 +232,7 @@ class ReferFormer(nn.Module):
 
         ``attention`` (when asked): ``fusion`` — per level (strides 8, 16, 32, 64) the early
         fusion word attention [B, T, h, w, L] (mean over heads), ``fusion_heads`` the same per
-        head [B, T, h, w, heads, L] (heads specialise: in the built-in model one head reads
+        head [B, heads, T, h, w, L] (heads specialise: in the built-in model one head reads
         colour words); ``fpn`` — per FPN scale (strides 4, 8, 16, 32) [B, T, h, w, L], and
         ``fpn_heads`` per head; ``sampling_locations`` [B, T, Q, heads, levels, points, 2] (x, y in
         [0, 1]) and ``sampling_weights`` [B, T, Q, heads, levels, points] of the last decoder
@@ -270,8 +270,8 @@ class ReferFormer(nn.Module):
             masks.append(mask)
             poses.append(pos)
             if return_attention:
-                heads = attn.permute(0, 2, 1, 3).reshape(b, t, h, w, attn.shape[1], -1)
-                fusion_heads.append(heads)
+                # A view of the weights attention computed anyway: no copy at stride 8.
+                fusion_heads.append(attn.view(b, attn.shape[1], t, h, w, -1))
                 fusion_attn.append(attn.mean(1).reshape(b, t, h, w, -1))
 
         q = self.config.num_queries
@@ -321,7 +321,7 @@ class ReferFormer(nn.Module):
             fpn_maps, fpn_heads = [], []
             for attn, feat in zip(fpn_attn, [visual.features[0]] + out.memory, strict=False):
                 h, w = feat.shape[-2:]
-                fpn_heads.append(attn.permute(0, 2, 1, 3).reshape(b, t, h, w, attn.shape[1], -1))
+                fpn_heads.append(attn.view(b, attn.shape[1], t, h, w, -1))
                 fpn_maps.append(attn.mean(1).reshape(b, t, h, w, -1))
             output["attention"] = {
                 "fusion": fusion_attn,
