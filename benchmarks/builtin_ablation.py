@@ -28,15 +28,13 @@ from rvos.evaluate import EvalResult
 from rvos.inference import postprocess_masks, preprocess, select_query
 from rvos.metrics import f_measure, jaccard
 from rvos.synth import make_clip
-from rvos.train import select_videos
 
 PROCEDURES = ("original", "frames reversed", "best query (oracle)")
 
 
 def _decode(model, x: torch.Tensor, texts: list[str]) -> dict:
-    visual = model.encode_video(x)
-    visual = select_videos(visual, torch.zeros(len(texts), dtype=torch.long))
-    return model.decode(visual, texts)
+    # One backbone pass; decode shares it among the expressions.
+    return model.decode(model.encode_video(x), texts)
 
 
 @torch.inference_mode()

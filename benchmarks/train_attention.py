@@ -27,7 +27,6 @@ import torch
 
 from rvos.inference import postprocess_masks, preprocess, select_query
 from rvos.synth import COLOUR_WORDS, SHAPE_WORDS, make_clip
-from rvos.train import select_videos
 from rvos.visualize import attention_grid, overlay_masks
 
 COLOUR_OF = {w: c for c, ws in COLOUR_WORDS.items() for w in ws}
@@ -71,9 +70,8 @@ def _run(model, clip, texts: list[str]) -> dict:
     side = int(getattr(model, "metadata", {}).get("input_short_side", 128))
     x = preprocess(clip.frames, side)
     with torch.inference_mode():
-        visual = model.encode_video(x)  # once per clip, shared by its expressions
-        visual = select_videos(visual, torch.zeros(len(texts), dtype=torch.long))
-        return model.decode(visual, texts, return_attention=True)
+        # One backbone pass; decode shares it among the expressions.
+        return model.decode(model.encode_video(x), texts, return_attention=True)
 
 
 def grounding(model, num_clips: int, level: int = 0) -> dict:

@@ -40,7 +40,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from rvos.predictor import Predictor, PredictorError, Progress
+from rvos.predictor import ATTENTION_STRIDES, Predictor, PredictorError, Progress
 from rvos.result import VideoResult, encode_rle, rle_area, write_outputs
 from rvos.video import VideoError
 
@@ -415,7 +415,8 @@ def head_maps_fit(predictor: Predictor, size: tuple[int, int], num_frames: int,
     from rvos.inference import resized_size
 
     h, w = size if predictor.short_side is None else resized_size(*size, predictor.short_side)
-    pixels = sum(-(-h // s) * -(-w // s) for s in (8, 16, 32, 64, 4, 8, 16, 32))
+    pixels = sum(-(-h // s) * -(-w // s) for strides in ATTENTION_STRIDES.values()
+                 for s in strides)
     config = predictor.model.config
     heads = max(config.fusion_nheads, config.fpn_nheads)
     total = num_frames * num_expressions * WORDS_ESTIMATE * heads * pixels * 2

@@ -41,9 +41,6 @@ BACKBONE_NAMES = {
     "swin_l_p4w7": "Swin-L", "video_swin_t_p4w7": "Video-Swin-T",
     "video_swin_s_p4w7": "Video-Swin-S", "video_swin_b_p4w7": "Video-Swin-B",
 }
-# Every official backbone: Swin / Video-Swin checkpoints need no renames beyond the table above
-# (their module names are the official ones, buffers such as relative_position_index included).
-SUPPORTED_BACKBONES = tuple(BACKBONE_NAMES)
 
 
 class CheckpointError(ValueError):
@@ -198,10 +195,6 @@ def load_official(path: str | os.PathLike, text_encoder: str | os.PathLike = "ro
         raise CheckpointError(
             f"{path} holds a {BACKBONE_NAMES.get(found, found)} model, not "
             f"{BACKBONE_NAMES.get(backbone, backbone)}: pass backbone={found!r} or None")
-    if found not in SUPPORTED_BACKBONES:
-        raise CheckpointError(
-            f"{path} holds a {BACKBONE_NAMES.get(found, found)} model, which rvos cannot build; "
-            f"it loads {', '.join(BACKBONE_NAMES[b] for b in SUPPORTED_BACKBONES)} models")
     text_config, tokenizer = load_text_side(text_encoder)
     # The Ref-YouTube-VOS models were trained with --binary (one class); the authors' A2D
     # models may not be, so the class head's width is read from the weights.

@@ -79,6 +79,7 @@ from rvos.result import (
 )
 
 __all__ = [
+    "ATTENTION_STRIDES",
     "DEFAULT_OVERLAP",
     "DEFAULT_WINDOW",
     "ExpressionResult",
@@ -103,6 +104,9 @@ DEFAULT_SHORT_SIDE = 360  # the released models' test-time resize
 # Below this IoU on the overlap no query of the new window is taken to be the previous object
 # (it left, or the previous choice was a false positive): the window falls back to its score.
 MIN_LINK_IOU = 0.1
+# Word-attention levels kept by return_attention: the early fusion and the cross-modal FPN, in
+# the order the model returns them (`ReferFormer.decode`'s ``attention``).
+ATTENTION_STRIDES = {"fusion": (8, 16, 32, 64), "fpn": (4, 8, 16, 32)}
 ARRAY_FPS = 30.0
 # Full-size masks are computed this many pixels at a time (64 MB of float32 logits).
 _MASK_PIXELS_PER_STEP = 1 << 24  # frame rate assumed for an in-memory array when none is given
@@ -374,7 +378,7 @@ class _Expression:
 
     def _add_attention(self, attn: dict[str, Any], a: int, b: int) -> None:
         heads = self.keep_heads
-        for kind, strides in (("fusion", (8, 16, 32, 64)), ("fpn", (4, 8, 16, 32))):
+        for kind, strides in ATTENTION_STRIDES.items():
             for stride, maps in zip(strides, attn[f"{kind}_heads" if heads else kind],
                                     strict=True):
                 # [n, h, w, L], or per head [heads, n, h, w, L] -> [n, h, w, heads, L]
