@@ -88,7 +88,7 @@ def test_supported_backbones_are_the_ones_checkpoints_name():
     # The registry spells the names out so that listing models does not import torch.
     from rvos.checkpoint import BACKBONE_NAMES
 
-    assert registry.SUPPORTED_BACKBONES == {"small3d", *BACKBONE_NAMES}
+    assert {"small3d", *BACKBONE_NAMES} == registry.SUPPORTED_BACKBONES
 
 
 def test_labels_for_menus():
