@@ -2,12 +2,14 @@
 
 Uploads an example clip, types its two expressions, runs, waits for the overlay video, moves
 the frame slider, switches the attention word and head, and checks that the queries and attention
-images changed. Saves the page as docs/screenshot.png (the README shows it).
+images changed. With RVOS_UPDATE_SCREENSHOT=1 it also saves the page as docs/screenshot.png (the
+README shows it); otherwise a run leaves the tracked file alone.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -118,6 +120,6 @@ def test_segment_then_explore_frames_and_words(app, tmp_path):
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    shutil.copyfile(shot, SCREENSHOT)
-    assert SCREENSHOT.stat().st_size > 50_000
+    assert shot.stat().st_size > 50_000
+    if os.environ.get("RVOS_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(shot, SCREENSHOT)
