@@ -84,13 +84,6 @@ def test_davis_and_jhmdb_scores_belong_to_the_reused_files():
     assert with_jhmdb == {m.name for m in OFFICIAL if m.name.startswith("a2d-")}
 
 
-def test_supported_backbones_are_the_ones_checkpoints_name():
-    # The registry spells the names out so that listing models does not import torch.
-    from rvos.checkpoint import BACKBONE_NAMES
-
-    assert {"small3d", *BACKBONE_NAMES} == registry.SUPPORTED_BACKBONES
-
-
 def test_labels_for_menus():
     assert get_model_info("ytvos-r50").label == "ytvos-r50 - resnet50, Ref-YouTube-VOS J&F 55.6"
     assert get_model_info("builtin").label == "builtin - small3d, synthetic test split J&F 83.4"
