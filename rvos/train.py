@@ -33,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from rvos.box_ops import box_xyxy_to_cxcywh
 from rvos.builtin import builtin_config, load_tokenizer, train_tokenizer
@@ -86,6 +86,9 @@ class TrainConfig:
     init: str | None = None  # model folder or checkpoint.pt to start from (fresh optimizer)
     cls_weight: float = 2.0  # λ_cls; the paper's 2 (matching costs keep the paper's weights)
     model_overrides: str | None = None  # JSON of builtin_config overrides (tests, experiments)
+    # Comma-separated parameter-name prefixes; when set, every other parameter is frozen (and
+    # frozen batch norms keep their running statistics).
+    train_only: str | None = None
 
 
 # --------------------------------------------------------------------------------------- data
@@ -262,6 +265,39 @@ def load_training_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Re
     return model.to(device).eval()
 
 
+def freeze_all_but(model: nn.Module, prefixes: str) -> list[nn.Module]:
+    """Train only the parameters whose names start with one of the comma-separated
+    ``prefixes`` (e.g. ``transformer.decoder,class_embed``); returns the batch norms whose
+    parameters are frozen, which must also keep their running statistics."""
+    wanted = tuple(p.strip() for p in prefixes.split(",") if p.strip())
+    # Every name of a tied parameter counts (the decoder's box heads are also the model's).
+    named = list(model.named_parameters(remove_duplicate=False))
+
+    def under(name: str, prefix: str) -> bool:
+        return name == prefix or name.startswith(prefix + ".")
+
+    unknown = [w for w in wanted if not any(under(n, w) for n, _ in named)]
+    if not wanted or unknown:
+        raise ValueError(f"--train-only {prefixes!r}: no parameters under {unknown or wanted}; "
+                         f"top-level modules: {sorted({n.split('.')[0] for n, _ in named})}")
+    trained = {id(p) for n, p in named if any(under(n, w) for w in wanted)}
+    for _, p in named:
+        p.requires_grad_(id(p) in trained)
+    return _frozen_norms(model)
+
+
+def _frozen_norms(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and not any(p.requires_grad for p in m.parameters())]
+
+
+def set_train_mode(model: nn.Module, frozen_norms: list[nn.Module]) -> None:
+    """``model.train()``, except the frozen batch norms, which stay in eval mode."""
+    model.train()
+    for m in frozen_norms:
+        m.eval()
+
+
 class _Log:
     def __init__(self, path: Path, append: bool) -> None:
         self.file = open(path, "a" if append else "w")  # noqa: SIM115 - closed by close()
@@ -318,6 +354,7 @@ def train(cfg: TrainConfig) -> dict:
     if init_model is not None:
         model.load_state_dict(init_model.state_dict())
     model = model.to(device)
+    frozen_norms = freeze_all_but(model, cfg.train_only) if cfg.train_only else []
     criterion = ReferringCriterion(weights=LossWeights(cls=cfg.cls_weight))
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -377,7 +414,7 @@ def train(cfg: TrainConfig) -> dict:
     running: dict[str, float] = {}
     n_running = 0
     step = start_step
-    model.train()
+    set_train_mode(model, frozen_norms)
     for batch in loader:
         if step >= total_steps:
             break
@@ -464,7 +501,8 @@ def validate(model: ReferFormer, videos: list, size: int) -> dict:
     try:
         return evaluate_videos(model, videos, short_side=size).summary()
     finally:
-        model.train(was_training)
+        if was_training:
+            set_train_mode(model, _frozen_norms(model))
 
 
 def _flat(summary: dict) -> dict:
@@ -517,6 +555,8 @@ def export(model: ReferFormer, folder: str, cfg: TrainConfig, step: int, val: di
             "data": "rvos.synth train split, drawn fresh each step",
         },
     }
+    if cfg.train_only:
+        meta["training"]["train_only"] = cfg.train_only
     if val:
         meta["val"] = {k: {m: round(x, 2) for m, x in v.items()} for k, v in val.items()}
     return save_pretrained(model, folder, **meta)
@@ -553,6 +593,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     a("--cls-weight", type=float, default=d.cls_weight, help="class loss weight λ_cls (2)")
     a("--export", default=None, help="write the final model here (e.g. rvos/weights/builtin)")
     a("--model-overrides", default=None, help="JSON of builtin_config overrides")
+    a(
+        "--train-only",
+        default=None,
+        help="comma-separated parameter-name prefixes to train (e.g. "
+        "transformer.decoder,class_embed); everything else is frozen",
+    )
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -579,6 +625,7 @@ def run_cli(args: argparse.Namespace) -> int:
         cls_weight=args.cls_weight,
         export=args.export,
         model_overrides=args.model_overrides,
+        train_only=args.train_only,
     )
     try:
         if cfg.steps < 1 or cfg.batch_size < 1 or cfg.frames < 2 or cfg.size < 32:

@@ -134,6 +134,36 @@ def test_train_resumes_and_exports_a_loadable_model(tmp_path, tokenizer_dir, tin
         assert torch.equal(a, b), k
 
 
+def test_train_only_changes_just_the_named_parameters(tmp_path, tokenizer_dir, tiny_builtin):
+    """A query-side fine-tune: the decoder's class head moves, the backbone (weights and batch
+    norm statistics) does not."""
+    out = tmp_path / "run"
+    (out / "tokenizer").mkdir(parents=True)
+    for f in tokenizer_dir.iterdir():
+        (out / "tokenizer" / f.name).write_bytes(f.read_bytes())
+    common = {
+        "out": str(out), "batch_size": 2, "frames": 2, "size": 64, "device": "cpu",
+        "workers": 0, "val_every": 0, "ckpt_every": 2, "warmup": 1, "lr": 1e-2,
+        "model_overrides": json.dumps(tiny_builtin()),
+    }
+    train(TrainConfig(steps=1, **common))
+    before = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+    train(TrainConfig(steps=3, init=str(out / "checkpoint.pt"),
+                      train_only="class_embed,transformer.decoder", **common))
+    after = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed, "nothing was trained"
+    # bbox_embed is the decoder's own (tied for iterative box refinement), so it moves too.
+    trained = ("class_embed.", "transformer.decoder.", "bbox_embed.")
+    assert all(k.startswith(trained) for k in changed), changed
+    assert any(k.startswith("class_embed.") for k in changed)
+    # Running statistics of the (frozen) backbone's batch norms are untouched.
+    assert not any(k.startswith("backbone.") for k in changed)
+
+    with pytest.raises(ValueError, match="no parameters under"):
+        train(TrainConfig(steps=1, train_only="decoder", **common))
+
+
 def test_bad_resume_file_is_refused(tmp_path):
     bogus = tmp_path / "bogus.pt"
     torch.save({"weights": torch.zeros(1)}, bogus)
