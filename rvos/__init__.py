@@ -2,6 +2,14 @@
 
 __version__ = "0.1.0"
 
-from rvos.checkpoint import load_official, load_pretrained, save_pretrained
-
 __all__ = ["load_official", "load_pretrained", "save_pretrained", "__version__"]
+
+
+def __getattr__(name: str):
+    # Imported on first use: rvos.checkpoint pulls in torch and transformers (seconds), which
+    # `rvos --help`, `rvos models`, `rvos download` and `rvos synth` do not need.
+    if name in ("load_official", "load_pretrained", "save_pretrained"):
+        from rvos import checkpoint
+
+        return getattr(checkpoint, name)
+    raise AttributeError(f"module 'rvos' has no attribute {name!r}")

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from rvos.modeling import ReferFormer, ReferFormerConfig, build_referformer
+from rvos.registry import BACKBONE_NAMES
 
 # (official prefix, rvos prefix): the official detector wraps the backbone in a Joiner
 # (index 0 = backbone, index 1 = position embedding).
@@ -33,13 +34,6 @@ IGNORED_KEYS: dict[str, str] = {
 IGNORED_SUFFIXES: dict[str, str] = {
     "total_ops": "FLOP counters left by the thop profiler",
     "total_params": "parameter counters left by the thop profiler",
-}
-
-BACKBONE_NAMES = {
-    "resnet50": "ResNet-50", "resnet101": "ResNet-101",
-    "swin_t_p4w7": "Swin-T", "swin_s_p4w7": "Swin-S", "swin_b_p4w7": "Swin-B",
-    "swin_l_p4w7": "Swin-L", "video_swin_t_p4w7": "Video-Swin-T",
-    "video_swin_s_p4w7": "Video-Swin-S", "video_swin_b_p4w7": "Video-Swin-B",
 }
 
 

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rvos.checkpoint import BACKBONE_NAMES
-
 __all__ = [
+    "BACKBONE_NAMES",
     "BUILTIN_DIR",
     "MODELS",
     "ModelFileMissingError",
@@ -45,6 +44,16 @@ __all__ = [
 
 # The built-in model's weights are package data (safetensors + config.json + tokenizer files).
 BUILTIN_DIR = Path(__file__).resolve().parent / "weights" / "builtin"
+
+# The nine backbones of the official model zoo (rvos.checkpoint.detect_backbone's answers) and
+# their display names. Kept here, not in the torch-heavy rvos.checkpoint, so that listing and
+# downloading models (and `rvos --help`) start without importing torch.
+BACKBONE_NAMES = {
+    "resnet50": "ResNet-50", "resnet101": "ResNet-101",
+    "swin_t_p4w7": "Swin-T", "swin_s_p4w7": "Swin-S", "swin_b_p4w7": "Swin-B",
+    "swin_l_p4w7": "Swin-L", "video_swin_t_p4w7": "Video-Swin-T",
+    "video_swin_s_p4w7": "Video-Swin-S", "video_swin_b_p4w7": "Video-Swin-B",
+}
 
 # Backbones rvos can build: the built-in model's and all nine of the official model zoo
 # (ResNet-50/101, Swin-T/S/B/L, Video-Swin-T/S/B; rvos.modeling.swin for the transformers).

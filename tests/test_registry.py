@@ -224,3 +224,21 @@ def test_space_front_matter_matches_requirements():
         if line.startswith("gradio")
     )
     assert gradio_req.specifier.contains(front["sdk_version"])
+
+
+def test_listing_and_downloading_models_do_not_import_torch():
+    """`rvos --help`, `rvos models`, `rvos download` and `rvos synth` start in a fraction of a
+    second: nothing on their import path pulls in torch or transformers."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rvos, rvos.cli, rvos.registry, rvos.download, rvos.synth\n"
+        "rvos.cli.build_parser(only='models')\n"
+        "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "assert callable(rvos.load_pretrained)  # the public API still works, on first use\n"
+        "assert 'torch' in sys.modules\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
