@@ -174,16 +174,21 @@ def builtin_config(vocab_size: int, **overrides) -> ReferFormerConfig:
         "freeze_text_encoder": False,
         "text": text,
     }
+    return with_overrides(ReferFormerConfig(**fields), **overrides)
+
+
+def with_overrides(config: ReferFormerConfig, **overrides) -> ReferFormerConfig:
+    """A copy of ``config`` with some fields changed; ``text`` and ``backbone_kwargs`` are
+    updated key by key rather than replaced."""
+    fields = config.to_dict()
     for key, value in overrides.items():
-        if key == "text":
-            text.update(value)
-        elif key == "backbone_kwargs":
-            fields["backbone_kwargs"].update(value)
+        if key in ("text", "backbone_kwargs"):
+            fields[key] = {**(fields[key] or {}), **value}
         elif key in ReferFormerConfig.__dataclass_fields__:
             fields[key] = value
         else:
             raise ValueError(f"unknown ReferFormerConfig field {key!r}")
-    return ReferFormerConfig(**fields)
+    return ReferFormerConfig.from_dict(fields)
 
 
 def build_builtin_model(tokenizer, **overrides) -> ReferFormer:

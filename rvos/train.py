@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from rvos.box_ops import box_xyxy_to_cxcywh
-from rvos.builtin import builtin_config, load_tokenizer, train_tokenizer
+from rvos.builtin import builtin_config, load_tokenizer, train_tokenizer, with_overrides
 from rvos.evaluate import clip_to_video, evaluate_videos
 from rvos.inference import normalize
 from rvos.losses import LossWeights, ReferringCriterion
@@ -347,12 +347,18 @@ def train(cfg: TrainConfig) -> dict:
         model_config = ReferFormerConfig.from_dict(resume_state["model_config"])
         start_step = int(resume_state["step"])
     elif init_model is not None:
-        model_config = init_model.config
+        # Overrides that keep every parameter's shape (a norm's group count, say) apply to the
+        # initial weights too.
+        model_config = with_overrides(init_model.config, **overrides)
     else:
         model_config = builtin_config(len(tokenizer), **overrides)
     model = build_referformer(model_config, tokenizer)
     if init_model is not None:
-        model.load_state_dict(init_model.state_dict())
+        try:
+            model.load_state_dict(init_model.state_dict())
+        except RuntimeError as exc:
+            raise ValueError(f"--model-overrides {cfg.model_overrides} do not fit the --init "
+                             f"weights {cfg.init}: {exc}") from None
     model = model.to(device)
     frozen_norms = freeze_all_but(model, cfg.train_only) if cfg.train_only else []
     criterion = ReferringCriterion(weights=LossWeights(cls=cfg.cls_weight))

@@ -164,6 +164,32 @@ def test_train_only_changes_just_the_named_parameters(tmp_path, tokenizer_dir, t
         train(TrainConfig(steps=1, train_only="decoder", **common))
 
 
+def test_init_takes_overrides_that_keep_the_shapes(tmp_path, tokenizer_dir, tiny_builtin):
+    """``--init W --model-overrides`` changes e.g. a norm's group count for the fine-tune, and
+    refuses an override that would not fit the weights, with a clear message."""
+    out = tmp_path / "run"
+    (out / "tokenizer").mkdir(parents=True)
+    for f in tokenizer_dir.iterdir():
+        (out / "tokenizer" / f.name).write_bytes(f.read_bytes())
+    common = {"out": str(out), "batch_size": 1, "frames": 2, "size": 64, "device": "cpu",
+              "workers": 0, "val_every": 0, "warmup": 1}
+    train(TrainConfig(steps=1, model_overrides=json.dumps(tiny_builtin()), **common))
+    first = out / "first.pt"
+    (out / "checkpoint.pt").rename(first)
+    assert load_training_checkpoint(first).config.proj_norm_groups == 32
+
+    train(TrainConfig(steps=1, init=str(first), model_overrides='{"proj_norm_groups": 8}',
+                      **common))
+    model = load_training_checkpoint(out / "checkpoint.pt")
+    assert model.config.proj_norm_groups == 8
+    assert model.config.hidden_dim == 32  # the rest is the init model's
+    assert model.input_proj[0][1].num_groups == 8
+
+    with pytest.raises(ValueError, match="do not fit the --init weights"):
+        train(TrainConfig(steps=1, init=str(first), model_overrides='{"dim_feedforward": 48}',
+                          **common))
+
+
 def test_bad_resume_file_is_refused(tmp_path):
     bogus = tmp_path / "bogus.pt"
     torch.save({"weights": torch.zeros(1)}, bogus)
