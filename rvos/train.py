@@ -265,10 +265,10 @@ def load_training_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Re
     return model.to(device).eval()
 
 
-def freeze_all_but(model: nn.Module, prefixes: str) -> list[nn.Module]:
+def freeze_all_but(model: nn.Module, prefixes: str) -> None:
     """Train only the parameters whose names start with one of the comma-separated
-    ``prefixes`` (e.g. ``transformer.decoder,class_embed``); returns the batch norms whose
-    parameters are frozen, which must also keep their running statistics."""
+    ``prefixes`` (e.g. ``transformer.decoder,class_embed``); `set_train_mode` then keeps the
+    frozen batch norms' running statistics too."""
     wanted = tuple(p.strip() for p in prefixes.split(",") if p.strip())
     # Every name of a tied parameter counts (the decoder's box heads are also the model's).
     named = list(model.named_parameters(remove_duplicate=False))
@@ -283,19 +283,16 @@ def freeze_all_but(model: nn.Module, prefixes: str) -> list[nn.Module]:
     trained = {id(p) for n, p in named if any(under(n, w) for w in wanted)}
     for _, p in named:
         p.requires_grad_(id(p) in trained)
-    return _frozen_norms(model)
 
 
-def _frozen_norms(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-            and not any(p.requires_grad for p in m.parameters())]
-
-
-def set_train_mode(model: nn.Module, frozen_norms: list[nn.Module]) -> None:
-    """``model.train()``, except the frozen batch norms, which stay in eval mode."""
+def set_train_mode(model: nn.Module) -> None:
+    """``model.train()``, except batch norms whose parameters are frozen (`freeze_all_but`):
+    they stay in eval mode, so their running statistics do not move either."""
     model.train()
-    for m in frozen_norms:
-        m.eval()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(
+                p.requires_grad for p in m.parameters()):
+            m.eval()
 
 
 class _Log:
@@ -360,7 +357,8 @@ def train(cfg: TrainConfig) -> dict:
             raise ValueError(f"--model-overrides {cfg.model_overrides} do not fit the --init "
                              f"weights {cfg.init}: {exc}") from None
     model = model.to(device)
-    frozen_norms = freeze_all_but(model, cfg.train_only) if cfg.train_only else []
+    if cfg.train_only:
+        freeze_all_but(model, cfg.train_only)
     criterion = ReferringCriterion(weights=LossWeights(cls=cfg.cls_weight))
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -420,7 +418,7 @@ def train(cfg: TrainConfig) -> dict:
     running: dict[str, float] = {}
     n_running = 0
     step = start_step
-    set_train_mode(model, frozen_norms)
+    set_train_mode(model)
     for batch in loader:
         if step >= total_steps:
             break
@@ -508,7 +506,7 @@ def validate(model: ReferFormer, videos: list, size: int) -> dict:
         return evaluate_videos(model, videos, short_side=size).summary()
     finally:
         if was_training:
-            set_train_mode(model, _frozen_norms(model))
+            set_train_mode(model)
 
 
 def _flat(summary: dict) -> dict:

@@ -92,13 +92,19 @@ def test_a_tiny_model_lowers_its_loss_on_a_batch(tokenizer_dir, tiny_builtin):
     assert min(losses[-3:]) < 0.8 * losses[0], losses
 
 
-def test_train_resumes_and_exports_a_loadable_model(tmp_path, tokenizer_dir, tiny_builtin):
-    from rvos.checkpoint import load_pretrained
-
+def _run_dir(tmp_path, tokenizer_dir):
+    """A run folder holding the built-in tokenizer (so runs skip training one)."""
     out = tmp_path / "run"
     (out / "tokenizer").mkdir(parents=True)
     for f in tokenizer_dir.iterdir():
         (out / "tokenizer" / f.name).write_bytes(f.read_bytes())
+    return out
+
+
+def test_train_resumes_and_exports_a_loadable_model(tmp_path, tokenizer_dir, tiny_builtin):
+    from rvos.checkpoint import load_pretrained
+
+    out = _run_dir(tmp_path, tokenizer_dir)
     common = {
         "out": str(out),
         "batch_size": 1,
@@ -137,10 +143,7 @@ def test_train_resumes_and_exports_a_loadable_model(tmp_path, tokenizer_dir, tin
 def test_train_only_changes_just_the_named_parameters(tmp_path, tokenizer_dir, tiny_builtin):
     """A query-side fine-tune: the decoder's class head moves, the backbone (weights and batch
     norm statistics) does not."""
-    out = tmp_path / "run"
-    (out / "tokenizer").mkdir(parents=True)
-    for f in tokenizer_dir.iterdir():
-        (out / "tokenizer" / f.name).write_bytes(f.read_bytes())
+    out = _run_dir(tmp_path, tokenizer_dir)
     common = {
         "out": str(out), "batch_size": 2, "frames": 2, "size": 64, "device": "cpu",
         "workers": 0, "val_every": 0, "ckpt_every": 2, "warmup": 1, "lr": 1e-2,
@@ -167,10 +170,7 @@ def test_train_only_changes_just_the_named_parameters(tmp_path, tokenizer_dir, t
 def test_init_takes_overrides_that_keep_the_shapes(tmp_path, tokenizer_dir, tiny_builtin):
     """``--init W --model-overrides`` changes e.g. a norm's group count for the fine-tune, and
     refuses an override that would not fit the weights, with a clear message."""
-    out = tmp_path / "run"
-    (out / "tokenizer").mkdir(parents=True)
-    for f in tokenizer_dir.iterdir():
-        (out / "tokenizer" / f.name).write_bytes(f.read_bytes())
+    out = _run_dir(tmp_path, tokenizer_dir)
     common = {"out": str(out), "batch_size": 1, "frames": 2, "size": 64, "device": "cpu",
               "workers": 0, "val_every": 0, "warmup": 1}
     train(TrainConfig(steps=1, model_overrides=json.dumps(tiny_builtin()), **common))
