@@ -155,6 +155,59 @@ def test_video_window_clips_to_a_short_clip():
     assert image_stage.windows_for((1, 2, 3)) == ((1, 7, 7), (0, 3, 3))  # image Swin pads
 
 
+def _reference_block(block, x: torch.Tensor, window, shift) -> torch.Tensor:
+    """One Swin block written out token by token from the papers' definitions, for a clip of
+    any length: no rolling, no partitioning. Padded grid of size L per axis (a multiple of the
+    window k); token p sits in window ``((p - s) mod L) // k`` at offset ``((p - s) mod L) % k``
+    of the cyclically shifted grid, and two tokens of one window attend to each other only if
+    both or neither wrapped around (p < s). Padded tokens are zeros after the norm and stay
+    visible as keys."""
+    size = x.shape[1:4]
+    padded = [n + (-n) % k for n, k in zip(size, window, strict=True)]
+    y = torch.zeros(1, *padded, x.shape[-1])
+    y[:, : size[0], : size[1], : size[2]] = block.norm1(x)
+    pos = torch.stack(torch.meshgrid(*(torch.arange(n) for n in padded), indexing="ij"), -1)
+    pos = pos.reshape(-1, 3)
+    lengths, k, s = (torch.tensor(v) for v in (padded, window, shift))
+    rolled = (pos - s) % lengths
+    win, off, wrapped = rolled // k, rolled % k, pos < s
+    allowed = ((win[:, None] == win[None]) & (wrapped[:, None] == wrapped[None])).all(-1)
+    attn = block.attn
+    # The bias table covers every offset of the full window, also when the window is clipped.
+    full = torch.tensor(attn.window)
+    d = off[:, None] - off[None] + (full - 1)  # query offset - key offset, per axis
+    index = (d[..., 0] * (2 * full[1] - 1) + d[..., 1]) * (2 * full[2] - 1) + d[..., 2]
+    heads = attn.num_heads
+    bias = attn.relative_position_bias_table[index].permute(2, 0, 1)  # [heads, N, N]
+    tokens = y.reshape(-1, y.shape[-1])
+    q, kk, v = attn.qkv(tokens).view(len(tokens), 3, heads, -1).permute(1, 2, 0, 3)
+    logits = q @ kk.transpose(-1, -2) / q.shape[-1] ** 0.5 + bias
+    out = logits.masked_fill(~allowed, float("-inf")).softmax(-1) @ v  # [heads, N, c/h]
+    out = attn.proj(out.permute(1, 0, 2).reshape(len(tokens), -1)).view(1, *padded, -1)
+    x = x + out[:, : size[0], : size[1], : size[2]]
+    return x + block.mlp(block.norm2(x))
+
+
+@pytest.mark.parametrize("size", [(10, 5, 9), (17, 4, 9), (9, 8, 3)])
+def test_video_blocks_on_clips_longer_than_the_window_match_the_definition(size):
+    """No fixture has a clip longer than Video-Swin's 8 frames, yet the app feeds it 36-frame
+    windows: then time is padded, split into windows of 8 and shifted by 4 in every other block,
+    like the spatial axes. Each block (plain and shifted) must equal the token-by-token
+    definition above, on grids that are padded, clipped (5 <= 7 rows) and shifted at once."""
+    stage = small_backbone("video_swin_t_p4w7", seed=7).body.layers[0]
+    window, shift = stage.windows_for(size)
+    assert window[0] == 8 and shift[0] == 4  # time is windowed and shifted, not clipped
+    padded = tuple(n + (-n) % k for n, k in zip(size, window, strict=True))
+    regions = swin_module.shift_regions(padded, window, shift, torch.device("cpu"))
+    x = torch.randn(1, *size, stage.blocks[0].norm1.normalized_shape[0],
+                    generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        for block, block_shift in zip(stage.blocks, [(0, 0, 0), shift], strict=True):
+            got = block(x, window, block_shift, regions)
+            want = _reference_block(block, x, window, block_shift)
+            torch.testing.assert_close(got, want, atol=2e-5, rtol=0)
+
+
 @pytest.mark.parametrize("name", list(FIXTURES))
 def test_attention_in_chunks_equals_attention_at_once(monkeypatch, name):
     """The window chunking that bounds memory on long clips changes nothing."""

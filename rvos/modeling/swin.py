@@ -179,7 +179,8 @@ class WindowAttention(nn.Module):
             # Offsets are translation invariant, so a sub-window's pairs are the pairs of its
             # tokens inside the full window's layout. For a clip shorter than the temporal window
             # (checked by the parity fixture, T = 5) these are the first N tokens. Spatial clips
-            # happen only for maps of at most 7 tokens (inputs under ~225 px) and are unchecked.
+            # happen only for maps of at most 7 tokens (inputs under ~225 px); no fixture has
+            # one, tests/test_swin.py checks them against a token-by-token definition.
             full = torch.arange(index.shape[0], device=index.device).view(self.window)
             keep = full[: window[0], : window[1], : window[2]].reshape(-1)
             index = index[keep][:, keep]
