@@ -8,6 +8,7 @@ README shows it); otherwise a run leaves the tracked file alone.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -118,6 +119,14 @@ def test_segment_then_explore_frames_and_words(app, tmp_path):
             page.wait_for_timeout(1000)
             shot = tmp_path / "screenshot.png"
             page.screenshot(path=str(shot), full_page=True)
+        except Exception as exc:
+            # A failure in CI leaves what the page and the app looked like at that moment.
+            failed = tmp_path / "failure.png"
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(failed), full_page=True)
+            raise AssertionError(f"{type(exc).__name__}: {exc}\npage at the failure: {failed}"
+                                 f"\nend of the app's log ({app.log}):\n"
+                                 f"{app.log.read_text()[-4000:]}") from exc
         finally:
             browser.close()
     assert shot.stat().st_size > 50_000
