@@ -7,6 +7,12 @@
 # the run prints the steps it took, and `--steps N` without `--max-minutes` repeats it exactly.
 # Writes OUT_DIR/run/log.jsonl (loss curve, val J&F), OUT_DIR/builtin (the exported model)
 # and OUT_DIR/train.out (console output, with the test-split table at the end).
+#
+# The next fine-tune the README's "Where the errors are" asks for (8 groups in the input
+# projections, from the shipped weights, fresh clips):
+#
+#   benchmarks/train_gpu.sh /tmp/ft 8 --init rvos/weights/builtin --cls-weight 10 \
+#     --model-overrides '{"proj_norm_groups": 8}' --batch-size 32 --lr 1e-4 --warmup 20 --seed 5
 set -euo pipefail
 OUT=${1:?usage: benchmarks/train_gpu.sh OUT_DIR [MINUTES]}
 MINUTES=${2:-7.8}
