@@ -86,7 +86,7 @@ def test_davis_and_jhmdb_scores_belong_to_the_reused_files():
 
 def test_labels_for_menus():
     assert get_model_info("ytvos-r50").label == "ytvos-r50 - resnet50, Ref-YouTube-VOS J&F 55.6"
-    assert get_model_info("builtin").label == "builtin - small3d, synthetic test split J&F 83.4"
+    assert get_model_info("builtin").label == "builtin - small3d, synthetic test split J&F 85.0"
     assert get_model_info("a2d-video-swin-b").label == (
         "a2d-video-swin-b - video_swin_b_p4w7, A2D-Sentences mAP 55.0")
 
