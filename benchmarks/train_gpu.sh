@@ -8,11 +8,11 @@
 # Writes OUT_DIR/run/log.jsonl (loss curve, val J&F), OUT_DIR/builtin (the exported model)
 # and OUT_DIR/train.out (console output, with the test-split table at the end).
 #
-# The next fine-tune the README's "Where the errors are" asks for (8 groups in the input
-# projections, from the shipped weights, fresh clips):
+# A further eight-frame fine-tune of the shipped weights (which already have 8 groups in the
+# input projections), on fresh clips, as the README's "Where the errors are" suggests:
 #
 #   benchmarks/train_gpu.sh /tmp/ft 8 --init rvos/weights/builtin --cls-weight 10 \
-#     --model-overrides '{"proj_norm_groups": 8}' --batch-size 32 --lr 1e-4 --warmup 20 --seed 5
+#     --batch-size 32 --lr 7e-5 --warmup 20 --seed 7
 set -euo pipefail
 OUT=${1:?usage: benchmarks/train_gpu.sh OUT_DIR [MINUTES]}
 MINUTES=${2:-7.8}
