@@ -74,6 +74,19 @@ def test_output_shapes(make_tiny_model, backbone, shape, num_captions):
         assert out[key].min() >= 0 and out[key].max() <= 1, key
 
 
+def test_every_decoder_layer_reports_its_boxes_and_scores_the_last_being_the_answer(model):
+    with torch.no_grad():
+        out = model(clip(4, 3, 61, 77), [SHORT])
+    layers = model.config.dec_layers
+    q = model.config.num_queries
+    assert out["layer_boxes"].shape == (layers, 1, 4, q, 4)
+    assert out["layer_logits"].shape == (layers, 1, 4, q, 1)
+    torch.testing.assert_close(out["layer_boxes"][-1], out["pred_boxes"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out["layer_logits"][-1], out["pred_logits"], atol=1e-6, rtol=0)
+    # Refinement moves the boxes: the first layer's are not the last layer's.
+    assert (out["layer_boxes"][0] - out["layer_boxes"][-1]).abs().max() > 1e-3
+
+
 def test_backbone_feature_sizes_are_ceil_divisions(make_tiny_model):
     model = make_tiny_model("resnet50")
     with torch.no_grad():

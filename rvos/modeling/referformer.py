@@ -214,8 +214,10 @@ class ReferFormer(nn.Module):
             captions: B strings, caption i for video i.
         Returns a dict with pred_logits [B,T,Q,1], pred_boxes [B,T,Q,4] (cx, cy, w, h in
         [0, 1]), pred_masks [B,T,Q,ceil(H/4),ceil(W/4)] (logits), reference_points [B,T,Q,2];
-        in training mode aux_outputs (earlier decoder layers); with ``return_attention`` an
-        ``attention`` dict (see ``decode``).
+        layer_boxes [layers,B,T,Q,4] and layer_logits [layers,B,T,Q,1]: every decoder layer's
+        boxes and class logits (the last equal to pred_boxes / pred_logits); in training mode
+        aux_outputs (earlier decoder layers); with ``return_attention`` an ``attention`` dict
+        (see ``decode``).
         """
         features = self.encode_video(frames)
         if isinstance(captions, str):
@@ -314,6 +316,12 @@ class ReferFormer(nn.Module):
         output = dict(results[-1])
         last_input_ref = inter_refs[-2] if num_layers > 1 else out.init_reference
         output["reference_points"] = last_input_ref[..., :2].reshape(b, t, q, 2)
+        # Iterative refinement, layer by layer: each decoder layer's refined boxes are the
+        # decoder's own references (the same ops as ``pred_boxes``), and its class logits cost
+        # one tiny linear layer each, so they are always returned.
+        output["layer_boxes"] = inter_refs.view(num_layers, b, t, q, 4)
+        output["layer_logits"] = torch.stack(
+            [self.class_embed[i](hs[i]) for i in range(num_layers)]).view(num_layers, b, t, q, -1)
         if self.training:
             output["aux_outputs"] = results[:-1]
         if return_attention:
