@@ -181,7 +181,7 @@ def load_model_for_eval(model_name: str, checkpoint: str | None, device: str):
         if not path.exists():
             raise FileNotFoundError(f"checkpoint {path} does not exist")
         if path.is_file() and path.suffix in (".pt", ".ckpt"):
-            from rvos.train import load_training_checkpoint
+            from rvos.train_checkpoint import load_training_checkpoint
 
             return load_training_checkpoint(path, device=device)
         if path.is_dir():

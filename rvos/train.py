@@ -41,6 +41,11 @@ from rvos.evaluate import clip_to_video, evaluate_videos
 from rvos.inference import normalize
 from rvos.losses import LossWeights, ReferringCriterion
 from rvos.modeling import ReferFormer, ReferFormerConfig, VisualFeatures, build_referformer
+from rvos.train_checkpoint import (
+    load_training_checkpoint,
+    read_training_state,
+    save_training_checkpoint,
+)
 
 __all__ = [
     "TrainClips",
@@ -54,9 +59,6 @@ __all__ = [
     "run_cli",
     "train",
 ]
-
-CHECKPOINT_FORMAT = "rvos-train-1"
-
 
 @dataclass
 class TrainConfig:
@@ -251,20 +253,6 @@ def _default_workers(device: torch.device) -> int:
     return 1 if cpus > 1 else 0
 
 
-def load_training_checkpoint(path: str | os.PathLike, device: str = "cpu") -> ReferFormer:
-    """A model (eval mode) from a ``checkpoint.pt`` written by `train`; its tokenizer is the
-    ``tokenizer/`` folder beside it."""
-    path = Path(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a checkpoint written by `rvos train`")
-    tokenizer = load_tokenizer(path.parent / "tokenizer")
-    model = build_referformer(ReferFormerConfig.from_dict(state["model_config"]), tokenizer)
-    model.load_state_dict(state["model"])
-    model.metadata = {"input_short_side": int(state["train_config"]["size"])}
-    return model.to(device).eval()
-
-
 def freeze_all_but(model: nn.Module, prefixes: str) -> None:
     """Train only the parameters whose names start with one of the comma-separated
     ``prefixes`` (e.g. ``transformer.decoder,class_embed``); `set_train_mode` then keeps the
@@ -338,9 +326,7 @@ def train(cfg: TrainConfig) -> dict:
     start_step, total_steps = 0, cfg.steps
     resume_state = None
     if cfg.resume:
-        resume_state = torch.load(cfg.resume, map_location="cpu", weights_only=True)
-        if resume_state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{cfg.resume} is not a checkpoint written by `rvos train`")
+        resume_state = read_training_state(cfg.resume)
         model_config = ReferFormerConfig.from_dict(resume_state["model_config"])
         start_step = int(resume_state["step"])
     elif init_model is not None:
@@ -479,14 +465,14 @@ def train(cfg: TrainConfig) -> dict:
             log.write({"event": "val", "step": step, **_flat(last_val)})
             print(f"step {step}: val J&F {last_val['overall']['J&F']:.1f}", file=sys.stderr)
         if step % cfg.ckpt_every == 0 or step == total_steps:
-            _save_checkpoint(
+            save_training_checkpoint(
                 out / "checkpoint.pt",
-                model,
-                optimizer,
-                cfg,
-                step,
-                total_steps,
-                elapsed_before + time.time() - t0,
+                model=model,
+                optimizer=optimizer,
+                train_config=vars(cfg),
+                step=step,
+                total_steps=total_steps,
+                elapsed=elapsed_before + time.time() - t0,
             )
             if cfg.export:
                 # Kept current, so that an interrupted run still leaves a usable model.
@@ -515,27 +501,6 @@ def _flat(summary: dict) -> dict:
         for k in ("J", "F", "J&F"):
             out[f"{name}/{k}"] = round(v[k], 2)
     return out
-
-
-def _save_checkpoint(
-    path: Path, model, optimizer, cfg: TrainConfig, step: int, total: int, elapsed: float
-) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "step": step,
-            "total_steps": total,
-            "elapsed": elapsed,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "model_config": model.config.to_dict(),
-            "train_config": dict(vars(cfg)),
-            "torch_rng": torch.get_rng_state(),
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
 
 
 def export(model: ReferFormer, folder: str, cfg: TrainConfig, step: int, val: dict) -> Path:

@@ -121,3 +121,18 @@ def test_cli_reports_a_missing_split_clearly(tmp_path, capsys):
     assert run_cli(parser.parse_args([str(tmp_path / "nowhere")])) == 2
     err = capsys.readouterr().err
     assert "rvos eval: error:" in err and "expressions.json" in err
+
+
+def test_evaluate_never_imports_train_so_the_two_form_no_cycle():
+    # Training imports evaluation for its validation scores; evaluation loads training
+    # checkpoints through rvos.train_checkpoint, not through rvos.train (not even lazily).
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(evaluate))
+    imported = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+    } | {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+         for alias in node.names}
+    assert "rvos.train" not in imported
+    assert "rvos.train_checkpoint" in imported
