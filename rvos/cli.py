@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("rvos.synth", "write a synthetic referring-video split (DAVIS-style folder)"),
     "train": ("rvos.train", "train the built-in ReferFormer on synthetic referring videos"),
     "eval": ("rvos.evaluate", "evaluate a model on a DAVIS-style folder (J, F, J&F)"),
+    "dataset": ("rvos.dataset", "Ref-YouTube-VOS / Ref-DAVIS17: predict a split (torchrun "
+                "shards it) and score it"),
 }
 
 

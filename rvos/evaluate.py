@@ -170,10 +170,13 @@ def evaluate_videos(
     return result
 
 
-def load_model_for_eval(model_name: str, checkpoint: str | None, device: str):
+def load_model_for_eval(model_name: str | None, checkpoint: str | None, device: str,
+                        text_encoder: str | None = None):
     """A model from the registry (``--model``) or a path (``--checkpoint``): an rvos model
-    folder (save_pretrained), a training checkpoint written by ``rvos train``, or — with a
-    registry name of a released model — its ``.pth`` file."""
+    folder (save_pretrained), a training checkpoint written by ``rvos train``, or a released
+    ``.pth`` file — with a registry name, the registry's model; without one (``model_name``
+    None), built from what the file holds. ``text_encoder``: released models' RoBERTa (a hub
+    name or a local folder; default roberta-base)."""
     from rvos import registry
 
     if checkpoint is not None:
@@ -188,7 +191,13 @@ def load_model_for_eval(model_name: str, checkpoint: str | None, device: str):
             from rvos.checkpoint import load_pretrained
 
             return load_pretrained(path, device=device)
-    return registry.load_model(model_name, checkpoint=checkpoint, device=device)
+        if model_name is None:
+            from rvos.checkpoint import load_official
+
+            kwargs = {} if text_encoder is None else {"text_encoder": text_encoder}
+            return load_official(path, device=device, **kwargs).eval()
+    return registry.load_model(model_name or "builtin", checkpoint=checkpoint, device=device,
+                               text_encoder=text_encoder)
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:

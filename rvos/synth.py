@@ -52,7 +52,9 @@ __all__ = [
     "SynthDataset",
     "SynthObject",
     "add_cli_arguments",
+    "annotated_expressions",
     "clip_seed",
+    "describe_object",
     "generate_clip",
     "generate_split",
     "make_clip",
@@ -903,6 +905,51 @@ def _choose_expressions(
     return chosen
 
 
+def describe_object(
+    clip: Clip, k: int, count: int, rng: np.random.Generator
+) -> list[Expression]:
+    """``count`` independent descriptions of object ``k`` of ``clip``, as ``count`` annotators
+    would write them (Ref-DAVIS17 has 4 per object): each draws an unambiguous predicate (a
+    category at random, then a predicate weighted as in `generate_clip`) and its own words,
+    so two annotators may say the same thing differently, or the same words.
+
+    Returns [] when the object cannot be described unambiguously or is less than
+    ``MIN_VISIBLE_FRACTION`` visible in some frame.
+    """
+    h, w = clip.frames.shape[1:3]
+    if clip.objects[k].visible_fraction.min() < MIN_VISIBLE_FRACTION:
+        return []
+    facts = [_Facts.of(o, h, w) for o in clip.objects]
+    cands = {cat: preds for cat, preds in _candidates(facts, k).items() if preds}
+    if not cands:
+        return []
+    out = []
+    for _ in range(count):
+        cat = list(cands)[int(rng.integers(len(cands)))]
+        weights = np.array([_weight(facts, k, p) for p in cands[cat]])
+        pred = cands[cat][int(rng.choice(len(weights), p=weights / weights.sum()))]
+        rivals = sum(_noun_holds(f, pred) for f in facts) - 1
+        out.append(Expression(text=_render_text(rng, pred, pair=rivals == 1), category=cat,
+                              object_index=k, predicate=pred))
+    return out
+
+
+def annotated_expressions(
+    clip: Clip, per_object: int | None, seed: Sequence[int]
+) -> list[Expression]:
+    """The expressions a split stores for ``clip``: ``clip.expressions`` (2-4, each about one
+    object) when ``per_object`` is None; else ``per_object`` descriptions (`describe_object`)
+    of every describable object, object after object in index order. ``seed``: entropy for
+    the descriptions (e.g. `clip_seed`), so a split is the same whatever layout it is written in.
+    """
+    if per_object is None:
+        return list(clip.expressions)
+    if per_object < 1:
+        raise ValueError(f"per_object must be >= 1, got {per_object}")
+    rng = np.random.default_rng([*seed, 4])
+    return [e for k in range(len(clip.objects)) for e in describe_object(clip, k, per_object, rng)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Clips
 
@@ -1093,7 +1140,8 @@ class SplitVideo:
 
 
 def write_split(
-    out_dir: str | os.PathLike, split: str, count: int, seed: int | None = 0, **clip_kwargs
+    out_dir: str | os.PathLike, split: str, count: int, seed: int | None = 0, *,
+    per_object: int | None = None, **clip_kwargs
 ) -> Path:
     """Write ``count`` clips of ``split`` as a folder:
 
@@ -1104,11 +1152,14 @@ def write_split(
                                                    "obj_id"}}, "objects": [...]}}}
 
     Frames are named ``00000``, ``00001``, ...; videos ``<split>_<index:05d>``; expression ids
-    "0", "1", ...; ``obj_id`` is the 0-based object index in the clip. Returns the folder.
+    "0", "1", ...; ``obj_id`` is the 0-based object index in the clip. ``per_object``: store
+    that many descriptions of every describable object instead of the clip's own expressions
+    (`annotated_expressions`; as `rvos.synth_layouts` does for the Ref-DAVIS17 layout, with the
+    same words). Returns the folder.
     """
     out = Path(out_dir)
     meta: dict = {"split": split, "seed": clip_seed(split, 0, seed)[1], "videos": {}}
-    for clip in generate_split(split, count, seed, **clip_kwargs):
+    for index, clip in enumerate(generate_split(split, count, seed, **clip_kwargs)):
         frame_names = [f"{i:05d}" for i in range(clip.num_frames)]
         img_dir = out / "JPEGImages" / clip.name
         img_dir.mkdir(parents=True, exist_ok=True)
@@ -1119,7 +1170,8 @@ def write_split(
                 raise OSError(f"could not encode {img_dir / fname}.jpg")
             (img_dir / f"{fname}.jpg").write_bytes(buf.tobytes())
         exprs = {}
-        for e_id, expr in enumerate(clip.expressions):
+        expressions = annotated_expressions(clip, per_object, clip_seed(split, index, seed))
+        for e_id, expr in enumerate(expressions):
             ann_dir = out / "Annotations" / clip.name / str(e_id)
             ann_dir.mkdir(parents=True, exist_ok=True)
             for fname, m in zip(frame_names, clip.masks[expr.object_index], strict=True):
@@ -1192,23 +1244,48 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frame height and width (default 128 128)")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a folder that already holds a split")
+    parser.add_argument("--layout", choices=("rvos", "ytvos", "davis"), default="rvos",
+                        help="rvos: the folder `rvos eval` reads (default); ytvos / davis: the "
+                             "official Ref-YouTube-VOS / Ref-DAVIS17 layout that `rvos dataset` "
+                             "reads, val written as valid (see rvos.synth_layouts)")
+    parser.add_argument("--per-object", type=int, default=None, metavar="K",
+                        help="K expressions for every describable object (davis default 4, one "
+                             "per annotator) instead of the clip's own 2-4")
+    parser.add_argument("--objects", type=int, default=None, metavar="N",
+                        help=f"objects per clip, 1..{MAX_OBJECTS} (default: random)")
 
 
 def run_cli(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    clip_kwargs = {"num_frames": args.frames, "size": tuple(args.size),
+                   "num_objects": args.objects}
     try:
         if args.count < 1:
             raise ValueError(f"--count must be >= 1, got {args.count}")
-        if (out / "expressions.json").exists() and not args.overwrite:
+        if args.per_object is not None and args.per_object < 1:
+            raise ValueError(f"--per-object must be >= 1, got {args.per_object}")
+        if args.layout == "rvos":
+            meta = out / "expressions.json"
+        else:
+            from rvos.synth_layouts import SPLIT_FOLDERS, meta_path
+
+            meta = meta_path(out, SPLIT_FOLDERS[args.split])
+        if meta.exists() and not args.overwrite:
             raise ValueError(f"{out} already holds a split; pick another --out or --overwrite")
         # Validate the clip settings before writing anything.
-        generate_clip(0, num_frames=args.frames, size=tuple(args.size))
-        write_split(out, args.split, args.count, args.seed, num_frames=args.frames,
-                    size=tuple(args.size))
+        generate_clip(0, **clip_kwargs)
+        if args.layout == "rvos":
+            write_split(out, args.split, args.count, args.seed, per_object=args.per_object,
+                        **clip_kwargs)
+        else:
+            from rvos.synth_layouts import write_official_split
+
+            write_official_split(out, args.layout, args.split, args.count, args.seed,
+                                 per_object=args.per_object, **clip_kwargs)
     except (ValueError, OSError) as exc:
         print(f"rvos synth: error: {exc}", file=sys.stderr)
         return 2
-    n_expr = sum(len(v["expressions"])
-                 for v in json.loads((out / "expressions.json").read_text())["videos"].values())
-    print(f"wrote {args.count} {args.split} clips ({n_expr} expressions) to {out}")
+    n_expr = sum(len(v["expressions"]) for v in json.loads(meta.read_text())["videos"].values())
+    print(f"wrote {args.count} {args.split} clips ({n_expr} expressions) to {out}"
+          + ("" if args.layout == "rvos" else f" in the {args.layout} layout ({meta})"))
     return 0

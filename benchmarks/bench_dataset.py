@@ -1,0 +1,107 @@
+"""Seconds per video of ``rvos dataset predict`` on splits shaped like the benchmarks' valid sets.
+
+Writes a synthetic split in the official layout (`rvos.synth_layouts`) at the shape of a typical
+video of the dataset, runs ``rvos dataset predict`` on it in this process, and prints seconds per
+video (median over videos, after one warm-up video that is not counted), split into the model
+(frame reading, resizing and network) and writing the PNGs, from ``predict-<split>.json``.
+
+Typical videos (defaults): Ref-YouTube-VOS valid has 202 videos and 834 expressions (4.1 per
+video), frames 1280x720, every fifth frame kept (at most 36); Ref-DAVIS17 valid has 30 videos of
+about 67 frames at 854x480 and about two objects each, four expressions per object.
+
+    python benchmarks/bench_dataset.py --format ytvos                     # built-in model
+    python benchmarks/bench_dataset.py --format davis
+    python benchmarks/bench_dataset.py --format ytvos --frames 12 \\
+        --checkpoint ../shared/parity/referformer_r50/checkpoint.pth \\
+        --text-encoder ../shared/parity/referformer_r50/text_encoder     # R50 architecture
+
+The parity checkpoint has the released ResNet-50 architecture with seeded random weights and a
+one-layer text encoder: its masks mean nothing, its time is the released model's (the text
+encoder is a negligible part).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SHAPES = {
+    "ytvos": {"frames": 36, "size": (720, 1280), "objects": 2, "per_object": 2},
+    "davis": {"frames": 67, "size": (480, 854), "objects": 2, "per_object": 4},
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--format", choices=("ytvos", "davis"), required=True)
+    parser.add_argument("--videos", type=int, default=3, help="videos timed (plus one warm-up)")
+    parser.add_argument("--frames", type=int, default=None)
+    parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"))
+    parser.add_argument("--objects", type=int, default=None)
+    parser.add_argument("--per-object", type=int, default=None)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--text-encoder", default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--keep", default=None, help="write the split and predictions here")
+    args = parser.parse_args()
+
+    import torch
+
+    from rvos.cli import main as rvos_main
+    from rvos.synth_layouts import write_official_split
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    shape = dict(SHAPES[args.format])
+    for key in ("frames", "objects", "per_object"):
+        if getattr(args, key) is not None:
+            shape[key] = getattr(args, key)
+    if args.size is not None:
+        shape["size"] = tuple(args.size)
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_dataset_"))
+    data, out = work / "data", work / "pred"
+    started = time.perf_counter()
+    write_official_split(data, args.format, "val", args.videos + 1, 0,
+                         per_object=shape["per_object"], num_frames=shape["frames"],
+                         size=shape["size"], num_objects=shape["objects"])
+    print(f"wrote {args.videos + 1} videos of {shape['frames']} frames at "
+          f"{shape['size'][1]}x{shape['size'][0]} in {time.perf_counter() - started:.0f} s",
+          file=sys.stderr)
+    argv = ["dataset", "predict", "--format", args.format, str(data), "--split", "valid",
+            "--out", str(out), "--device", args.device, "--overwrite"]
+    for opt in ("model", "checkpoint", "text_encoder"):
+        if getattr(args, opt) is not None:
+            argv += [f"--{opt.replace('_', '-')}", getattr(args, opt)]
+    code = rvos_main(argv)
+    if code:
+        return code
+    record = json.loads((out / "predict-valid.json").read_text())
+    videos = sorted(record["videos"].items())[1:]  # the first one warms up
+    total = [v["model_s"] + v["write_s"] for _, v in videos]
+    model = [v["model_s"] for _, v in videos]
+    write = [v["write_s"] for _, v in videos]
+    exprs = [v["expressions"] for _, v in videos]
+    load = os.getloadavg()[0]
+    print(f"model {record['model']}, settings {record['settings']}, device {args.device}, "
+          f"{torch.get_num_threads()} thread(s), load average {load:.1f}")
+    print(f"{len(videos)} videos x {shape['frames']} frames at {shape['size'][1]}x"
+          f"{shape['size'][0]}, {statistics.mean(exprs):.1f} expressions per video")
+    print(f"seconds per video (median): {statistics.median(total):.2f} "
+          f"(model {statistics.median(model):.2f}, PNG writing {statistics.median(write):.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
