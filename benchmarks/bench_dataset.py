@@ -2,7 +2,7 @@
 
 Writes a synthetic split in the official layout (`rvos.synth_layouts`) at the shape of a typical
 video of the dataset, runs ``rvos dataset predict`` on it in this process, and prints seconds per
-video (median over videos, after one warm-up video that is not counted), split into the model
+video (median over videos, after ``--warmup`` videos that are not counted), split into the model
 (frame reading, resizing and network) and writing the PNGs, from ``predict-<split>.json``.
 
 Typical videos (defaults): Ref-YouTube-VOS valid has 202 videos and 834 expressions (4.1 per
@@ -44,7 +44,8 @@ SHAPES = {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--format", choices=("ytvos", "davis"), required=True)
-    parser.add_argument("--videos", type=int, default=3, help="videos timed (plus one warm-up)")
+    parser.add_argument("--videos", type=int, default=3, help="videos timed")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed videos first (default 1)")
     parser.add_argument("--frames", type=int, default=None)
     parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"))
     parser.add_argument("--objects", type=int, default=None)
@@ -73,10 +74,10 @@ def main() -> int:
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_dataset_"))
     data, out = work / "data", work / "pred"
     started = time.perf_counter()
-    write_official_split(data, args.format, "val", args.videos + 1, 0,
+    write_official_split(data, args.format, "val", args.videos + args.warmup, 0,
                          per_object=shape["per_object"], num_frames=shape["frames"],
                          size=shape["size"], num_objects=shape["objects"])
-    print(f"wrote {args.videos + 1} videos of {shape['frames']} frames at "
+    print(f"wrote {args.videos + args.warmup} videos of {shape['frames']} frames at "
           f"{shape['size'][1]}x{shape['size'][0]} in {time.perf_counter() - started:.0f} s",
           file=sys.stderr)
     argv = ["dataset", "predict", "--format", args.format, str(data), "--split", "valid",
@@ -88,7 +89,7 @@ def main() -> int:
     if code:
         return code
     record = json.loads((out / "predict-valid.json").read_text())
-    videos = sorted(record["videos"].items())[1:]  # the first one warms up
+    videos = sorted(record["videos"].items())[args.warmup:]
     total = [v["model_s"] + v["write_s"] for _, v in videos]
     model = [v["model_s"] for _, v in videos]
     write = [v["write_s"] for _, v in videos]

@@ -176,7 +176,7 @@ def _predict(args: argparse.Namespace, workers, group) -> int:
     if workers.is_main:
         try:
             todo = _plan(split, folder, record, args)
-        except (DatasetError, OSError) as exc:
+        except (DatasetError, OSError, ValueError) as exc:
             todo = str(exc)  # every rank stops with this message
     else:
         todo = []

@@ -19,6 +19,9 @@ Public API:
     make_clip(split, index, seed=0, **kw) -> Clip; generate_split(split, count, seed) -> Iterator
     SynthDataset(split, length, seed) (torch-free, indexable)
     write_split(out_dir, split, count, seed) / read_split(dir) -> list[SplitVideo]
+    describe_object(clip, k, count, rng) / annotated_expressions(clip, per_object, seed)
+        (several annotators' descriptions of each object, as Ref-DAVIS17 has them; the official
+        Ref-YouTube-VOS / Ref-DAVIS17 layouts are written by rvos.synth_layouts)
     vocabulary() -> list[str]; sample_expression_texts(n, seed) -> list[str]
     add_cli_arguments / run_cli  (``python -m rvos synth``)
 """

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from rvos.cli import main
@@ -307,6 +308,57 @@ def test_ytvos_windows_keep_the_object_like_the_predictor(tmp_path):
             assert np.array_equal(png, result[k].mask(t)), (e.exp_id, f)
 
 
+def test_ytvos_one_pass_and_davis_clips_give_the_original_procedures_answer(tmp_path):
+    # The original, written out: a full forward per expression and clip, the best query by
+    # mean score, logits resized to the frame, sigmoid; ytvos > 0.5, davis merged.
+    from rvos.davis import merge_probabilities, read_label_png
+    from rvos.inference import run_original
+    from rvos.registry import load_model
+
+    model = load_model("builtin")
+
+    def probabilities(frames, text, clip):
+        out = []
+        for start in range(0, len(frames), clip):
+            r = run_original(model, frames[start : start + clip], text, short_side=int(SIDE))
+            logits = r["pred_masks"][:, r["best_query"]][None].float()
+            up = torch.nn.functional.interpolate(
+                logits, size=frames.shape[1:3], mode="bilinear", align_corners=False
+            )
+            out.append(up[0].sigmoid())
+        return torch.cat(out)
+
+    ytvos = synth(tmp_path / "ytvos", "ytvos", "--count", "1", "--frames", "6")
+    assert predict(ytvos, "ytvos", tmp_path / "y") == 0
+    video = read_split(ytvos, "valid", "ytvos").videos[0]
+    frames = read_frames(video)
+    for e in video.expressions:
+        expected = probabilities(frames, e.text, len(frames)) > 0.5
+        got = np.stack(
+            [
+                np.array(Image.open(tmp_path / "y/valid" / video.name / e.exp_id / f"{f}.png"))
+                for f in video.frames
+            ]
+        )
+        assert np.array_equal(got == 255, expected.numpy())
+
+    davis = synth(tmp_path / "davis", "davis", "--count", "1", "--frames", "10", "--objects", "2")
+    assert predict(davis, "davis", tmp_path / "d", "--window", "4") == 0  # clips 4 + 4 + 2
+    video = read_split(davis, "valid", "davis").videos[0]
+    frames = read_frames(video)
+    probs = [probabilities(frames, e.text, 4) for e in video.expressions]
+    objects = len(probs) // 4
+    for a in range(4):
+        expected = merge_probabilities(torch.stack([probs[4 * o + a] for o in range(objects)]))
+        got = np.stack(
+            [
+                read_label_png(tmp_path / "d/valid" / f"anno_{a}" / video.name / f"{f}.png")
+                for f in video.frames
+            ]
+        )
+        assert np.array_equal(got, expected)
+
+
 def test_ytvos_valid_leaves_out_the_videos_the_test_split_lists(ytvos_root, tmp_path, capsys):
     root = tmp_path / "root"
     shutil.copytree(ytvos_root, root)
@@ -556,3 +608,13 @@ def test_workers_come_from_the_torchrun_environment():
     assert (w.rank, w.world_size, w.local_rank, w.is_main, w.distributed) == (3, 4, 1, False, True)
     with pytest.raises(ValueError, match="inconsistent"):
         Workers.from_env({"RANK": "4", "WORLD_SIZE": "4"})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the messages of a CPU-only machine")
+def test_rank_device_explains_a_missing_gpu():
+    from rvos.distributed import rank_device
+
+    assert rank_device(Workers(), None).type == "cpu"
+    assert rank_device(Workers(1, 2, 1), "cpu").type == "cpu"
+    with pytest.raises(ValueError, match="no CUDA GPU is usable here; use --device cpu"):
+        rank_device(Workers(), "cuda")

@@ -51,6 +51,17 @@ def test_merge_keeps_objects_at_half_probability_and_takes_the_most_probable():
     assert merge_probabilities(torch.from_numpy(probs)).tolist() == expected
 
 
+def test_merge_is_the_arg_max_over_background_and_kept_objects():
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.rand(3, 4, 16, 24, generator=gen)
+    probs[1, :, :5] = probs[0, :, :5]  # exact ties go to the lower id
+    kept = torch.where(probs >= 0.5, probs, torch.zeros(()))
+    stacked = torch.cat([torch.full_like(probs[:1], 0.1), kept])
+    expected = stacked.argmax(0).numpy()  # torch's argmax: the first maximum
+    assert np.array_equal(merge_probabilities(probs), expected)
+    assert np.array_equal(merge_probabilities(probs.numpy()), expected)
+
+
 def test_decay_quarters_and_statistics_follow_the_toolkit_definition():
     # T = 10: edges round(k * 9 / 4) = 0, 2 (2.25), 5 (4.5 rounds up), 7 (6.75), 9.
     assert decay_quarters(10) == [(0, 2), (2, 5), (5, 7), (7, 9)]
