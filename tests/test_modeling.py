@@ -13,7 +13,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rvos.modeling.deformable_attention import MSDeformAttn, ms_deform_attn_sample
+from rvos.modeling.deformable_attention import (
+    MSDeformAttn,
+    ms_deform_attn_gather,
+    ms_deform_attn_grid_sample,
+    ms_deform_attn_sample,
+)
 from rvos.modeling.mask_head import dynamic_masks, dynamic_param_count
 from rvos.modeling.position import PositionEmbeddingSine1D, PositionEmbeddingSine2D
 from rvos.modeling.transformer import Encoder, inverse_sigmoid
@@ -361,6 +366,73 @@ def test_deformable_attention_ignores_padded_values():
     padding[0, 1 * 4 + 1] = True  # the sampled pixel
     out, _ = attn(torch.zeros(1, 1, 2), ref, src, torch.tensor([[3, 4]]), padding)
     assert out.abs().max() == 0
+
+
+def _random_sampling(gen, n=2, queries=7, heads=3, dim=4, points=3,
+                     shapes=((5, 7), (3, 4), (1, 2))):
+    shapes = torch.tensor(shapes)
+    s = int((shapes[:, 0] * shapes[:, 1]).sum())
+    value = torch.randn(n, s, heads, dim, generator=gen)
+    # Locations in [-0.6, 1.6]: inside, across the borders and far outside every level.
+    loc = torch.rand(n, queries, heads, len(shapes), points, 2, generator=gen) * 2.2 - 0.6
+    weights = torch.rand(n, queries, heads, len(shapes), points, generator=gen)
+    return value, shapes, loc, weights / weights.sum((-1, -2), keepdim=True)
+
+
+def test_gather_sampling_equals_grid_sample_everywhere_including_borders():
+    gen = torch.Generator().manual_seed(3)
+    value, shapes, loc, weights = _random_sampling(gen)
+    # Exact corners and edges of the last level (1×2): x = 0 and 1, y = 0 and 1.
+    loc[0, :4, :, -1, 0] = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.5]])[:, None]
+    want = ms_deform_attn_grid_sample(value, shapes, loc, weights)
+    size = shapes.flip(-1).float()[:, None]
+    got = ms_deform_attn_gather(value, shapes, loc * size - 0.5, weights)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
+def test_gather_sampling_splits_long_clips_into_chunks_without_changing_them(monkeypatch):
+    import rvos.modeling.deformable_attention as deformable
+
+    gen = torch.Generator().manual_seed(4)
+    value, shapes, loc, weights = _random_sampling(gen, n=5)
+    size = shapes.flip(-1).float()[:, None]
+    whole = ms_deform_attn_gather(value, shapes, loc * size - 0.5, weights)
+    monkeypatch.setattr(deformable, "_GATHER_CHUNK", 2 * 7 * 3 * 3 * 3)  # two frames a chunk
+    chunked = ms_deform_attn_gather(value, shapes, loc * size - 0.5, weights)
+    torch.testing.assert_close(chunked, whole, atol=0, rtol=0)
+
+
+def test_training_samples_with_grid_sample_and_gets_gradients_for_every_input():
+    gen = torch.Generator().manual_seed(5)
+    value, shapes, loc, weights = (t.requires_grad_() if t.is_floating_point() else t
+                                   for t in _random_sampling(gen))
+    out = ms_deform_attn_sample(value, shapes, loc, weights)
+    torch.testing.assert_close(out, ms_deform_attn_grid_sample(value, shapes, loc, weights))
+    out.square().sum().backward()
+    for t in (value, loc, weights):
+        assert t.grad is not None and t.grad.abs().sum() > 0
+
+
+def test_deformable_attention_gives_the_same_output_with_and_without_sampling_points():
+    gen = torch.Generator().manual_seed(6)
+    attn = MSDeformAttn(d_model=12, n_levels=3, n_heads=3, n_points=2)
+    with torch.no_grad():
+        for p in attn.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.3)
+    shapes = torch.tensor([[5, 7], [3, 4], [1, 2]])
+    src = torch.randn(2, 49, 12, generator=gen)
+    for ref in (torch.rand(2, 4, 3, 2, generator=gen), torch.rand(2, 4, 3, 4, generator=gen)):
+        with torch.no_grad():
+            query = torch.randn(2, 4, 12, generator=gen)
+            plain, none = attn(query, ref, src, shapes)
+            traced, (locations, _) = attn(query, ref, src, shapes, return_sampling=True)
+            grid = ms_deform_attn_grid_sample(
+                attn.value_proj(src).view(2, 49, 3, 4), shapes, locations,
+                attn.attention_weights(query).view(2, 4, 3, 6).softmax(-1).view(2, 4, 3, 3, 2))
+        assert none is None
+        assert torch.equal(plain, traced)
+        # The returned locations are the points that were sampled.
+        torch.testing.assert_close(traced, attn.output_proj(grid), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize(("dtype", "atol"), [(torch.float16, 5e-3), (torch.bfloat16, 5e-2)])

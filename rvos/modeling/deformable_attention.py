@@ -14,8 +14,118 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# Samples (query × head × level × point) per chunk of the gather path: ~1 M samples, i.e.
+# 16 MB of int32 indices and 16 MB of weights for their four corners.
+_GATHER_CHUNK = 1 << 20
+
 
 def ms_deform_attn_sample(
+    value: Tensor, spatial_shapes: Tensor, sampling_locations: Tensor, attention_weights: Tensor
+) -> Tensor:
+    """Weighted bilinear sampling of multi-level value maps (see `ms_deform_attn_grid_sample`).
+
+    Without autograd on a CPU this runs `ms_deform_attn_gather`, which computes the same sums
+    in another order (they agree to float rounding) several times faster; training and other
+    devices use ``grid_sample``.
+    """
+    if _use_gather(value, sampling_locations, attention_weights):
+        size = _level_sizes(spatial_shapes, sampling_locations)[:, None]  # [L, 1, 2]
+        return ms_deform_attn_gather(value, spatial_shapes, sampling_locations * size - 0.5,
+                                     attention_weights)
+    return ms_deform_attn_grid_sample(value, spatial_shapes, sampling_locations,
+                                      attention_weights)
+
+
+def _use_gather(*tensors: Tensor) -> bool:
+    return tensors[0].device.type == "cpu" and not (
+        torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+
+
+def _level_sizes(spatial_shapes: Tensor, like: Tensor) -> Tensor:
+    """[L, 2] (w, h) of every level, for (x, y) coordinates (``[:, None]`` to broadcast over
+    the points of ``[..., L, P, 2]``)."""
+    return spatial_shapes.flip(-1).to(device=like.device, dtype=like.dtype)
+
+
+def ms_deform_attn_gather(
+    value: Tensor, spatial_shapes: Tensor, pixel_locations: Tensor, attention_weights: Tensor
+) -> Tensor:
+    """`ms_deform_attn_grid_sample`'s result as one weighted gather (``embedding_bag``).
+
+    Every sample reads four pixels (its bilinear corners) of one head's value map; its
+    attention weight times each corner's bilinear weight is that pixel's weight, so a query's
+    output for a head is a weighted sum of ``4 · levels · points`` value rows — what
+    ``F.embedding_bag(mode="sum", per_sample_weights=...)`` computes, without materialising
+    the samples (``grid_sample`` writes ``[N·M, D, Lq, P]`` per level, which is then multiplied
+    and summed, after every level's values are permuted into a copy).
+
+    Zero padding: each level's map gets one zero row and column before it and two after, and
+    coordinates are clamped to [-1, size]; a corner outside the image then lands on a zero, and a
+    clamped sample puts all its weight on zeros, as ``grid_sample(padding_mode="zeros")`` does.
+
+    Arguments:
+        value, spatial_shapes, attention_weights: as `ms_deform_attn_grid_sample`.
+        pixel_locations: [N, Lq, M, L, P, 2] (x, y) in pixels of each level's map, pixel
+            centres at integers (``location · size - 0.5``). Overwritten (clamped in place).
+    Returns:
+        [N, Lq, M*D].
+    """
+    n, _, heads, dim = value.shape
+    _, num_queries, _, levels, points, _ = pixel_locations.shape
+    dtype, dev = value.dtype, value.device
+    shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
+    padded = [(h + 3) * (w + 3) for h, w in shapes]
+    size_pad = sum(padded)
+    starts = [sum(padded[:i]) for i in range(levels)]
+    # In rows of the table viewed as [frames · size_pad · M, D]: one step in x and in y.
+    step_x = heads
+    step_y = torch.tensor([(w + 3) * heads for _, w in shapes], device=dev, dtype=torch.int32)
+    # Row of padded pixel (0, 0) of each level, plus the head; the +1 shifts into the padding.
+    origin = torch.tensor(starts, device=dev, dtype=torch.int32).view(levels, 1) * heads
+    origin = (origin + step_y.view(levels, 1) + step_x
+              + torch.arange(heads, device=dev, dtype=torch.int32).view(heads, 1, 1))
+    corners = torch.tensor([0, step_x], device=dev, dtype=torch.int32)
+    offsets = (step_y.view(levels, 1, 1) * torch.tensor([0, 1], device=dev, dtype=torch.int32)
+               .view(2, 1) + corners).view(levels, 1, 4)  # (x0,y0) (x1,y0) (x0,y1) (x1,y1)
+
+    pixel_locations.clamp_(min=-1)
+    torch.minimum(pixel_locations, _level_sizes(spatial_shapes, pixel_locations)[:, None],
+                  out=pixel_locations)
+    per_frame = num_queries * heads * levels * points
+    step = max(1, _GATHER_CHUNK // max(per_frame, 1))
+    outputs = []
+    for f0 in range(0, n, step):
+        f1 = min(n, f0 + step)
+        k = f1 - f0
+        table = value.new_zeros(k, size_pad, heads * dim)
+        sizes = [h * w for h, w in shapes]
+        for (h, w), start, src in zip(shapes, starts, value[f0:f1].split(sizes, 1), strict=True):
+            level = table[:, start:start + (h + 3) * (w + 3)].view(k, h + 3, w + 3, -1)
+            level[:, 1:h + 1, 1:w + 1] = src.reshape(k, h, w, -1)
+        frac = pixel_locations[f0:f1]
+        corner = frac.floor()
+        frac -= corner  # now the fractions
+        corner = corner.to(torch.int32)
+        frame = torch.arange(k, device=dev, dtype=torch.int32).view(k, 1, 1, 1, 1) * (
+            size_pad * heads)
+        row = corner[..., 1] * step_y.view(levels, 1)
+        row += corner[..., 0] * step_x
+        row += frame + origin  # [k, Lq, M, L, P]: the top-left corner's row
+        rows = row[..., None] + offsets
+        w = attention_weights[f0:f1].to(dtype)
+        fx, fy = frac[..., 0].to(dtype), frac[..., 1].to(dtype)
+        wy1 = w * fy
+        wy0 = w - wy1
+        w01, w11 = wy0 * fx, wy1 * fx
+        weights = torch.stack((wy0 - w01, w01, wy1 - w11, w11), -1)
+        bags = k * num_queries * heads
+        out = F.embedding_bag(rows.view(bags, -1), table.view(-1, dim),
+                              per_sample_weights=weights.view(bags, -1), mode="sum")
+        outputs.append(out.view(k, num_queries, heads * dim))
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
+
+def ms_deform_attn_grid_sample(
     value: Tensor, spatial_shapes: Tensor, sampling_locations: Tensor, attention_weights: Tensor
 ) -> Tensor:
     """Weighted bilinear sampling of multi-level value maps.
@@ -104,24 +214,38 @@ class MSDeformAttn(nn.Module):
         """
         n, num_queries, _ = query.shape
         value = self.value_proj(input_flatten)
-        if padding_mask is not None:
+        if padding_mask is not None and padding_mask.any():
             value = value.masked_fill(padding_mask[..., None], 0.0)
         value = value.view(n, -1, self.n_heads, self.d_model // self.n_heads)
         shape = (n, num_queries, self.n_heads, self.n_levels, self.n_points)
         offsets = self.sampling_offsets(query).view(*shape, 2)
         weights = self.attention_weights(query).view(n, num_queries, self.n_heads, -1)
         weights = weights.softmax(-1).view(shape)
+        if reference_points.shape[-1] not in (2, 4):
+            raise ValueError(f"reference_points must end in 2 or 4, got {reference_points.shape}")
+        if not _use_gather(value, offsets, weights):
+            locations = self._locations(offsets, reference_points, spatial_shapes)
+            output = ms_deform_attn_grid_sample(value, spatial_shapes, locations, weights)
+            return self.output_proj(output), ((locations, weights) if return_sampling else None)
+        size = _level_sizes(spatial_shapes, offsets)
+        if reference_points.shape[-1] == 2:
+            # Offsets are in pixels of each level, so a sample's pixel is its reference point's
+            # plus its offset (the same point as `_locations`, without the round trip).
+            pixels = offsets.add_((reference_points * size - 0.5)[:, :, None, :, None, :])
+            locations = (pixels + 0.5) / size[:, None] if return_sampling else None
+        else:
+            locations = self._locations(offsets, reference_points, spatial_shapes)
+            pixels = locations * size[:, None] - 0.5
+        output = ms_deform_attn_gather(value, spatial_shapes, pixels, weights)
+        return self.output_proj(output), ((locations, weights) if return_sampling else None)
+
+    def _locations(self, offsets: Tensor, reference_points: Tensor, spatial_shapes: Tensor
+                   ) -> Tensor:
+        """Sampling locations [N, Lq, M, L, P, 2], (x, y) in [0, 1] of each level's map."""
         if reference_points.shape[-1] == 2:
             # Offsets are in pixels of each level: divide by (w, h).
-            normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1)
-            locations = (reference_points[:, :, None, :, None, :]
-                         + offsets / normalizer[None, None, None, :, None, :])
-        elif reference_points.shape[-1] == 4:
-            # Offsets are relative to the box: ±0.5·w·offset/P around its centre.
-            boxes = reference_points[:, :, None, :, None]
-            locations = boxes[..., :2] + offsets / self.n_points * boxes[..., 2:] * 0.5
-        else:
-            raise ValueError(f"reference_points must end in 2 or 4, got {reference_points.shape}")
-        output = ms_deform_attn_sample(value, spatial_shapes, locations, weights)
-        output = self.output_proj(output)
-        return output, ((locations, weights) if return_sampling else None)
+            size = _level_sizes(spatial_shapes, offsets)
+            return reference_points[:, :, None, :, None, :] + offsets / size[:, None]
+        # Offsets are relative to the box: ±0.5·w·offset/P around its centre.
+        boxes = reference_points[:, :, None, :, None]
+        return boxes[..., :2] + offsets / self.n_points * boxes[..., 2:] * 0.5

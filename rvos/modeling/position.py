@@ -32,7 +32,15 @@ class PositionEmbeddingSine2D(nn.Module):
         self.scale = 2 * math.pi
 
     def forward(self, mask: Tensor) -> Tensor:
-        """mask: bool [N, h, w] (True = padding) -> embedding [N, 2 * num_pos_feats, h, w]."""
+        """mask: bool [N, h, w] (True = padding) -> embedding [N, 2 * num_pos_feats, h, w].
+
+        Without padding (rvos never pads: the frames of a clip share one size) every image has
+        the same embedding; it is computed once and expanded over N (a view, no copy)."""
+        if mask.shape[0] > 1 and not mask.any():
+            return self._embed(mask[:1]).expand(mask.shape[0], -1, -1, -1)
+        return self._embed(mask)
+
+    def _embed(self, mask: Tensor) -> Tensor:
         not_mask = (~mask).to(torch.float32)
         y = not_mask.cumsum(1)
         x = not_mask.cumsum(2)
