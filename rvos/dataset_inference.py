@@ -102,7 +102,8 @@ def iter_window_logits(model: torch.nn.Module, video: DatasetVideo, texts: Seque
         (h, w: a quarter of the model input, rounded up).
     """
     n = video.num_frames
-    plans = plan_windows(n, window or n, overlap if window else 0)
+    overlap = overlap if window else 0
+    plans = plan_windows(n, window or n, overlap)
     previous: list[Tensor | None] = [None] * len(texts)
     for plan in plans:
         clip = preprocess(read_frames(video, plan.start, plan.end), short_side).to(device)
@@ -122,7 +123,8 @@ def iter_window_logits(model: torch.nn.Module, video: DatasetVideo, texts: Seque
                 if overlap:
                     previous[k] = masks[-overlap:, query].float().sigmoid() > MASK_THRESHOLD
                 a, b = plan.keep_start - plan.start, plan.keep_end - plan.start
-                chosen.append(masks[a:b, query].float())
+                # A copy, so the other queries' masks are freed with this window.
+                chosen.append(masks[a:b, query].float().contiguous())
         yield plan, chosen
 
 
