@@ -7,7 +7,7 @@ video (median over videos, after ``--warmup`` videos that are not counted), spli
 the CPU seconds per video, which other jobs on a shared machine disturb less than wall time.
 
 Typical videos (defaults): Ref-YouTube-VOS valid has 202 videos and 834 expressions (4.1 per
-video), frames 1280x720, every fifth frame kept (at most 36); Ref-DAVIS17 valid has 30 videos of
+video), frames 1280x720, every fifth frame of a few seconds kept; Ref-DAVIS17 valid has 30 videos of
 about 67 frames at 854x480 and about two objects each, four expressions per object.
 
     python benchmarks/bench_dataset.py --format ytvos                     # built-in model
