@@ -75,14 +75,36 @@ def main() -> int:
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_dataset_"))
     data, out = work / "data", work / "pred"
     started = time.perf_counter()
-    write_official_split(data, args.format, "val", args.videos + args.warmup, 0,
-                         per_object=shape["per_object"], num_frames=shape["frames"],
-                         size=shape["size"], num_objects=shape["objects"])
-    print(f"wrote {args.videos + args.warmup} videos of {shape['frames']} frames at "
-          f"{shape['size'][1]}x{shape['size'][0]} in {time.perf_counter() - started:.0f} s",
-          file=sys.stderr)
-    argv = ["dataset", "predict", "--format", args.format, str(data), "--split", "valid",
-            "--out", str(out), "--device", args.device, "--overwrite"]
+    write_official_split(
+        data,
+        args.format,
+        "val",
+        args.videos + args.warmup,
+        0,
+        per_object=shape["per_object"],
+        num_frames=shape["frames"],
+        size=shape["size"],
+        num_objects=shape["objects"],
+    )
+    print(
+        f"wrote {args.videos + args.warmup} videos of {shape['frames']} frames at "
+        f"{shape['size'][1]}x{shape['size'][0]} in {time.perf_counter() - started:.0f} s",
+        file=sys.stderr,
+    )
+    argv = [
+        "dataset",
+        "predict",
+        "--format",
+        args.format,
+        str(data),
+        "--split",
+        "valid",
+        "--out",
+        str(out),
+        "--device",
+        args.device,
+        "--overwrite",
+    ]
     for opt in ("model", "checkpoint", "text_encoder"):
         if getattr(args, opt) is not None:
             argv += [f"--{opt.replace('_', '-')}", getattr(args, opt)]
@@ -92,20 +114,26 @@ def main() -> int:
     if code:
         return code
     record = json.loads((out / "predict-valid.json").read_text())
-    videos = sorted(record["videos"].items())[args.warmup:]
+    videos = sorted(record["videos"].items())[args.warmup :]
     total = [v["model_s"] + v["write_s"] for _, v in videos]
     model = [v["model_s"] for _, v in videos]
     write = [v["write_s"] for _, v in videos]
     exprs = [v["expressions"] for _, v in videos]
     load = os.getloadavg()[0]
-    print(f"model {record['model']}, settings {record['settings']}, device {args.device}, "
-          f"{torch.get_num_threads()} thread(s), load average {load:.1f}")
-    print(f"{len(videos)} videos x {shape['frames']} frames at {shape['size'][1]}x"
-          f"{shape['size'][0]}, {statistics.mean(exprs):.1f} expressions per video")
-    print(f"seconds per video (median): {statistics.median(total):.2f} "
-          f"(model {statistics.median(model):.2f}, PNG writing {statistics.median(write):.2f}); "
-          f"CPU seconds per video (all videos, model load included): "
-          f"{cpu / (args.videos + args.warmup):.1f}")
+    print(
+        f"model {record['model']}, settings {record['settings']}, device {args.device}, "
+        f"{torch.get_num_threads()} thread(s), load average {load:.1f}"
+    )
+    print(
+        f"{len(videos)} videos x {shape['frames']} frames at {shape['size'][1]}x"
+        f"{shape['size'][0]}, {statistics.mean(exprs):.1f} expressions per video"
+    )
+    print(
+        f"seconds per video (median): {statistics.median(total):.2f} "
+        f"(model {statistics.median(model):.2f}, PNG writing {statistics.median(write):.2f}); "
+        f"CPU seconds per video (all videos, model load included): "
+        f"{cpu / (args.videos + args.warmup):.1f}"
+    )
     return 0
 
 

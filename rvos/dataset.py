@@ -75,8 +75,9 @@ class _Progress:
         if enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=len(names), unit="video", desc=f"predict {folder.split}",
-                            file=sys.stderr)
+            self.bar = tqdm(
+                total=len(names), unit="video", desc=f"predict {folder.split}", file=sys.stderr
+            )
             self._thread = threading.Thread(target=self._run, daemon=True)
             self._thread.start()
 
@@ -106,8 +107,9 @@ def _load_model(args: argparse.Namespace, device: str):
         name = Path(args.checkpoint).name
     else:
         name = args.model or "builtin"
-    model = load_model_for_eval(args.model if args.checkpoint is None else None,
-                                args.checkpoint, device, args.text_encoder)
+    model = load_model_for_eval(
+        args.model if args.checkpoint is None else None, args.checkpoint, device, args.text_encoder
+    )
     return model.eval(), name
 
 
@@ -128,8 +130,9 @@ def _run_record(args: argparse.Namespace, model_name: str, settings) -> dict:
 _SAME_RUN_KEYS = ("format", "split", "model", "checkpoint", "settings")
 
 
-def _plan(split: Split, folder: PredictionFolder, record: dict, args: argparse.Namespace
-          ) -> list[str]:
+def _plan(
+    split: Split, folder: PredictionFolder, record: dict, args: argparse.Namespace
+) -> list[str]:
     """Rank 0: check the output folder against the options, return the videos to predict."""
     record_path = folder.out / f"predict-{split.name}.json"
     done = [v.name for v in split.videos if folder.is_complete(v.name)]
@@ -140,13 +143,15 @@ def _plan(split: Split, folder: PredictionFolder, record: dict, args: argparse.N
             raise DatasetError(
                 f"{folder.out} holds predictions made with other {', '.join(changed)} "
                 f"({', '.join(f'{k}={previous.get(k)!r}' for k in changed)}); --resume would "
-                "mix them: choose another --out, or --overwrite")
+                "mix them: choose another --out, or --overwrite"
+            )
         record["videos"] = previous.get("videos", {})
     elif done and not args.resume:
         if not args.overwrite:
             raise DatasetError(
                 f"{folder.split_dir} already holds predictions of {len(done)} video(s); add "
-                "--resume to continue that run, or --overwrite to delete them")
+                "--resume to continue that run, or --overwrite to delete them"
+            )
         shutil.rmtree(folder.split_dir, ignore_errors=True)
         shutil.rmtree(folder.partial_dir, ignore_errors=True)
         (folder.out / "submission.zip").unlink(missing_ok=True)
@@ -184,8 +189,11 @@ def _predict(args: argparse.Namespace, workers, group) -> int:
     if isinstance(todo, str):
         raise DatasetError(todo)
     if workers.is_main and split.excluded:
-        print(f"{len(split.excluded)} videos of meta_expressions/{split.name} are listed in the "
-              "test split and left out", file=sys.stderr)
+        print(
+            f"{len(split.excluded)} videos of meta_expressions/{split.name} are listed in the "
+            "test split and left out",
+            file=sys.stderr,
+        )
 
     by_name = {v.name: v for v in split.videos}
     costs = [by_name[n].num_frames * (1 + len(by_name[n].expressions)) for n in todo]
@@ -212,14 +220,19 @@ def _predict(args: argparse.Namespace, workers, group) -> int:
     (folder.out / f"predict-{split.name}.json").write_text(json.dumps(record, indent=1))
     n_expr = sum(len(by_name[n].expressions) for n in todo)
     per_video = wall * workers.world_size / max(len(todo), 1)
-    print(f"{len(todo)} videos ({n_expr} expressions) in {wall:.1f} s on "
-          f"{workers.world_size} process(es): {per_video:.2f} s per video per process; "
-          f"predictions in {folder.split_dir}")
+    print(
+        f"{len(todo)} videos ({n_expr} expressions) in {wall:.1f} s on "
+        f"{workers.world_size} process(es): {per_video:.2f} s per video per process; "
+        f"predictions in {folder.split_dir}"
+    )
     missing = [v.name for v in split.videos if not folder.is_complete(v.name)]
     if args.format == "ytvos":
         if missing:
-            print(f"{len(missing)} videos of the split are not predicted (e.g. {missing[0]}); "
-                  "no submission.zip written", file=sys.stderr)
+            print(
+                f"{len(missing)} videos of the split are not predicted (e.g. {missing[0]}); "
+                "no submission.zip written",
+                file=sys.stderr,
+            )
         else:
             zipped = write_submission(folder, by_name)
             print(f"wrote {zipped} for the Ref-YouTube-VOS server")
@@ -252,8 +265,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from rvos import registry
     from rvos.checkpoint import CheckpointError
 
-    return (DatasetError, CheckpointError, ValueError, OSError, registry.UnknownModelError,
-            registry.ModelFileMissingError, registry.UnsupportedModelError)
+    return (
+        DatasetError,
+        CheckpointError,
+        ValueError,
+        OSError,
+        registry.UnknownModelError,
+        registry.ModelFileMissingError,
+        registry.UnsupportedModelError,
+    )
 
 
 # --------------------------------------------------------------------------------------- eval
@@ -263,13 +283,20 @@ def _annotator_dirs(pred: Path, split: str) -> Path:
     for base in (pred / split, pred):
         if (base / "anno_0").is_dir():
             return base
-    raise DatasetError(f"no anno_0 folder under {pred / split} or {pred}: --pred is the --out "
-                       "of `rvos dataset predict --format davis`")
+    raise DatasetError(
+        f"no anno_0 folder under {pred / split} or {pred}: --pred is the --out "
+        "of `rvos dataset predict --format davis`"
+    )
 
 
-def evaluate_predictions(root: str | Path, split: str, fmt: str, pred: str | Path,
-                         gt: str | Path | None = None, progress: bool = False
-                         ) -> dict[str, dict[str, float]]:
+def evaluate_predictions(
+    root: str | Path,
+    split: str,
+    fmt: str,
+    pred: str | Path,
+    gt: str | Path | None = None,
+    progress: bool = False,
+) -> dict[str, dict[str, float]]:
     """Score a prediction folder and write the result tables; see the module docstring.
 
     Returns ``{row: {column: value}}`` of the global measures (fractions in [0, 1]): davis rows
@@ -307,11 +334,17 @@ def evaluate_predictions(root: str | Path, split: str, fmt: str, pred: str | Pat
         if bar is not None:
             bar.close()
     columns = list(rows["anno_0"])
-    rows["mean"] = {c: float(np.mean([rows[f"anno_{a}"][c] for a in range(DAVIS_ANNOTATORS)]))
-                    for c in columns}
-    mean_seq = [(name, float(np.mean([p[i][1] for p in per_seq])),
-                 float(np.mean([p[i][2] for p in per_seq])))
-                for i, (name, _, _) in enumerate(per_seq[0])]
+    rows["mean"] = {
+        c: float(np.mean([rows[f"anno_{a}"][c] for a in range(DAVIS_ANNOTATORS)])) for c in columns
+    }
+    mean_seq = [
+        (
+            name,
+            float(np.mean([p[i][1] for p in per_seq])),
+            float(np.mean([p[i][2] for p in per_seq])),
+        )
+        for i, (name, _, _) in enumerate(per_seq[0])
+    ]
     write_tables(base, split, rows["mean"], mean_seq)
     return rows
 
@@ -326,9 +359,11 @@ def _score_ytvos(split: Split, gt_root: Path, pred_root: Path, tick):
         gts = np.stack([read_label_png(gt_root / video.name / f"{f}.png") for f in video.frames])
         for e in video.expressions:
             if e.obj_id is None:
-                raise DatasetError(f"video {video.name!r}: expression {e.exp_id} has no obj_id; "
-                                   f"{split.name} has no public ground truth: submit "
-                                   "submission.zip to the Ref-YouTube-VOS server instead")
+                raise DatasetError(
+                    f"video {video.name!r}: expression {e.exp_id} has no obj_id; "
+                    f"{split.name} has no public ground truth: submit "
+                    "submission.zip to the Ref-YouTube-VOS server instead"
+                )
             masks = []
             for f in video.frames:
                 path = pred_root / video.name / e.exp_id / f"{f}.png"
@@ -338,10 +373,13 @@ def _score_ytvos(split: Split, gt_root: Path, pred_root: Path, tick):
             target = gts == int(e.obj_id)
             pred = np.stack(masks)
             if pred.shape != target.shape:
-                raise DatasetError(f"video {video.name!r}: expression {e.exp_id} predicted at "
-                                   f"{pred.shape[1:]}, ground truth {target.shape[1:]}")
-            objects.append(ObjectScores(video.name, e.exp_id, jaccard(target, pred),
-                                        f_measure(target, pred)))
+                raise DatasetError(
+                    f"video {video.name!r}: expression {e.exp_id} predicted at "
+                    f"{pred.shape[1:]}, ground truth {target.shape[1:]}"
+                )
+            objects.append(
+                ObjectScores(video.name, e.exp_id, jaccard(target, pred), f_measure(target, pred))
+            )
         if tick is not None:
             tick(video.name)
     return DavisScores(objects)
@@ -349,16 +387,20 @@ def _score_ytvos(split: Split, gt_root: Path, pred_root: Path, tick):
 
 def _run_eval(args: argparse.Namespace) -> int:
     try:
-        rows = evaluate_predictions(args.root, args.split, args.format, args.pred, args.gt,
-                                    progress=not args.quiet)
+        rows = evaluate_predictions(
+            args.root, args.split, args.format, args.pred, args.gt, progress=not args.quiet
+        )
     except (DatasetError, OSError, ValueError) as exc:
         print(f"rvos dataset eval: error: {exc}", file=sys.stderr)
         return 2
-    print(f"{'':<8} {'J&F':>6} {'J':>6} {'F':>6} {'J-Rec':>6} {'J-Dec':>6} {'F-Rec':>6} "
-          f"{'F-Dec':>6}")
+    print(
+        f"{'':<8} {'J&F':>6} {'J':>6} {'F':>6} {'J-Rec':>6} {'J-Dec':>6} {'F-Rec':>6} {'F-Dec':>6}"
+    )
     for name, r in rows.items():
-        values = [r[c] for c in ("J&F-Mean", "J-Mean", "F-Mean", "J-Recall", "J-Decay",
-                                 "F-Recall", "F-Decay")]
+        values = [
+            r[c]
+            for c in ("J&F-Mean", "J-Mean", "F-Mean", "J-Recall", "J-Decay", "F-Recall", "F-Decay")
+        ]
         print(f"{name:<8} " + " ".join(f"{100 * v:>6.1f}" for v in values))
     final = rows["mean" if args.format == "davis" else "all"]["J&F-Mean"]
     print(f"J&F: {100 * final:.1f}")
@@ -370,52 +412,91 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = sub.add_parser("predict", help="predict a split of Ref-YouTube-VOS or Ref-DAVIS17",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "predict",
+        help="predict a split of Ref-YouTube-VOS or Ref-DAVIS17",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("root", metavar="ROOT", help="dataset folder (the official layout)")
-    p.add_argument("--format", choices=FORMATS, required=True,
-                   help="ytvos: Ref-YouTube-VOS; davis: Ref-DAVIS17")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        required=True,
+        help="ytvos: Ref-YouTube-VOS; davis: Ref-DAVIS17",
+    )
     p.add_argument("--split", default="valid", help="split folder name (default valid)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--model", default=None, metavar="NAME",
-                       help="registry name (`rvos models`; default builtin)")
-    which.add_argument("--checkpoint", default=None, metavar="PATH",
-                       help="an official .pth, an rvos model folder or a `rvos train` "
-                            "checkpoint.pt")
-    p.add_argument("--text-encoder", default=None, metavar="NAME_OR_DIR",
-                   help="official checkpoints: RoBERTa weights and tokenizer (default "
-                        "roberta-base)")
-    p.add_argument("--device", default=None,
-                   help="cpu, cuda (the GPU of each local rank) or cuda:N (default: cuda when "
-                        "available)")
-    p.add_argument("--window", type=int, default=None,
-                   help="frames per model call: 0 = the whole video (ytvos default, as the "
-                        "original); davis default 36 (the original's clips)")
-    p.add_argument("--overlap", type=int, default=None,
-                   help="frames shared by consecutive windows (ytvos default 8 when a window "
-                        "is set; davis default 0, independent clips as the original)")
-    p.add_argument("--short-side", type=int, default=None,
-                   help="resize frames to this short side (default: the model's; 360 for the "
-                        "released models)")
+    which.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="registry name (`rvos models`; default builtin)",
+    )
+    which.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="PATH",
+        help="an official .pth, an rvos model folder or a `rvos train` checkpoint.pt",
+    )
+    p.add_argument(
+        "--text-encoder",
+        default=None,
+        metavar="NAME_OR_DIR",
+        help="official checkpoints: RoBERTa weights and tokenizer (default roberta-base)",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda (the GPU of each local rank) or cuda:N (default: cuda when available)",
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="frames per model call: 0 = the whole video (ytvos default, as the "
+        "original); davis default 36 (the original's clips)",
+    )
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=None,
+        help="frames shared by consecutive windows (ytvos default 8 when a window "
+        "is set; davis default 0, independent clips as the original)",
+    )
+    p.add_argument(
+        "--short-side",
+        type=int,
+        default=None,
+        help="resize frames to this short side (default: the model's; 360 for the released models)",
+    )
     again = p.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true",
-                       help="skip the videos already complete in DIR")
-    again.add_argument("--overwrite", action="store_true",
-                       help="delete the predictions already in DIR first")
-    p.add_argument("--max-videos", type=int, default=None,
-                   help="predict only the first N videos (by name)")
+    again.add_argument(
+        "--resume", action="store_true", help="skip the videos already complete in DIR"
+    )
+    again.add_argument(
+        "--overwrite", action="store_true", help="delete the predictions already in DIR first"
+    )
+    p.add_argument(
+        "--max-videos", type=int, default=None, help="predict only the first N videos (by name)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("eval", help="score predictions (DAVIS-2017 measures)")
     e.add_argument("root", metavar="ROOT", help="dataset folder (the official layout)")
     e.add_argument("--format", choices=FORMATS, required=True)
     e.add_argument("--split", default="valid", help="split folder name (default valid)")
-    e.add_argument("--pred", required=True, metavar="DIR",
-                   help="the --out folder of `rvos dataset predict`")
-    e.add_argument("--gt", default=None, metavar="DIR",
-                   help="ground-truth label PNGs <video>/<frame>.png (default "
-                        "ROOT/<split>/Annotations; e.g. DAVIS/Annotations_unsupervised/480p)")
+    e.add_argument(
+        "--pred", required=True, metavar="DIR", help="the --out folder of `rvos dataset predict`"
+    )
+    e.add_argument(
+        "--gt",
+        default=None,
+        metavar="DIR",
+        help="ground-truth label PNGs <video>/<frame>.png (default "
+        "ROOT/<split>/Annotations; e.g. DAVIS/Annotations_unsupervised/480p)",
+    )
     e.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -74,8 +74,9 @@ class PredictSettings:
     short_side: int | None
 
     @classmethod
-    def for_format(cls, fmt: str, short_side: int | None, window: int | None = None,
-                   overlap: int | None = None) -> PredictSettings:
+    def for_format(
+        cls, fmt: str, short_side: int | None, window: int | None = None, overlap: int | None = None
+    ) -> PredictSettings:
         """The original's settings unless overridden: ytvos one pass per video, davis 36-frame
         clips without overlap. A ytvos window defaults to rvos's overlap for it."""
         from rvos.predictor import default_overlap
@@ -91,9 +92,16 @@ class PredictSettings:
         return cls(fmt, int(window), int(overlap), short_side)
 
 
-def iter_window_logits(model: torch.nn.Module, video: DatasetVideo, texts: Sequence[str], *,
-                       window: int, overlap: int, short_side: int | None,
-                       device: torch.device) -> Iterator[tuple[WindowPlan, list[Tensor]]]:
+def iter_window_logits(
+    model: torch.nn.Module,
+    video: DatasetVideo,
+    texts: Sequence[str],
+    *,
+    window: int,
+    overlap: int,
+    short_side: int | None,
+    device: torch.device,
+) -> Iterator[tuple[WindowPlan, list[Tensor]]]:
     """Run the model over ``video`` window by window.
 
     Yields:
@@ -139,8 +147,9 @@ class _Writer:
     model and other encodings); at most ``max_pending`` masks wait in memory. `close` waits
     for all and raises the first failure, naming the video and file."""
 
-    def __init__(self, video: str, threads: int = min(4, os.cpu_count() or 1),
-                 max_pending: int = 256) -> None:
+    def __init__(
+        self, video: str, threads: int = min(4, os.cpu_count() or 1), max_pending: int = 256
+    ) -> None:
         self.video, self.max_pending = video, max_pending
         self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="png")
         self.pending: deque[Future] = deque()
@@ -191,8 +200,13 @@ class VideoTiming:
         return self.model_s + self.write_s
 
 
-def predict_video(model: torch.nn.Module, video: DatasetVideo, settings: PredictSettings,
-                  out_dirs: Sequence[Path], device: torch.device) -> VideoTiming:
+def predict_video(
+    model: torch.nn.Module,
+    video: DatasetVideo,
+    settings: PredictSettings,
+    out_dirs: Sequence[Path],
+    device: torch.device,
+) -> VideoTiming:
     """Predict every expression of ``video`` and write its PNGs into ``out_dirs`` (one folder
     for ytvos, four for davis: `rvos.layouts.PredictionFolder.start`)."""
     texts = [e.text for e in video.expressions]
@@ -201,13 +215,19 @@ def predict_video(model: torch.nn.Module, video: DatasetVideo, settings: Predict
     size: tuple[int, int] | None = None
     writer = _Writer(video.name)
     try:
-        for plan, logits in iter_window_logits(model, video, texts, window=settings.window,
-                                               overlap=settings.overlap,
-                                               short_side=settings.short_side, device=device):
+        for plan, logits in iter_window_logits(
+            model,
+            video,
+            texts,
+            window=settings.window,
+            overlap=settings.overlap,
+            short_side=settings.short_side,
+            device=device,
+        ):
             if size is None:
                 with Image.open(video.frame_path(0)) as first:
                     size = (first.height, first.width)
-            names = video.frames[plan.keep_start:plan.keep_end]
+            names = video.frames[plan.keep_start : plan.keep_end]
             now = time.perf_counter()
             model_s += now - tick
             if settings.format == "ytvos":
@@ -226,8 +246,14 @@ def _frame_step(objects: int, size: tuple[int, int]) -> int:
     return max(1, _PIXELS_PER_STEP // (max(objects, 1) * size[0] * size[1]))
 
 
-def _write_ytvos(video: DatasetVideo, names: Sequence[str], logits: list[Tensor],
-                 size: tuple[int, int], folder: Path, writer: _Writer) -> None:
+def _write_ytvos(
+    video: DatasetVideo,
+    names: Sequence[str],
+    logits: list[Tensor],
+    size: tuple[int, int],
+    folder: Path,
+    writer: _Writer,
+) -> None:
     step = _frame_step(1, size)
     for expr, lg in zip(video.expressions, logits, strict=True):
         target = folder / expr.exp_id
@@ -236,19 +262,25 @@ def _write_ytvos(video: DatasetVideo, names: Sequence[str], logits: list[Tensor]
         except OSError as exc:
             raise DatasetError(f"video {video.name!r}: cannot write {target}: {exc}") from None
         for i in range(0, len(names), step):
-            masks = (_probabilities(lg[i:i + step], size) > MASK_THRESHOLD).cpu().numpy()
-            for name, mask in zip(names[i:i + step], masks, strict=True):
+            masks = (_probabilities(lg[i : i + step], size) > MASK_THRESHOLD).cpu().numpy()
+            for name, mask in zip(names[i : i + step], masks, strict=True):
                 writer.submit(target / f"{name}.png", lambda p, m=mask: _save_binary(p, m))
 
 
-def _write_davis(video: DatasetVideo, names: Sequence[str], logits: list[Tensor],
-                 size: tuple[int, int], folders: Sequence[Path], writer: _Writer) -> None:
+def _write_davis(
+    video: DatasetVideo,
+    names: Sequence[str],
+    logits: list[Tensor],
+    size: tuple[int, int],
+    folders: Sequence[Path],
+    writer: _Writer,
+) -> None:
     objects = len(logits) // DAVIS_ANNOTATORS
     step = _frame_step(objects, size)
     for a, folder in enumerate(folders):
         mine = [logits[o * DAVIS_ANNOTATORS + a] for o in range(objects)]
         for i in range(0, len(names), step):
-            probs = torch.stack([_probabilities(lg[i:i + step], size) for lg in mine])
+            probs = torch.stack([_probabilities(lg[i : i + step], size) for lg in mine])
             labels = merge_probabilities(probs)
-            for name, lab in zip(names[i:i + step], labels, strict=True):
+            for name, lab in zip(names[i : i + step], labels, strict=True):
                 writer.submit(folder / f"{name}.png", lambda p, m=lab: write_label_png(p, m))

@@ -104,8 +104,10 @@ def read_label_png(path: str | os.PathLike) -> np.ndarray:
     """Object ids uint8 ``[H, W]`` of an indexed or greyscale PNG (the palette is ignored)."""
     with Image.open(path) as image:
         if image.mode not in ("P", "L", "1"):
-            raise ValueError(f"{path} is a {image.mode} image; expected an indexed (palette) or "
-                             "greyscale PNG of object ids")
+            raise ValueError(
+                f"{path} is a {image.mode} image; expected an indexed (palette) or "
+                "greyscale PNG of object ids"
+            )
         return np.array(image, dtype=np.uint8)
 
 
@@ -165,7 +167,7 @@ def score_statistics(per_frame: np.ndarray) -> tuple[float, float, float]:
     (a0, a1), _, _, (d0, d1) = decay_quarters(values.size)
     mean = float(values.mean())
     recall = float((values > 0.5).mean())
-    decay = float(values[a0:a1 + 1].mean() - values[d0:d1 + 1].mean())
+    decay = float(values[a0 : a1 + 1].mean() - values[d0 : d1 + 1].mean())
     return mean, recall, decay
 
 
@@ -191,8 +193,9 @@ def _separate(labels: np.ndarray, count: int) -> np.ndarray:
     return labels[None] == ids
 
 
-def score_sequence(name: str, gt: np.ndarray, pred: np.ndarray,
-                   max_proposals: int = MAX_PROPOSALS) -> list[ObjectScores]:
+def score_sequence(
+    name: str, gt: np.ndarray, pred: np.ndarray, max_proposals: int = MAX_PROPOSALS
+) -> list[ObjectScores]:
     """Unsupervised-task scores of one sequence.
 
     Arguments:
@@ -205,16 +208,20 @@ def score_sequence(name: str, gt: np.ndarray, pred: np.ndarray,
 
     gt, pred = np.asarray(gt), np.asarray(pred)
     if gt.shape != pred.shape:
-        raise ValueError(f"sequence {name}: predictions are {pred.shape[1:]} over "
-                         f"{pred.shape[0]} frames, the ground truth {gt.shape[1:]} over "
-                         f"{gt.shape[0]}")
+        raise ValueError(
+            f"sequence {name}: predictions are {pred.shape[1:]} over "
+            f"{pred.shape[0]} frames, the ground truth {gt.shape[1:]} over "
+            f"{gt.shape[0]}"
+        )
     void = gt == VOID_LABEL
     first = gt[0][~void[0]]
     n_gt = int(first.max()) if first.size else 0
     n_pred = int(pred.max()) if pred.size else 0
     if n_pred > max_proposals:
-        raise ValueError(f"sequence {name}: the predictions hold object id {n_pred}; at most "
-                         f"{max_proposals} proposals are allowed")
+        raise ValueError(
+            f"sequence {name}: the predictions hold object id {n_pred}; at most "
+            f"{max_proposals} proposals are allowed"
+        )
     if n_gt == 0:
         return []
     keep = ~void
@@ -229,8 +236,7 @@ def score_sequence(name: str, gt: np.ndarray, pred: np.ndarray,
             f[p, g] = f_measure(gm, pm)
     rows, cols = linear_sum_assignment(-(j.mean(2) + f.mean(2)) / 2)
     by_object = {int(g): int(p) for p, g in zip(rows, cols, strict=True)}
-    return [ObjectScores(name, g + 1, j[by_object[g], g], f[by_object[g], g])
-            for g in range(n_gt)]
+    return [ObjectScores(name, g + 1, j[by_object[g], g], f[by_object[g], g]) for g in range(n_gt)]
 
 
 @dataclass
@@ -256,9 +262,12 @@ class DavisScores:
         return [(o.name, float(o.j.mean()), float(o.f.mean())) for o in self.objects]
 
 
-def score_folder(gt_root: str | os.PathLike, pred_root: str | os.PathLike,
-                 sequences: Sequence[str],
-                 on_sequence: Callable[[str], None] | None = None) -> DavisScores:
+def score_folder(
+    gt_root: str | os.PathLike,
+    pred_root: str | os.PathLike,
+    sequences: Sequence[str],
+    on_sequence: Callable[[str], None] | None = None,
+) -> DavisScores:
     """Score ``pred_root/<sequence>/<frame>.png`` against ``gt_root/<sequence>/<frame>.png``.
 
     The frames are the ground truth's PNGs (sorted by name); a prediction must exist for each.
@@ -274,13 +283,16 @@ def score_folder(gt_root: str | os.PathLike, pred_root: str | os.PathLike,
         for p in frames:
             path = pred_root / seq / p.name
             if not path.is_file():
-                raise FileNotFoundError(f"sequence {seq}: prediction {path} is missing (one PNG "
-                                        "per ground-truth frame, named like it)")
+                raise FileNotFoundError(
+                    f"sequence {seq}: prediction {path} is missing (one PNG "
+                    "per ground-truth frame, named like it)"
+                )
             preds.append(read_label_png(path))
         shapes = {m.shape for m in preds}
         if len(shapes) > 1:
-            raise ValueError(f"sequence {seq}: the predicted frames differ in size: "
-                             f"{sorted(shapes)}")
+            raise ValueError(
+                f"sequence {seq}: the predicted frames differ in size: {sorted(shapes)}"
+            )
         objects.extend(score_sequence(seq, gt, np.stack(preds)))
         if on_sequence is not None:
             on_sequence(seq)
@@ -294,8 +306,12 @@ def _csv(rows: Sequence[Sequence[object]]) -> str:
     return "".join(",".join(cell(v) for v in row) + "\n" for row in rows)
 
 
-def write_tables(folder: str | os.PathLike, split: str, global_results: dict[str, float],
-                 per_sequence: Sequence[tuple[str, float, float]]) -> tuple[Path, Path]:
+def write_tables(
+    folder: str | os.PathLike,
+    split: str,
+    global_results: dict[str, float],
+    per_sequence: Sequence[tuple[str, float, float]],
+) -> tuple[Path, Path]:
     """Write ``global_results-<split>.csv`` and ``per-sequence_results-<split>.csv`` into
     ``folder`` in the toolkit's layout. Returns their paths."""
     folder = Path(folder)

@@ -54,8 +54,10 @@ class Workers:
         except ValueError as exc:
             raise ValueError(f"RANK / WORLD_SIZE / LOCAL_RANK must be integers: {exc}") from None
         if world < 1 or not 0 <= rank < world or local < 0:
-            raise ValueError(f"inconsistent torchrun environment: RANK={rank}, "
-                             f"WORLD_SIZE={world}, LOCAL_RANK={local}")
+            raise ValueError(
+                f"inconsistent torchrun environment: RANK={rank}, "
+                f"WORLD_SIZE={world}, LOCAL_RANK={local}"
+            )
         return cls(rank, world, local)
 
 
@@ -73,9 +75,11 @@ def rank_device(workers: Workers, requested: str | None) -> torch.device:
             raise ValueError("--device cuda: no CUDA GPU is usable here; use --device cpu")
         count = torch.cuda.device_count()
         if workers.local_rank >= count:
-            raise ValueError(f"local rank {workers.local_rank} has no GPU of its own: this "
-                             f"machine has {count}; start at most {count} processes per node "
-                             "or use --device cpu")
+            raise ValueError(
+                f"local rank {workers.local_rank} has no GPU of its own: this "
+                f"machine has {count}; start at most {count} processes per node "
+                "or use --device cpu"
+            )
         return torch.device("cuda", workers.local_rank)
     device = torch.device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():

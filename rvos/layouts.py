@@ -108,21 +108,28 @@ def meta_path(root: str | os.PathLike, split: str) -> Path:
 
 def _check_name(kind: str, value: object, where: str) -> str:
     # Names become path components of files rvos writes: nothing that leaves the folder.
-    if not isinstance(value, str) or not value or value in (".", "..") or any(
-            c in value for c in "/\\\0"):
+    if (
+        not isinstance(value, str)
+        or not value
+        or value in (".", "..")
+        or any(c in value for c in "/\\\0")
+    ):
         raise DatasetError(f"{where}: {kind} {value!r} is not a usable file name")
     return value
 
 
 def _load_meta(path: Path) -> dict:
     if not path.is_file():
-        raise DatasetError(f"{path} not found: ROOT must hold meta_expressions/<split>/"
-                           "meta_expressions.json and <split>/JPEGImages/ (the official layout)")
+        raise DatasetError(
+            f"{path} not found: ROOT must hold meta_expressions/<split>/"
+            "meta_expressions.json and <split>/JPEGImages/ (the official layout)"
+        )
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, "
-                           f"column {exc.colno}") from None
+        raise DatasetError(
+            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"cannot read {path}: {exc}") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("videos"), dict):
@@ -130,8 +137,7 @@ def _load_meta(path: Path) -> dict:
     return meta["videos"]
 
 
-def _parse_video(name: str, entry: object, image_root: Path, fmt: str, where: str
-                 ) -> DatasetVideo:
+def _parse_video(name: str, entry: object, image_root: Path, fmt: str, where: str) -> DatasetVideo:
     where = f"{where}: video {name!r}"
     _check_name("video name", name, where)
     if not isinstance(entry, dict):
@@ -143,8 +149,9 @@ def _parse_video(name: str, entry: object, image_root: Path, fmt: str, where: st
         _check_name("frame name", f, where)
     exprs = entry.get("expressions")
     if not isinstance(exprs, dict) or not exprs:
-        raise DatasetError(f"{where}: 'expressions' must be a non-empty object "
-                           '{<exp_id>: {"exp": <text>}}')
+        raise DatasetError(
+            f"{where}: 'expressions' must be a non-empty object {{<exp_id>: {{\"exp\": <text>}}}}"
+        )
     parsed = []
     for exp_id, e in exprs.items():
         _check_name("expression id", exp_id, where)
@@ -153,13 +160,16 @@ def _parse_video(name: str, entry: object, image_root: Path, fmt: str, where: st
         obj = e.get("obj_id")
         parsed.append(Expression(exp_id, e["exp"], None if obj is None else str(obj)))
     if fmt == "davis" and len(parsed) % DAVIS_ANNOTATORS:
-        raise DatasetError(f"{where}: {len(parsed)} expressions; Ref-DAVIS17 has "
-                           f"{DAVIS_ANNOTATORS} per object (one per annotator)")
+        raise DatasetError(
+            f"{where}: {len(parsed)} expressions; Ref-DAVIS17 has "
+            f"{DAVIS_ANNOTATORS} per object (one per annotator)"
+        )
     return DatasetVideo(name, tuple(frames), tuple(parsed), image_root / name)
 
 
-def read_split(root: str | os.PathLike, split: str, fmt: str, *, check_frames: bool = True
-               ) -> Split:
+def read_split(
+    root: str | os.PathLike, split: str, fmt: str, *, check_frames: bool = True
+) -> Split:
     """Read and check a split of the official layout.
 
     Arguments:
@@ -175,8 +185,9 @@ def read_split(root: str | os.PathLike, split: str, fmt: str, *, check_frames: b
     path = meta_path(root, split)
     entries = _load_meta(path)
     image_root = root / split / "JPEGImages"
-    videos = [_parse_video(name, entries[name], image_root, fmt, str(path))
-              for name in sorted(entries)]
+    videos = [
+        _parse_video(name, entries[name], image_root, fmt, str(path)) for name in sorted(entries)
+    ]
     excluded: list[str] = []
     test_meta = meta_path(root, "test")
     if fmt == "ytvos" and split == "valid" and test_meta.is_file():
@@ -187,8 +198,9 @@ def read_split(root: str | os.PathLike, split: str, fmt: str, *, check_frames: b
         for v in videos:
             for i in range(v.num_frames):
                 if not v.frame_path(i).is_file():
-                    raise DatasetError(f"video {v.name!r}: frame {v.frames[i]!r} is missing "
-                                       f"({v.frame_path(i)})")
+                    raise DatasetError(
+                        f"video {v.name!r}: frame {v.frames[i]!r} is missing ({v.frame_path(i)})"
+                    )
     return Split(root, split, fmt, videos, excluded, path)
 
 
@@ -203,13 +215,16 @@ def read_frames(video: DatasetVideo, start: int = 0, end: int | None = None) -> 
             with Image.open(path) as image:
                 frames.append(np.asarray(image.convert("RGB")))
         except (OSError, ValueError) as exc:
-            raise DatasetError(f"video {video.name!r}: cannot read frame {video.frames[i]!r} "
-                               f"({path}): {exc}") from None
+            raise DatasetError(
+                f"video {video.name!r}: cannot read frame {video.frames[i]!r} ({path}): {exc}"
+            ) from None
         if frames[-1].shape != frames[0].shape:
-            raise DatasetError(f"video {video.name!r}: frame {video.frames[i]!r} is "
-                               f"{frames[-1].shape[1]}x{frames[-1].shape[0]}, frame "
-                               f"{video.frames[start]!r} {frames[0].shape[1]}x"
-                               f"{frames[0].shape[0]}; a video's frames must share one size")
+            raise DatasetError(
+                f"video {video.name!r}: frame {video.frames[i]!r} is "
+                f"{frames[-1].shape[1]}x{frames[-1].shape[0]}, frame "
+                f"{video.frames[start]!r} {frames[0].shape[1]}x"
+                f"{frames[0].shape[0]}; a video's frames must share one size"
+            )
     return np.stack(frames)
 
 
@@ -260,8 +275,9 @@ class PredictionFolder:
             for d in self.temp_dirs(video):
                 d.mkdir(parents=True)
         except OSError as exc:
-            raise DatasetError(f"video {video!r}: cannot write {self._temp_root(video)}: "
-                               f"{exc}") from None
+            raise DatasetError(
+                f"video {video!r}: cannot write {self._temp_root(video)}: {exc}"
+            ) from None
         return self.temp_dirs(video)
 
     def commit(self, video: str) -> None:
@@ -277,16 +293,18 @@ class PredictionFolder:
                 shutil.rmtree(old, ignore_errors=True)
             shutil.rmtree(self._temp_root(video), ignore_errors=True)
         except OSError as exc:
-            raise DatasetError(f"video {video!r}: cannot move its predictions into "
-                               f"{self.split_dir}: {exc}") from None
+            raise DatasetError(
+                f"video {video!r}: cannot move its predictions into {self.split_dir}: {exc}"
+            ) from None
 
 
 # Zip entries get this timestamp, so the same masks always give the same archive bytes.
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-def write_submission(folder: PredictionFolder, videos: Iterable[str],
-                     name: str = "submission.zip") -> Path:
+def write_submission(
+    folder: PredictionFolder, videos: Iterable[str], name: str = "submission.zip"
+) -> Path:
     """``DIR/submission.zip`` for the Ref-YouTube-VOS server: every PNG of ``videos`` as
     ``Annotations/<video>/<exp_id>/<frame>.png`` (what ReferFormer's instructions produce by
     renaming ``valid`` to ``Annotations`` and zipping it). Entries are sorted and stored (PNGs
@@ -301,7 +319,8 @@ def write_submission(folder: PredictionFolder, videos: Iterable[str],
                 root = folder.split_dir / video
                 for path in sorted(root.rglob("*.png")):
                     info = zipfile.ZipInfo(
-                        f"Annotations/{video}/{path.relative_to(root).as_posix()}", _ZIP_TIME)
+                        f"Annotations/{video}/{path.relative_to(root).as_posix()}", _ZIP_TIME
+                    )
                     info.external_attr = 0o644 << 16
                     zf.writestr(info, path.read_bytes())
         os.replace(tmp, target)

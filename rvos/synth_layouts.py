@@ -47,9 +47,16 @@ def meta_path(root: str | os.PathLike, split_folder: str) -> Path:
     return Path(root) / "meta_expressions" / split_folder / "meta_expressions.json"
 
 
-def write_official_split(out_dir: str | os.PathLike, layout: str, split: str, count: int,
-                         seed: int | None = 0, *, per_object: int | None = None,
-                         **clip_kwargs) -> Path:
+def write_official_split(
+    out_dir: str | os.PathLike,
+    layout: str,
+    split: str,
+    count: int,
+    seed: int | None = 0,
+    *,
+    per_object: int | None = None,
+    **clip_kwargs,
+) -> Path:
     """Write ``count`` clips of synthetic ``split`` (train / val / test) in ``layout`` (ytvos or
     davis) under ``out_dir``; ``clip_kwargs`` go to `rvos.synth.generate_clip` (num_frames,
     size, num_objects). Returns the meta_expressions.json path."""
@@ -71,8 +78,11 @@ def write_official_split(out_dir: str | os.PathLike, layout: str, split: str, co
         img_dir.mkdir(parents=True, exist_ok=True)
         ann_dir.mkdir(parents=True, exist_ok=True)
         for t, name in enumerate(frame_names):
-            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(clip.frames[t], cv2.COLOR_RGB2BGR),
-                                   [cv2.IMWRITE_JPEG_QUALITY, 95])
+            ok, buf = cv2.imencode(
+                ".jpg",
+                cv2.cvtColor(clip.frames[t], cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_JPEG_QUALITY, 95],
+            )
             if not ok:
                 raise OSError(f"could not encode {img_dir / name}.jpg")
             (img_dir / f"{name}.jpg").write_bytes(buf.tobytes())
@@ -82,8 +92,11 @@ def write_official_split(out_dir: str | os.PathLike, layout: str, split: str, co
             write_label_png(ann_dir / f"{name}.png", labels)
         videos[clip.name] = {
             "expressions": {
-                str(i): {"exp": e.text, "obj_id": str(obj_ids[e.object_index]),
-                         "category": e.category}
+                str(i): {
+                    "exp": e.text,
+                    "obj_id": str(obj_ids[e.object_index]),
+                    "category": e.category,
+                }
                 for i, e in enumerate(expressions)
             },
             "frames": frame_names,

@@ -24,8 +24,14 @@ from rvos.metrics import f_measure, jaccard
 
 def test_palette_is_the_pascal_voc_colour_map_of_the_davis_annotations():
     colours = np.array(palette()).reshape(256, 3)
-    assert colours[:6].tolist() == [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0],
-                                    [0, 0, 128], [128, 0, 128]]
+    assert colours[:6].tolist() == [
+        [0, 0, 0],
+        [128, 0, 0],
+        [0, 128, 0],
+        [128, 128, 0],
+        [0, 0, 128],
+        [128, 0, 128],
+    ]
     assert colours[8].tolist() == [64, 0, 0] and colours[255].tolist() == [224, 224, 192]
 
 
@@ -44,8 +50,9 @@ def test_label_pngs_are_indexed_and_read_back_as_ids(tmp_path):
 
 def test_merge_keeps_objects_at_half_probability_and_takes_the_most_probable():
     # Four pixels: nobody reaches 0.5; only object 2 does; both do, 1 more; exact tie.
-    probs = np.array([[[0.49, 0.2, 0.9, 0.7]],
-                      [[0.3, 0.5, 0.8, 0.7]]], dtype=np.float32)  # [O=2, 1, 4]
+    probs = np.array(
+        [[[0.49, 0.2, 0.9, 0.7]], [[0.3, 0.5, 0.8, 0.7]]], dtype=np.float32
+    )  # [O=2, 1, 4]
     expected = [[0, 2, 1, 1]]
     assert merge_probabilities(probs).tolist() == expected
     assert merge_probabilities(torch.from_numpy(probs)).tolist() == expected
@@ -118,10 +125,12 @@ def test_missing_proposals_score_zero_and_void_pixels_are_ignored():
 
 
 def test_global_results_average_objects_and_tables_use_the_toolkit_columns(tmp_path):
-    scores = DavisScores([
-        ObjectScores("a", 1, np.array([1.0, 1.0, 0.0, 0.0]), np.array([1.0, 1.0, 1.0, 1.0])),
-        ObjectScores("b", 1, np.array([0.5, 0.5, 0.5, 0.5]), np.array([0.0, 0.0, 0.0, 0.0])),
-    ])
+    scores = DavisScores(
+        [
+            ObjectScores("a", 1, np.array([1.0, 1.0, 0.0, 0.0]), np.array([1.0, 1.0, 1.0, 1.0])),
+            ObjectScores("b", 1, np.array([0.5, 0.5, 0.5, 0.5]), np.array([0.0, 0.0, 0.0, 0.0])),
+        ]
+    )
     g = scores.global_results()
     assert g["J-Mean"] == pytest.approx(0.5) and g["F-Mean"] == pytest.approx(0.5)
     assert g["J&F-Mean"] == pytest.approx(0.5)
@@ -133,7 +142,10 @@ def test_global_results_average_objects_and_tables_use_the_toolkit_columns(tmp_p
     assert lines[1] == "0.50000,0.50000,0.25000,0.50000,0.50000,0.50000,0.00000"
     assert seq_path.name == "per-sequence_results-val.csv"
     assert seq_path.read_text().splitlines() == [
-        "Sequence,J-Mean,F-Mean", "a_1,0.50000,1.00000", "b_1,0.50000,0.00000"]
+        "Sequence,J-Mean,F-Mean",
+        "a_1,0.50000,1.00000",
+        "b_1,0.50000,0.00000",
+    ]
 
 
 def test_score_folder_reads_the_ground_truth_frames_and_names_a_missing_prediction(tmp_path):
