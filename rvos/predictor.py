@@ -37,9 +37,11 @@ Command line::
     python -m rvos predict VIDEO --text "a dog" [--text ...] --out DIR
         [--model NAME | --checkpoint PATH] [--window N] [--overlap N] [--fps F]
         [--max-frames N] [--threshold P] [--short-side N] [--device D] [--text-encoder NAME]
+        [--figure [--figure-frames N]] [--gif]
 
 writes ``DIR/overlay.mp4``, ``DIR/masks/<k>/<frame:05d>.png``, ``DIR/masks.zip`` and
-``DIR/result.json`` (schema in `rvos.result`).
+``DIR/result.json`` (schema in `rvos.result`); ``--figure`` adds ``DIR/figure.png`` and
+``DIR/figure.pdf``, ``--gif`` adds ``DIR/overlay.gif`` (slide exports, `rvos.exports`).
 """
 
 from __future__ import annotations
@@ -869,9 +871,10 @@ def _load_cli_model(args: argparse.Namespace, device: str):
 def _user_errors() -> tuple[type[BaseException], ...]:
     from rvos import registry
     from rvos.checkpoint import CheckpointError
+    from rvos.exports import ExportError
     from rvos.video import VideoError
 
-    return (PredictorError, VideoError, CheckpointError, registry.UnknownModelError,
+    return (PredictorError, VideoError, CheckpointError, ExportError, registry.UnknownModelError,
             registry.ModelFileMissingError, registry.UnsupportedModelError, OSError)
 
 
@@ -891,6 +894,10 @@ def run_cli(args: argparse.Namespace) -> int:
             raise PredictorError(f"--max-frames must be >= 1, got {args.max_frames}")
         if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
             raise PredictorError(f"--fps must be a positive number, got {args.fps}")
+        figure_frames = getattr(args, "figure_frames", 5)
+        if not 1 <= figure_frames <= 50:
+            raise PredictorError(f"--figure-frames must be between 1 and 50, got "
+                                 f"{figure_frames}")
         from rvos.video import probe
 
         probe(args.video)  # a bad file fails here, before the model is loaded
@@ -905,14 +912,30 @@ def run_cli(args: argparse.Namespace) -> int:
                               model_name=name)
         result = _run_with_progress(predictor, args, texts)
         paths = write_outputs(result, args.out)
+        if getattr(args, "figure", False) or getattr(args, "gif", False):
+            paths.update(_write_slides(result, args, figure_frames))
     except errors as err:
         print(f"rvos predict: error: {err}", file=sys.stderr)
         return 2
     t = result.timings
+    slides = "".join(f", {paths[k]}" for k in ("figure_png", "figure_pdf", "gif") if k in paths)
     print(f"{result.num_frames} frames, {len(result)} expression(s) in {t['total_s']:.1f} s "
           f"({t['frames_per_second']:.1f} frames/s); wrote {paths['overlay']}, "
-          f"{paths['masks']}/, {paths['masks_zip']}, {paths['result']}")
+          f"{paths['masks']}/, {paths['masks_zip']}, {paths['result']}{slides}")
     return 0
+
+
+def _write_slides(result: VideoResult, args: argparse.Namespace, columns: int
+                  ) -> dict[str, Path]:
+    """--figure / --gif: the slide exports, from the result and the source frames."""
+    from rvos import exports
+
+    paths: dict[str, Path] = {}
+    if args.figure:
+        paths.update(exports.write_figure(result, args.out, columns=columns))
+    if args.gif:
+        paths["gif"] = exports.write_gif(result, Path(args.out) / "overlay.gif")
+    return paths
 
 
 def _run_with_progress(predictor: Predictor, args: argparse.Namespace, texts: list[str]
