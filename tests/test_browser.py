@@ -2,8 +2,11 @@
 
 Uploads an example clip, types its two expressions, runs, waits for the overlay video, moves
 the frame slider, switches the attention word and head, and checks that the queries and attention
-images changed. With RVOS_UPDATE_SCREENSHOT=1 it also saves the page as docs/screenshot.png (the
-README shows it); otherwise a run leaves the tracked file alone.
+images changed. A second test follows the decoder view (one query, another frame), a link of the
+"How ReferFormer works" panel, the slide downloads and the compare view. With
+RVOS_UPDATE_SCREENSHOT=1 they also save the page as docs/screenshot.png and the two views as
+docs/decoder_view.png and docs/compare_view.png (the README shows them); otherwise a run leaves
+the tracked files alone.
 """
 
 from __future__ import annotations
