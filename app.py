@@ -54,7 +54,7 @@ pick an example, type up to four expressions (one per line) and press **Segment*
 through the frames below.
 """
 
-# Each stage links to the view that shows it (the views' elem_ids; a test checks every link).
+# Each stage links to the view that shows it (elem_ids; the browser test follows them).
 HOW_IT_WORKS = """\
 ReferFormer treats the sentence as a set of **queries** that look for the object in every frame.
 

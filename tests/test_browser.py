@@ -181,8 +181,16 @@ def test_decoder_view_slides_and_compare_view(app, tmp_path):
             _wait_new_src(page, "layers", layers)
             _wait_new_src(page, "qmasks", qmasks)
 
-            # "How ReferFormer works" links its decoder stage to the decoder view.
+            # "How ReferFormer works" links every stage to a view on the page, e.g. the
+            # decoder stage to the decoder view.
             page.click("#how")
+            targets = page.evaluate("() => [...document.querySelectorAll('#how a')].map("
+                                    "a => a.getAttribute('href'))")
+            assert len(targets) >= 7
+            assert {"#decoder", "#qmasks", "#compare"} <= set(targets)
+            missing = page.evaluate("(ts) => ts.filter(t => !document.querySelector(t))",
+                                    targets)
+            assert not missing, f"links to nothing: {missing}"
             page.get_by_role("link", name="Decoder, layer by layer").click()
             page.wait_for_function(
                 "() => Math.abs(document.querySelector('#decoder').getBoundingClientRect()"
