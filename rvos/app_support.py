@@ -10,8 +10,13 @@ used and tested without a browser:
   whose message says what is wrong and what to do (the app shows it as a ``gr.Error``).
 * `prepare_run` → `Run`: a `rvos.predictor.Predictor` run that reports progress per window and
   `Run.finish` → `Session`: the outputs on disk plus what the frame explorer needs.
-* `Session`: renders the explorer's views (queries, word attention, scores over time) from the
-  stored result at any frame, expression, word, level or threshold: never the model again.
+* `Session`: renders the explorer's views (queries, the decoder layer by layer, every query's
+  mask, word attention, scores over time) from the stored result at any frame, expression,
+  word, level or threshold, and writes the slide exports (`Session.export_slides`): never the
+  model again.
+* `prepare_compare` → `CompareRun` → `Comparison`: the same clip and expressions through two
+  models, their overlays side by side in one video (frame-synchronised by construction) and
+  both score plots.
 
 Source frames for the explorer. Rendering needs the frame under the drawing. Re-decoding frame k
 from the file costs decoding k frames (ffmpeg cannot seek exactly to a frame index of a
@@ -27,8 +32,11 @@ none, so `Run.finish` reads them once more from the source (same fps and frame l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import math
+import re
 import shutil
 import tempfile
 import threading
@@ -50,6 +58,8 @@ __all__ = [
     "MAX_EXPRESSIONS",
     "RUN_ERRORS",
     "AppInputError",
+    "CompareRun",
+    "Comparison",
     "FrameStore",
     "Limits",
     "ModelCache",
@@ -64,8 +74,10 @@ __all__ = [
     "level_label",
     "model_choices",
     "parse_expressions",
+    "prepare_compare",
     "prepare_run",
     "progress_text",
+    "query_masks_fit",
     "with_threshold",
 ]
 
@@ -74,6 +86,10 @@ MAX_EXPRESSIONS = 4
 # estimated to fit in this much memory; otherwise only their mean, as the original returns.
 HEAD_MAPS_BUDGET_MB = 256
 WORDS_ESTIMATE = 12  # words per expression, for that estimate
+# A run keeps every query's low-resolution mask (the decoder view's masks of all queries) when
+# they fit in this much memory before compression (int8: Q × h/4 × w/4 bytes per frame and
+# expression; zlib typically divides it by 5-20); otherwise only the chosen query's.
+QUERY_MASKS_BUDGET_MB = 128
 # Long side of the frames kept for the explorer and of the images sent to the browser.
 DISPLAY_MAX_SIDE = 960
 JPEG_QUALITY = 90
@@ -377,22 +393,29 @@ class Run:
     """
 
     def __init__(self, predictor: Predictor, video: str, expressions: list[str], info: Any,
-                 settings: RunSettings, work_dir: Path) -> None:
+                 settings: RunSettings, work_dir: Path, *, details: bool = True) -> None:
         self.predictor, self.video, self.expressions = predictor, video, expressions
         self.info, self.settings, self.work_dir = info, settings, work_dir
         available = info.sampled_num_frames(settings.fps)
         self.num_frames = min(available, settings.max_frames)
         self.truncated_from = available if available > settings.max_frames else None
-        self.attention_heads = head_maps_fit(predictor, (info.height, info.width),
-                                             self.num_frames, len(expressions))
+        # details: what the frame explorer draws (attention, sampling points, every query's
+        # mask); a comparison needs none of it.
+        self.details = details
+        size = (info.height, info.width)
+        self.attention_heads = details and head_maps_fit(predictor, size, self.num_frames,
+                                                         len(expressions))
+        self.query_masks = details and query_masks_fit(predictor, size, self.num_frames,
+                                                       len(expressions))
 
     def steps(self) -> Iterator[Progress]:
         """`Progress` after every window; the last one carries the `VideoResult`. Closing the
         iterator early (a Stop button) stops the model and the video reader."""
         return self.predictor.iter_predict(
             self.video, self.expressions, fps=self.settings.fps,
-            max_frames=self.settings.max_frames, return_attention=True, return_sampling=True,
-            attention_heads=self.attention_heads)
+            max_frames=self.settings.max_frames, return_attention=self.details,
+            return_sampling=self.details, attention_heads=self.attention_heads,
+            return_query_masks=self.query_masks)
 
     def finish(self, result: VideoResult) -> Session:
         """Write overlay.mp4, masks.zip and result.json into a new folder of ``work_dir`` and
@@ -400,12 +423,20 @@ class Run:
         out = Path(tempfile.mkdtemp(prefix="run-", dir=self.work_dir))
         paths = _export(result, out, self.video)
         frames = FrameStore.from_result(result, self.video)
+        return Session(result, frames, self.video, out, paths, result, self.notes(result))
+
+    def notes(self, result: VideoResult) -> list[str]:
+        """Remarks for the summary: frames left out, views that did not fit in memory."""
         notes = []
         if self.truncated_from is not None:
             notes.append(f"Only the first {result.num_frames} of {self.truncated_from} frames "
                          "were processed (Max frames); lower the processing fps to cover more "
                          "of the video.")
-        return Session(result, frames, self.video, out, paths, result, notes)
+        if self.details and not self.query_masks:
+            notes.append(f"Every query's mask was not kept (more than "
+                         f"{QUERY_MASKS_BUDGET_MB} MB for this many frames at this size); the "
+                         "decoder view shows the boxes of all queries and the chosen mask.")
+        return notes
 
 
 def head_maps_fit(predictor: Predictor, size: tuple[int, int], num_frames: int,
@@ -423,9 +454,22 @@ def head_maps_fit(predictor: Predictor, size: tuple[int, int], num_frames: int,
     return total <= budget_mb * 2**20
 
 
+def query_masks_fit(predictor: Predictor, size: tuple[int, int], num_frames: int,
+                    num_expressions: int, budget_mb: float = QUERY_MASKS_BUDGET_MB) -> bool:
+    """Whether every query's low-resolution mask logits of a run fit in ``budget_mb`` before
+    compression: int8 ``Q × ceil(h/4) × ceil(w/4)`` per frame and expression at the model's
+    input size (h, w). ``size`` is the source's (height, width)."""
+    from rvos.inference import resized_size
+
+    h, w = size if predictor.short_side is None else resized_size(*size, predictor.short_side)
+    queries = predictor.model.config.num_queries
+    total = num_frames * num_expressions * queries * -(-h // 4) * -(-w // 4)
+    return total <= budget_mb * 2**20
+
+
 def prepare_run(models: ModelCache, model: str | None, video: str | None,
                 expressions: str | None, settings: RunSettings, limits: Limits,
-                work_dir: str | Path) -> Run:
+                work_dir: str | Path, *, details: bool = True) -> Run:
     """Check every input (cheapest first), load the model if needed and build the predictor.
 
     Raises `AppInputError` with the first problem found.
@@ -445,7 +489,7 @@ def prepare_run(models: ModelCache, model: str | None, video: str | None,
         raise AppInputError(str(err)) from None
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    return Run(predictor, str(video), texts, info, settings, work)
+    return Run(predictor, str(video), texts, info, settings, work, details=details)
 
 
 def progress_text(p: Progress) -> str:
@@ -516,6 +560,9 @@ class FrameStore:
 
     def __len__(self) -> int:
         return len(self.jpegs)
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        return self.frame(t)
 
     def nbytes(self) -> int:
         return sum(len(j) for j in self.jpegs)
@@ -633,6 +680,69 @@ class Session:
                                           expressions=[k])
         return _fit(self.result.render_queries(k, t, base, sampling=sampling))
 
+    def decoder_query_choices(self) -> list[tuple[str, str]]:
+        """The decoder view's menu: all queries, the chosen one (whichever it is on the frame),
+        then each query."""
+        q = self.result[0].scores.shape[1]
+        return [("all queries", "all"), ("the chosen query", "chosen")] + [
+            (f"q{k}", str(k)) for k in range(q)]
+
+    def render_decoder(self, expression: int, frame: int, query: str | int | None = "all"
+                       ) -> np.ndarray:
+        """uint8 image: the decoder's layer-by-layer refinement on ``frame``: every query's
+        path (``"all"``), or the boxes of one query (an index, or ``"chosen"``) after each
+        layer with each layer's score."""
+        k, t = self._expr(expression), self._frame(frame)
+        e = self.result[k]
+        if query in (None, "", "all"):
+            focus = None
+        elif query == "chosen":
+            focus = int(e.chosen_query[t])
+        else:
+            focus = min(max(int(query), 0), e.scores.shape[1] - 1)
+        base = self.result.render_overlay(t, self.frames.frame(t), threshold=self.threshold,
+                                          expressions=[k])
+        return _fit(self.result.render_decoder(k, t, base, query=focus))
+
+    def render_layer_scores(self, expression: int, frame: int) -> np.ndarray:
+        """uint8 ``[240, 640, 3]``: every query's score after each decoder layer on ``frame``."""
+        return self.result.render_layer_scores(self._expr(expression), self._frame(frame))
+
+    def render_query_masks(self, expression: int, frame: int) -> np.ndarray:
+        """uint8 image: every query's mask on ``frame`` as small multiples with their scores,
+        the chosen one marked (a note instead when the run did not keep them)."""
+        from rvos import visualize
+
+        k, t = self._expr(expression), self._frame(frame)
+        if not self.result[k].has_query_masks:
+            return visualize.notice(960, "Every query's mask was not kept for this run (it "
+                                         f"would take over {QUERY_MASKS_BUDGET_MB} MB); only "
+                                         "the chosen query's mask is stored.")
+        return _fit(self.result.render_query_masks(k, t, self.frames.frame(t),
+                                                   threshold=self.threshold))
+
+    def export_slides(self, columns: int = 5) -> dict[str, Path]:
+        """Write ``figure.png``, ``figure.pdf`` (``columns`` evenly spaced frames) and
+        ``overlay.gif`` of the outputs as they stand (threshold included) into this session's
+        folder; returns their paths as ``figure_png``, ``figure_pdf``, ``gif``."""
+        from rvos import exports
+
+        try:
+            columns = int(columns)
+        except (TypeError, ValueError):
+            raise AppInputError(f"frames in the figure must be a whole number, got "
+                                f"{columns!r}") from None
+        if not 1 <= columns <= 12:
+            raise AppInputError(f"frames in the figure must be between 1 and 12, got {columns}")
+        try:
+            paths = exports.write_figure(self.exported, self.out_dir, self.frames,
+                                         columns=columns)
+            paths["gif"] = exports.write_gif(self.exported, self.out_dir / "overlay.gif",
+                                             self.frames)
+        except exports.ExportError as err:
+            raise AppInputError(str(err)) from None
+        return paths
+
     def render_attention(self, expression: int, frame: int, word: str | int = "all",
                          level: str | None = None, head: str | int | None = "mean"
                          ) -> np.ndarray:
@@ -684,3 +794,164 @@ class Session:
         for note in self.notes:
             lines += ["", note]
         return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- comparison
+
+
+def _safe_name(key: str) -> str:
+    """A model key as a file-name part (checkpoint keys are file names)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("._") or "model"
+
+
+def _pooled_iou(a, b) -> float | None:
+    """Intersection over union of two expressions' masks pooled over all frames (None when
+    neither has any object pixel)."""
+    inter = union = 0
+    for ma, mb in zip(a.masks(), b.masks(), strict=True):
+        inter += int(np.count_nonzero(ma & mb))
+        union += int(np.count_nonzero(ma | mb))
+    return inter / union if union else None
+
+
+@dataclass
+class Comparison:
+    """The same clip and expressions through two models (the app's Compare view).
+
+    Attributes:
+        results: the `VideoResult` of model A and of model B (the same object twice when the
+            same model was asked for twice: it ran once).
+        keys: the two models' menu keys.
+        frames: the processed frames (`FrameStore`), shared by both.
+        out_dir: the folder of the written files.
+        paths: ``overlay_a``, ``overlay_b`` (each model's overlay.mp4), ``result_a``,
+            ``result_b`` (their result.json) and ``side_by_side`` (both overlays in one video).
+        notes: remarks for the summary.
+    """
+
+    results: tuple[VideoResult, VideoResult]
+    keys: tuple[str, str]
+    frames: FrameStore
+    out_dir: Path
+    paths: dict[str, Path]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return self.results[0].num_frames
+
+    @property
+    def titles(self) -> tuple[str, str]:
+        return f"A: {self.keys[0]}", f"B: {self.keys[1]}"
+
+    def close(self) -> None:
+        shutil.rmtree(self.out_dir, ignore_errors=True)
+
+    def expression_choices(self) -> list[tuple[str, str]]:
+        return [(f"{k + 1}: {e.text}", str(k)) for k, e in enumerate(self.results[0])]
+
+    def _frame(self, frame: int | float | None) -> int:
+        t = 0 if frame is None else int(round(float(frame)))
+        return min(max(t, 0), self.num_frames - 1)
+
+    def render_frame(self, frame: int) -> np.ndarray:
+        """uint8 image: frame ``frame`` with model A's masks next to model B's."""
+        from rvos import exports
+
+        t = self._frame(frame)
+        return _fit(exports.compare_frame(self.results, self.titles, t, self.frames.frame(t)))
+
+    def render_scores(self, which: int, expression: int, frame: int) -> np.ndarray:
+        """uint8 ``[240, 640, 3]``: model ``which``'s (0: A, 1: B) query scores over time for
+        ``expression``, cursor at ``frame``."""
+        result = self.results[1 if which else 0]
+        k = min(max(int(expression or 0), 0), len(result) - 1)
+        return result.render_scores(k, self._frame(frame))
+
+    def summary(self) -> str:
+        """Markdown: the two runs and, per expression, each model's score and where they
+        agree."""
+        a, b = self.results
+        same = a is b
+        lines = [f"**{self.titles[0]}** vs **{self.titles[1]}** · {self.num_frames} frames · "
+                 f"A {a.timings['total_s']:.1f} s, B {b.timings['total_s']:.1f} s"
+                 + (" (the same model twice: run once, shown twice)" if same else ""), "",
+                 "Score: the chosen query's mean score; IoU: how much the two models' masks "
+                 "overlap, pooled over all frames.", "",
+                 "| expression | A score | B score | A–B IoU |",
+                 "| --- | --- | --- | --- |"]
+        for ea, eb in zip(a, b, strict=True):
+            iou = _pooled_iou(ea, eb)
+            lines.append(f"| {ea.text} | {float(ea.chosen_scores.mean()):.2f} | "
+                         f"{float(eb.chosen_scores.mean()):.2f} | "
+                         f"{'no object in either' if iou is None else f'{iou:.2f}'} |")
+        for note in self.notes:
+            lines += ["", note]
+        return "\n".join(lines)
+
+
+class CompareRun:
+    """Two `Run` s of the same clip and expressions (one when both models are the same):
+    iterate `steps`, then call `finish`. Made by `prepare_compare`."""
+
+    def __init__(self, runs: list[Run], keys: tuple[str, str], work_dir: Path) -> None:
+        self.runs, self.keys, self.work_dir = runs, keys, work_dir
+        self.results: list[VideoResult] = []
+
+    def steps(self) -> Iterator[tuple[float | None, str]]:
+        """``(fraction done, what is running)`` after every window of either model. Closing the
+        iterator early stops the model and the video reader."""
+        n = len(self.runs)
+        self.results = []
+        for i, (run, key) in enumerate(zip(self.runs, self.keys, strict=False)):
+            label = "AB"[i] if n > 1 else "A = B"
+            with contextlib.closing(run.steps()) as steps:
+                for step in steps:
+                    part = step.fraction
+                    fraction = None if part is None else (i + part) / n
+                    yield fraction, f"model {label} ({key}): {progress_text(step)}"
+                    if step.result is not None:
+                        self.results.append(step.result)
+
+    def finish(self) -> Comparison:
+        """Write each model's overlay.mp4 and result.json and the side-by-side video into a
+        new folder of ``work_dir``."""
+        from rvos import exports
+
+        if len(self.results) != len(self.runs):
+            raise RuntimeError("finish() before steps() ran to the end")
+        results = (self.results[0], self.results[-1])
+        out = Path(tempfile.mkdtemp(prefix="compare-", dir=self.work_dir))
+        video = self.runs[0].video
+        paths: dict[str, Path] = {}
+        for side, key, result in zip("ab", self.keys, results, strict=True):
+            name = f"{side.upper()}_{_safe_name(key)}"
+            written = write_outputs(result, out / side, video_path=video, masks=False)
+            overlay = written["overlay"].rename(out / f"{name}.mp4")
+            doc = json.loads(written["result"].read_text())
+            doc["outputs"] = {"overlay": overlay.name}
+            written["result"].unlink()
+            (out / side).rmdir()
+            paths[f"overlay_{side}"] = overlay
+            paths[f"result_{side}"] = out / f"{name}.json"
+            paths[f"result_{side}"].write_text(json.dumps(doc, separators=(",", ":")))
+        frames = FrameStore.from_result(results[0], video)
+        titles = (f"A: {self.keys[0]}", f"B: {self.keys[1]}")
+        paths["side_by_side"] = exports.write_side_by_side(
+            results, titles, out / "side_by_side.mp4", frames)
+        notes = self.runs[0].notes(results[0])
+        return Comparison(results, self.keys, frames, out, paths, notes)
+
+
+def prepare_compare(models: ModelCache, model_a: str | None, model_b: str | None,
+                    video: str | None, expressions: str | None, settings: RunSettings,
+                    limits: Limits, work_dir: str | Path) -> CompareRun:
+    """Check every input and build the run(s) of the same clip and expressions through
+    ``model_a`` and ``model_b`` (the same model twice runs once). Raises `AppInputError`."""
+    key_a, key_b = models.choice(model_a).key, models.choice(model_b).key
+    runs = [prepare_run(models, key_a, video, expressions, settings, limits, work_dir,
+                        details=False)]
+    if key_b != key_a:
+        runs.append(prepare_run(models, key_b, video, expressions, settings, limits, work_dir,
+                                details=False))
+    return CompareRun(runs, (key_a, key_b), Path(work_dir))

@@ -2,8 +2,11 @@
 
 Uploads an example clip, types its two expressions, runs, waits for the overlay video, moves
 the frame slider, switches the attention word and head, and checks that the queries and attention
-images changed. With RVOS_UPDATE_SCREENSHOT=1 it also saves the page as docs/screenshot.png (the
-README shows it); otherwise a run leaves the tracked file alone.
+images changed. A second test follows the decoder view (one query, another frame), a link of the
+"How ReferFormer works" panel, the slide downloads and the compare view. With
+RVOS_UPDATE_SCREENSHOT=1 they also save the page as docs/screenshot.png and the two views as
+docs/decoder_view.png and docs/compare_view.png (the README shows them); otherwise a run leaves
+the tracked files alone.
 """
 
 from __future__ import annotations
@@ -132,3 +135,121 @@ def test_segment_then_explore_frames_and_words(app, tmp_path):
     assert shot.stat().st_size > 50_000
     if os.environ.get("RVOS_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(shot, SCREENSHOT)
+
+
+def _region(page, first: str, last: str) -> dict:
+    """The page area from the top of element ``first`` to the bottom of ``last``."""
+    return page.evaluate(
+        """([a, b]) => { const r1 = document.querySelector(a).getBoundingClientRect();
+                         const r2 = document.querySelector(b).getBoundingClientRect();
+                         return {x: 0, y: r1.top + window.scrollY - 8,
+                                 width: document.documentElement.clientWidth,
+                                 height: r2.bottom - r1.top + 16}; }""", [first, last])
+
+
+def test_decoder_view_slides_and_compare_view(app, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    video, expressions = two_expression_example()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(app.url, wait_until="load")
+            page.wait_for_selector("#vin input[type=file]", state="attached", timeout=30_000)
+            page.set_input_files("#vin input[type=file]", str(video))
+            page.wait_for_function("() => document.querySelector('#vin video')?.src"
+                                   "?.startsWith('http')", timeout=30_000)
+            page.fill("#txt textarea", "\n".join(expressions))
+            page.click("#run")
+            decoder = _wait_new_src(page, "decoder", None, 60_000)
+            layers = _wait_new_src(page, "layers", None)
+            qmasks = _wait_new_src(page, "qmasks", None)
+
+            # One query instead of all: its box after every layer.
+            options = page.locator("#dquery label")
+            assert options.count() == 2 + 5  # all, the chosen one, q0..q4
+            page.get_by_label("the chosen query").check()
+            chosen = _wait_new_src(page, "decoder", decoder)
+            assert _digest(page, chosen) != _digest(page, decoder)
+
+            # Another frame: the decoder view, the layer scores and the masks all follow.
+            page.locator("#frame input[type=range]").fill("9")
+            later = _wait_new_src(page, "decoder", chosen)
+            assert _digest(page, later) != _digest(page, chosen)
+            _wait_new_src(page, "layers", layers)
+            _wait_new_src(page, "qmasks", qmasks)
+
+            # "How ReferFormer works" links every stage to a view on the page, e.g. the
+            # decoder stage to the decoder view.
+            page.click("#how")
+            targets = page.evaluate("() => [...document.querySelectorAll('#how a')].map("
+                                    "a => a.getAttribute('href'))")
+            assert len(targets) >= 7
+            assert {"#decoder", "#qmasks", "#compare"} <= set(targets)
+            missing = page.evaluate("(ts) => ts.filter(t => !document.querySelector(t))",
+                                    targets)
+            assert not missing, f"links to nothing: {missing}"
+            page.get_by_role("link", name="Decoder, layer by layer").click()
+            page.wait_for_function(
+                "() => Math.abs(document.querySelector('#decoder').getBoundingClientRect()"
+                ".top) < 50", timeout=10_000)
+
+            # Slide exports: the download buttons hand over the files.
+            page.click("#export")
+            page.wait_for_selector("#dl_gif:not([disabled])", timeout=60_000)
+            with page.expect_download() as download:
+                page.click("#dl_png")
+            png = tmp_path / "figure.png"
+            download.value.save_as(png)
+            from PIL import Image
+
+            assert Image.open(png).width >= 1200
+            with page.expect_download() as download:
+                page.click("#dl_gif")
+            assert download.value.suggested_filename == "overlay.gif"
+
+            page.locator("#decoder_section").scroll_into_view_if_needed()
+            page.wait_for_timeout(500)
+            decoder_shot = tmp_path / "decoder_view.png"
+            page.screenshot(path=str(decoder_shot), full_page=True,
+                            clip=_region(page, "#decoder_section", "#qmasks"))
+
+            # Compare: the same clip through model A and model B, in step.
+            page.click("#compare_run")
+            page.wait_for_function("() => document.querySelector('#cvideo video')?.src"
+                                   "?.startsWith('http')", timeout=90_000)
+            view = _wait_new_src(page, "cview", None)
+            scores_a = _wait_new_src(page, "cscores_a", None)
+            _wait_new_src(page, "cscores_b", None)
+            assert "A: builtin" in page.inner_text("#csummary")
+            playable = page.evaluate(
+                """async () => { const v = document.querySelector('#cvideo video');
+                   if (v.readyState < 2) await new Promise(r => {
+                       v.addEventListener('loadeddata', r, {once: true});
+                       setTimeout(r, 10000); });
+                   return v.readyState; }""")
+            assert playable >= 2, "the side-by-side video did not load in Chromium"
+            page.locator("#cframe input[type=range]").fill("12")
+            moved = _wait_new_src(page, "cview", view)
+            assert _digest(page, moved) != _digest(page, view)
+            _wait_new_src(page, "cscores_a", scores_a)
+            page.locator("#compare").scroll_into_view_if_needed()
+            page.wait_for_timeout(1000)
+            compare_shot = tmp_path / "compare_view.png"
+            page.screenshot(path=str(compare_shot), full_page=True,
+                            clip=_region(page, "#compare", "#cscores_a"))
+        except Exception as exc:
+            failed = tmp_path / "failure.png"
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(failed), full_page=True)
+            raise AssertionError(f"{type(exc).__name__}: {exc}\npage at the failure: {failed}"
+                                 f"\nend of the app's log ({app.log}):\n"
+                                 f"{app.log.read_text()[-4000:]}") from exc
+        finally:
+            browser.close()
+    for shot in (decoder_shot, compare_shot):
+        assert shot.stat().st_size > 30_000
+        if os.environ.get("RVOS_UPDATE_SCREENSHOT") == "1":
+            shutil.copyfile(shot, ROOT / "docs" / shot.name)
