@@ -1,7 +1,7 @@
 """rvos demo: referring video object segmentation with ReferFormer, in the browser.
 
     python app.py [--host HOST] [--port PORT] [--share] [--model NAME] [--checkpoint PATH]
-                  [--device DEVICE] [--text-encoder NAME_OR_DIR] [--threads N]
+                  [--device DEVICE] [--text-encoder NAME_OR_DIR] [--threads N] [--offline]
                   [--max-duration S] [--max-frames N] [--max-upload-mb MB]
 
 Upload a clip (or pick an example), type up to four expressions, one per line, and press
@@ -10,9 +10,13 @@ shows, on any frame, every query's box and score, which pixels attend to which w
 queries' scores over time. Everything the explorer draws comes from the stored result; only
 the Segment button runs the model.
 
+Official models download on first use: the one of --model before the app serves (progress in
+the log), the others when chosen in the menu (progress in the page).
+
 Environment (for Hugging Face Spaces and containers): RVOS_MODEL, RVOS_CHECKPOINT, RVOS_DEVICE,
 RVOS_TEXT_ENCODER, RVOS_THREADS, RVOS_MAX_DURATION, RVOS_MAX_FRAMES, RVOS_MAX_UPLOAD_MB,
-GRADIO_SERVER_NAME, GRADIO_SERVER_PORT; command-line options win.
+RVOS_OFFLINE, RVOS_MIRROR, RVOS_CACHE, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT; command-line
+options win.
 
 API: ``/segment`` (see the README for a gradio_client example).
 """
@@ -65,8 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="port (default $GRADIO_SERVER_PORT or 7860)")
     p.add_argument("--share", action="store_true", help="also serve on a public gradio.live link")
     p.add_argument("--model", default=_env("RVOS_MODEL"),
-                   help="default model, a registry name (`python -m rvos models`; default "
-                        "builtin)")
+                   help="default model: a registry name (`python -m rvos models`; an official "
+                        "one is downloaded before serving if needed) or hf://OWNER/REPO "
+                        "(default builtin)")
     p.add_argument("--checkpoint", default=_env("RVOS_CHECKPOINT"),
                    help="weights: an official .pth or a save_pretrained folder (with --model: "
                         "that model's weights)")
@@ -78,6 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=_env("RVOS_THREADS", None, int),
                    help="CPU threads for torch (default: torch's choice; 1 is fastest for "
                         "small models on a busy CPU)")
+    p.add_argument("--offline", action="store_true", default=None,
+                   help="never download a model; the menu lists only those on this machine "
+                        "(default $RVOS_OFFLINE)")
     p.add_argument("--max-duration", type=float, default=_env("RVOS_MAX_DURATION", 120.0, float),
                    help="longest accepted video in seconds (default 120)")
     p.add_argument("--max-frames", type=int, default=_env("RVOS_MAX_FRAMES", 300, int),
@@ -91,14 +99,8 @@ def load_examples() -> tuple[list[list[str]], list[list[str]]]:
     """(synthetic examples for the built-in model, real clips for official checkpoints), each
     ``[video path, expressions]``; see examples/README.md."""
     spec = json.loads((EXAMPLES_DIR / "examples.json").read_text())
-    synthetic = [[str(EXAMPLES_DIR / e["video"]), "\n".join(e["expressions"])]
-                 for e in spec["synthetic"]]
-    real = []
-    for e in spec.get("real", []):
-        path = sup.find_sample_video(e["video"])
-        if path is not None:
-            real.append([str(path), "\n".join(e["expressions"])])
-    return synthetic, real
+    return tuple([[str(EXAMPLES_DIR / e["video"]), "\n".join(e["expressions"])]
+                  for e in spec.get(kind, [])] for kind in ("synthetic", "real"))
 
 
 def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
@@ -120,7 +122,8 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         progress(0.0, desc="checking the input and loading the model")
         try:
             run = sup.prepare_run(models, model, video, expressions, settings, limits,
-                                  work_dir)
+                                  work_dir, on_download=lambda p: progress(p.fraction,
+                                                                           desc=p.text))
             result = None
             # Stop cancels this generator; closing the steps then ends the model and ffmpeg.
             with contextlib.closing(run.steps()) as steps:
@@ -191,11 +194,16 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
             return gr.skip()
         return session.render_queries(expression, frame, sampling=sampling)
 
-    def note(model: str) -> str:
+    def choose(model: str):
+        """The note under the menu; a model that is not here yet downloads now, its progress
+        shown in the note (sessions choosing the same model share the download), and the menu
+        then says it is on this machine."""
         try:
-            return models.choice(model).note
-        except sup.AppInputError:
-            return ""
+            for step in models.fetch_steps(model):
+                yield f"**{step.text}**", gr.skip()
+            yield models.note(model), gr.Dropdown(choices=models.menu())
+        except sup.AppInputError as err:
+            yield f"**Download failed**: {err}", gr.skip()
 
     synthetic, real = load_examples()
     with gr.Blocks(title="rvos: ReferFormer demo", delete_cache=(3600, STATE_TTL_S)) as demo:
@@ -207,9 +215,9 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                 text = gr.Textbox(label="Expressions (one per line, at most 4)", lines=3,
                                   placeholder="the red circle\nthe square moving left",
                                   elem_id="txt")
-                model = gr.Dropdown(choices=[(c.label, c.key) for c in models.choices.values()],
-                                    value=default.key, label="Model", elem_id="model")
-                model_note = gr.Markdown(default.note, elem_id="note")
+                model = gr.Dropdown(choices=models.menu(), value=default.key, label="Model",
+                                    elem_id="model")
+                model_note = gr.Markdown(models.note(default.key), elem_id="note")
                 with gr.Accordion("Advanced", open=False):
                     threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05,
                                           label="Mask threshold",
@@ -232,7 +240,8 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                             examples_per_page=6)
                 if real:
                     gr.Examples(real, [video_in, text],
-                                label="Real footage (needs an official checkpoint)")
+                                label="Real footage (for the official models; see "
+                                      "examples/README.md for its licence)")
             with gr.Column(scale=1):
                 video_out = gr.Video(label="Overlay", interactive=False, autoplay=True,
                                      height=VIDEO_HEIGHT, elem_id="vout")
@@ -289,7 +298,11 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         gr.on([word.input, level.input, head.input], attention,
               [session, expression, frame, word, level, head], attention_img, **render)
         sampling.input(queries, [session, expression, frame, sampling], queries_img, **render)
-        model.change(note, model, model_note, api_visibility="private", show_progress="hidden")
+        model.input(choose, model, [model_note, model], api_visibility="private",
+                    show_progress="hidden", concurrency_limit=None)
+        # Labels say which models are on this machine: refreshed for every visitor.
+        demo.load(lambda: gr.Dropdown(choices=models.menu()), None, model,
+                  api_visibility="private", show_progress="hidden")
     return demo
 
 
@@ -312,8 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(max(1, args.threads))
     try:
         limits = sup.Limits(args.max_duration, args.max_frames, args.max_upload_mb)
-        choices = sup.model_choices(args.model, args.checkpoint)
-        models = sup.ModelCache(choices, text_encoder=args.text_encoder)
+        choices = sup.model_choices(args.model, args.checkpoint, offline=args.offline)
+        models = sup.ModelCache(choices, text_encoder=args.text_encoder, offline=args.offline)
+        if models.needs_download(models.default.key):
+            print(f"app.py: downloading {models.default.key} before serving", flush=True)
         models.get(models.default.key, device)  # built once, before the first visitor
     except (sup.AppInputError, ValueError) as err:
         print(f"app.py: error: {err}", file=sys.stderr)
