@@ -129,14 +129,15 @@ def model_card(
         )
     if info is not None and info.notes:
         lines += ["", info.notes]
+    text = "the person on the left" if official else "the red circle"
+    why = "as the authors evaluate" if official else "the size it was trained at"
     lines += [
         "",
         "## Use",
         "",
         "```bash",
         "# with rvos installed (`pip install .` in its repository)",
-        f'python -m rvos predict clip.mp4 --model hf://{repo} --text "the person on the left" '
-        "--out out/",
+        f'python -m rvos predict clip.mp4 --model hf://{repo} --text "{text}" --out out/',
         f"python app.py --model hf://{repo}",
         "```",
         "",
@@ -145,11 +146,11 @@ def model_card(
         "from rvos.predictor import Predictor",
         "",
         f'model = load_model("hf://{repo}")',
-        'result = Predictor(model).predict("clip.mp4", ["the person on the left"])',
+        f'result = Predictor(model).predict("clip.mp4", ["{text}"])',
         "```",
         "",
-        f"Frames are resized to a short side of {meta.get('input_short_side', 360)} pixels, as "
-        "the authors evaluate; the best query over the clip is the answer on every frame.",
+        f"Frames are resized to a short side of {meta.get('input_short_side', 360)} pixels, "
+        f"{why}; the best query over the clip is the answer on every frame.",
         "",
         "## Published scores",
         "",

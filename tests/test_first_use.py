@@ -215,6 +215,10 @@ def test_offline_menu_lists_only_the_models_on_this_machine(online, monkeypatch)
     assert everything == [m.name for m in registry.list_models(supported_only=True)]
     with pytest.raises(sup.AppInputError, match="python -m rvos download ytvos-r101"):
         sup.model_choices("ytvos-r101", offline=True)
+    hub = sup.model_choices("hf://rvos-test/referformer-ytvos-r50@v1", offline=True)[0]
+    assert (hub.key, hub.kind) == ("hf://rvos-test/referformer-ytvos-r50@v1", "hub")
+    with pytest.raises(sup.AppInputError, match="hf://OWNER/REPO"):
+        sup.model_choices("hf://just-a-name")
 
 
 def test_app_fetches_its_model_before_serving_then_segments(parity_checkpoint, parity_dir,
