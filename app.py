@@ -1,7 +1,7 @@
 """rvos demo: referring video object segmentation with ReferFormer, in the browser.
 
     python app.py [--host HOST] [--port PORT] [--share] [--model NAME] [--checkpoint PATH]
-                  [--device DEVICE] [--text-encoder NAME_OR_DIR] [--threads N]
+                  [--device DEVICE] [--text-encoder NAME_OR_DIR] [--threads N] [--offline]
                   [--max-duration S] [--max-frames N] [--max-upload-mb MB]
 
 Upload a clip (or pick an example), type up to four expressions, one per line, and press
@@ -12,9 +12,13 @@ every query's mask, which pixels attend to which word, and the queries' scores o
 two models side by side. Everything the explorer draws comes from the stored result; only the
 Segment and Compare buttons run a model.
 
+Official models download on first use: the one of --model before the app serves (progress in
+the log), the others when chosen in the menu (progress in the page).
+
 Environment (for Hugging Face Spaces and containers): RVOS_MODEL, RVOS_CHECKPOINT, RVOS_DEVICE,
 RVOS_TEXT_ENCODER, RVOS_THREADS, RVOS_MAX_DURATION, RVOS_MAX_FRAMES, RVOS_MAX_UPLOAD_MB,
-GRADIO_SERVER_NAME, GRADIO_SERVER_PORT; command-line options win.
+RVOS_OFFLINE, RVOS_MIRROR, RVOS_CACHE, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT; command-line
+options win.
 
 API: ``/segment`` and ``/compare`` (see the README for gradio_client examples).
 """
@@ -94,8 +98,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="port (default $GRADIO_SERVER_PORT or 7860)")
     p.add_argument("--share", action="store_true", help="also serve on a public gradio.live link")
     p.add_argument("--model", default=_env("RVOS_MODEL"),
-                   help="default model, a registry name (`python -m rvos models`; default "
-                        "builtin)")
+                   help="default model: a registry name (`python -m rvos models`; an official "
+                        "one is downloaded before serving if needed) or hf://OWNER/REPO "
+                        "(default builtin)")
     p.add_argument("--checkpoint", default=_env("RVOS_CHECKPOINT"),
                    help="weights: an official .pth or a save_pretrained folder (with --model: "
                         "that model's weights)")
@@ -107,6 +112,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=_env("RVOS_THREADS", None, int),
                    help="CPU threads for torch (default: torch's choice; 1 is fastest for "
                         "small models on a busy CPU)")
+    p.add_argument("--offline", action="store_true", default=None,
+                   help="never download a model; the menu lists only those on this machine "
+                        "(default $RVOS_OFFLINE)")
     p.add_argument("--max-duration", type=float, default=_env("RVOS_MAX_DURATION", 120.0, float),
                    help="longest accepted video in seconds (default 120)")
     p.add_argument("--max-frames", type=int, default=_env("RVOS_MAX_FRAMES", 300, int),
@@ -120,14 +128,8 @@ def load_examples() -> tuple[list[list[str]], list[list[str]]]:
     """(synthetic examples for the built-in model, real clips for official checkpoints), each
     ``[video path, expressions]``; see examples/README.md."""
     spec = json.loads((EXAMPLES_DIR / "examples.json").read_text())
-    synthetic = [[str(EXAMPLES_DIR / e["video"]), "\n".join(e["expressions"])]
-                 for e in spec["synthetic"]]
-    real = []
-    for e in spec.get("real", []):
-        path = sup.find_sample_video(e["video"])
-        if path is not None:
-            real.append([str(path), "\n".join(e["expressions"])])
-    return synthetic, real
+    return tuple([[str(EXAMPLES_DIR / e["video"]), "\n".join(e["expressions"])]
+                  for e in spec.get(kind, [])] for kind in ("synthetic", "real"))
 
 
 def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
@@ -149,7 +151,8 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         progress(0.0, desc="checking the input and loading the model")
         try:
             run = sup.prepare_run(models, model, video, expressions, settings, limits,
-                                  work_dir)
+                                  work_dir, on_download=lambda p: progress(p.fraction,
+                                                                           desc=p.text))
             result = None
             # Stop cancels this generator; closing the steps then ends the model and ffmpeg.
             with contextlib.closing(run.steps()) as steps:
@@ -252,13 +255,15 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                 device: str = device, previous: sup.Comparison | None = None,
                 progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's injection idiom)
         """The same video and expressions through model_a and model_b (the same model twice is
-        allowed). Returns each model's overlay video and result.json, both overlays side by
-        side in one video, and a summary."""
+        allowed; a model that is not here yet is downloaded first, as for /segment). Returns
+        each model's overlay video and result.json, both overlays side by side in one video, and
+        a summary."""
         settings = sup.RunSettings(threshold, window, fps, max_frames, short_side, device)
         progress(0.0, desc="checking the input and loading the models")
         try:
             run = sup.prepare_compare(models, model_a, model_b, video, expressions, settings,
-                                      limits, work_dir)
+                                      limits, work_dir, on_download=lambda p: progress(
+                                          p.fraction, desc=p.text))
             with contextlib.closing(run.steps()) as steps:
                 for fraction, text in steps:
                     progress(fraction, desc=text)
@@ -299,11 +304,27 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
             return gr.skip()
         return session.render_queries(expression, frame, sampling=sampling)
 
-    def note(model: str) -> str:
+    def menu_updates():
+        """Every model menu (Segment's, Compare's A and B) relabelled as of now."""
+        return tuple(gr.Dropdown(choices=models.menu()) for _ in range(3))
+
+    def choose(model: str, which: str = ""):
+        """The note under a menu; a model that is not here yet downloads now, its progress
+        shown in the note (sessions choosing the same model share the download), and the menus
+        then say it is on this machine. ``which`` names the menu in a shared note."""
+        prefix = f"**{which}**: " if which else ""
         try:
-            return models.choice(model).note
-        except sup.AppInputError:
-            return ""
+            for step in models.fetch_steps(model):
+                yield f"{prefix}**{step.text}**", gr.skip(), gr.skip(), gr.skip()
+            yield prefix + models.note(model), *menu_updates()
+        except sup.AppInputError as err:
+            yield f"{prefix}**Download failed**: {err}", gr.skip(), gr.skip(), gr.skip()
+
+    def choose_a(model: str):
+        yield from choose(model, "Model A")
+
+    def choose_b(model: str):
+        yield from choose(model, "Model B")
 
     synthetic, real = load_examples()
     with gr.Blocks(title="rvos: ReferFormer demo", delete_cache=(3600, STATE_TTL_S)) as demo:
@@ -318,9 +339,9 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                 text = gr.Textbox(label="Expressions (one per line, at most 4)", lines=3,
                                   placeholder="the red circle\nthe square moving left",
                                   elem_id="txt")
-                model = gr.Dropdown(choices=[(c.label, c.key) for c in models.choices.values()],
-                                    value=default.key, label="Model", elem_id="model")
-                model_note = gr.Markdown(default.note, elem_id="note")
+                model = gr.Dropdown(choices=models.menu(), value=default.key, label="Model",
+                                    elem_id="model")
+                model_note = gr.Markdown(models.note(default.key), elem_id="note")
                 with gr.Accordion("Advanced", open=False):
                     threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05,
                                           label="Mask threshold",
@@ -343,7 +364,8 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                             examples_per_page=6)
                 if real:
                     gr.Examples(real, [video_in, text],
-                                label="Real footage (needs an official checkpoint)")
+                                label="Real footage (for the official models; see "
+                                      "examples/README.md for its licence)")
             with gr.Column(scale=1):
                 video_out = gr.Video(label="Overlay", interactive=False, autoplay=True,
                                      height=VIDEO_HEIGHT, elem_id="vout")
@@ -415,11 +437,12 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                     "frame by frame, and each model's query scores. The same model twice is "
                     "allowed (it runs once).")
         with gr.Row(equal_height=True):
-            model_a = gr.Dropdown(choices=[(c.label, c.key) for c in models.choices.values()],
-                                  value=default.key, label="Model A", elem_id="model_a")
-            model_b = gr.Dropdown(choices=[(c.label, c.key) for c in models.choices.values()],
-                                  value=default.key, label="Model B", elem_id="model_b")
+            model_a = gr.Dropdown(choices=models.menu(), value=default.key, label="Model A",
+                                  elem_id="model_a")
+            model_b = gr.Dropdown(choices=models.menu(), value=default.key, label="Model B",
+                                  elem_id="model_b")
             compare_btn = gr.Button("Compare", variant="primary", elem_id="compare_run")
+        compare_note = gr.Markdown(elem_id="cnote")
         with gr.Row():
             with gr.Column(scale=3):
                 side_video = gr.Video(label="Side by side", interactive=False, autoplay=True,
@@ -476,7 +499,19 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                             **render)
         export_btn.click(export_slides, [session, columns], [png_btn, pdf_btn, gif_btn],
                          api_visibility="private", concurrency_limit=2)
-        model.change(note, model, model_note, api_visibility="private", show_progress="hidden")
+        # Choosing a model that is not here downloads it; no concurrency limit, so that a long
+        # download holds up no other visitor (sessions choosing the same model share it).
+        menus = [model, model_a, model_b]
+        choice = {"api_visibility": "private", "show_progress": "hidden",
+                  "concurrency_limit": None}
+        model.input(choose, model, [model_note, *menus], **choice)
+        model_a.input(choose_a, model_a, [compare_note, *menus], **choice)
+        model_b.input(choose_b, model_b, [compare_note, *menus], **choice)
+        # Labels say which models are on this machine: refreshed for every visitor, and after a
+        # run that may have downloaded one.
+        demo.load(menu_updates, None, menus, api_visibility="private", show_progress="hidden")
+        run_event.success(menu_updates, None, menus, api_visibility="private",
+                          show_progress="hidden")
 
         compare_event = compare_btn.click(
             compare, [video_in, text, model_a, model_b, threshold, window, fps, max_frames,
@@ -486,6 +521,8 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         compare_event.success(compare_explore, comparison,
                               [compare_frame, compare_expr, compare_img, scores_a, scores_b],
                               api_visibility="private")
+        compare_event.success(menu_updates, None, menus, api_visibility="private",
+                              show_progress="hidden")
         stop_btn.click(None, None, None, cancels=[compare_event], api_visibility="private")
         gr.on([compare_frame.input, compare_expr.input], compare_views,
               [comparison, compare_frame, compare_expr], [compare_img, scores_a, scores_b],
@@ -512,8 +549,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(max(1, args.threads))
     try:
         limits = sup.Limits(args.max_duration, args.max_frames, args.max_upload_mb)
-        choices = sup.model_choices(args.model, args.checkpoint)
-        models = sup.ModelCache(choices, text_encoder=args.text_encoder)
+        choices = sup.model_choices(args.model, args.checkpoint, offline=args.offline)
+        models = sup.ModelCache(choices, text_encoder=args.text_encoder, offline=args.offline)
+        if models.needs_download(models.default.key):
+            print(f"app.py: downloading {models.default.key} before serving", flush=True)
         models.get(models.default.key, device)  # built once, before the first visitor
     except (sup.AppInputError, ValueError) as err:
         print(f"app.py: error: {err}", file=sys.stderr)

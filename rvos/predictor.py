@@ -512,7 +512,7 @@ class Predictor:
 
     Arguments:
         model: a `rvos.modeling.ReferFormer` with its tokenizer (e.g. from
-            `rvos.registry.load_model`); it is put in eval mode.
+            `rvos.load_model`); it is put in eval mode.
         device: where to run (default: where the model's weights are).
         window: frames per model call (default 36).
         overlap: frames shared by consecutive windows, used to keep the same object (default
@@ -548,7 +548,7 @@ class Predictor:
             raise PredictorError(f"threshold must be a probability in (0, 1), got {threshold}")
         if getattr(model, "tokenizer", None) is None:
             raise PredictorError("the model has no tokenizer; load it with "
-                                 "rvos.registry.load_model or rvos.checkpoint.load_pretrained")
+                                 "rvos.load_model or rvos.checkpoint.load_pretrained")
         if device is None:
             device = next(model.parameters()).device
         self.device = torch.device(device)
@@ -814,8 +814,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="output folder for overlay.mp4, masks/, masks.zip, result.json")
     parser.add_argument("--model", default=None, metavar="NAME",
-                        help="registered model name (see `python -m rvos models`; "
-                             "default: builtin)")
+                        help="registered model name (see `python -m rvos models`; official "
+                             "ones download on first use), hf://OWNER/REPO, or a model folder "
+                             "(default: builtin)")
     parser.add_argument("--checkpoint", default=None, metavar="PATH",
                         help="weights: a save_pretrained folder, or an official .pth file")
     parser.add_argument("--text-encoder", default=None, metavar="NAME_OR_DIR",
@@ -837,6 +838,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                              "the model was trained at; 360 for the released models)")
     parser.add_argument("--device", default=None,
                         help="torch device, e.g. cpu or cuda (default: cuda if available)")
+    parser.add_argument("--offline", action="store_true", default=None,
+                        help="never download a model (also $RVOS_OFFLINE=1)")
     parser.add_argument("--figure", action="store_true",
                         help="also write figure.png and figure.pdf: a paper-style grid, one row "
                              "per expression, evenly spaced frames as columns")
@@ -849,7 +852,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_cli_model(args: argparse.Namespace, device: str):
-    from rvos.registry import load_model
+    from rvos.zoo import load_model
 
     checkpoint = args.checkpoint
     if checkpoint is not None and not Path(checkpoint).exists():
@@ -864,18 +867,22 @@ def _load_cli_model(args: argparse.Namespace, device: str):
         return model.eval(), Path(checkpoint).stem
     name = args.model or "builtin"
     model = load_model(name, checkpoint=checkpoint, device=device,
-                       text_encoder=args.text_encoder)
+                       text_encoder=args.text_encoder, offline=getattr(args, "offline", None),
+                       progress=not args.quiet)
     return model, name
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from rvos import registry
     from rvos.checkpoint import CheckpointError
+    from rvos.download import DownloadError
     from rvos.exports import ExportError
+    from rvos.hub import HubError
     from rvos.video import VideoError
 
     return (PredictorError, VideoError, CheckpointError, ExportError, registry.UnknownModelError,
-            registry.ModelFileMissingError, registry.UnsupportedModelError, OSError)
+            registry.ModelFileMissingError, registry.UnsupportedModelError, DownloadError,
+            HubError, OSError)
 
 
 def run_cli(args: argparse.Namespace) -> int:

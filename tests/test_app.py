@@ -73,13 +73,16 @@ class RunningApp:
     startup_s: float
 
 
-def start_app(log_dir: Path, *extra: str) -> Iterator[RunningApp]:
-    """Start ``python app.py --port N`` (plus ``extra``), yield once the page is served, stop
-    it afterwards. Fails with the app's log if it exits or does not come up in time."""
+def start_app(log_dir: Path, *extra: str, env: dict[str, str] | None = None,
+              model_args: list[str] | None = None) -> Iterator[RunningApp]:
+    """Start ``python app.py --port N`` (plus `model_args`, default `app_model_args()`, and
+    ``extra``) with `env` added to the environment, yield once the page is served, stop it
+    afterwards. Fails with the app's log if it exits or does not come up in time."""
     port = free_port()
     log = log_dir / f"app-{port}.log"
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port), *app_model_args(), *extra]
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", **(env or {}))
+    models = app_model_args() if model_args is None else model_args
+    cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port), *models, *extra]
     started = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
