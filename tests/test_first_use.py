@@ -221,8 +221,8 @@ def test_offline_menu_lists_only_the_models_on_this_machine(online, monkeypatch)
         sup.model_choices("hf://just-a-name")
 
 
-def test_app_fetches_its_model_before_serving_then_segments(parity_checkpoint, parity_dir,
-                                                            tmp_path):
+def test_app_fetches_its_model_before_serving_then_segments_and_compares(
+        parity_checkpoint, parity_dir, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
@@ -257,11 +257,18 @@ def test_app_fetches_its_model_before_serving_then_segments(parity_checkpoint, p
                 client.predict(video=clip, expressions="the rabbit", model="ytvos-joint-r50",
                                max_frames=1, short_side=96, api_name="/segment")
             mirror.cut_after = None
+            # /compare fetches a model that is not here the same way: this try resumes.
+            overlay_a, overlay_b, _, result_b, *_ = client.predict(
+                video=clip, expressions="the rabbit", model_a="ytvos-r50",
+                model_b="ytvos-joint-r50", max_frames=1, short_side=96, api_name="/compare")
+            assert probe(overlay_a).num_frames == probe(overlay_b).num_frames == 1
+            assert json.loads(Path(result_b).read_text())["model"] == "ytvos-joint-r50"
+            assert [e["range"] for e in mirror.requests_for(joint)] == [None, "bytes=5000000-"]
             overlay, *_ = client.predict(video=clip, expressions="the rabbit",
                                          model="ytvos-joint-r50", max_frames=1, short_side=96,
                                          api_name="/segment")
             assert probe(overlay).num_frames == 1
-            assert [e["range"] for e in mirror.requests_for(joint)] == [None, "bytes=5000000-"]
+            assert len(mirror.requests_for(joint)) == 2  # /segment found it here
         finally:
             app.close()
     finally:
