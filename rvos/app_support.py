@@ -192,11 +192,6 @@ class ModelChoice:
     kind: Literal["builtin", "official", "checkpoint", "hub"]
     checkpoint: Path | None = None
 
-    @property
-    def note(self) -> str:
-        """The one-line remark the app shows under the menu for this model ("" for none)."""
-        return BUILTIN_NOTE if self.kind == "builtin" else ""
-
 
 def model_choices(model: str | None = None, checkpoint: str | Path | None = None,
                   cache_dir: str | Path | None = None, offline: bool | None = None
