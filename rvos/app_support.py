@@ -263,9 +263,10 @@ def model_choices(model: str | None = None, checkpoint: str | Path | None = None
 class ModelCache:
     """Models built on first use and kept, one per (menu key, device).
 
-    A missing official checkpoint is downloaded first (`rvos.zoo.ensure_local`), outside the
-    loading lock, so that a long download holds up nobody who asks for another model; two
-    sessions that ask for the same missing file share one transfer (`rvos.download.fetch`).
+    A missing official checkpoint is downloaded first (`fetch_steps`, for the menu and for a
+    run alike), outside the loading lock, so that a long download holds up nobody who asks for
+    another model; two sessions that ask for the same missing file share one transfer
+    (`rvos.download.fetch`).
     Loading is serialised by a lock, so two sessions asking for the same new model build it
     once. ``text_encoder`` is passed to official checkpoints (their RoBERTa weights and
     tokenizer: a Hugging Face name or a local folder); ``offline`` forbids downloads.
@@ -356,29 +357,19 @@ class ModelCache:
     def get(self, key: str | None, device: str = "cpu",
             on_download: Callable[[Any], None] | None = None):
         """The model for menu entry ``key`` on ``device``, loaded the first time (downloaded
-        before that if needed, reporting `rvos.zoo.FetchProgress` to ``on_download``)."""
+        before that if needed, each of `fetch_steps`' `rvos.zoo.FetchProgress` passed to
+        ``on_download``)."""
         choice = self.choice(key)
-        if (choice.key, device) not in self._models and self.needs_download(choice.key):
-            self._fetch(choice, on_download)
+        if (choice.key, device) not in self._models:
+            for step in self.fetch_steps(choice.key):
+                if on_download is not None:
+                    on_download(step)
         with self._lock:
             model = self._models.get((choice.key, device))
             if model is None:
                 model = self._load(choice, device)
                 self._models[(choice.key, device)] = model
         return model
-
-    def _fetch(self, choice: ModelChoice, on_download: Callable[[Any], None] | None) -> None:
-        from rvos import zoo
-
-        def report(done: int, total: int | None) -> None:
-            if on_download is not None:
-                on_download(zoo.FetchProgress(choice.key, done, total))
-
-        try:
-            zoo.ensure_local(choice.key, cache_dir=self.cache_dir, offline=self.offline,
-                             on_progress=report)
-        except _download_errors() as err:
-            raise AppInputError(f"could not download {choice.key}: {err}") from None
 
     def _load(self, choice: ModelChoice, device: str):
         from rvos import checkpoint as ckpt
