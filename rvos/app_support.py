@@ -672,6 +672,18 @@ def _fit(image: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:
 _LEVEL_NAMES = {"fusion": "early fusion", "fpn": "cross-modal FPN"}
 
 
+def _index(value: int | float | str | None, n: int) -> int:
+    """A UI value (a slider's float, a radio's string; None or "": the first) as an index in
+    ``[0, n)``, clamped."""
+    k = 0 if value in (None, "") else round(float(value))
+    return min(max(k, 0), n - 1)
+
+
+def _expression_choices(result: VideoResult) -> list[tuple[str, str]]:
+    """(label, value) per expression, value the index as a string."""
+    return [(f"{k + 1}: {e.text}", str(k)) for k, e in enumerate(result)]
+
+
 def level_label(level: str) -> str:
     """Menu text of an attention level, e.g. ``"fusion/8"`` → ``"early fusion, 1/8"``."""
     kind, _, stride = level.partition("/")
@@ -729,8 +741,7 @@ class Session:
     # ------------------------------------------------------------------------- menus
 
     def expression_choices(self) -> list[tuple[str, str]]:
-        """(label, value) per expression, value the index as a string."""
-        return [(f"{k + 1}: {e.text}", str(k)) for k, e in enumerate(self.result)]
+        return _expression_choices(self.result)
 
     def word_choices(self, expression: int) -> list[tuple[str, str]]:
         """("all words", "all") then (word, index as string) for each word of the expression."""
@@ -845,12 +856,10 @@ class Session:
         return self.result.render_scores(self._expr(expression), self._frame(frame))
 
     def _expr(self, expression: int | str | None) -> int:
-        k = 0 if expression in (None, "") else int(expression)
-        return min(max(k, 0), len(self.result) - 1)
+        return _index(expression, len(self.result))
 
     def _frame(self, frame: int | float | None) -> int:
-        t = 0 if frame is None else int(round(float(frame)))
-        return min(max(t, 0), self.num_frames - 1)
+        return _index(frame, self.num_frames)
 
     # ------------------------------------------------------------------------- summary
 
@@ -882,6 +891,11 @@ class Session:
 def _safe_name(key: str) -> str:
     """A model key as a file-name part (checkpoint keys are file names)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("._") or "model"
+
+
+def _titles(keys: tuple[str, str]) -> tuple[str, str]:
+    """The two panels' titles: ``"A: <model>"``, ``"B: <model>"``."""
+    return f"A: {keys[0]}", f"B: {keys[1]}"
 
 
 def _pooled_iou(a, b) -> float | None:
@@ -922,17 +936,16 @@ class Comparison:
 
     @property
     def titles(self) -> tuple[str, str]:
-        return f"A: {self.keys[0]}", f"B: {self.keys[1]}"
+        return _titles(self.keys)
 
     def close(self) -> None:
         shutil.rmtree(self.out_dir, ignore_errors=True)
 
     def expression_choices(self) -> list[tuple[str, str]]:
-        return [(f"{k + 1}: {e.text}", str(k)) for k, e in enumerate(self.results[0])]
+        return _expression_choices(self.results[0])
 
     def _frame(self, frame: int | float | None) -> int:
-        t = 0 if frame is None else int(round(float(frame)))
-        return min(max(t, 0), self.num_frames - 1)
+        return _index(frame, self.num_frames)
 
     def render_frame(self, frame: int) -> np.ndarray:
         """uint8 image: frame ``frame`` with model A's masks next to model B's."""
@@ -945,7 +958,7 @@ class Comparison:
         """uint8 ``[240, 640, 3]``: model ``which``'s (0: A, 1: B) query scores over time for
         ``expression``, cursor at ``frame``."""
         result = self.results[1 if which else 0]
-        k = min(max(int(expression or 0), 0), len(result) - 1)
+        k = _index(expression, len(result))
         return result.render_scores(k, self._frame(frame))
 
     def summary(self) -> str:
@@ -1016,9 +1029,8 @@ class CompareRun:
             paths[f"result_{side}"] = out / f"{name}.json"
             paths[f"result_{side}"].write_text(json.dumps(doc, separators=(",", ":")))
         frames = FrameStore.from_result(results[0], video)
-        titles = (f"A: {self.keys[0]}", f"B: {self.keys[1]}")
         paths["side_by_side"] = exports.write_side_by_side(
-            results, titles, out / "side_by_side.mp4", frames)
+            results, _titles(self.keys), out / "side_by_side.mp4", frames)
         notes = self.runs[0].notes(results[0])
         return Comparison(results, self.keys, frames, out, paths, notes)
 
