@@ -13,7 +13,8 @@ two models side by side. Everything the explorer draws comes from the stored res
 Segment and Compare buttons run a model.
 
 Official models download on first use: the one of --model before the app serves (progress in
-the log), the others when chosen in the menu (progress in the page).
+the log), the others when chosen in a menu, Segment's or Compare's (progress in the page), or
+asked for by /segment or /compare.
 
 Environment (for Hugging Face Spaces and containers): RVOS_MODEL, RVOS_CHECKPOINT, RVOS_DEVICE,
 RVOS_TEXT_ENCODER, RVOS_THREADS, RVOS_MAX_DURATION, RVOS_MAX_FRAMES, RVOS_MAX_UPLOAD_MB,
