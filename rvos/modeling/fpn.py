@@ -13,8 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rvos.modeling.position import PositionEmbeddingSine1D
-
-FFN_CHUNK = 8192  # tokens per FFN chunk at inference
+from rvos.modeling.transformer import ffn_residual_norm
 
 
 class ConvNorm(nn.Conv2d):
@@ -89,17 +88,12 @@ class VisionLanguageBlock(nn.Module):
             memory, key_padding_mask=memory_key_padding_mask, need_weights=True,
             average_attn_weights=False)
         tgt = self.norm2(tgt + self.dropout2(attn))
-        # In place: at stride 4 this activation is T·H/4·W/4 × dim_feedforward (590 MB for
-        # five 360×640 frames), and a second copy of it was the forward pass's peak.
-        return self.norm3(tgt + self.dropout3(self._ffn(tgt))), word_attn
-
-    def _ffn(self, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled() or x.shape[0] <= FFN_CHUNK:
-            return self.linear2(self.dropout(F.relu(self.linear1(x), inplace=True)))
-        # Inference: the stride-4 level of a long clip has ~10^5 tokens, and its FFN activation
-        # (tokens x 2048) dominated peak memory; rows are independent, so run it in chunks.
-        return torch.cat([self.linear2(F.relu(self.linear1(c), inplace=True))
-                          for c in x.split(FFN_CHUNK)])
+        if not (self.training or torch.is_grad_enabled()):
+            # At stride 4 the FFN's activation is T·H/4·W/4 × dim_feedforward (590 MB for five
+            # 360×640 frames): run it in chunks through one small buffer.
+            return ffn_residual_norm(tgt, self.linear1, self.linear2, self.norm3), word_attn
+        ffn = self.linear2(self.dropout(F.relu(self.linear1(tgt), inplace=True)))
+        return self.norm3(tgt + self.dropout3(ffn)), word_attn
 
 
 class CrossModalFPN(nn.Module):

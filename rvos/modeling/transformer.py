@@ -43,6 +43,39 @@ def _add_pos(x: Tensor, pos: Tensor | None) -> Tensor:
     return x if pos is None else x + pos
 
 
+# Tokens per chunk of `ffn_residual_norm`: its hidden activation (4096 × 2048 floats, 32 MB)
+# stays small and is reused, where the whole stride-4 level of a 36-frame clip would need 4 GB.
+FFN_CHUNK = 4096
+
+
+def ffn_residual_norm(x: Tensor, linear1: nn.Linear, linear2: nn.Linear, norm: nn.LayerNorm,
+                      chunk: int = FFN_CHUNK) -> Tensor:
+    """``norm(x + linear2(relu(linear1(x))))`` for inference (no dropout, no autograd).
+
+    Rows are independent, so they go ``chunk`` at a time through one reused hidden buffer:
+    every large temporary of the plain expression (the hidden activation, its ReLU, the sum)
+    was a fresh allocation of hundreds of MB, touched for the first time (page faults) and
+    evicted from the caches before the next operation read it.
+
+    x: [..., C] -> [..., C].
+    """
+    shape = x.shape
+    rows = x.reshape(-1, shape[-1])
+    out = torch.empty_like(rows)
+    hidden = rows.new_empty(min(chunk, rows.shape[0]), linear1.out_features)
+    w1, w2 = linear1.weight.t(), linear2.weight.t()
+    for start in range(0, rows.shape[0], chunk):
+        part = rows[start:start + chunk]
+        h = hidden[:part.shape[0]]
+        torch.addmm(linear1.bias, part, w1, out=h)
+        h.relu_()
+        y = out[start:start + chunk]
+        torch.addmm(part, h, w2, out=y)  # the residual, plus the FFN ...
+        y.add_(linear2.bias)  # ... and its bias
+        y.copy_(F.layer_norm(y, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
+    return out.view(shape)
+
+
 class EncoderLayer(nn.Module):
     def __init__(self, d_model: int, d_ffn: int, dropout: float, n_levels: int, n_heads: int,
                  n_points: int) -> None:
@@ -61,6 +94,8 @@ class EncoderLayer(nn.Module):
         attn, _ = self.self_attn(_add_pos(src, pos), reference_points, src, spatial_shapes,
                                  padding_mask)
         src = self.norm1(src + self.dropout1(attn))
+        if not (self.training or torch.is_grad_enabled()):
+            return ffn_residual_norm(src, self.linear1, self.linear2, self.norm2)
         ffn = self.linear2(self.dropout2(F.relu(self.linear1(src), inplace=True)))
         return self.norm2(src + self.dropout3(ffn))
 
