@@ -47,13 +47,16 @@ writes ``DIR/overlay.mp4``, ``DIR/masks/<k>/<frame:05d>.png``, ``DIR/masks.zip``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import dataclasses
 import functools
 import itertools
 import math
 import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -70,10 +73,12 @@ from rvos.inference import normalize, postprocess_masks, resize_frames, select_q
 from rvos.result import (
     AttentionMaps,
     ExpressionResult,
+    OutputWriter,
     SamplingPoints,
     SourceInfo,
     VideoResult,
     WindowChoice,
+    decode_rle,
     encode_rle_batch,
     quantize_logits,
     rle_area,
@@ -291,8 +296,8 @@ class Progress:
     """What `Predictor.iter_predict` yields after each window.
 
     ``total_windows`` / ``total_frames`` are estimates from the container (exact for arrays);
-    ``result`` is set on the last item only. ``partial()`` builds a `VideoResult` of the
-    frames finished so far (e.g. after a Stop button).
+    ``result`` (and ``paths``, with ``out_dir``) is set on the last item only. ``partial()``
+    builds a `VideoResult` of the frames finished so far (e.g. after a Stop button).
     """
 
     window: int
@@ -301,6 +306,7 @@ class Progress:
     total_frames: int | None
     elapsed_s: float
     result: VideoResult | None = None
+    paths: dict[str, Path] | None = None  # the files written, with ``out_dir``, on the last item
     _snapshot: Callable[[], VideoResult] | None = None
 
     @property
@@ -563,8 +569,8 @@ class Predictor:
     def predict(self, video: VideoInput, expressions: str | Sequence[str],
                 *, fps: float | None = None, max_frames: int | None = None,
                 return_attention: bool = False, return_sampling: bool = False,
-                attention_heads: bool = False, return_query_masks: bool = False
-                ) -> VideoResult:
+                attention_heads: bool = False, return_query_masks: bool = False,
+                out_dir: str | os.PathLike | None = None) -> VideoResult:
         """Segment what each expression refers to on every (processed) frame of ``video``.
 
         Arguments:
@@ -584,6 +590,9 @@ class Predictor:
             return_query_masks: keep every query's low-resolution mask logits, not only the
                 chosen one's (`ExpressionResult.query_masks`): int8, ``Q × h × w`` bytes per
                 frame and expression before compression (72 kB at a 360×640 input).
+            out_dir: also write `write_outputs`' files there (``overlay.mp4``, ``masks/``,
+                ``masks.zip``, ``result.json``), frame by frame *while* predicting, so that
+                decoding, drawing and encoding overlap the model (a file or an array only).
         Returns:
             a `VideoResult`: a sequence of `ExpressionResult`, one per expression.
         """
@@ -591,7 +600,8 @@ class Predictor:
                                           return_attention=return_attention,
                                           attention_heads=attention_heads,
                                           return_sampling=return_sampling,
-                                          return_query_masks=return_query_masks):
+                                          return_query_masks=return_query_masks,
+                                          out_dir=out_dir):
             if progress.result is not None:
                 return progress.result
         raise AssertionError("iter_predict ended without a result")
@@ -600,10 +610,18 @@ class Predictor:
                      expressions: str | Sequence[str], *, fps: float | None = None,
                      max_frames: int | None = None, return_attention: bool = False,
                      return_sampling: bool = False, attention_heads: bool = False,
-                     return_query_masks: bool = False) -> Iterator[Progress]:
+                     return_query_masks: bool = False,
+                     out_dir: str | os.PathLike | None = None) -> Iterator[Progress]:
         """Like `predict`, as a generator: yields a `Progress` after every window, the last
-        one carrying the `VideoResult`. Stop iterating to cancel (the video reader is closed)."""
+        one carrying the `VideoResult`. Stop iterating to cancel (the video reader is closed).
+
+        Frames are decoded and resized by a background thread, up to a window ahead of the
+        model; with ``out_dir`` another thread writes the outputs as windows finish."""
         texts = _check_expressions(expressions)
+        if out_dir is not None and not isinstance(video, (str, os.PathLike, np.ndarray)):
+            raise PredictorError("out_dir needs a video file or a frame array (an iterable "
+                                 "cannot be read twice); write_outputs(result, out, frames=...) "
+                                 "writes the files afterwards")
         if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
             raise PredictorError(f"max_frames must be a whole number >= 1, got {max_frames!r}")
         if fps is not None and not (isinstance(fps, (int, float)) and math.isfinite(fps)
@@ -641,19 +659,25 @@ class Predictor:
             times = dict(timings, total_s=total, frames_per_second=done / max(total, 1e-9))
             return VideoResult(exprs, src, self.model_name, settings, list(windows), times)
 
+        writer = None
+        if out_dir is not None:
+            writer = OutputWriter(out_dir, info, len(states),
+                                  frames=video if isinstance(video, np.ndarray) else None)
+
+        def masks_of(t: int) -> list[np.ndarray]:
+            return [decode_rle(state.rle[t], info.size).astype(bool) for state in states]
+
         # Resized uint8 frames of the current window. Normalising a whole window at once (not
         # frame by frame) gives the tensor `rvos.inference.preprocess` gives, layout included,
         # so the convolutions pick the same kernels and the numbers match the original exactly.
         buffer: list[np.ndarray] = []
         start = 0
         tick = time.perf_counter()
+        frames = _Prefetch(source.frames, self._check_and_resize(info.size), ahead=self.window)
+        finished = False
         try:
-            for frame, is_last in _with_last(source.frames):
-                if frame.shape != (*info.size, 3) or frame.dtype != np.uint8:
-                    raise PredictorError(
-                        f"frame {start + len(buffer)} is {frame.dtype} {frame.shape}, the first "
-                        f"uint8 {(*info.size, 3)}; all frames must be uint8 RGB of one size")
-                buffer.append(resize_frames(frame[None], self.short_side)[0])
+            for resized, is_last in _with_last(frames):
+                buffer.append(resized)
                 if len(buffer) < self.window and not is_last:
                     continue
                 end = start + len(buffer)
@@ -674,6 +698,8 @@ class Predictor:
                 del features, outputs
                 windows.append((start, end))
                 frames_done = plan.keep_end
+                if writer is not None:
+                    writer.frames_ready(frames_done, masks_of)
                 _release_free_memory()
                 now = time.perf_counter()
                 timings["postprocess_s"] += now - tick
@@ -686,14 +712,27 @@ class Predictor:
                                _snapshot=snapshot)
                 buffer = buffer[self.window - self.overlap:]
                 start += self.window - self.overlap
+            result = snapshot(frames_done)
+            paths = None if writer is None else writer.finish(result)
+            finished = True
         finally:
             # Stopping early (the caller closed this generator) must not leave ffmpeg running.
-            close = getattr(source.frames, "close", None)
-            if close is not None:
-                close()
-        result = snapshot(frames_done)
+            frames.close()
+            if writer is not None and not finished:
+                writer.abort()
         yield Progress(len(windows) - 1, len(windows), frames_done, frames_done,
-                       time.perf_counter() - started, result=result)
+                       time.perf_counter() - started, result=result, paths=paths)
+
+    def _check_and_resize(self, size: tuple[int, int]) -> Callable[[int, np.ndarray], np.ndarray]:
+        """Frame ``index`` -> the model's input size; frames must all be uint8 ``size``."""
+        def check_and_resize(index: int, frame: np.ndarray) -> np.ndarray:
+            if frame.shape != (*size, 3) or frame.dtype != np.uint8:
+                raise PredictorError(
+                    f"frame {index} is {frame.dtype} {frame.shape}, the first uint8 "
+                    f"{(*size, 3)}; all frames must be uint8 RGB of one size")
+            return resize_frames(frame[None], self.short_side)[0]
+
+        return check_and_resize
 
 
 @functools.cache
@@ -731,6 +770,67 @@ def _check_expressions(expressions: str | Sequence[str]) -> list[str]:
             raise PredictorError(f"expression {i} is empty; describe the object in words")
         texts.append(" ".join(text.split()))
     return texts
+
+
+class _Prefetch(Iterator[np.ndarray]):
+    """``transform(i, item)`` of every item of ``items``, computed by a background thread up to
+    ``ahead`` items before they are asked for.
+
+    Video frames come from an ffmpeg process; reading its pipe, checking and resizing each
+    frame (PIL, which releases the GIL) then run while the model works on the previous window
+    instead of between windows. Errors of the source or the transform are raised in the
+    consumer, at the item where they happened. `close` stops the thread and closes ``items``
+    (from that thread, the only one that ever iterates it), so no ffmpeg is left running.
+    """
+
+    _END = object()
+
+    def __init__(self, items: Iterable[np.ndarray],
+                 transform: Callable[[int, np.ndarray], np.ndarray], ahead: int) -> None:
+        self._items = items
+        self._transform = transform
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rvos-frames", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for i, item in enumerate(self._items):
+                out = self._transform(i, item)
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put((out, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+            self._queue.put((self._END, None))
+        except BaseException as err:  # raised again in the consumer
+            self._queue.put((self._END, err))
+        finally:
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                close()
+
+    def __next__(self) -> np.ndarray:
+        if self._stop.is_set():
+            raise StopIteration
+        out, err = self._queue.get()
+        if out is self._END:
+            self._stop.set()
+            if err is not None:
+                raise err
+            raise StopIteration
+        return out
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):  # unblock a put waiting for room
+                self._queue.get(timeout=0.05)
+        self._thread.join()
 
 
 def _with_last(items: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, bool]]:
@@ -917,8 +1017,7 @@ def run_cli(args: argparse.Namespace) -> int:
                               short_side="auto" if args.short_side is None else args.short_side,
                               threshold=args.threshold,
                               model_name=name)
-        result = _run_with_progress(predictor, args, texts)
-        paths = write_outputs(result, args.out)
+        result, paths = _run_with_progress(predictor, args, texts)
         if getattr(args, "figure", False) or getattr(args, "gif", False):
             paths.update(_write_slides(result, args, figure_frames))
     except errors as err:
@@ -946,7 +1045,8 @@ def _write_slides(result: VideoResult, args: argparse.Namespace, columns: int
 
 
 def _run_with_progress(predictor: Predictor, args: argparse.Namespace, texts: list[str]
-                       ) -> VideoResult:
+                       ) -> tuple[VideoResult, dict[str, Path]]:
+    """Predict while writing the outputs into ``args.out``, with a progress bar."""
     bar = None
     if not args.quiet:
         from tqdm import tqdm
@@ -954,12 +1054,12 @@ def _run_with_progress(predictor: Predictor, args: argparse.Namespace, texts: li
         bar = tqdm(total=None, unit="frame", desc="predict", file=sys.stderr, leave=True)
     try:
         for progress in predictor.iter_predict(args.video, texts, fps=args.fps,
-                                               max_frames=args.max_frames):
+                                               max_frames=args.max_frames, out_dir=args.out):
             if bar is not None:
                 bar.total = progress.total_frames
                 bar.update(progress.frames_done - bar.n)
             if progress.result is not None:
-                return progress.result
+                return progress.result, progress.paths
     finally:
         if bar is not None:
             bar.close()

@@ -71,13 +71,17 @@ Version 2 added ``layer_boxes``, ``layer_scores`` and ``initial_reference_points
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
 import math
 import os
 import shutil
+import threading
 import time
+import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -717,6 +721,176 @@ def _jsonable(value: Any) -> Any:
 # ---------------------------------------------------------------------------------- writing
 
 
+class OutputWriter:
+    """Writes a prediction's files *while it runs*: ``overlay.mp4`` and ``masks/<k>/<t>.png``
+    (with ``masks.zip``) frame by frame in a background thread, ``result.json`` at the end.
+
+    The predictor calls `frames_ready` after every window; the thread decodes the source video
+    itself (a reader of its own, as `VideoResult.iter_source_frames` does), renders every frame
+    whose masks are final and hands it to the H.264 encoder (another process). So decoding,
+    drawing, PNG compression and encoding overlap the model instead of following it; on a
+    long video they used to take as long again after the prediction had finished.
+
+    Arguments:
+        out_dir: output folder (created).
+        source: the `SourceInfo` of the processed frames.
+        num_expressions: how many masks each frame has.
+        frames: uint8 ``[T, H0, W0, 3]`` when the result is computed on an array (a file is
+            re-read from ``source.path``, or from ``video_path``).
+        overlay / masks: write the overlay video / the mask PNGs and zip.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, source: SourceInfo, num_expressions: int, *,
+                 video_path: str | os.PathLike | None = None, frames: np.ndarray | None = None,
+                 overlay: bool = True, masks: bool = True) -> None:
+        self.out = Path(out_dir)
+        self.source = source
+        self.num_expressions = num_expressions
+        self.overlay, self.masks = overlay, masks
+        self._video = frames if frames is not None else (video_path or source.path)
+        if overlay and self._video is None:
+            raise ValueError("this result was computed on in-memory frames, not a file: pass "
+                             "them as a uint8 [T, H, W, 3] array (write_outputs(..., frames=))")
+        self._audio = self._video if (frames is None and source.has_audio) else None
+        self._ready = 0  # frames whose masks are final
+        self._total: int | None = None  # known at finish
+        self._mask_of: Callable[[int], list[np.ndarray]] | None = None
+        self._cond = threading.Condition()
+        self._error: BaseException | None = None
+        self._stop = False
+        self.seconds = 0.0  # the writing thread's busy time
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._mask_dir = self.out / "masks"
+        if masks and self._mask_dir.exists():
+            shutil.rmtree(self._mask_dir)  # stale frames of an earlier, longer run must not stay
+        self._thread = threading.Thread(target=self._run, name="rvos-outputs", daemon=True)
+        self._thread.start()
+
+    def frames_ready(self, count: int, mask_of: Callable[[int], list[np.ndarray]]) -> None:
+        """Frames ``[0, count)`` are final; ``mask_of(t)`` gives frame t's bool masks
+        ``[H0, W0]``, one per expression (called from the writing thread)."""
+        with self._cond:
+            self._raise_if_failed()
+            self._mask_of = mask_of
+            self._ready = max(self._ready, count)
+            self._cond.notify_all()
+
+    def finish(self, result: VideoResult) -> dict[str, Path]:
+        """Write the rest, wait for the thread, then ``result.json``; paths by name
+        (``overlay``, ``masks``, ``masks_zip``, ``result``)."""
+        started = time.perf_counter()
+        with self._cond:
+            self._mask_of = self._mask_of or (lambda t: [e.mask(t) for e in result])
+            self._ready = self._total = result.num_frames
+            self._cond.notify_all()
+        self._thread.join()
+        self._raise_if_failed()
+        paths: dict[str, Path] = {}
+        if self.masks:
+            paths["masks"] = self._mask_dir
+            paths["masks_zip"] = self.out / "masks.zip"
+        if self.overlay:
+            paths["overlay"] = self.out / "overlay.mp4"
+        doc = result.to_json()
+        # What writing cost beyond the prediction: the thread's time left after it ended.
+        doc["timings"]["write_s"] = round(time.perf_counter() - started, 4)
+        doc["outputs"] = {k: v.relative_to(self.out).as_posix() for k, v in paths.items()}
+        paths["result"] = _write_json(self.out / "result.json", doc)
+        return paths
+
+    def abort(self) -> None:
+        """Stop writing (the prediction was cancelled); partial files are left as they are."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _wait_for(self, t: int) -> bool:
+        """Block until frame t is final; False when the run ended before it (or stopped)."""
+        with self._cond:
+            while not self._stop and t >= self._ready and (self._total is None
+                                                          or t < self._total):
+                self._cond.wait()
+            return not self._stop and t < self._ready
+
+    def _run(self) -> None:
+        from rvos import visualize
+        from rvos.video import VideoWriter
+
+        colors = visualize.palette(self.num_expressions)
+        writer = zipped = frames = None
+        try:
+            if not self._wait_for(0):
+                return
+            if self.masks:
+                zipped = zipfile.ZipFile(self.out / "masks.zip", "w",
+                                         compression=zipfile.ZIP_STORED)  # PNGs are compressed
+            if self.overlay:
+                writer = VideoWriter(self.out / "overlay.mp4", self.source.frame_rate,
+                                     audio_from=self._audio)
+            frames = self._frames() if self.overlay else itertools.repeat(None)
+            t = 0  # the frame being written
+            for frame in frames:
+                if not self._wait_for(t):
+                    break
+                busy = time.perf_counter()
+                masks = self._mask_of(t)
+                if zipped is not None:
+                    for k, mask in enumerate(masks):
+                        name = f"{k}/{t:05d}.png"
+                        data = palette_png_bytes(mask.astype(np.uint8))
+                        path = self._mask_dir / name
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.write_bytes(data)
+                        zipped.writestr(name, data)
+                if writer is not None:
+                    writer.write(visualize.overlay_masks(frame, masks, colors=colors, alpha=0.5))
+                self.seconds += time.perf_counter() - busy
+                t += 1
+            if self._stop:
+                return
+            if self._total is not None and t < self._total:
+                raise ValueError(f"{self._video} gave {t} frames, the result has {self._total}")
+            if writer is not None:
+                writer.close()
+                writer = None
+        except BaseException as err:  # handed to the predictor's thread
+            self._error = err
+        finally:
+            if frames is not None:
+                getattr(frames, "close", lambda: None)()  # ends the ffmpeg reader
+            if writer is not None:
+                writer.abort()
+            if zipped is not None:
+                zipped.close()
+
+    def _frames(self) -> Iterator[np.ndarray]:
+        if isinstance(self._video, np.ndarray):
+            yield from self._video
+            return
+        from rvos.video import iter_frames
+
+        for frame in iter_frames(self._video, fps=self.source.sample_fps,
+                                 max_frames=self.source.max_frames):
+            if frame.shape[:2] != self.source.size:
+                raise ValueError(f"{self._video} has frames of {frame.shape[:2]}, the result "
+                                 f"{self.source.size}: not the video it was computed on")
+            yield frame
+
+
+def palette_png_bytes(labels: np.ndarray) -> bytes:
+    """`rvos.video.write_palette_png`'s file, in memory."""
+    from rvos.video import palette_image
+
+    buffer = io.BytesIO()
+    palette_image(labels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def write_outputs(result: VideoResult, out_dir: str | os.PathLike, *,
                   video_path: str | os.PathLike | None = None,
                   frames: np.ndarray | None = None, overlay: bool = True,
@@ -734,44 +908,16 @@ def write_outputs(result: VideoResult, out_dir: str | os.PathLike, *,
         paths by name: ``overlay``, ``masks``, ``masks_zip``, ``result``.
 
     The overlay is H.264 yuv420p at the processed frame rate and size (odd sizes padded by one
-    pixel), with the source's audio when it has one.
+    pixel), with the source's audio when it has one. (`Predictor.predict(..., out_dir=)` writes
+    the same files while it predicts.)
     """
-    from rvos.video import VideoWriter, write_palette_png, zip_folder
-
-    source = frames if frames is not None else (video_path or result.source.path)
-    if overlay and source is None:
-        raise ValueError("this result was computed on in-memory frames, not a file: pass "
-                         "them as a uint8 [T, H, W, 3] array (write_outputs(..., frames=))")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    audio = None
-    if frames is None and source is not None and result.source.has_audio:
-        audio = source
-    started = time.perf_counter()
-
-    mask_dir = out / "masks"
-    if masks:
-        if mask_dir.exists():
-            shutil.rmtree(mask_dir)  # stale frames of an earlier, longer run must not survive
-        for k, expr in enumerate(result):
-            for t, mask in enumerate(expr.masks()):
-                write_palette_png(mask_dir / str(k) / f"{t:05d}.png", mask.astype(np.uint8))
-        paths["masks"] = mask_dir
-        paths["masks_zip"] = zip_folder(mask_dir, out / "masks.zip")
-
-    if overlay:
-        writer = VideoWriter(out / "overlay.mp4", result.source.frame_rate, audio_from=audio)
-        with writer:
-            for t, frame in enumerate(result.iter_source_frames(source)):
-                writer.write(result.render_overlay(t, frame))
-        paths["overlay"] = out / "overlay.mp4"
-
-    doc = result.to_json()
-    doc["timings"]["write_s"] = round(time.perf_counter() - started, 4)
-    doc["outputs"] = {k: v.relative_to(out).as_posix() for k, v in paths.items()}
-    paths["result"] = _write_json(out / "result.json", doc)
-    return paths
+    if frames is not None and (frames.shape[0] < result.num_frames
+                               or frames.shape[1:3] != result.source.size):
+        raise ValueError(f"frames of shape {frames.shape} do not match the result "
+                         f"({result.num_frames} frames of {result.source.size})")
+    writer = OutputWriter(out_dir, result.source, len(result), video_path=video_path,
+                          frames=frames, overlay=overlay, masks=masks)
+    return writer.finish(result)
 
 
 # ------------------------------------------------------------------------------------ schema

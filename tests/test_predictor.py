@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import subprocess
+import threading
+import zipfile
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -247,15 +249,18 @@ def test_each_window_reports_what_the_model_says_on_that_window(tiny_model, bike
         out = run_original(tiny_model, frames[p.start:p.end], "a dog", short_side=48)
         rows = slice(p.keep_start, p.keep_end)
         local = slice(p.keep_start - p.start, p.keep_end - p.start)
-        np.testing.assert_array_equal(
-            expr.scores[rows], out["pred_logits"][local, :, 0].sigmoid().numpy())
+        # Two code paths (the predictor's and run_original's) reach the same numbers up to
+        # float rounding (an element differed by 1.8e-15 on another machine): tolerances.
+        np.testing.assert_allclose(
+            expr.scores[rows], out["pred_logits"][local, :, 0].sigmoid().numpy(),
+            rtol=0, atol=1e-6)
         q = expr.windows[p.index].chosen_query
         assert (expr.chosen_query[rows] == q).all() and (expr.window_index[rows] == p.index).all()
         for t in range(p.keep_start, p.keep_end):
             up = torch.nn.functional.interpolate(
                 out["pred_masks"][t - p.start, q][None, None], size=frames.shape[1:3],
                 mode="bilinear", align_corners=False)[0, 0].sigmoid() > 0.5
-            np.testing.assert_array_equal(expr.mask(t), up.numpy())
+            assert (expr.mask(t) == up.numpy()).mean() >= 0.999
 
 
 class CountingModel(nn.Module):
@@ -657,3 +662,62 @@ def test_outputs_of_in_memory_frames_need_the_frames(tiny_model, bikes_frames, t
     info = probe(paths["overlay"])
     assert (info.num_frames, info.fps, info.width, info.height) == (3, 25, 640, 272)
     assert json.loads(paths["result"].read_text())["source"]["path"] is None
+
+
+def test_writing_while_predicting_gives_the_files_write_outputs_gives(tiny_model, tmp_path):
+    texts = ["the bike in front", "the man on the right"]
+    predictor = Predictor(tiny_model, window=4, overlap=1, short_side=48)
+    result = predictor.predict(BIKES, texts, max_frames=9, out_dir=tmp_path / "live")
+    after = write_outputs(result, tmp_path / "after")
+    live = {k: tmp_path / "live" / v.relative_to(tmp_path / "after") for k, v in after.items()}
+    for k in range(2):
+        names = sorted(p.name for p in (live["masks"] / str(k)).glob("*.png"))
+        assert names == [f"{t:05d}.png" for t in range(9)]
+        for name in names:
+            assert (live["masks"] / str(k) / name).read_bytes() == (
+                after["masks"] / str(k) / name).read_bytes()
+    with zipfile.ZipFile(live["masks_zip"]) as a, zipfile.ZipFile(after["masks_zip"]) as b:
+        assert sorted(a.namelist()) == sorted(b.namelist()) == [
+            f"{k}/{t:05d}.png" for k in range(2) for t in range(9)]
+        assert all(a.read(n) == b.read(n) for n in a.namelist())
+    streamed, _ = read_video(live["overlay"])
+    written, _ = read_video(after["overlay"])
+    assert streamed.shape == written.shape == (9, 272, 640, 3)
+    assert np.abs(streamed.astype(int) - written.astype(int)).mean() < 0.5
+    docs = [json.loads(paths["result"].read_text()) for paths in (live, after)]
+    for doc in docs:
+        jsonschema.validate(doc, RESULT_SCHEMA)
+        del doc["timings"]
+    assert docs[0] == docs[1]
+
+
+def test_stopping_early_while_writing_ends_every_process_and_thread(tiny_model, tmp_path):
+    before = _child_pids()
+    threads = set(threading.enumerate())
+    gen = Predictor(tiny_model, window=3, overlap=1, short_side=32).iter_predict(
+        BIKES, "the bike", out_dir=tmp_path / "out")
+    next(gen)
+    next(gen)
+    assert _child_pids() - before  # decoding for the model and for the overlay, encoding
+    gen.close()
+    assert not _child_pids() - before
+    assert set(threading.enumerate()) <= threads
+
+
+def test_a_failing_frame_source_fails_at_its_frame(tiny_model, bikes_frames):
+    def frames():
+        yield from bikes_frames[:5]
+        raise OSError("camera unplugged")
+
+    gen = Predictor(tiny_model, window=2, overlap=0, short_side=32).iter_predict(
+        frames(), "the bike")
+    done = [next(gen).frames_done, next(gen).frames_done]
+    assert done == [2, 4]
+    with pytest.raises(OSError, match="camera unplugged"):
+        next(gen)
+
+
+def test_writing_while_predicting_needs_a_file_or_an_array(tiny_model, bikes_frames, tmp_path):
+    with pytest.raises(PredictorError, match="read twice"):
+        Predictor(tiny_model, short_side=32).predict(iter(bikes_frames[:2]), "a bike",
+                                                     out_dir=tmp_path / "out")
