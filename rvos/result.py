@@ -7,11 +7,19 @@ Memory. A 10-minute 1080p video has 18 000 frames; holding its masks as arrays w
 Each frame's mask is therefore kept as a run-length encoding of the exact full-size mask (a few
 kB for a typical object), plus — to re-threshold without the model — the chosen query's
 low-resolution mask logits quantised to int8 (steps of 1/16, clamped to ±8) and zlib-compressed.
+On request (``return_query_masks``) every query's low-resolution logits are kept the same way,
+one compressed ``[Q, h, w]`` block per frame, for the decoder view's masks of all queries:
+``Q × h × w`` bytes before compression (5 × 90 × 160 = 72 kB for a 360×640 input), typically
+5-20× less after it (`ExpressionResult.nbytes` reports what a result holds).
 
-result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-result`` v1)::
+Every decoder layer's boxes and scores are kept for every query (iterative box refinement: the
+decoder refines each query's box layer by layer and its last layer is the answer), ``Q × L × 5``
+float32 per frame (600 bytes for 5 queries and 6 layers).
+
+result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-result`` v2)::
 
     {
-      "format": "rvos-result", "version": 1,
+      "format": "rvos-result", "version": 2,
       "model": "builtin",                          # model name, or null
       "source": {                                  # the video as processed
         "path": "in.mp4" | null,                   # null for in-memory frames
@@ -40,11 +48,21 @@ result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-
           "box": [x0, y0, x1, y1],                 # chosen query's box, source pixels
           "mask_area": 12345,                      # mask pixels at the source size
           "scores": [Q floats], "boxes": [Q × [x0, y0, x1, y1]],
-          "reference_points": [Q × [x, y]]         # pixels
+          "reference_points": [Q × [x, y]],        # pixels: the last layer's input reference
+          "layer_boxes": [Q × [L × [x0, y0, x1, y1]]],  # each query's box after each decoder
+                                                   # layer, in layer order; [q][-1] == boxes[q]
+          "layer_scores": [Q × [L floats]]         # the same for scores; [q][-1] == scores[q]
         }, ...]
       }, ...],
       "outputs": {"overlay": "overlay.mp4", "masks": "masks", "masks_zip": "masks.zip"}
     }
+
+Decoder layers (``L`` of them) refine every query's box in turn: layer ``l`` starts from a
+reference point and moves it. Layer 1's reference point is a learned point of each query
+(``initial_reference_points``, the same in every frame and for every sentence); layer ``l > 1``
+starts from the centre of the box layer ``l - 1`` returned. So each query's path through the
+decoder is ``initial_reference_points[q]`` followed by the centres of ``layer_boxes[q]``.
+Version 2 added ``layer_boxes``, ``layer_scores`` and ``initial_reference_points``.
 
 ``outputs`` is present when the file was written by `write_outputs`. Mask files are
 ``masks/<expression index>/<frame index, 5 digits>.png``: DAVIS palette PNGs, 0 background and
@@ -53,18 +71,23 @@ result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
 import math
 import os
 import shutil
+import threading
 import time
+import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, overload
 
+import cv2
 import numpy as np
 import torch
 
@@ -90,7 +113,7 @@ __all__ = [
 ]
 
 RESULT_FORMAT = "rvos-result"
-RESULT_VERSION = 1
+RESULT_VERSION = 2
 
 # int8 logits in steps of 1/16: ±8 covers probabilities 0.0003..0.9997, i.e. every threshold a
 # person would pick, and the step moves a probability near 0.5 by at most 0.008.
@@ -162,8 +185,9 @@ def quantize_logits(logits: np.ndarray | torch.Tensor) -> list[bytes]:
     return [zlib.compress(m.tobytes(), 1) for m in q.cpu().numpy()]
 
 
-def dequantize_logits(data: bytes, shape: tuple[int, int]) -> np.ndarray:
-    """Inverse of `quantize_logits`: float32 ``[h, w]``."""
+def dequantize_logits(data: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of `quantize_logits`: float32 of ``shape`` (``[h, w]``, or ``[Q, h, w]`` for a
+    block of every query's logits)."""
     q = np.frombuffer(zlib.decompress(data), dtype=np.int8).reshape(shape)
     return q.astype(np.float32) * _LOGIT_STEP
 
@@ -304,9 +328,17 @@ class ExpressionResult:
         boxes: float32 ``[T, Q, 4]`` (x0, y0, x1, y1) in source pixels.
         reference_points: float32 ``[T, Q, 2]`` (x, y) in source pixels (the decoder's last
             reference points).
+        layer_boxes: float32 ``[T, Q, L, 4]``: every query's box after each of the L decoder
+            layers (source pixels, layer order); ``layer_boxes[:, :, -1]`` is ``boxes``.
+        layer_scores: float32 ``[T, Q, L]``: the score each layer's class head gives each query;
+            ``layer_scores[:, :, -1]`` is ``scores``.
+        initial_reference_points: float32 ``[Q, 2]`` (x, y) in source pixels: the first decoder
+            layer's reference points, learned per query (the same on every frame).
         mask_areas: int64 ``[T]`` object pixels per frame.
         windows: how each window chose its query (`WindowChoice`).
         attention / sampling: present when asked for at prediction time.
+        query_logits: when asked for, every query's low-resolution mask logits per frame
+            (compressed int8 ``[Q, h, w]``, see `query_masks`).
     """
 
     text: str
@@ -318,6 +350,9 @@ class ExpressionResult:
     scores: np.ndarray
     boxes: np.ndarray
     reference_points: np.ndarray
+    layer_boxes: np.ndarray = field(repr=False)
+    layer_scores: np.ndarray = field(repr=False)
+    initial_reference_points: np.ndarray = field(repr=False)
     mask_areas: np.ndarray
     windows: list[WindowChoice]
     rle: list[np.ndarray] = field(repr=False)
@@ -325,6 +360,7 @@ class ExpressionResult:
     lowres_shape: tuple[int, int] | None = None
     attention: AttentionMaps | None = field(default=None, repr=False)
     sampling: SamplingPoints | None = field(default=None, repr=False)
+    query_logits: list[bytes] | None = field(default=None, repr=False)
 
     @property
     def num_frames(self) -> int:
@@ -364,6 +400,50 @@ class ExpressionResult:
         for t in range(self.num_frames):
             yield self.mask(t, threshold)
 
+    @property
+    def num_layers(self) -> int:
+        """Decoder layers L of the model that made this result."""
+        return int(self.layer_boxes.shape[2])
+
+    @property
+    def layer_reference_points(self) -> np.ndarray:
+        """float32 ``[T, Q, L, 2]`` (x, y) in source pixels: the reference point each decoder
+        layer started from. Layer 1's is the learned `initial_reference_points`; layer l's is the
+        centre of the box layer l - 1 returned (iterative box refinement), so the last layer's
+        is `reference_points`."""
+        n, q, layers = self.layer_boxes.shape[:3]
+        first = np.broadcast_to(self.initial_reference_points, (n, q, 2))[:, :, None]
+        corners = self.layer_boxes[:, :, :-1]
+        centres = (corners[..., :2] + corners[..., 2:]) / 2
+        return np.concatenate([first, centres], axis=2).astype(np.float32)
+
+    @property
+    def has_query_masks(self) -> bool:
+        """Whether every query's mask was kept (``return_query_masks`` at prediction time)."""
+        return self.query_logits is not None and self.lowres_shape is not None
+
+    def query_logits_at(self, frame_index: int) -> np.ndarray:
+        """float32 ``[Q, h, w]``: every query's low-resolution mask logits on a frame
+        (quantised to 1/16, see `quantize_logits`)."""
+        t = self._check_frame(frame_index)
+        if not self.has_query_masks:
+            raise ValueError("this result keeps the chosen query's mask only; predict with "
+                             "return_query_masks=True to keep every query's")
+        assert self.query_logits is not None and self.lowres_shape is not None
+        return dequantize_logits(self.query_logits[t],
+                                 (self.scores.shape[1], *self.lowres_shape))
+
+    def query_masks(self, frame_index: int, threshold: float | None = None,
+                    size: tuple[int, int] | None = None) -> np.ndarray:
+        """bool ``[Q, H, W]``: every query's mask on a frame at ``size`` (default: the source
+        size), from the stored low-resolution logits: bilinear resize, then sigmoid >
+        ``threshold`` (default: the prediction threshold), as the chosen mask is made."""
+        thr = self.threshold if threshold is None else float(threshold)
+        if not 0.0 < thr < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        logits = torch.from_numpy(self.query_logits_at(frame_index))
+        return postprocess_masks(logits, size or self.size, thr).numpy()
+
     def _check_frame(self, frame_index: int) -> int:
         t = int(frame_index)
         if not 0 <= t < self.num_frames:
@@ -375,8 +455,10 @@ class ExpressionResult:
         """Approximate memory held by the per-frame data (bytes)."""
         total = sum(r.nbytes for r in self.rle)
         total += sum(len(b) for b in self.lowres_logits or [])
+        total += sum(len(b) for b in self.query_logits or [])
         for a in (self.chosen_query, self.window_index, self.scores, self.boxes,
-                  self.reference_points, self.mask_areas):
+                  self.reference_points, self.layer_boxes, self.layer_scores,
+                  self.initial_reference_points, self.mask_areas):
             total += a.nbytes
         if self.attention is not None:
             total += sum(m.nbytes for m in self.attention.maps)
@@ -388,21 +470,26 @@ class ExpressionResult:
         """This expression's part of result.json (see the module docstring); ``fps`` is the
         processed frame rate, for the frame times."""
         frames = []
+        # The same rounding of the same float32 numbers: layer_boxes[q][-1] == boxes[q] holds
+        # in the file too.
         rows = zip(self.chosen_query.tolist(), self.window_index.tolist(),
-                       _round(self.scores, 4), _round(self.boxes, 1),
-                       _round(self.reference_points, 1), self.mask_areas.tolist(), strict=True)
-        for t, (q, w, scores, boxes, refs, area) in enumerate(rows):
+                   _round(self.scores, 4), _round(self.boxes, 1),
+                   _round(self.reference_points, 1), self.mask_areas.tolist(),
+                   _round(self.layer_boxes, 1), _round(self.layer_scores, 4), strict=True)
+        for t, (q, w, scores, boxes, refs, area, layer_boxes, layer_scores) in enumerate(rows):
             frames.append({
                 "frame": t, "time_s": round(t / fps, 6), "window": w, "chosen_query": q,
                 "score": scores[q],
                 "box": boxes[q], "mask_area": area, "scores": scores, "boxes": boxes,
-                "reference_points": refs,
+                "reference_points": refs, "layer_boxes": layer_boxes,
+                "layer_scores": layer_scores,
             })
         return {
             "index": index,
             "text": self.text,
             "words": list(self.words),
             "masks": f"masks/{index}",
+            "initial_reference_points": _round(self.initial_reference_points, 1),
             "windows": [
                 {"index": w.index, "chosen_query": w.chosen_query, "linked_by": w.linked_by,
                  "overlap_iou": None if w.overlap_iou is None else round(w.overlap_iou, 4)}
@@ -539,6 +626,49 @@ class VideoResult(Sequence[ExpressionResult]):
             frame, e.boxes[t], e.scores[t], int(e.chosen_query[t]),
             ref_points=e.reference_points[t], sampling_points=points, sampling_weights=weights)
 
+    def render_decoder(self, expression: int, frame_index: int, frame: np.ndarray, *,
+                       query: int | None = None, min_width: int = 640) -> np.ndarray:
+        """uint8 image: the decoder's layer-by-layer refinement on ``frame``
+        (`rvos.visualize.draw_decoder`): every query's path from its first reference point
+        through its box centre after each decoder layer (``query=None``), or one query's box
+        after every layer with each layer's score."""
+        from rvos import visualize
+
+        e = self[expression]
+        t = e._check_frame(frame_index)
+        return visualize.draw_decoder(
+            frame, e.layer_boxes[t], e.layer_scores[t], e.layer_reference_points[t],
+            int(e.chosen_query[t]), query, min_width=min_width)
+
+    def render_layer_scores(self, expression: int, frame_index: int, *,
+                            size: tuple[int, int] = (640, 240)) -> np.ndarray:
+        """uint8 ``[H, W, 3]`` plot of every query's score after each decoder layer on one
+        frame (x: layer 1..L), the chosen query thicker."""
+        from rvos import visualize
+
+        e = self[expression]
+        t = e._check_frame(frame_index)
+        return visualize.plot_scores(e.layer_scores[t].T, int(e.chosen_query[t]), size=size,
+                                     x_start=1, x_label="decoder layer")
+
+    def render_query_masks(self, expression: int, frame_index: int, frame: np.ndarray, *,
+                           threshold: float | None = None, tile_width: int = 240
+                           ) -> np.ndarray:
+        """uint8 image: small multiples of every query's mask on ``frame``, each with its
+        score, the chosen query marked (`rvos.visualize.query_mask_grid`). Needs a result
+        predicted with ``return_query_masks=True``."""
+        from rvos import visualize
+
+        e = self[expression]
+        t = e._check_frame(frame_index)
+        h0, w0 = frame.shape[:2]
+        tw = tile_width
+        th = max(1, round(h0 * tw / w0))
+        small = cv2.resize(frame, (tw, th), interpolation=cv2.INTER_AREA if tw < w0
+                           else cv2.INTER_LINEAR)
+        masks = e.query_masks(t, threshold, size=(th, tw))
+        return visualize.query_mask_grid(small, masks, e.scores[t], int(e.chosen_query[t]))
+
     def render_attention(self, expression: int, frame_index: int, frame: np.ndarray, *,
                          word: int | str = "all", level: int | str = 0,
                          head: int | None = None) -> np.ndarray:
@@ -591,6 +721,176 @@ def _jsonable(value: Any) -> Any:
 # ---------------------------------------------------------------------------------- writing
 
 
+class OutputWriter:
+    """Writes a prediction's files *while it runs*: ``overlay.mp4`` and ``masks/<k>/<t>.png``
+    (with ``masks.zip``) frame by frame in a background thread, ``result.json`` at the end.
+
+    The predictor calls `frames_ready` after every window; the thread decodes the source video
+    itself (a reader of its own, as `VideoResult.iter_source_frames` does), renders every frame
+    whose masks are final and hands it to the H.264 encoder (another process). So decoding,
+    drawing, PNG compression and encoding overlap the model instead of following it; on a
+    long video they used to take as long again after the prediction had finished.
+
+    Arguments:
+        out_dir: output folder (created).
+        source: the `SourceInfo` of the processed frames.
+        num_expressions: how many masks each frame has.
+        frames: uint8 ``[T, H0, W0, 3]`` when the result is computed on an array (a file is
+            re-read from ``source.path``, or from ``video_path``).
+        overlay / masks: write the overlay video / the mask PNGs and zip.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, source: SourceInfo, num_expressions: int, *,
+                 video_path: str | os.PathLike | None = None, frames: np.ndarray | None = None,
+                 overlay: bool = True, masks: bool = True) -> None:
+        self.out = Path(out_dir)
+        self.source = source
+        self.num_expressions = num_expressions
+        self.overlay, self.masks = overlay, masks
+        self._video = frames if frames is not None else (video_path or source.path)
+        if overlay and self._video is None:
+            raise ValueError("this result was computed on in-memory frames, not a file: pass "
+                             "them as a uint8 [T, H, W, 3] array (write_outputs(..., frames=))")
+        self._audio = self._video if (frames is None and source.has_audio) else None
+        self._ready = 0  # frames whose masks are final
+        self._total: int | None = None  # known at finish
+        self._mask_of: Callable[[int], list[np.ndarray]] | None = None
+        self._cond = threading.Condition()
+        self._error: BaseException | None = None
+        self._stop = False
+        self.seconds = 0.0  # the writing thread's busy time
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._mask_dir = self.out / "masks"
+        if masks and self._mask_dir.exists():
+            shutil.rmtree(self._mask_dir)  # stale frames of an earlier, longer run must not stay
+        self._thread = threading.Thread(target=self._run, name="rvos-outputs", daemon=True)
+        self._thread.start()
+
+    def frames_ready(self, count: int, mask_of: Callable[[int], list[np.ndarray]]) -> None:
+        """Frames ``[0, count)`` are final; ``mask_of(t)`` gives frame t's bool masks
+        ``[H0, W0]``, one per expression (called from the writing thread)."""
+        with self._cond:
+            self._raise_if_failed()
+            self._mask_of = mask_of
+            self._ready = max(self._ready, count)
+            self._cond.notify_all()
+
+    def finish(self, result: VideoResult) -> dict[str, Path]:
+        """Write the rest, wait for the thread, then ``result.json``; paths by name
+        (``overlay``, ``masks``, ``masks_zip``, ``result``)."""
+        started = time.perf_counter()
+        with self._cond:
+            self._mask_of = self._mask_of or (lambda t: [e.mask(t) for e in result])
+            self._ready = self._total = result.num_frames
+            self._cond.notify_all()
+        self._thread.join()
+        self._raise_if_failed()
+        paths: dict[str, Path] = {}
+        if self.masks:
+            paths["masks"] = self._mask_dir
+            paths["masks_zip"] = self.out / "masks.zip"
+        if self.overlay:
+            paths["overlay"] = self.out / "overlay.mp4"
+        doc = result.to_json()
+        # What writing cost beyond the prediction: the thread's time left after it ended.
+        doc["timings"]["write_s"] = round(time.perf_counter() - started, 4)
+        doc["outputs"] = {k: v.relative_to(self.out).as_posix() for k, v in paths.items()}
+        paths["result"] = _write_json(self.out / "result.json", doc)
+        return paths
+
+    def abort(self) -> None:
+        """Stop writing (the prediction was cancelled); partial files are left as they are."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _wait_for(self, t: int) -> bool:
+        """Block until frame t is final; False when the run ended before it (or stopped)."""
+        with self._cond:
+            while not self._stop and t >= self._ready and (self._total is None
+                                                          or t < self._total):
+                self._cond.wait()
+            return not self._stop and t < self._ready
+
+    def _run(self) -> None:
+        from rvos import visualize
+        from rvos.video import VideoWriter
+
+        colors = visualize.palette(self.num_expressions)
+        writer = zipped = frames = None
+        try:
+            if not self._wait_for(0):
+                return
+            if self.masks:
+                zipped = zipfile.ZipFile(self.out / "masks.zip", "w",
+                                         compression=zipfile.ZIP_STORED)  # PNGs are compressed
+            if self.overlay:
+                writer = VideoWriter(self.out / "overlay.mp4", self.source.frame_rate,
+                                     audio_from=self._audio)
+            frames = self._frames() if self.overlay else itertools.repeat(None)
+            t = 0  # the frame being written
+            for frame in frames:
+                if not self._wait_for(t):
+                    break
+                busy = time.perf_counter()
+                masks = self._mask_of(t)
+                if zipped is not None:
+                    for k, mask in enumerate(masks):
+                        name = f"{k}/{t:05d}.png"
+                        data = palette_png_bytes(mask.astype(np.uint8))
+                        path = self._mask_dir / name
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.write_bytes(data)
+                        zipped.writestr(name, data)
+                if writer is not None:
+                    writer.write(visualize.overlay_masks(frame, masks, colors=colors, alpha=0.5))
+                self.seconds += time.perf_counter() - busy
+                t += 1
+            if self._stop:
+                return
+            if self._total is not None and t < self._total:
+                raise ValueError(f"{self._video} gave {t} frames, the result has {self._total}")
+            if writer is not None:
+                writer.close()
+                writer = None
+        except BaseException as err:  # handed to the predictor's thread
+            self._error = err
+        finally:
+            if frames is not None:
+                getattr(frames, "close", lambda: None)()  # ends the ffmpeg reader
+            if writer is not None:
+                writer.abort()
+            if zipped is not None:
+                zipped.close()
+
+    def _frames(self) -> Iterator[np.ndarray]:
+        if isinstance(self._video, np.ndarray):
+            yield from self._video
+            return
+        from rvos.video import iter_frames
+
+        for frame in iter_frames(self._video, fps=self.source.sample_fps,
+                                 max_frames=self.source.max_frames):
+            if frame.shape[:2] != self.source.size:
+                raise ValueError(f"{self._video} has frames of {frame.shape[:2]}, the result "
+                                 f"{self.source.size}: not the video it was computed on")
+            yield frame
+
+
+def palette_png_bytes(labels: np.ndarray) -> bytes:
+    """`rvos.video.write_palette_png`'s file, in memory."""
+    from rvos.video import palette_image
+
+    buffer = io.BytesIO()
+    palette_image(labels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def write_outputs(result: VideoResult, out_dir: str | os.PathLike, *,
                   video_path: str | os.PathLike | None = None,
                   frames: np.ndarray | None = None, overlay: bool = True,
@@ -608,44 +908,16 @@ def write_outputs(result: VideoResult, out_dir: str | os.PathLike, *,
         paths by name: ``overlay``, ``masks``, ``masks_zip``, ``result``.
 
     The overlay is H.264 yuv420p at the processed frame rate and size (odd sizes padded by one
-    pixel), with the source's audio when it has one.
+    pixel), with the source's audio when it has one. (`Predictor.predict(..., out_dir=)` writes
+    the same files while it predicts.)
     """
-    from rvos.video import VideoWriter, write_palette_png, zip_folder
-
-    source = frames if frames is not None else (video_path or result.source.path)
-    if overlay and source is None:
-        raise ValueError("this result was computed on in-memory frames, not a file: pass "
-                         "them as a uint8 [T, H, W, 3] array (write_outputs(..., frames=))")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    audio = None
-    if frames is None and source is not None and result.source.has_audio:
-        audio = source
-    started = time.perf_counter()
-
-    mask_dir = out / "masks"
-    if masks:
-        if mask_dir.exists():
-            shutil.rmtree(mask_dir)  # stale frames of an earlier, longer run must not survive
-        for k, expr in enumerate(result):
-            for t, mask in enumerate(expr.masks()):
-                write_palette_png(mask_dir / str(k) / f"{t:05d}.png", mask.astype(np.uint8))
-        paths["masks"] = mask_dir
-        paths["masks_zip"] = zip_folder(mask_dir, out / "masks.zip")
-
-    if overlay:
-        writer = VideoWriter(out / "overlay.mp4", result.source.frame_rate, audio_from=audio)
-        with writer:
-            for t, frame in enumerate(result.iter_source_frames(source)):
-                writer.write(result.render_overlay(t, frame))
-        paths["overlay"] = out / "overlay.mp4"
-
-    doc = result.to_json()
-    doc["timings"]["write_s"] = round(time.perf_counter() - started, 4)
-    doc["outputs"] = {k: v.relative_to(out).as_posix() for k, v in paths.items()}
-    paths["result"] = _write_json(out / "result.json", doc)
-    return paths
+    if frames is not None and (frames.shape[0] < result.num_frames
+                               or frames.shape[1:3] != result.source.size):
+        raise ValueError(f"frames of shape {frames.shape} do not match the result "
+                         f"({result.num_frames} frames of {result.source.size})")
+    writer = OutputWriter(out_dir, result.source, len(result), video_path=video_path,
+                          frames=frames, overlay=overlay, masks=masks)
+    return writer.finish(result)
 
 
 # ------------------------------------------------------------------------------------ schema
@@ -701,6 +973,7 @@ RESULT_SCHEMA: dict[str, Any] = {
             "text": {"type": "string", "minLength": 1},
             "words": {"type": "array", "items": {"type": "string", "minLength": 1}},
             "masks": {"type": "string"},
+            "initial_reference_points": {"type": "array", "items": _POINT, "minItems": 1},
             "windows": {"type": "array", "minItems": 1, "items": _object({
                 "index": _NONNEG,
                 "chosen_query": _NONNEG,
@@ -718,6 +991,11 @@ RESULT_SCHEMA: dict[str, Any] = {
                 "scores": {"type": "array", "items": _PROB, "minItems": 1},
                 "boxes": {"type": "array", "items": _BOX, "minItems": 1},
                 "reference_points": {"type": "array", "items": _POINT, "minItems": 1},
+                # [query][layer]: one entry per query, each the L decoder layers in order.
+                "layer_boxes": {"type": "array", "minItems": 1, "items": {
+                    "type": "array", "items": _BOX, "minItems": 1}},
+                "layer_scores": {"type": "array", "minItems": 1, "items": {
+                    "type": "array", "items": _PROB, "minItems": 1}},
             })},
         })},
         "outputs": _object({"overlay": {"type": "string"}, "masks": {"type": "string"},

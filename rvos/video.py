@@ -728,6 +728,15 @@ def write_palette_png(path: PathLike, labels: np.ndarray) -> Path:
             DAVIS palette (:func:`rvos.visualize.davis_palette`), so object k has the colour
             ``rvos.visualize.palette(n)[k - 1]``.
     """
+    image = palette_image(labels)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out, format="PNG")
+    return out
+
+
+def palette_image(labels: np.ndarray) -> Image.Image:
+    """A label map as a palette ("P") image in the DAVIS palette (see `write_palette_png`)."""
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"labels must be a 2-D [H, W] array, got shape {labels.shape}")
@@ -739,10 +748,7 @@ def write_palette_png(path: PathLike, labels: np.ndarray) -> Path:
     height, width = labels.shape
     image = Image.frombytes("P", (width, height), np.ascontiguousarray(labels).tobytes())
     image.putpalette(davis_palette().reshape(-1).tolist())
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    image.save(out, format="PNG")
-    return out
+    return image
 
 
 def read_palette_png(path: PathLike) -> np.ndarray:

@@ -21,7 +21,7 @@ from rvos.modeling.deformable_attention import (
 )
 from rvos.modeling.mask_head import dynamic_masks, dynamic_param_count
 from rvos.modeling.position import PositionEmbeddingSine1D, PositionEmbeddingSine2D
-from rvos.modeling.transformer import Encoder, inverse_sigmoid
+from rvos.modeling.transformer import Encoder, ffn_residual_norm, inverse_sigmoid
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
@@ -366,6 +366,20 @@ def test_deformable_attention_ignores_padded_values():
     padding[0, 1 * 4 + 1] = True  # the sampled pixel
     out, _ = attn(torch.zeros(1, 1, 2), ref, src, torch.tensor([[3, 4]]), padding)
     assert out.abs().max() == 0
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000])
+def test_chunked_ffn_is_the_plain_residual_ffn_and_norm(chunk):
+    gen = torch.Generator().manual_seed(7)
+    linear1, linear2, norm = torch.nn.Linear(8, 24), torch.nn.Linear(24, 8), torch.nn.LayerNorm(8)
+    with torch.no_grad():
+        for p in [*linear1.parameters(), *linear2.parameters(), *norm.parameters()]:
+            p.copy_(torch.randn(p.shape, generator=gen))
+    x = torch.randn(3, 11, 8, generator=gen)
+    want = norm(x + linear2(F.relu(linear1(x))))
+    with torch.no_grad():
+        got = ffn_residual_norm(x, linear1, linear2, norm, chunk=chunk)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
 def _random_sampling(gen, n=2, queries=7, heads=3, dim=4, points=3,

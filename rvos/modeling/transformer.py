@@ -43,6 +43,62 @@ def _add_pos(x: Tensor, pos: Tensor | None) -> Tensor:
     return x if pos is None else x + pos
 
 
+# Hidden activations per chunk of `ffn_residual_norm` (32 MB of floats: 4096 tokens of the
+# released models' 2048-wide FFN): small and reused, where the whole stride-4 level of a
+# 36-frame clip would need 4 GB; wide enough that narrow FFNs (the built-in model's 256) still
+# run a few large operations rather than many small ones, which stall when the CPU is shared.
+FFN_CHUNK_ELEMENTS = 1 << 23
+
+
+def ffn_residual_norm(x: Tensor, linear1: nn.Linear, linear2: nn.Linear, norm: nn.LayerNorm,
+                      chunk: int | None = None) -> Tensor:
+    """``norm(x + linear2(relu(linear1(x))))`` for inference (no dropout, no autograd).
+
+    Rows are independent, so they go ``chunk`` at a time (default: `FFN_CHUNK_ELEMENTS` hidden
+    values) through one reused hidden buffer:
+    every large temporary of the plain expression (the hidden activation, its ReLU, the sum)
+    was a fresh allocation of hundreds of MB, touched for the first time (page faults) and
+    evicted from the caches before the next operation read it. Under autocast the two matrix
+    products run in its dtype; the residual sum and the norm stay in ``x``'s.
+
+    x: [..., C] -> [..., C].
+    """
+    shape = x.shape
+    rows = x.reshape(-1, shape[-1])
+    out = torch.empty_like(rows)
+    if chunk is None:
+        chunk = max(1, FFN_CHUNK_ELEMENTS // linear1.out_features)
+    if not (isinstance(linear1.weight, Tensor) and isinstance(linear2.weight, Tensor)):
+        # Replaced layers (int8 dynamic quantisation): call them, still a chunk at a time.
+        for start in range(0, rows.shape[0], chunk):
+            part = rows[start:start + chunk]
+            y = part + linear2(linear1(part).relu_())
+            out[start:start + chunk] = F.layer_norm(y, norm.normalized_shape, norm.weight,
+                                                    norm.bias, norm.eps)
+        return out.view(shape)
+    device = x.device.type
+    low = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else rows.dtype
+    n = min(chunk, rows.shape[0])
+    hidden = rows.new_empty(n, linear1.out_features, dtype=low)
+    product = None if low == rows.dtype else rows.new_empty(n, shape[-1], dtype=low)
+    w1, b1 = linear1.weight.to(low).t(), linear1.bias.to(low)
+    w2 = linear2.weight.to(low).t()
+    with torch.autocast(device, enabled=False):  # out= variants: dtypes are set by hand here
+        for start in range(0, rows.shape[0], chunk):
+            part = rows[start:start + chunk]
+            h = hidden[:part.shape[0]]
+            torch.addmm(b1, part.to(low), w1, out=h)
+            h.relu_()
+            y = out[start:start + chunk]
+            if product is None:
+                torch.addmm(part, h, w2, out=y)  # the residual plus the FFN ...
+            else:
+                torch.add(part, torch.mm(h, w2, out=product[:part.shape[0]]), out=y)
+            y.add_(linear2.bias)  # ... and its bias
+            y.copy_(F.layer_norm(y, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
+    return out.view(shape)
+
+
 class EncoderLayer(nn.Module):
     def __init__(self, d_model: int, d_ffn: int, dropout: float, n_levels: int, n_heads: int,
                  n_points: int) -> None:
@@ -61,6 +117,8 @@ class EncoderLayer(nn.Module):
         attn, _ = self.self_attn(_add_pos(src, pos), reference_points, src, spatial_shapes,
                                  padding_mask)
         src = self.norm1(src + self.dropout1(attn))
+        if not (self.training or torch.is_grad_enabled()):
+            return ffn_residual_norm(src, self.linear1, self.linear2, self.norm2)
         ffn = self.linear2(self.dropout2(F.relu(self.linear1(src), inplace=True)))
         return self.norm2(src + self.dropout3(ffn))
 
