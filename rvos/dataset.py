@@ -3,7 +3,7 @@
 Command line::
 
     python -m rvos dataset predict --format ytvos|davis ROOT --split valid --out DIR
-        [--model NAME | --checkpoint PATH] [--device D] [--resume | --overwrite]
+        [--model NAME | --checkpoint PATH] [--device D] [--resume | --overwrite] [--offline]
         [--window N] [--overlap N] [--short-side N] [--max-videos N] [--quiet]
     torchrun --nproc-per-node N -m rvos dataset predict ...      (also --nnodes M, rendezvous)
     python -m rvos dataset eval --format davis|ytvos ROOT --split valid --pred DIR [--gt DIR]
@@ -100,16 +100,33 @@ class _Progress:
             self.bar.close()
 
 
-def _load_model(args: argparse.Namespace, device: str):
+def _load_model(args: argparse.Namespace, device: str, workers, group):
+    """The model on every rank. A model fetched on first use is fetched once per machine: local
+    rank 0 loads (and downloads) first, while the others wait for it."""
     from rvos.evaluate import load_model_for_eval
 
     if args.checkpoint is not None and args.model is None:
         name = Path(args.checkpoint).name
     else:
         name = args.model or "builtin"
-    model = load_model_for_eval(
-        args.model if args.checkpoint is None else None, args.checkpoint, device, args.text_encoder
-    )
+    first = workers.local_rank == 0
+
+    def load():
+        return load_model_for_eval(
+            args.model if args.checkpoint is None else None,
+            args.checkpoint,
+            device,
+            args.text_encoder,
+            offline=args.offline,
+            progress=first and not args.quiet,
+        )
+
+    if first:
+        model = load()
+        group.barrier()
+    else:
+        group.barrier()
+        model = load()
     return model.eval(), name
 
 
@@ -171,7 +188,7 @@ def _predict(args: argparse.Namespace, workers, group) -> int:
     if args.max_videos is not None:
         split.videos = split.videos[: args.max_videos]
     device = rank_device(workers, args.device)
-    model, model_name = _load_model(args, str(device))
+    model, model_name = _load_model(args, str(device), workers, group)
     short_side = args.short_side if args.short_side is not None else model_short_side(model)
     settings = PredictSettings.for_format(args.format, short_side, args.window, args.overlap)
     folder = PredictionFolder(args.out, args.split, args.format)
@@ -264,10 +281,14 @@ def _run_predict(args: argparse.Namespace) -> int:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from rvos import registry
     from rvos.checkpoint import CheckpointError
+    from rvos.download import DownloadError
+    from rvos.hub import HubError
 
     return (
         DatasetError,
         CheckpointError,
+        DownloadError,
+        HubError,
         ValueError,
         OSError,
         registry.UnknownModelError,
@@ -432,13 +453,20 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         default=None,
         metavar="NAME",
-        help="registry name (`rvos models`; default builtin)",
+        help="registry name or hf://OWNER/REPO (`rvos models`; fetched on first use, once per "
+        "machine; default builtin)",
     )
     which.add_argument(
         "--checkpoint",
         default=None,
         metavar="PATH",
         help="an official .pth, an rvos model folder or a `rvos train` checkpoint.pt",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        default=None,
+        help="never download a model (also $RVOS_OFFLINE=1)",
     )
     p.add_argument(
         "--text-encoder",

@@ -171,13 +171,15 @@ def evaluate_videos(
 
 
 def load_model_for_eval(model_name: str | None, checkpoint: str | None, device: str,
-                        text_encoder: str | None = None):
-    """A model from the registry (``--model``) or a path (``--checkpoint``): an rvos model
-    folder (save_pretrained), a training checkpoint written by ``rvos train``, or a released
-    ``.pth`` file — with a registry name, the registry's model; without one (``model_name``
-    None), built from what the file holds. ``text_encoder``: released models' RoBERTa (a hub
-    name or a local folder; default roberta-base)."""
-    from rvos import registry
+                        text_encoder: str | None = None, offline: bool | None = None,
+                        progress: bool = False):
+    """A model from the zoo (``--model``: a registry name or ``hf://...``, fetched on first
+    use unless ``offline``) or a path (``--checkpoint``): an rvos model folder
+    (save_pretrained), a training checkpoint written by ``rvos train``, or a released ``.pth``
+    file — with a registry name, the registry's model; without one (``model_name`` None), built
+    from what the file holds. ``text_encoder``: released models' RoBERTa (a hub name or a local
+    folder; default roberta-base). ``progress``: show a download's progress on stderr."""
+    from rvos.zoo import load_model
 
     if checkpoint is not None:
         path = Path(checkpoint)
@@ -196,8 +198,8 @@ def load_model_for_eval(model_name: str | None, checkpoint: str | None, device: 
 
             kwargs = {} if text_encoder is None else {"text_encoder": text_encoder}
             return load_official(path, device=device, **kwargs).eval()
-    return registry.load_model(model_name or "builtin", checkpoint=checkpoint, device=device,
-                               text_encoder=text_encoder)
+    return load_model(model_name or "builtin", checkpoint=checkpoint, device=device,
+                      text_encoder=text_encoder, offline=offline, progress=progress)
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
