@@ -229,17 +229,35 @@ def _predict(args: argparse.Namespace, workers, group) -> int:
         progress.close()
     wall = time.perf_counter() - started
     gathered = [t for share in group.gather(timings) for t in share]
-    if not workers.is_main:
-        return 0
+    if workers.is_main:
+        _finish(args, split, folder, record, gathered, todo, wall, workers.world_size)
+    # Everyone leaves together, after rank 0's last file. Without this, a rank that exited while
+    # rank 0 was still writing the zip aborted at exit in 1 run of 9 ("terminate called without
+    # an active exception", inside torch's teardown); with it, in none of 32.
+    group.barrier()
+    return 0
 
+
+def _finish(
+    args: argparse.Namespace,
+    split: Split,
+    folder: PredictionFolder,
+    record: dict,
+    gathered: list[dict],
+    todo: list[str],
+    wall: float,
+    world_size: int,
+) -> None:
+    """Rank 0, after every rank is done: the run record, the summary, the submission zip."""
+    by_name = {v.name: v for v in split.videos}
     record.setdefault("videos", {}).update({t.pop("video"): t for t in gathered})
-    record.update(world_size=workers.world_size, last_run_wall_s=round(wall, 3))
+    record.update(world_size=world_size, last_run_wall_s=round(wall, 3))
     (folder.out / f"predict-{split.name}.json").write_text(json.dumps(record, indent=1))
     n_expr = sum(len(by_name[n].expressions) for n in todo)
-    per_video = wall * workers.world_size / max(len(todo), 1)
+    per_video = wall * world_size / max(len(todo), 1)
     print(
         f"{len(todo)} videos ({n_expr} expressions) in {wall:.1f} s on "
-        f"{workers.world_size} process(es): {per_video:.2f} s per video per process; "
+        f"{world_size} process(es): {per_video:.2f} s per video per process; "
         f"predictions in {folder.split_dir}"
     )
     missing = [v.name for v in split.videos if not folder.is_complete(v.name)]
@@ -253,7 +271,6 @@ def _predict(args: argparse.Namespace, workers, group) -> int:
         else:
             zipped = write_submission(folder, by_name)
             print(f"wrote {zipped} for the Ref-YouTube-VOS server")
-    return 0
 
 
 def _run_predict(args: argparse.Namespace) -> int:
