@@ -219,6 +219,9 @@ def test_decoder_view_slides_and_compare_view(app, tmp_path):
             # "How ReferFormer works" links every stage to a view on the page, e.g. the
             # decoder stage to the decoder view.
             page.click("#how")
+            # The accordion renders its content after the click: wait for it, not a fixed time.
+            page.wait_for_function("() => document.querySelectorAll('#how a').length >= 7",
+                                   timeout=10_000)
             targets = page.evaluate("() => [...document.querySelectorAll('#how a')].map("
                                     "a => a.getAttribute('href'))")
             assert len(targets) >= 7
