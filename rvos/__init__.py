@@ -6,7 +6,7 @@ __all__ = ["load_official", "load_pretrained", "save_pretrained", "__version__"]
 
 
 def __getattr__(name: str):
-    # Imported on first use: rvos.checkpoint pulls in torch and transformers (seconds), which
+    # Imported on first use: rvos.checkpoint pulls in torch (seconds), which
     # `rvos --help`, `rvos models`, `rvos download` and `rvos synth` do not need.
     if name in ("load_official", "load_pretrained", "save_pretrained"):
         from rvos import checkpoint

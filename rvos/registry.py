@@ -356,7 +356,7 @@ def load_model(
             f"(it builds {', '.join(sorted(SUPPORTED_BACKBONES))}); choose one of: "
             + ", ".join(m.name for m in list_models(supported_only=True))
         )
-    from rvos import checkpoint as ckpt  # heavy (torch, transformers): import on first use
+    from rvos import checkpoint as ckpt  # heavy (torch): import on first use
 
     if info.kind == "builtin":
         folder = Path(checkpoint) if checkpoint is not None else resolve_local(name)
