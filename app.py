@@ -1,20 +1,27 @@
 """rvos demo: referring video object segmentation with ReferFormer, in the browser.
 
     python app.py [--host HOST] [--port PORT] [--share] [--model NAME] [--checkpoint PATH]
-                  [--device DEVICE] [--text-encoder NAME_OR_DIR] [--threads N]
+                  [--device DEVICE] [--text-encoder NAME_OR_DIR] [--threads N] [--offline]
                   [--max-duration S] [--max-frames N] [--max-upload-mb MB]
 
 Upload a clip (or pick an example), type up to four expressions, one per line, and press
 Segment: the overlay video, the masks (zip) and result.json come back, and the frame explorer
-shows, on any frame, every query's box and score, which pixels attend to which word, and the
-queries' scores over time. Everything the explorer draws comes from the stored result; only
-the Segment button runs the model.
+shows, on any frame, every query's box and score, the decoder's layer-by-layer refinement,
+every query's mask, which pixels attend to which word, and the queries' scores over time.
+"Export for slides" writes figure.png / figure.pdf / overlay.gif; Compare runs the clip through
+two models side by side. Everything the explorer draws comes from the stored result; only the
+Segment and Compare buttons run a model.
+
+Official models download on first use: the one of --model before the app serves (progress in
+the log), the others when chosen in a menu, Segment's or Compare's (progress in the page), or
+asked for by /segment or /compare.
 
 Environment (for Hugging Face Spaces and containers): RVOS_MODEL, RVOS_CHECKPOINT, RVOS_DEVICE,
 RVOS_TEXT_ENCODER, RVOS_THREADS, RVOS_MAX_DURATION, RVOS_MAX_FRAMES, RVOS_MAX_UPLOAD_MB,
-GRADIO_SERVER_NAME, GRADIO_SERVER_PORT; command-line options win.
+RVOS_OFFLINE, RVOS_MIRROR, RVOS_CACHE, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT; command-line
+options win.
 
-API: ``/segment`` (see the README for a gradio_client example).
+API: ``/segment`` and ``/compare`` (see the README for gradio_client examples).
 """
 
 from __future__ import annotations
@@ -37,9 +44,11 @@ from rvos import app_support as sup
 HERE = Path(__file__).resolve().parent
 EXAMPLES_DIR = HERE / "examples"
 VIDEO_HEIGHT, VIEW_HEIGHT, SCORES_HEIGHT = 320, 400, 260  # pixels on the page
+DECODER_HEIGHT = 560  # the decoder view carries its legend: it needs the room
 STATE_TTL_S = 2 * 3600  # a session's result (and its files) are dropped after two idle hours
 # Small clips (the 256-pixel examples) fill their view instead of sitting in a corner of it.
-CSS = "#queries img, #attn img, #scores img {width: 100%; height: 100%; object-fit: contain;}"
+CSS = ("#queries img, #attn img, #scores img, #decoder img, #layers img, #qmasks img, #cview img,"
+       " #cscores_a img, #cscores_b img {width: 100%; height: 100%; object-fit: contain;}")
 
 INTRO = """\
 # Referring video object segmentation: ReferFormer
@@ -48,6 +57,31 @@ expression becomes the queries of a transformer; on every frame each query propo
 a mask with a score, and the best-scoring query over the clip is the answer. Upload a clip or
 pick an example, type up to four expressions (one per line) and press **Segment**; then step
 through the frames below.
+"""
+
+# Each stage links to the view that shows it (elem_ids; the browser test follows them).
+HOW_IT_WORKS = """\
+ReferFormer treats the sentence as a set of **queries** that look for the object in every frame.
+
+1. **Backbone and text encoder.** A CNN or (Video-)Swin turns each frame into feature maps at
+   strides 4-32; RoBERTa turns the sentence into one feature per word and one for the sentence.
+2. **Early vision-language fusion.** Every pixel of the feature maps attends to the words and is
+   multiplied by what it finds, so the maps already know what the sentence asks for:
+   [Word attention](#attn) (feature levels "early fusion").
+3. **Language as queries.** The sentence feature plus Q learned position embeddings make Q
+   queries, the same in every frame, so query i is one object hypothesis through the clip:
+   [Queries](#queries).
+4. **Deformable transformer decoder.** Each layer starts every query from a reference point,
+   samples the features around it and refines the query's box and score (iterative box
+   refinement); the next layer starts from the new box's centre, and the last layer's box is the
+   answer: [Decoder, layer by layer](#decoder), and the sampling points in [Queries](#queries).
+5. **Cross-modal FPN.** The multi-scale features meet the words again and become stride-4 mask
+   features: [Word attention](#attn) (feature levels "cross-modal FPN").
+6. **Dynamic mask head.** Each query generates its own small convolution kernels and applies them
+   to the mask features, so every query has a mask: [Every query's mask](#qmasks).
+7. **Choosing the answer.** The query with the best mean score over the clip is the object and
+   its masks the output: [Scores over time](#scores). Another backbone sees differently:
+   [Compare two models](#compare).
 """
 
 
@@ -65,8 +99,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="port (default $GRADIO_SERVER_PORT or 7860)")
     p.add_argument("--share", action="store_true", help="also serve on a public gradio.live link")
     p.add_argument("--model", default=_env("RVOS_MODEL"),
-                   help="default model, a registry name (`python -m rvos models`; default "
-                        "builtin)")
+                   help="default model: a registry name (`python -m rvos models`; an official "
+                        "one is downloaded before serving if needed) or hf://OWNER/REPO "
+                        "(default builtin)")
     p.add_argument("--checkpoint", default=_env("RVOS_CHECKPOINT"),
                    help="weights: an official .pth or a save_pretrained folder (with --model: "
                         "that model's weights)")
@@ -78,6 +113,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=_env("RVOS_THREADS", None, int),
                    help="CPU threads for torch (default: torch's choice; 1 is fastest for "
                         "small models on a busy CPU)")
+    p.add_argument("--offline", action="store_true", default=None,
+                   help="never download a model; the menu lists only those on this machine "
+                        "(default $RVOS_OFFLINE)")
     p.add_argument("--max-duration", type=float, default=_env("RVOS_MAX_DURATION", 120.0, float),
                    help="longest accepted video in seconds (default 120)")
     p.add_argument("--max-frames", type=int, default=_env("RVOS_MAX_FRAMES", 300, int),
@@ -91,14 +129,8 @@ def load_examples() -> tuple[list[list[str]], list[list[str]]]:
     """(synthetic examples for the built-in model, real clips for official checkpoints), each
     ``[video path, expressions]``; see examples/README.md."""
     spec = json.loads((EXAMPLES_DIR / "examples.json").read_text())
-    synthetic = [[str(EXAMPLES_DIR / e["video"]), "\n".join(e["expressions"])]
-                 for e in spec["synthetic"]]
-    real = []
-    for e in spec.get("real", []):
-        path = sup.find_sample_video(e["video"])
-        if path is not None:
-            real.append([str(path), "\n".join(e["expressions"])])
-    return synthetic, real
+    return tuple([[str(EXAMPLES_DIR / e["video"]), "\n".join(e["expressions"])]
+                  for e in spec.get(kind, [])] for kind in ("synthetic", "real"))
 
 
 def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
@@ -120,7 +152,8 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         progress(0.0, desc="checking the input and loading the model")
         try:
             run = sup.prepare_run(models, model, video, expressions, settings, limits,
-                                  work_dir)
+                                  work_dir, on_download=lambda p: progress(p.fraction,
+                                                                           desc=p.text))
             result = None
             # Stop cancels this generator; closing the steps then ends the model and ffmpeg.
             with contextlib.closing(run.steps()) as steps:
@@ -153,7 +186,7 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
     def explore(session: sup.Session | None):
         """Explorer controls for a new result, and its views at frame 0 of expression 1."""
         if session is None:
-            return (gr.skip(),) * 8
+            return (gr.skip(),) * 12
         levels = session.level_choices()
         level = levels[0][1] if levels else None
         heads = session.head_choices()
@@ -164,22 +197,103 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                 gr.Radio(choices=session.word_choices(0), value="all"),
                 gr.Dropdown(choices=levels, value=level),
                 gr.Dropdown(choices=heads, value="mean", interactive=len(heads) > 1),
+                gr.Radio(choices=session.decoder_query_choices(), value="all"),
                 session.render_queries(0, 0),
                 session.render_attention(0, 0, "all", level, "mean"),
-                session.render_scores(0, 0))
+                session.render_scores(0, 0),
+                *decoder_views(session, 0, 0, "all"))
 
-    def views(session, expression, frame, word, level, head, sampling):
+    def decoder_views(session, expression, frame, query):
+        if session is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        return (session.render_decoder(expression, frame, query),
+                session.render_layer_scores(expression, frame),
+                session.render_query_masks(expression, frame))
+
+    def views(session, expression, frame, word, level, head, sampling, query):
+        if session is None:
+            return (gr.skip(),) * 6
+        return (session.render_queries(expression, frame, sampling=sampling),
+                session.render_attention(expression, frame, word, level, head),
+                session.render_scores(expression, frame),
+                *decoder_views(session, expression, frame, query))
+
+    def change_expression(session, expression, frame, level, head, sampling, query):
+        if session is None:
+            return (gr.skip(),) * 7
+        return (gr.Radio(choices=session.word_choices(expression), value="all"),
+                *views(session, expression, frame, "all", level, head, sampling, query))
+
+    def decoder(session, expression, frame, query):
+        if session is None:
+            return gr.skip()
+        return session.render_decoder(expression, frame, query)
+
+    def mask_views(session, expression, frame, sampling, query):
+        """The views that draw masks, after the threshold changed."""
         if session is None:
             return gr.skip(), gr.skip(), gr.skip()
         return (session.render_queries(expression, frame, sampling=sampling),
-                session.render_attention(expression, frame, word, level, head),
-                session.render_scores(expression, frame))
+                session.render_decoder(expression, frame, query),
+                session.render_query_masks(expression, frame))
 
-    def change_expression(session, expression, frame, level, head, sampling):
+    def export_slides(session: sup.Session | None, columns: float):
+        """figure.png, figure.pdf and overlay.gif of the current result, for the download
+        buttons."""
         if session is None:
-            return (gr.skip(),) * 4
-        return (gr.Radio(choices=session.word_choices(expression), value="all"),
-                *views(session, expression, frame, "all", level, head, sampling))
+            raise gr.Error("Segment a video first: the slides are drawn from its result.",
+                           print_exception=False)
+        try:
+            paths = session.export_slides(columns)
+        except sup.RUN_ERRORS as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        return tuple(gr.DownloadButton(value=str(paths[k]), interactive=True)
+                     for k in ("figure_png", "figure_pdf", "gif"))
+
+    def compare(video: str | None, expressions: str, model_a: str = default.key,
+                model_b: str = default.key, threshold: float = 0.5, window: int = 36,
+                fps: float = 0.0, max_frames: int = limits.max_frames, short_side: int = 0,
+                device: str = device, previous: sup.Comparison | None = None,
+                progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's injection idiom)
+        """The same video and expressions through model_a and model_b (the same model twice is
+        allowed; a model that is not here yet is downloaded first, as for /segment). Returns
+        each model's overlay video and result.json, both overlays side by side in one video, and
+        a summary."""
+        settings = sup.RunSettings(threshold, window, fps, max_frames, short_side, device)
+        progress(0.0, desc="checking the input and loading the models")
+        try:
+            run = sup.prepare_compare(models, model_a, model_b, video, expressions, settings,
+                                      limits, work_dir, on_download=lambda p: progress(
+                                          p.fraction, desc=p.text))
+            with contextlib.closing(run.steps()) as steps:
+                for fraction, text in steps:
+                    progress(fraction, desc=text)
+                    yield (gr.skip(),) * 5 + (text, gr.skip())
+            progress(1.0, desc="writing the overlays and the side-by-side video")
+            result = run.finish()
+        except sup.RUN_ERRORS as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        if previous is not None:  # (a State input: hidden from the API)
+            previous.close()
+        p = result.paths
+        yield (str(p["overlay_a"]), str(p["overlay_b"]), str(p["result_a"]),
+               str(p["result_b"]), str(p["side_by_side"]), result.summary(), result)
+
+    def compare_explore(comparison: sup.Comparison | None):
+        if comparison is None:
+            return (gr.skip(),) * 5
+        last = comparison.num_frames - 1
+        return (gr.Slider(minimum=0, maximum=max(last, 1), value=0, step=1,
+                          interactive=last > 0),
+                gr.Radio(choices=comparison.expression_choices(), value="0"),
+                *compare_views(comparison, 0, "0"))
+
+    def compare_views(comparison, frame, expression):
+        if comparison is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        return (comparison.render_frame(frame),
+                comparison.render_scores(0, expression, frame),
+                comparison.render_scores(1, expression, frame))
 
     def attention(session, expression, frame, word, level, head):
         if session is None:
@@ -191,15 +305,34 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
             return gr.skip()
         return session.render_queries(expression, frame, sampling=sampling)
 
-    def note(model: str) -> str:
+    def menu_updates():
+        """Every model menu (Segment's, Compare's A and B) relabelled as of now."""
+        return tuple(gr.Dropdown(choices=models.menu()) for _ in range(3))
+
+    def choose(model: str, which: str = ""):
+        """The note under a menu; a model that is not here yet downloads now, its progress
+        shown in the note (sessions choosing the same model share the download), and the menus
+        then say it is on this machine. ``which`` names the menu in a shared note."""
+        prefix = f"**{which}**: " if which else ""
         try:
-            return models.choice(model).note
-        except sup.AppInputError:
-            return ""
+            for step in models.fetch_steps(model):
+                yield f"{prefix}**{step.text}**", gr.skip(), gr.skip(), gr.skip()
+            yield prefix + models.note(model), *menu_updates()
+        except sup.AppInputError as err:
+            yield f"{prefix}**Download failed**: {err}", gr.skip(), gr.skip(), gr.skip()
+
+    def choose_a(model: str):
+        yield from choose(model, "Model A")
+
+    def choose_b(model: str):
+        yield from choose(model, "Model B")
 
     synthetic, real = load_examples()
     with gr.Blocks(title="rvos: ReferFormer demo", delete_cache=(3600, STATE_TTL_S)) as demo:
         gr.Markdown(INTRO)
+        with gr.Accordion("How ReferFormer works, stage by stage (each links to its view)",
+                          open=False, elem_id="how"):
+            gr.Markdown(HOW_IT_WORKS)
         with gr.Row():
             with gr.Column(scale=1):
                 video_in = gr.Video(label="Video", sources=["upload"], include_audio=True,
@@ -207,9 +340,9 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                 text = gr.Textbox(label="Expressions (one per line, at most 4)", lines=3,
                                   placeholder="the red circle\nthe square moving left",
                                   elem_id="txt")
-                model = gr.Dropdown(choices=[(c.label, c.key) for c in models.choices.values()],
-                                    value=default.key, label="Model", elem_id="model")
-                model_note = gr.Markdown(default.note, elem_id="note")
+                model = gr.Dropdown(choices=models.menu(), value=default.key, label="Model",
+                                    elem_id="model")
+                model_note = gr.Markdown(models.note(default.key), elem_id="note")
                 with gr.Accordion("Advanced", open=False):
                     threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05,
                                           label="Mask threshold",
@@ -232,7 +365,8 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                             examples_per_page=6)
                 if real:
                     gr.Examples(real, [video_in, text],
-                                label="Real footage (needs an official checkpoint)")
+                                label="Real footage (for the official models; see "
+                                      "examples/README.md for its licence)")
             with gr.Column(scale=1):
                 video_out = gr.Video(label="Overlay", interactive=False, autoplay=True,
                                      height=VIDEO_HEIGHT, elem_id="vout")
@@ -240,6 +374,19 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                 with gr.Row():
                     masks_zip = gr.File(label="Masks (zip)", elem_id="zip")
                     result_json = gr.File(label="Result (json)", elem_id="json")
+                with gr.Group(elem_id="slides"):
+                    with gr.Row(equal_height=True):
+                        columns = gr.Number(value=5, precision=0, minimum=1, maximum=12,
+                                            label="Frames in the figure", elem_id="columns",
+                                            scale=1)
+                        export_btn = gr.Button("Export for slides", elem_id="export", scale=2)
+                    with gr.Row():
+                        png_btn = gr.DownloadButton("figure.png", interactive=False,
+                                                    elem_id="dl_png", size="sm")
+                        pdf_btn = gr.DownloadButton("figure.pdf", interactive=False,
+                                                    elem_id="dl_pdf", size="sm")
+                        gif_btn = gr.DownloadButton("overlay.gif", interactive=False,
+                                                    elem_id="dl_gif", size="sm")
 
         gr.Markdown("## Frame explorer\nEvery query's box and score on the chosen frame (the "
                     "chosen query in yellow, dots are reference points), which pixels attend "
@@ -263,11 +410,68 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                                             "mean hides it")
         scores_img = gr.Image(label="Query scores over time (cursor: this frame)",
                               interactive=False, height=SCORES_HEIGHT, elem_id="scores")
+        gr.Markdown("### Decoder, layer by layer\nEach decoder layer refines every query's box "
+                    "and re-scores it (iterative box refinement). A path runs from a query's "
+                    "learned start point (ring) through its box centre after each layer (dots, "
+                    "dark to light); pick one query to see its box after every layer. Below, "
+                    "every query's own mask on this frame: each query has its dynamic mask "
+                    "kernels, so each has a mask, not only the chosen one.",
+                    elem_id="decoder_section")
+        with gr.Row():
+            with gr.Column(scale=3):
+                decoder_img = gr.Image(label="Decoder, layer by layer", interactive=False,
+                                       height=DECODER_HEIGHT, elem_id="decoder")
+            with gr.Column(scale=2):
+                decoder_query = gr.Radio(label="Query", elem_id="dquery",
+                                         info="all: every query's path; one query: its box "
+                                              "after every layer")
+                layers_img = gr.Image(label="Score after each decoder layer (this frame)",
+                                      interactive=False, height=SCORES_HEIGHT, elem_id="layers")
+        # No label: it would sit on the first tile's title; the tiles carry their own.
+        qmasks_img = gr.Image(label="Every query's mask on this frame", show_label=False,
+                              interactive=False, height=SCORES_HEIGHT, elem_id="qmasks")
         session = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=_close_session)
 
+        gr.Markdown("## Compare two models", elem_id="compare")
+        gr.Markdown("The clip and expressions above (with the Advanced settings) through two "
+                    "models: both overlays side by side in one video, so they stay in step "
+                    "frame by frame, and each model's query scores. The same model twice is "
+                    "allowed (it runs once).")
+        with gr.Row(equal_height=True):
+            model_a = gr.Dropdown(choices=models.menu(), value=default.key, label="Model A",
+                                  elem_id="model_a")
+            model_b = gr.Dropdown(choices=models.menu(), value=default.key, label="Model B",
+                                  elem_id="model_b")
+            compare_btn = gr.Button("Compare", variant="primary", elem_id="compare_run")
+        compare_note = gr.Markdown(elem_id="cnote")
+        with gr.Row():
+            with gr.Column(scale=3):
+                side_video = gr.Video(label="Side by side", interactive=False, autoplay=True,
+                                      height=VIDEO_HEIGHT, elem_id="cvideo")
+            with gr.Column(scale=2):
+                compare_summary = gr.Markdown(label="Summary", elem_id="csummary")
+        with gr.Row():
+            overlay_a = gr.File(label="Overlay A", elem_id="c_overlay_a")
+            overlay_b = gr.File(label="Overlay B", elem_id="c_overlay_b")
+            result_a = gr.File(label="Result A", elem_id="c_result_a")
+            result_b = gr.File(label="Result B", elem_id="c_result_b")
+        with gr.Row():
+            compare_frame = gr.Slider(0, 1, value=0, step=1, label="Frame", scale=3,
+                                      elem_id="cframe")
+            compare_expr = gr.Radio(label="Expression (score plots)", elem_id="cexpr", scale=2)
+        compare_img = gr.Image(label="A | B on this frame", interactive=False,
+                               height=VIEW_HEIGHT, elem_id="cview")
+        with gr.Row():
+            scores_a = gr.Image(label="Model A: query scores over time", interactive=False,
+                                height=SCORES_HEIGHT, elem_id="cscores_a")
+            scores_b = gr.Image(label="Model B: query scores over time", interactive=False,
+                                height=SCORES_HEIGHT, elem_id="cscores_b")
+        comparison = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=_close_session)
+
         outputs = [video_out, masks_zip, result_json, summary, session]
-        explorer = [frame, expression, word, level, head, queries_img, attention_img,
-                    scores_img]
+        decoder_views_out = [decoder_img, layers_img, qmasks_img]
+        explorer = [frame, expression, word, level, head, decoder_query, queries_img,
+                    attention_img, scores_img, *decoder_views_out]
         run_event = run_btn.click(
             segment, [video_in, text, model, threshold, window, fps, max_frames, short_side,
                       device_in, session], outputs, api_name="segment", concurrency_limit=1,
@@ -278,18 +482,52 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         threshold.release(
             rethreshold, [session, threshold], outputs, api_visibility="private",
             concurrency_limit=1, concurrency_id="model"
-        ).success(queries, [session, expression, frame, sampling], queries_img,
-                  api_visibility="private")
+        ).success(mask_views, [session, expression, frame, sampling, decoder_query],
+                  [queries_img, decoder_img, qmasks_img], api_visibility="private")
         render = {"api_visibility": "private", "show_progress": "hidden",
                   "trigger_mode": "always_last", "concurrency_limit": 4}
-        frame.input(views, [session, expression, frame, word, level, head, sampling],
-                    [queries_img, attention_img, scores_img], **render)
-        expression.input(change_expression, [session, expression, frame, level, head, sampling],
-                         [word, queries_img, attention_img, scores_img], **render)
+        views_out = [queries_img, attention_img, scores_img, *decoder_views_out]
+        frame.input(views,
+                    [session, expression, frame, word, level, head, sampling, decoder_query],
+                    views_out, **render)
+        expression.input(change_expression,
+                         [session, expression, frame, level, head, sampling, decoder_query],
+                         [word, *views_out], **render)
         gr.on([word.input, level.input, head.input], attention,
               [session, expression, frame, word, level, head], attention_img, **render)
         sampling.input(queries, [session, expression, frame, sampling], queries_img, **render)
-        model.change(note, model, model_note, api_visibility="private", show_progress="hidden")
+        decoder_query.input(decoder, [session, expression, frame, decoder_query], decoder_img,
+                            **render)
+        export_btn.click(export_slides, [session, columns], [png_btn, pdf_btn, gif_btn],
+                         api_visibility="private", concurrency_limit=2)
+        # Choosing a model that is not here downloads it; no concurrency limit, so that a long
+        # download holds up no other visitor (sessions choosing the same model share it).
+        menus = [model, model_a, model_b]
+        choice = {"api_visibility": "private", "show_progress": "hidden",
+                  "concurrency_limit": None}
+        model.input(choose, model, [model_note, *menus], **choice)
+        model_a.input(choose_a, model_a, [compare_note, *menus], **choice)
+        model_b.input(choose_b, model_b, [compare_note, *menus], **choice)
+        # Labels say which models are on this machine: refreshed for every visitor, and after a
+        # run that may have downloaded one.
+        demo.load(menu_updates, None, menus, api_visibility="private", show_progress="hidden")
+        run_event.success(menu_updates, None, menus, api_visibility="private",
+                          show_progress="hidden")
+
+        compare_event = compare_btn.click(
+            compare, [video_in, text, model_a, model_b, threshold, window, fps, max_frames,
+                      short_side, device_in, comparison],
+            [overlay_a, overlay_b, result_a, result_b, side_video, compare_summary, comparison],
+            api_name="compare", concurrency_limit=1, concurrency_id="model")
+        compare_event.success(compare_explore, comparison,
+                              [compare_frame, compare_expr, compare_img, scores_a, scores_b],
+                              api_visibility="private")
+        compare_event.success(menu_updates, None, menus, api_visibility="private",
+                              show_progress="hidden")
+        stop_btn.click(None, None, None, cancels=[compare_event], api_visibility="private")
+        gr.on([compare_frame.input, compare_expr.input], compare_views,
+              [comparison, compare_frame, compare_expr], [compare_img, scores_a, scores_b],
+              **render)
     return demo
 
 
@@ -312,8 +550,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(max(1, args.threads))
     try:
         limits = sup.Limits(args.max_duration, args.max_frames, args.max_upload_mb)
-        choices = sup.model_choices(args.model, args.checkpoint)
-        models = sup.ModelCache(choices, text_encoder=args.text_encoder)
+        choices = sup.model_choices(args.model, args.checkpoint, offline=args.offline)
+        models = sup.ModelCache(choices, text_encoder=args.text_encoder, offline=args.offline)
+        if models.needs_download(models.default.key):
+            print(f"app.py: downloading {models.default.key} before serving", flush=True)
         models.get(models.default.key, device)  # built once, before the first visitor
     except (sup.AppInputError, ValueError) as err:
         print(f"app.py: error: {err}", file=sys.stderr)

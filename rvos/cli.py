@@ -14,8 +14,9 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("rvos.predictor", "segment the objects that sentences refer to in a video"),
-    "models": ("rvos.registry", "list the built-in model and the official checkpoints"),
+    "models": ("rvos.zoo", "list the built-in model and the official checkpoints"),
     "download": ("rvos.download", "download an official checkpoint into the cache"),
+    "convert": ("rvos.convert", "write a checkpoint as a self-contained folder for the Hub"),
     "synth": ("rvos.synth", "write a synthetic referring-video split (DAVIS-style folder)"),
     "train": ("rvos.train", "train the built-in ReferFormer on synthetic referring videos"),
     "eval": ("rvos.evaluate", "evaluate a model on a DAVIS-style folder (J, F, J&F)"),
@@ -28,7 +29,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rvos",
         description="ReferFormer referring video object segmentation: predict, models, "
-                    "download, synth, train, eval. `rvos COMMAND --help` for each.")
+                    "download, convert, synth, train, eval. `rvos COMMAND --help` for each.")
     parser.add_argument("--version", action="version", version=f"rvos {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():

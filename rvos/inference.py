@@ -80,7 +80,9 @@ def run_original(model, frames_uint8: np.ndarray, caption: str, short_side: int 
         out = model(x, [caption])
     best = select_query(out["pred_logits"][0])
     masks = postprocess_masks(out["pred_masks"][0, :, best], frames_uint8.shape[1:3], threshold)
-    return {**{k: v[0] for k, v in out.items() if isinstance(v, Tensor)},
+    # Per-layer outputs are [layers, B, ...]: their batch axis is the second.
+    return {**{k: v[:, 0] if k.startswith("layer_") else v[0] for k, v in out.items()
+               if isinstance(v, Tensor)},
             "best_query": best, "masks": masks}
 
 

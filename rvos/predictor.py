@@ -37,9 +37,11 @@ Command line::
     python -m rvos predict VIDEO --text "a dog" [--text ...] --out DIR
         [--model NAME | --checkpoint PATH] [--window N] [--overlap N] [--fps F]
         [--max-frames N] [--threshold P] [--short-side N] [--device D] [--text-encoder NAME]
+        [--figure [--figure-frames N]] [--gif]
 
 writes ``DIR/overlay.mp4``, ``DIR/masks/<k>/<frame:05d>.png``, ``DIR/masks.zip`` and
-``DIR/result.json`` (schema in `rvos.result`).
+``DIR/result.json`` (schema in `rvos.result`); ``--figure`` adds ``DIR/figure.png`` and
+``DIR/figure.pdf``, ``--gif`` adds ``DIR/overlay.gif`` (slide exports, `rvos.exports`).
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ __all__ = [
     "add_cli_arguments",
     "default_overlap",
     "group_words",
+    "initial_reference_points",
     "link_query",
     "model_short_side",
     "plan_windows",
@@ -226,6 +229,22 @@ def link_query(previous: Tensor | np.ndarray, candidates: Tensor | np.ndarray,
     return best, float(iou[best]), "overlap"
 
 
+def initial_reference_points(model: torch.nn.Module) -> np.ndarray | None:
+    """float32 ``[Q, 2]`` (x, y) in [0, 1]: where the first decoder layer starts each query.
+
+    Deformable DETR's first reference points are a linear map of the learned query embeddings
+    (`rvos.modeling.transformer.DeformableTransformer`): the same for every frame, window and
+    sentence, so they are computed once from the weights instead of being returned per window.
+    None for a model without them.
+    """
+    linear = getattr(getattr(model, "transformer", None), "reference_points", None)
+    embed = getattr(model, "query_embed", None)
+    if not isinstance(linear, torch.nn.Linear) or not isinstance(embed, torch.nn.Embedding):
+        return None
+    with torch.inference_mode():
+        return linear(embed.weight).float().sigmoid().cpu().numpy()
+
+
 # ----------------------------------------------------------------------------------- words
 
 
@@ -312,12 +331,22 @@ class _Expression:
 
     def __init__(self, text: str, words: list[str], groups: list[list[int]],
                  size: tuple[int, int], threshold: float, overlap: int, keep_logits: bool,
-                 keep_attention: bool, keep_sampling: bool, keep_heads: bool = False) -> None:
+                 keep_attention: bool, keep_sampling: bool, keep_heads: bool = False,
+                 keep_query_masks: bool = False,
+                 initial_reference: np.ndarray | None = None) -> None:
         self.text, self.words, self.groups = text, words, groups
         self.size, self.threshold, self.overlap = size, threshold, overlap
         self.keep_logits = keep_logits
         self.keep_attention, self.keep_sampling = keep_attention, keep_sampling
         self.keep_heads = keep_heads
+        self.keep_query_masks = keep_query_masks
+        h0, w0 = size
+        # [Q, 2] in [0, 1] -> source pixels; None: the model has no learned first references.
+        self.initial_reference = (None if initial_reference is None else
+                                  np.asarray(initial_reference, np.float32) * [w0, h0])
+        self.layer_boxes: list[np.ndarray] = []  # per frame [Q, L, 4]
+        self.layer_scores: list[np.ndarray] = []  # per frame [Q, L]
+        self.query_lowres: list[bytes] = []  # per frame, int8 [Q, h, w] compressed
         self.previous: Tensor | None = None  # bool [overlap, h, w]: chosen masks, last frames
         self.choices: list[WindowChoice] = []
         self.chosen: list[int] = []
@@ -358,6 +387,7 @@ class _Expression:
         self.scores.extend(scores[a:b].cpu().numpy())
         self.boxes.extend(boxes.cpu().numpy())
         self.refs.extend(refs.cpu().numpy())
+        self._add_layers(out, a, b, scale, boxes, scores[a:b])
         self.chosen.extend([query] * (b - a))
         self.window_index.extend([plan.index] * (b - a))
         self.lowres_shape = tuple(masks.shape[-2:])
@@ -371,10 +401,30 @@ class _Expression:
                 self.areas.append(rle_area(counts))
         if self.keep_logits:
             self.lowres.extend(quantize_logits(chosen))
+        if self.keep_query_masks:
+            # One block per frame: [n, Q, h, w] -> n maps of [Q * h, w].
+            self.query_lowres.extend(quantize_logits(masks[a:b].flatten(1, 2)))
         if self.keep_attention:
             self._add_attention(out["attention"], a, b)
         if self.keep_sampling:
             self._add_sampling(out["attention"], a, b)
+
+    def _add_layers(self, out: dict[str, Any], a: int, b: int, scale: Tensor, boxes: Tensor,
+                    scores: Tensor) -> None:
+        """Every decoder layer's boxes and scores of frames ``[a, b)`` of the window. The last
+        layer is the reported ``boxes`` / ``scores`` themselves (the model computes it by the
+        same ops), so the two agree exactly, in memory and in result.json."""
+        layer_boxes = out.get("layer_boxes")
+        if layer_boxes is None:  # a model that returns the last layer only
+            self.layer_boxes.extend(boxes[:, :, None].cpu().numpy())
+            self.layer_scores.extend(scores[:, :, None].cpu().numpy())
+            return
+        # [L, 1, Tw, Q, 4] -> [n, Q, L, 4]
+        lb = box_cxcywh_to_xyxy(layer_boxes[:, 0, a:b].float()).permute(1, 2, 0, 3) * scale
+        ls = out["layer_logits"][:, 0, a:b].float().sigmoid().max(-1).values.permute(1, 2, 0)
+        lb[:, :, -1], ls[:, :, -1] = boxes, scores
+        self.layer_boxes.extend(lb.cpu().numpy())
+        self.layer_scores.extend(ls.cpu().numpy())
 
     def _add_attention(self, attn: dict[str, Any], a: int, b: int) -> None:
         heads = self.keep_heads
@@ -409,6 +459,12 @@ class _Expression:
     def finish(self) -> ExpressionResult:
         n = len(self.rle)
         q = self.scores[0].shape[-1] if self.scores else 0
+        layers = self.layer_boxes[0].shape[1] if self.layer_boxes else 1
+        initial = self.initial_reference
+        if initial is None:
+            # A stand-in model without learned first references (tests' scripted models): with
+            # one decoder layer the last layer's input reference is the first one.
+            initial = self.refs[0] if self.refs else np.zeros((q, 2), np.float32)
         attention = None
         if self.attention:
             levels = list(self.attention)
@@ -430,6 +486,9 @@ class _Expression:
             scores=np.asarray(self.scores, dtype=np.float32).reshape(n, q),
             boxes=np.asarray(self.boxes, dtype=np.float32).reshape(n, q, 4),
             reference_points=np.asarray(self.refs, dtype=np.float32).reshape(n, q, 2),
+            layer_boxes=np.asarray(self.layer_boxes, dtype=np.float32).reshape(n, q, layers, 4),
+            layer_scores=np.asarray(self.layer_scores, dtype=np.float32).reshape(n, q, layers),
+            initial_reference_points=np.asarray(initial, dtype=np.float32).reshape(q, 2),
             mask_areas=np.asarray(self.areas, dtype=np.int64).reshape(n),
             windows=list(self.choices),
             rle=list(self.rle),
@@ -437,6 +496,7 @@ class _Expression:
             lowres_shape=self.lowres_shape,
             attention=attention,
             sampling=sampling,
+            query_logits=list(self.query_lowres) if self.keep_query_masks else None,
         )
 
 
@@ -452,7 +512,7 @@ class Predictor:
 
     Arguments:
         model: a `rvos.modeling.ReferFormer` with its tokenizer (e.g. from
-            `rvos.registry.load_model`); it is put in eval mode.
+            `rvos.load_model`); it is put in eval mode.
         device: where to run (default: where the model's weights are).
         window: frames per model call (default 36).
         overlap: frames shared by consecutive windows, used to keep the same object (default
@@ -488,7 +548,7 @@ class Predictor:
             raise PredictorError(f"threshold must be a probability in (0, 1), got {threshold}")
         if getattr(model, "tokenizer", None) is None:
             raise PredictorError("the model has no tokenizer; load it with "
-                                 "rvos.registry.load_model or rvos.checkpoint.load_pretrained")
+                                 "rvos.load_model or rvos.checkpoint.load_pretrained")
         if device is None:
             device = next(model.parameters()).device
         self.device = torch.device(device)
@@ -503,7 +563,8 @@ class Predictor:
     def predict(self, video: VideoInput, expressions: str | Sequence[str],
                 *, fps: float | None = None, max_frames: int | None = None,
                 return_attention: bool = False, return_sampling: bool = False,
-                attention_heads: bool = False) -> VideoResult:
+                attention_heads: bool = False, return_query_masks: bool = False
+                ) -> VideoResult:
         """Segment what each expression refers to on every (processed) frame of ``video``.
 
         Arguments:
@@ -520,13 +581,17 @@ class Predictor:
             return_sampling: keep the last decoder layer's sampling points of every query.
             attention_heads: with ``return_attention``, keep every head's maps instead of
                 their mean (heads specialise; memory grows by the number of heads).
+            return_query_masks: keep every query's low-resolution mask logits, not only the
+                chosen one's (`ExpressionResult.query_masks`): int8, ``Q × h × w`` bytes per
+                frame and expression before compression (72 kB at a 360×640 input).
         Returns:
             a `VideoResult`: a sequence of `ExpressionResult`, one per expression.
         """
         for progress in self.iter_predict(video, expressions, fps=fps, max_frames=max_frames,
                                           return_attention=return_attention,
                                           attention_heads=attention_heads,
-                                          return_sampling=return_sampling):
+                                          return_sampling=return_sampling,
+                                          return_query_masks=return_query_masks):
             if progress.result is not None:
                 return progress.result
         raise AssertionError("iter_predict ended without a result")
@@ -534,8 +599,8 @@ class Predictor:
     def iter_predict(self, video: VideoInput,
                      expressions: str | Sequence[str], *, fps: float | None = None,
                      max_frames: int | None = None, return_attention: bool = False,
-                     return_sampling: bool = False, attention_heads: bool = False
-                     ) -> Iterator[Progress]:
+                     return_sampling: bool = False, attention_heads: bool = False,
+                     return_query_masks: bool = False) -> Iterator[Progress]:
         """Like `predict`, as a generator: yields a `Progress` after every window, the last
         one carrying the `VideoResult`. Stop iterating to cancel (the video reader is closed)."""
         texts = _check_expressions(expressions)
@@ -548,9 +613,10 @@ class Predictor:
         source = _open_source(video, fps, max_frames)
         info = source.info
         tokenizer = self.model.tokenizer
+        initial = initial_reference_points(self.model)
         states = [_Expression(text, *group_words(tokenizer, text), info.size, self.threshold,
                               self.overlap, self.keep_logits, return_attention, return_sampling,
-                              attention_heads)
+                              attention_heads, return_query_masks, initial)
                   for text in texts]
         want_attention = return_attention or return_sampling
         total_windows = (None if source.estimate is None
@@ -748,8 +814,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="output folder for overlay.mp4, masks/, masks.zip, result.json")
     parser.add_argument("--model", default=None, metavar="NAME",
-                        help="registered model name (see `python -m rvos models`; "
-                             "default: builtin)")
+                        help="registered model name (see `python -m rvos models`; official "
+                             "ones download on first use), hf://OWNER/REPO, or a model folder "
+                             "(default: builtin)")
     parser.add_argument("--checkpoint", default=None, metavar="PATH",
                         help="weights: a save_pretrained folder, or an official .pth file")
     parser.add_argument("--text-encoder", default=None, metavar="NAME_OR_DIR",
@@ -771,11 +838,21 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                              "the model was trained at; 360 for the released models)")
     parser.add_argument("--device", default=None,
                         help="torch device, e.g. cpu or cuda (default: cuda if available)")
+    parser.add_argument("--offline", action="store_true", default=None,
+                        help="never download a model (also $RVOS_OFFLINE=1)")
+    parser.add_argument("--figure", action="store_true",
+                        help="also write figure.png and figure.pdf: a paper-style grid, one row "
+                             "per expression, evenly spaced frames as columns")
+    parser.add_argument("--figure-frames", type=int, default=5, metavar="N",
+                        help="columns (frames) of --figure (default 5)")
+    parser.add_argument("--gif", action="store_true",
+                        help="also write overlay.gif (at most 10 MB) for slides that cannot "
+                             "play MP4")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _load_cli_model(args: argparse.Namespace, device: str):
-    from rvos.registry import load_model
+    from rvos.zoo import load_model
 
     checkpoint = args.checkpoint
     if checkpoint is not None and not Path(checkpoint).exists():
@@ -790,17 +867,22 @@ def _load_cli_model(args: argparse.Namespace, device: str):
         return model.eval(), Path(checkpoint).stem
     name = args.model or "builtin"
     model = load_model(name, checkpoint=checkpoint, device=device,
-                       text_encoder=args.text_encoder)
+                       text_encoder=args.text_encoder, offline=getattr(args, "offline", None),
+                       progress=not args.quiet)
     return model, name
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from rvos import registry
     from rvos.checkpoint import CheckpointError
+    from rvos.download import DownloadError
+    from rvos.exports import ExportError
+    from rvos.hub import HubError
     from rvos.video import VideoError
 
-    return (PredictorError, VideoError, CheckpointError, registry.UnknownModelError,
-            registry.ModelFileMissingError, registry.UnsupportedModelError, OSError)
+    return (PredictorError, VideoError, CheckpointError, ExportError, registry.UnknownModelError,
+            registry.ModelFileMissingError, registry.UnsupportedModelError, DownloadError,
+            HubError, OSError)
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -819,6 +901,10 @@ def run_cli(args: argparse.Namespace) -> int:
             raise PredictorError(f"--max-frames must be >= 1, got {args.max_frames}")
         if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
             raise PredictorError(f"--fps must be a positive number, got {args.fps}")
+        figure_frames = getattr(args, "figure_frames", 5)
+        if not 1 <= figure_frames <= 50:
+            raise PredictorError(f"--figure-frames must be between 1 and 50, got "
+                                 f"{figure_frames}")
         from rvos.video import probe
 
         probe(args.video)  # a bad file fails here, before the model is loaded
@@ -833,14 +919,30 @@ def run_cli(args: argparse.Namespace) -> int:
                               model_name=name)
         result = _run_with_progress(predictor, args, texts)
         paths = write_outputs(result, args.out)
+        if getattr(args, "figure", False) or getattr(args, "gif", False):
+            paths.update(_write_slides(result, args, figure_frames))
     except errors as err:
         print(f"rvos predict: error: {err}", file=sys.stderr)
         return 2
     t = result.timings
+    slides = "".join(f", {paths[k]}" for k in ("figure_png", "figure_pdf", "gif") if k in paths)
     print(f"{result.num_frames} frames, {len(result)} expression(s) in {t['total_s']:.1f} s "
           f"({t['frames_per_second']:.1f} frames/s); wrote {paths['overlay']}, "
-          f"{paths['masks']}/, {paths['masks_zip']}, {paths['result']}")
+          f"{paths['masks']}/, {paths['masks_zip']}, {paths['result']}{slides}")
     return 0
+
+
+def _write_slides(result: VideoResult, args: argparse.Namespace, columns: int
+                  ) -> dict[str, Path]:
+    """--figure / --gif: the slide exports, from the result and the source frames."""
+    from rvos import exports
+
+    paths: dict[str, Path] = {}
+    if args.figure:
+        paths.update(exports.write_figure(result, args.out, columns=columns))
+    if args.gif:
+        paths["gif"] = exports.write_gif(result, Path(args.out) / "overlay.gif")
+    return paths
 
 
 def _run_with_progress(predictor: Predictor, args: argparse.Namespace, texts: list[str]

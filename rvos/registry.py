@@ -12,17 +12,19 @@ A2D-Sentences. The Ref-DAVIS17 and JHMDB-Sentences rows reuse the Ref-YouTube-VO
 A2D-Sentences files, so those scores are attached to those entries. The RefCOCO/+/g
 pre-training weights (the ``Pretrain`` column) are intermediate training states and are not
 listed as models.
+
+This module only describes: it imports nothing else from rvos. Fetching a file is
+`rvos.download`'s job, reading one `rvos.checkpoint`'s, and `rvos.zoo.load_model` puts the three
+together (``from rvos.registry import load_model`` still works: an alias, resolved on first use).
 """
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 __all__ = [
     "BACKBONE_NAMES",
@@ -33,13 +35,9 @@ __all__ = [
     "Score",
     "UnknownModelError",
     "UnsupportedModelError",
-    "add_cli_arguments",
     "get_model_info",
     "list_models",
-    "load_model",
     "markdown_table",
-    "resolve_local",
-    "run_cli",
 ]
 
 # The built-in model's weights are package data (safetensors + config.json + tokenizer files).
@@ -59,7 +57,19 @@ BACKBONE_NAMES = {
 # (ResNet-50/101, Swin-T/S/B/L, Video-Swin-T/S/B; rvos.modeling.swin for the transformers).
 SUPPORTED_BACKBONES = frozenset({"small3d", *BACKBONE_NAMES})
 
-OFFICIAL_README = "https://github.com/wjn922/ReferFormer#model-zoo"
+OFFICIAL_REPOSITORY = "https://github.com/wjn922/ReferFormer"
+OFFICIAL_README = OFFICIAL_REPOSITORY + "#model-zoo"
+# The authors publish their code and checkpoints under the Apache License 2.0 (the licence badge
+# of the official README); the Hub's identifier for it. rvos itself is Apache-2.0 as well.
+OFFICIAL_LICENSE = "apache-2.0"
+PAPER = "https://arxiv.org/abs/2201.00487"
+CITATION = """\
+@inproceedings{wu2022referformer,
+  title     = {Language as Queries for Referring Video Object Segmentation},
+  author    = {Wu, Jiannan and Jiang, Yi and Sun, Peize and Yuan, Zehuan and Luo, Ping},
+  booktitle = {CVPR},
+  year      = {2022}
+}"""
 
 
 class UnknownModelError(KeyError):
@@ -299,100 +309,7 @@ def get_model_info(name: str) -> ModelInfo:
     )
 
 
-def resolve_local(name: str, cache_dir: str | Path | None = None) -> Path | None:
-    """Where the weights of `name` are on this machine, or ``None`` if they are not here.
-
-    The built-in model resolves to its package folder (when it holds a ``config.json``); an
-    official model to ``<cache_dir>/<filename>`` (default cache: see `rvos.download.cache_dir`).
-    """
-    info = get_model_info(name)
-    if info.kind == "builtin":
-        return BUILTIN_DIR if (BUILTIN_DIR / "config.json").is_file() else None
-    from rvos.download import cache_dir as default_cache_dir
-
-    path = default_cache_dir(cache_dir) / str(info.filename)
-    return path if path.is_file() else None
-
-
-def missing_file_message(info: ModelInfo, cache_dir: str | Path | None = None) -> str:
-    """One line saying which file to get, from where, and where to put it."""
-    from rvos.download import cache_dir as default_cache_dir
-
-    dest = default_cache_dir(cache_dir) / str(info.filename)
-    return (
-        f"the weights of {info.name!r} are not on this machine: run `python -m rvos download "
-        f"{info.name}`, or download {info.url} by hand and save it as {dest} "
-        f"(or pass its path with --checkpoint)"
-    )
-
-
-def load_model(
-    name: str = "builtin",
-    *,
-    checkpoint: str | Path | None = None,
-    device: str = "cpu",
-    text_encoder: str | Path | None = None,
-    cache_dir: str | Path | None = None,
-):
-    """Build a registered model with its weights, in eval mode, on `device`.
-
-    Arguments:
-        name: a registry name (`list_models`).
-        checkpoint: explicit weights instead of the cached/packaged ones: a folder written by
-            `rvos.checkpoint.save_pretrained` for the built-in model, an official ``.pth`` file
-            for the others.
-        device: torch device string.
-        text_encoder: official models only: a Hugging Face name or a local folder holding the
-            RoBERTa weights and tokenizer (default ``roberta-base``, fetched from the hub once).
-        cache_dir: where downloads live (default: `rvos.download.cache_dir`).
-
-    Raises:
-        UnknownModelError, UnsupportedModelError, ModelFileMissingError (with what to download).
-    """
-    info = get_model_info(name)
-    if not info.supported:
-        raise UnsupportedModelError(
-            f"{info.name!r} uses the {info.backbone} backbone, which rvos cannot build "
-            f"(it builds {', '.join(sorted(SUPPORTED_BACKBONES))}); choose one of: "
-            + ", ".join(m.name for m in list_models(supported_only=True))
-        )
-    from rvos import checkpoint as ckpt  # heavy (torch): import on first use
-
-    if info.kind == "builtin":
-        folder = Path(checkpoint) if checkpoint is not None else resolve_local(name)
-        if folder is None or not folder.is_dir():
-            where = folder if folder is not None else BUILTIN_DIR
-            raise ModelFileMissingError(
-                f"the built-in model's weights are missing from {where}; they ship with the "
-                "rvos package: reinstall it, or train them with `python -m rvos train`"
-            )
-        model = ckpt.load_pretrained(folder, device=device)
-    else:
-        path = Path(checkpoint) if checkpoint is not None else resolve_local(name, cache_dir)
-        if path is None:
-            raise ModelFileMissingError(missing_file_message(info, cache_dir))
-        if not path.is_file():
-            raise ModelFileMissingError(f"checkpoint {path} does not exist or is not a file")
-        kwargs: dict[str, Any] = {"backbone": info.backbone, "device": device}
-        if text_encoder is not None:
-            kwargs["text_encoder"] = str(text_encoder)
-        model = ckpt.load_official(path, **kwargs)
-    return model.eval()
-
-
 # ----------------------------------------------------------------------------- presentation
-
-
-def _size_text(info: ModelInfo, local: Path | None) -> str:
-    size = info.size_bytes
-    if size is None and local is not None:  # measure what is here (the built-in folder, say)
-        files = [local] if local.is_file() else [p for p in local.rglob("*") if p.is_file()]
-        size = sum(p.stat().st_size for p in files)
-    return "?" if size is None else f"{size / 2**20:.1f} MiB"
-
-
-def _score_text(info: ModelInfo) -> str:
-    return "-" if not info.scores else str(info.scores[0])
 
 
 _TABLE_COLUMNS = (
@@ -430,66 +347,14 @@ def markdown_table(models: list[ModelInfo] | None = None) -> str:
     return "\n".join(rows)
 
 
-def _as_json(info: ModelInfo, local: Path | None) -> dict[str, Any]:
-    return {
-        "name": info.name,
-        "backbone": info.backbone,
-        "training_data": info.training_data,
-        "kind": info.kind,
-        "supported": info.supported,
-        "scores": [
-            {"benchmark": s.benchmark, "metric": s.metric, "value": s.value} for s in info.scores
-        ],
-        "urls": list(info.urls),
-        "filename": info.filename,
-        "size_bytes": info.size_bytes,
-        "sha256": info.sha256,
-        "local_path": str(local) if local else None,
-        "notes": info.notes,
-    }
+# Names that lived here before the registry stopped loading models; scripts written against
+# them keep working. Resolved only when asked for, so the registry itself never imports zoo.
+_MOVED_TO_ZOO = ("load_model", "resolve_local", "missing_file_message")
 
 
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``python -m rvos models``."""
-    fmt = parser.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="print the registry as JSON")
-    fmt.add_argument("--markdown", action="store_true", help="print the README's model table")
-    parser.add_argument(
-        "--cache-dir",
-        default=None,
-        help="download cache to check (default: $RVOS_CACHE or ~/.cache/rvos)",
-    )
+def __getattr__(name: str):
+    if name in _MOVED_TO_ZOO:
+        from rvos import zoo
 
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Print the registry as an aligned table, JSON or markdown."""
-    models = list_models()
-    if getattr(args, "markdown", False):
-        print(markdown_table(models))
-        return 0
-    local = {m.name: resolve_local(m.name, getattr(args, "cache_dir", None)) for m in models}
-    if getattr(args, "json", False):
-        print(json.dumps([_as_json(m, local[m.name]) for m in models], indent=2))
-        return 0
-    header = ("name", "backbone", "training data", "score", "size", "local", "loads")
-    rows = [
-        (
-            m.name,
-            m.backbone,
-            m.training_data,
-            _score_text(m),
-            _size_text(m, local[m.name]),
-            "yes" if local[m.name] else "no",
-            "yes" if m.supported else "not yet",
-        )
-        for m in models
-    ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
-    print(
-        "\nGet an official model with `python -m rvos download NAME`; scores as published by "
-        f"the authors ({OFFICIAL_README}).",
-        file=sys.stderr,
-    )
-    return 0
+        return getattr(zoo, name)
+    raise AttributeError(f"module 'rvos.registry' has no attribute {name!r}")

@@ -7,11 +7,19 @@ Memory. A 10-minute 1080p video has 18 000 frames; holding its masks as arrays w
 Each frame's mask is therefore kept as a run-length encoding of the exact full-size mask (a few
 kB for a typical object), plus — to re-threshold without the model — the chosen query's
 low-resolution mask logits quantised to int8 (steps of 1/16, clamped to ±8) and zlib-compressed.
+On request (``return_query_masks``) every query's low-resolution logits are kept the same way,
+one compressed ``[Q, h, w]`` block per frame, for the decoder view's masks of all queries:
+``Q × h × w`` bytes before compression (5 × 90 × 160 = 72 kB for a 360×640 input), typically
+5-20× less after it (`ExpressionResult.nbytes` reports what a result holds).
 
-result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-result`` v1)::
+Every decoder layer's boxes and scores are kept for every query (iterative box refinement: the
+decoder refines each query's box layer by layer and its last layer is the answer), ``Q × L × 5``
+float32 per frame (600 bytes for 5 queries and 6 layers).
+
+result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-result`` v2)::
 
     {
-      "format": "rvos-result", "version": 1,
+      "format": "rvos-result", "version": 2,
       "model": "builtin",                          # model name, or null
       "source": {                                  # the video as processed
         "path": "in.mp4" | null,                   # null for in-memory frames
@@ -40,11 +48,21 @@ result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-
           "box": [x0, y0, x1, y1],                 # chosen query's box, source pixels
           "mask_area": 12345,                      # mask pixels at the source size
           "scores": [Q floats], "boxes": [Q × [x0, y0, x1, y1]],
-          "reference_points": [Q × [x, y]]         # pixels
+          "reference_points": [Q × [x, y]],        # pixels: the last layer's input reference
+          "layer_boxes": [Q × [L × [x0, y0, x1, y1]]],  # each query's box after each decoder
+                                                   # layer, in layer order; [q][-1] == boxes[q]
+          "layer_scores": [Q × [L floats]]         # the same for scores; [q][-1] == scores[q]
         }, ...]
       }, ...],
       "outputs": {"overlay": "overlay.mp4", "masks": "masks", "masks_zip": "masks.zip"}
     }
+
+Decoder layers (``L`` of them) refine every query's box in turn: layer ``l`` starts from a
+reference point and moves it. Layer 1's reference point is a learned point of each query
+(``initial_reference_points``, the same in every frame and for every sentence); layer ``l > 1``
+starts from the centre of the box layer ``l - 1`` returned. So each query's path through the
+decoder is ``initial_reference_points[q]`` followed by the centres of ``layer_boxes[q]``.
+Version 2 added ``layer_boxes``, ``layer_scores`` and ``initial_reference_points``.
 
 ``outputs`` is present when the file was written by `write_outputs`. Mask files are
 ``masks/<expression index>/<frame index, 5 digits>.png``: DAVIS palette PNGs, 0 background and
@@ -65,6 +83,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, overload
 
+import cv2
 import numpy as np
 import torch
 
@@ -90,7 +109,7 @@ __all__ = [
 ]
 
 RESULT_FORMAT = "rvos-result"
-RESULT_VERSION = 1
+RESULT_VERSION = 2
 
 # int8 logits in steps of 1/16: ±8 covers probabilities 0.0003..0.9997, i.e. every threshold a
 # person would pick, and the step moves a probability near 0.5 by at most 0.008.
@@ -162,8 +181,9 @@ def quantize_logits(logits: np.ndarray | torch.Tensor) -> list[bytes]:
     return [zlib.compress(m.tobytes(), 1) for m in q.cpu().numpy()]
 
 
-def dequantize_logits(data: bytes, shape: tuple[int, int]) -> np.ndarray:
-    """Inverse of `quantize_logits`: float32 ``[h, w]``."""
+def dequantize_logits(data: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of `quantize_logits`: float32 of ``shape`` (``[h, w]``, or ``[Q, h, w]`` for a
+    block of every query's logits)."""
     q = np.frombuffer(zlib.decompress(data), dtype=np.int8).reshape(shape)
     return q.astype(np.float32) * _LOGIT_STEP
 
@@ -304,9 +324,17 @@ class ExpressionResult:
         boxes: float32 ``[T, Q, 4]`` (x0, y0, x1, y1) in source pixels.
         reference_points: float32 ``[T, Q, 2]`` (x, y) in source pixels (the decoder's last
             reference points).
+        layer_boxes: float32 ``[T, Q, L, 4]``: every query's box after each of the L decoder
+            layers (source pixels, layer order); ``layer_boxes[:, :, -1]`` is ``boxes``.
+        layer_scores: float32 ``[T, Q, L]``: the score each layer's class head gives each query;
+            ``layer_scores[:, :, -1]`` is ``scores``.
+        initial_reference_points: float32 ``[Q, 2]`` (x, y) in source pixels: the first decoder
+            layer's reference points, learned per query (the same on every frame).
         mask_areas: int64 ``[T]`` object pixels per frame.
         windows: how each window chose its query (`WindowChoice`).
         attention / sampling: present when asked for at prediction time.
+        query_logits: when asked for, every query's low-resolution mask logits per frame
+            (compressed int8 ``[Q, h, w]``, see `query_masks`).
     """
 
     text: str
@@ -318,6 +346,9 @@ class ExpressionResult:
     scores: np.ndarray
     boxes: np.ndarray
     reference_points: np.ndarray
+    layer_boxes: np.ndarray = field(repr=False)
+    layer_scores: np.ndarray = field(repr=False)
+    initial_reference_points: np.ndarray = field(repr=False)
     mask_areas: np.ndarray
     windows: list[WindowChoice]
     rle: list[np.ndarray] = field(repr=False)
@@ -325,6 +356,7 @@ class ExpressionResult:
     lowres_shape: tuple[int, int] | None = None
     attention: AttentionMaps | None = field(default=None, repr=False)
     sampling: SamplingPoints | None = field(default=None, repr=False)
+    query_logits: list[bytes] | None = field(default=None, repr=False)
 
     @property
     def num_frames(self) -> int:
@@ -364,6 +396,50 @@ class ExpressionResult:
         for t in range(self.num_frames):
             yield self.mask(t, threshold)
 
+    @property
+    def num_layers(self) -> int:
+        """Decoder layers L of the model that made this result."""
+        return int(self.layer_boxes.shape[2])
+
+    @property
+    def layer_reference_points(self) -> np.ndarray:
+        """float32 ``[T, Q, L, 2]`` (x, y) in source pixels: the reference point each decoder
+        layer started from. Layer 1's is the learned `initial_reference_points`; layer l's is the
+        centre of the box layer l - 1 returned (iterative box refinement), so the last layer's
+        is `reference_points`."""
+        n, q, layers = self.layer_boxes.shape[:3]
+        first = np.broadcast_to(self.initial_reference_points, (n, q, 2))[:, :, None]
+        corners = self.layer_boxes[:, :, :-1]
+        centres = (corners[..., :2] + corners[..., 2:]) / 2
+        return np.concatenate([first, centres], axis=2).astype(np.float32)
+
+    @property
+    def has_query_masks(self) -> bool:
+        """Whether every query's mask was kept (``return_query_masks`` at prediction time)."""
+        return self.query_logits is not None and self.lowres_shape is not None
+
+    def query_logits_at(self, frame_index: int) -> np.ndarray:
+        """float32 ``[Q, h, w]``: every query's low-resolution mask logits on a frame
+        (quantised to 1/16, see `quantize_logits`)."""
+        t = self._check_frame(frame_index)
+        if not self.has_query_masks:
+            raise ValueError("this result keeps the chosen query's mask only; predict with "
+                             "return_query_masks=True to keep every query's")
+        assert self.query_logits is not None and self.lowres_shape is not None
+        return dequantize_logits(self.query_logits[t],
+                                 (self.scores.shape[1], *self.lowres_shape))
+
+    def query_masks(self, frame_index: int, threshold: float | None = None,
+                    size: tuple[int, int] | None = None) -> np.ndarray:
+        """bool ``[Q, H, W]``: every query's mask on a frame at ``size`` (default: the source
+        size), from the stored low-resolution logits: bilinear resize, then sigmoid >
+        ``threshold`` (default: the prediction threshold), as the chosen mask is made."""
+        thr = self.threshold if threshold is None else float(threshold)
+        if not 0.0 < thr < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        logits = torch.from_numpy(self.query_logits_at(frame_index))
+        return postprocess_masks(logits, size or self.size, thr).numpy()
+
     def _check_frame(self, frame_index: int) -> int:
         t = int(frame_index)
         if not 0 <= t < self.num_frames:
@@ -375,8 +451,10 @@ class ExpressionResult:
         """Approximate memory held by the per-frame data (bytes)."""
         total = sum(r.nbytes for r in self.rle)
         total += sum(len(b) for b in self.lowres_logits or [])
+        total += sum(len(b) for b in self.query_logits or [])
         for a in (self.chosen_query, self.window_index, self.scores, self.boxes,
-                  self.reference_points, self.mask_areas):
+                  self.reference_points, self.layer_boxes, self.layer_scores,
+                  self.initial_reference_points, self.mask_areas):
             total += a.nbytes
         if self.attention is not None:
             total += sum(m.nbytes for m in self.attention.maps)
@@ -388,21 +466,26 @@ class ExpressionResult:
         """This expression's part of result.json (see the module docstring); ``fps`` is the
         processed frame rate, for the frame times."""
         frames = []
+        # The same rounding of the same float32 numbers: layer_boxes[q][-1] == boxes[q] holds
+        # in the file too.
         rows = zip(self.chosen_query.tolist(), self.window_index.tolist(),
-                       _round(self.scores, 4), _round(self.boxes, 1),
-                       _round(self.reference_points, 1), self.mask_areas.tolist(), strict=True)
-        for t, (q, w, scores, boxes, refs, area) in enumerate(rows):
+                   _round(self.scores, 4), _round(self.boxes, 1),
+                   _round(self.reference_points, 1), self.mask_areas.tolist(),
+                   _round(self.layer_boxes, 1), _round(self.layer_scores, 4), strict=True)
+        for t, (q, w, scores, boxes, refs, area, layer_boxes, layer_scores) in enumerate(rows):
             frames.append({
                 "frame": t, "time_s": round(t / fps, 6), "window": w, "chosen_query": q,
                 "score": scores[q],
                 "box": boxes[q], "mask_area": area, "scores": scores, "boxes": boxes,
-                "reference_points": refs,
+                "reference_points": refs, "layer_boxes": layer_boxes,
+                "layer_scores": layer_scores,
             })
         return {
             "index": index,
             "text": self.text,
             "words": list(self.words),
             "masks": f"masks/{index}",
+            "initial_reference_points": _round(self.initial_reference_points, 1),
             "windows": [
                 {"index": w.index, "chosen_query": w.chosen_query, "linked_by": w.linked_by,
                  "overlap_iou": None if w.overlap_iou is None else round(w.overlap_iou, 4)}
@@ -538,6 +621,49 @@ class VideoResult(Sequence[ExpressionResult]):
         return visualize.draw_queries(
             frame, e.boxes[t], e.scores[t], int(e.chosen_query[t]),
             ref_points=e.reference_points[t], sampling_points=points, sampling_weights=weights)
+
+    def render_decoder(self, expression: int, frame_index: int, frame: np.ndarray, *,
+                       query: int | None = None, min_width: int = 640) -> np.ndarray:
+        """uint8 image: the decoder's layer-by-layer refinement on ``frame``
+        (`rvos.visualize.draw_decoder`): every query's path from its first reference point
+        through its box centre after each decoder layer (``query=None``), or one query's box
+        after every layer with each layer's score."""
+        from rvos import visualize
+
+        e = self[expression]
+        t = e._check_frame(frame_index)
+        return visualize.draw_decoder(
+            frame, e.layer_boxes[t], e.layer_scores[t], e.layer_reference_points[t],
+            int(e.chosen_query[t]), query, min_width=min_width)
+
+    def render_layer_scores(self, expression: int, frame_index: int, *,
+                            size: tuple[int, int] = (640, 240)) -> np.ndarray:
+        """uint8 ``[H, W, 3]`` plot of every query's score after each decoder layer on one
+        frame (x: layer 1..L), the chosen query thicker."""
+        from rvos import visualize
+
+        e = self[expression]
+        t = e._check_frame(frame_index)
+        return visualize.plot_scores(e.layer_scores[t].T, int(e.chosen_query[t]), size=size,
+                                     x_start=1, x_label="decoder layer")
+
+    def render_query_masks(self, expression: int, frame_index: int, frame: np.ndarray, *,
+                           threshold: float | None = None, tile_width: int = 240
+                           ) -> np.ndarray:
+        """uint8 image: small multiples of every query's mask on ``frame``, each with its
+        score, the chosen query marked (`rvos.visualize.query_mask_grid`). Needs a result
+        predicted with ``return_query_masks=True``."""
+        from rvos import visualize
+
+        e = self[expression]
+        t = e._check_frame(frame_index)
+        h0, w0 = frame.shape[:2]
+        tw = tile_width
+        th = max(1, round(h0 * tw / w0))
+        small = cv2.resize(frame, (tw, th), interpolation=cv2.INTER_AREA if tw < w0
+                           else cv2.INTER_LINEAR)
+        masks = e.query_masks(t, threshold, size=(th, tw))
+        return visualize.query_mask_grid(small, masks, e.scores[t], int(e.chosen_query[t]))
 
     def render_attention(self, expression: int, frame_index: int, frame: np.ndarray, *,
                          word: int | str = "all", level: int | str = 0,
@@ -701,6 +827,7 @@ RESULT_SCHEMA: dict[str, Any] = {
             "text": {"type": "string", "minLength": 1},
             "words": {"type": "array", "items": {"type": "string", "minLength": 1}},
             "masks": {"type": "string"},
+            "initial_reference_points": {"type": "array", "items": _POINT, "minItems": 1},
             "windows": {"type": "array", "minItems": 1, "items": _object({
                 "index": _NONNEG,
                 "chosen_query": _NONNEG,
@@ -718,6 +845,11 @@ RESULT_SCHEMA: dict[str, Any] = {
                 "scores": {"type": "array", "items": _PROB, "minItems": 1},
                 "boxes": {"type": "array", "items": _BOX, "minItems": 1},
                 "reference_points": {"type": "array", "items": _POINT, "minItems": 1},
+                # [query][layer]: one entry per query, each the L decoder layers in order.
+                "layer_boxes": {"type": "array", "minItems": 1, "items": {
+                    "type": "array", "items": _BOX, "minItems": 1}},
+                "layer_scores": {"type": "array", "minItems": 1, "items": {
+                    "type": "array", "items": _PROB, "minItems": 1}},
             })},
         })},
         "outputs": _object({"overlay": {"type": "string"}, "masks": {"type": "string"},

@@ -1,17 +1,21 @@
-"""Drawing for rvos results: mask overlays, captions, query boxes, attention maps, score plots.
+"""Drawing for rvos results: mask overlays, captions, query boxes, the decoder's layer-by-layer
+refinement, every query's mask, attention maps, score plots, and the slide figures (a paper-style
+grid of frames, two panels side by side).
 
 Everything here takes and returns plain numpy arrays (``uint8 [H, W, 3]`` RGB frames) and never
 runs a model: the predictor's result object calls these functions with what it stored.
 
 Colours: expression ``k`` (0-based) is drawn in ``palette(n)[k]``, which is DAVIS palette entry
 ``k + 1``, the colour of object ``k + 1`` in the palette PNG masks of :mod:`rvos.video`. Queries
-``q0..q(Q-1)`` have their own colours (:func:`query_colors`), shared by :func:`draw_queries` and
-:func:`plot_scores`.
+``q0..q(Q-1)`` have their own colours (:func:`query_colors`), shared by :func:`draw_queries`,
+:func:`draw_decoder`, :func:`query_mask_grid` and :func:`plot_scores`. Decoder layers have a
+sequential ramp (:func:`layer_colors`), dark for the first layer, light for the last.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,11 +30,18 @@ __all__ = [
     "compose_overlay_frame",
     "davis_palette",
     "draw_attention",
+    "draw_decoder",
     "draw_queries",
+    "figure_layout",
+    "layer_colors",
+    "notice",
     "overlay_masks",
     "palette",
+    "paper_figure",
     "plot_scores",
     "query_colors",
+    "query_mask_grid",
+    "side_by_side",
 ]
 
 Color = tuple[int, int, int]
@@ -98,6 +109,16 @@ def query_colors(n: int) -> list[Color]:
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     return [_QUERY_COLORS[i % len(_QUERY_COLORS)] for i in range(n)]
+
+
+def layer_colors(n: int) -> list[Color]:
+    """Colours of decoder layers ``1..n``: the viridis ramp from dark violet (first layer) to
+    light green (last), stopping short of its yellow end, which marks the chosen query."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    levels = np.rint(np.linspace(10, 200, n) if n > 1 else np.array([200.0])).astype(np.uint8)
+    bgr = cv2.applyColorMap(levels.reshape(-1, 1), cv2.COLORMAP_VIRIDIS).reshape(-1, 3)
+    return [(int(c[2]), int(c[1]), int(c[0])) for c in bgr]
 
 
 # --------------------------------------------------------------------------------------------
@@ -560,6 +581,9 @@ def plot_scores(
     chosen: int | None,
     current_frame: int | None = None,
     size: tuple[int, int] = (640, 240),
+    *,
+    x_start: int = 0,
+    x_label: str | None = None,
 ) -> np.ndarray:
     """Each query's score over time as a line plot (OpenCV only, no matplotlib).
 
@@ -568,6 +592,9 @@ def plot_scores(
         chosen: the selected query, drawn thicker and marked with "*" in the legend; or ``None``.
         current_frame: draw a vertical marker at this frame index, or ``None``.
         size: ``(W, H)`` of the image.
+        x_start: the number the x axis starts at (tick labels are ``x_start + index``; 1 for
+            decoder layers counted from 1).
+        x_label: what the x axis counts, written at its right end (e.g. "decoder layer").
 
     Returns:
         ``uint8 [H, W, 3]``: white background, y axis 0..1, x axis frame index, legend q0..q(Q-1)
@@ -605,10 +632,16 @@ def plot_scores(
     if num_t > 0:  # x ticks at up to 6 frame indices
         for t in sorted({round(v) for v in np.linspace(0, num_t - 1, min(num_t, 6))}):
             x = to_x(t)
+            tick = str(t + x_start)
             cv2.line(img, (x, y_end), (x, y_end + 3), axis_color, 1)
-            (tw, th), _ = cv2.getTextSize(str(t), font, fscale, 1)
-            cv2.putText(img, str(t), (x - tw // 2, y_end + 5 + th), font, fscale, axis_color, 1,
+            (tw, th), _ = cv2.getTextSize(tick, font, fscale, 1)
+            cv2.putText(img, tick, (x - tw // 2, y_end + 5 + th), font, fscale, axis_color, 1,
                         cv2.LINE_AA)
+    if x_label:
+        (tw, th), _ = cv2.getTextSize(x_label, font, fscale, 1)
+        # Top right: the bottom margin holds the tick labels, the legend starts top left.
+        cv2.putText(img, x_label, (width - right - tw, top // 2 + th // 2), font, fscale,
+                    axis_color, 1, cv2.LINE_AA)
     cv2.line(img, (left, top), (left, y_end), axis_color, 1)
     cv2.line(img, (left, y_end), (x_end, y_end), axis_color, 1)
 
@@ -626,6 +659,9 @@ def plot_scores(
             cv2.circle(img, tuple(int(v) for v in pts[0]), thick + 2, cols[q], -1)
         elif num_t > 1:
             cv2.polylines(img, [pts.reshape(-1, 1, 2)], False, cols[q], thick, cv2.LINE_AA)
+            if num_t <= 12:  # few points (e.g. decoder layers): mark each one
+                for p in pts:
+                    cv2.circle(img, (int(p[0]), int(p[1])), thick + 1, cols[q], -1, cv2.LINE_AA)
 
     x = left + 4  # legend along the top margin
     for q in range(num_q):
@@ -638,3 +674,442 @@ def plot_scores(
                     cv2.LINE_AA)
         x += 18 + tw + 12
     return img
+
+
+# --------------------------------------------------------------------------------------------
+# The decoder, layer by layer
+
+
+def _check_layers(layer_boxes: np.ndarray, layer_scores: np.ndarray, layer_refs: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    boxes = np.asarray(layer_boxes, dtype=np.float64)
+    if boxes.ndim != 3 or boxes.shape[2] != 4 or boxes.shape[1] < 1:
+        raise ValueError(f"layer_boxes must have shape [Q, L, 4] (x0, y0, x1, y1), got "
+                         f"{boxes.shape}")
+    scores = np.asarray(layer_scores, dtype=np.float64)
+    refs = np.asarray(layer_refs, dtype=np.float64)
+    if scores.shape != boxes.shape[:2]:
+        raise ValueError(f"layer_scores must have shape [Q, L] = {boxes.shape[:2]}, got "
+                         f"{scores.shape}")
+    if refs.shape != (*boxes.shape[:2], 2):
+        raise ValueError(f"layer_refs must have shape [Q, L, 2] = {(*boxes.shape[:2], 2)}, got "
+                         f"{refs.shape}")
+    return boxes, scores, refs
+
+
+def _path_points(boxes: np.ndarray, refs: np.ndarray) -> np.ndarray:
+    """``[L + 1, 2]``: the reference point each layer started from, then the last box's
+    centre."""
+    last = (boxes[-1, :2] + boxes[-1, 2:]) / 2
+    return np.concatenate([refs, last[None]], axis=0)
+
+
+def _draw_path(image: np.ndarray, points: np.ndarray, color: Color, t: int,
+               dot_colors: Sequence[Color] | None) -> None:
+    """A polyline with arrowheads from ``points[0]`` to ``points[-1]``: a ring at the start,
+    then one dot per later point (in ``dot_colors[i]``, default ``color``)."""
+    pts = [(round(p[0]), round(p[1])) for p in points if np.all(np.isfinite(p))]
+    if not pts:
+        return
+    for a, b in itertools.pairwise(pts):
+        length = float(np.hypot(b[0] - a[0], b[1] - a[1]))
+        if length < 1:
+            continue
+        # Arrowheads of one size on every segment long enough to show one; on the short moves
+        # of late layers a head would hide the dots.
+        head = 4 * t + 4
+        tip = head / length if length > 3 * head else 0.0
+        cv2.arrowedLine(image, a, b, (255, 255, 255), t + 2, cv2.LINE_AA, tipLength=tip)
+        cv2.arrowedLine(image, a, b, color, t, cv2.LINE_AA, tipLength=tip)
+    r = 2 * t + 2
+    cv2.circle(image, pts[0], r + 1, (255, 255, 255), -1, cv2.LINE_AA)
+    cv2.circle(image, pts[0], r, color, max(1, t), cv2.LINE_AA)
+    for i, p in enumerate(pts[1:]):
+        c = color if dot_colors is None else dot_colors[i]
+        cv2.circle(image, p, 2 * t + 1, (255, 255, 255), -1, cv2.LINE_AA)
+        cv2.circle(image, p, 2 * t, c, -1, cv2.LINE_AA)
+
+
+def _legend(width: int, lines: Sequence[Sequence[tuple[str, Color | None]]], font_size: int
+            ) -> np.ndarray:
+    """A light strip of text lines; each line is a list of (text, swatch colour or None)
+    cells laid left to right and wrapped when the width runs out. A cell without a swatch is
+    prose: it wraps between words."""
+    font = _font(font_size)
+    pad = max(3, font_size // 3)
+    space = round(font.getlength(" "))
+    line_h = font_size + pad
+    placed: list[tuple[int, int, str, Color | None]] = []  # (x, row, text, swatch)
+    row = 0
+    for line in lines:
+        x = pad
+        for text, swatch in line:
+            if swatch is None:
+                pieces = [(word, None, space) for word in text.split()]
+            else:
+                pieces = [(text, swatch, 3 * pad)]
+            for piece, sw, after in pieces:
+                cell = (font_size + pad if sw is not None else 0) + font.getlength(piece)
+                if x > pad and x + cell > width - pad:
+                    row, x = row + 1, pad
+                placed.append((x, row, piece, sw))
+                x += round(cell) + after
+        row += 1
+    image = Image.new("RGB", (width, pad + row * line_h), _STRIP_BG)
+    draw = ImageDraw.Draw(image)
+    for x, r, text, swatch in placed:
+        top = pad + r * line_h
+        if swatch is not None:
+            draw.rectangle([x, top, x + font_size - 1, top + font_size - 1], fill=swatch)
+            x += font_size + pad
+        fitted = _fit_text(text, font, width - x - pad)
+        draw.text((x, top + font_size / 2), fitted, fill=_TEXT_DARK, font=font, anchor="lm")
+    return np.asarray(image, dtype=np.uint8).copy()
+
+
+def notice(width: int, text: str, *, font_size: int = 18) -> np.ndarray:
+    """uint8 ``[h, width, 3]``: ``text`` wrapped on a light strip, for a view with nothing to
+    draw (e.g. data a run did not keep)."""
+    if width < 40:
+        raise ValueError(f"width must be at least 40, got {width}")
+    return _legend(width, [[(text, None)]], font_size)
+
+
+def draw_decoder(
+    frame: np.ndarray,
+    layer_boxes: np.ndarray,
+    layer_scores: np.ndarray,
+    layer_refs: np.ndarray,
+    chosen: int | None,
+    focus: int | None = None,
+    *,
+    min_width: int = 640,
+) -> np.ndarray:
+    """The decoder's iterative box refinement on one frame, with a legend strip below.
+
+    Each decoder layer starts every query from a reference point and returns a refined box; the
+    next layer starts from that box's centre. So a query's way through the decoder is a path:
+    its first reference point (a ring), then the centre of its box after each layer (dots in
+    :func:`layer_colors`), with arrowheads in the direction of travel.
+
+    Arguments:
+        frame: ``uint8 [H, W, 3]``.
+        layer_boxes: ``[Q, L, 4]`` each query's box ``(x0, y0, x1, y1)`` in pixels after each of
+            the L decoder layers.
+        layer_scores: ``[Q, L]`` each query's score after each layer.
+        layer_refs: ``[Q, L, 2]`` the reference point ``(x, y)`` each layer started from.
+        chosen: the query the prediction chose (highlighted), or ``None``.
+        focus: ``None`` draws every query's path and last box, the legend giving each query's
+            score after every layer; a query index draws that query's box after every layer
+            (each in its layer's colour) over the faint paths of the others, the legend giving
+            each layer's colour and score.
+        min_width: a smaller frame is scaled up to this width first, so markers and text stay
+            legible on small clips.
+
+    Returns:
+        ``uint8 [H' + h, W', 3]``: the frame (scaled to ``W' = max(W, min_width)`` and washed
+        out a little, so thin coloured lines stand out on any footage) and a legend of height h.
+    """
+    frame = _check_frame(frame)
+    boxes, scores, refs = _check_layers(layer_boxes, layer_scores, layer_refs)
+    num_q, num_layers = scores.shape
+    if chosen is not None and not 0 <= chosen < num_q:
+        raise ValueError(f"chosen must be a query index in [0, {num_q}) or None, got {chosen}")
+    if focus is not None and not 0 <= focus < num_q:
+        raise ValueError(f"focus must be a query index in [0, {num_q}) or None, got {focus}")
+    height, width = frame.shape[:2]
+    scale = max(1.0, min_width / width)
+    if scale > 1:
+        frame = cv2.resize(frame, (round(width * scale), round(height * scale)),
+                           interpolation=cv2.INTER_LINEAR)
+        boxes, refs = boxes * scale, refs * scale
+    out = np.rint(0.7 * frame.astype(np.float32) + 0.3 * 255).astype(np.uint8)
+    height, width = out.shape[:2]
+    t = _thickness(height, width)
+    qcols, lcols = query_colors(num_q), layer_colors(num_layers)
+    order = [q for q in range(num_q) if q not in (chosen, focus)]
+    order += [q for q in (chosen, focus) if q is not None and q not in order]
+    order = list(dict.fromkeys(order))
+    label_scale = 0.35 + 0.15 * t
+
+    if focus is None:
+        for q in order:
+            _draw_path(out, _path_points(boxes[q], refs[q]), qcols[q], t, lcols)
+        for q in order:
+            box = boxes[q, -1]
+            if not np.all(np.isfinite(box)):
+                continue
+            x0, y0, x1, y1 = (round(v) for v in box)
+            if q == chosen:
+                cv2.rectangle(out, (x0, y0), (x1, y1), HIGHLIGHT, 3 * t + 2)
+            cv2.rectangle(out, (x0, y0), (x1, y1), qcols[q], t + (q == chosen))
+            bg, fg = (HIGHLIGHT, _TEXT_DARK) if q == chosen else (qcols[q], (255, 255, 255))
+            _label(out, f"q{q} {scores[q, -1]:.2f}", x0, y0 - t, bg, fg, label_scale)
+        lines = [[(f"Each query's path through the {num_layers} decoder layers (ring: start, "
+                   "dots: box centre after each layer); score after layer 1, 2, …:", None)]]
+        for q in range(num_q):
+            trail = " → ".join(f"{s:.2f}" for s in scores[q])
+            mark = " (chosen)" if q == chosen else ""
+            lines.append([(f"q{q}{mark}: {trail}", qcols[q])])
+    else:
+        faint = out.copy()
+        for q in order:
+            if q != focus:
+                _draw_path(faint, _path_points(boxes[q], refs[q]), qcols[q], t, None)
+        out = np.rint(0.35 * faint + 0.65 * out).astype(np.uint8)
+        # The last layer's box first and thick, earlier layers thin on top of it: late layers
+        # often move a box by a few pixels, and each must stay visible.
+        for layer in reversed(range(num_layers)):
+            box = boxes[focus, layer]
+            if not np.all(np.isfinite(box)):
+                continue
+            x0, y0, x1, y1 = (round(v) for v in box)
+            last = layer == num_layers - 1
+            if last and focus == chosen:
+                cv2.rectangle(out, (x0, y0), (x1, y1), HIGHLIGHT, 4 * t + 2)
+            cv2.rectangle(out, (x0, y0), (x1, y1), lcols[layer], 2 * t if last else t)
+        _draw_path(out, _path_points(boxes[focus], refs[focus]), qcols[focus], t, lcols)
+        # Layer numbers side by side above each box's corner, so they never hide each other.
+        font = cv2.FONT_HERSHEY_SIMPLEX
+        step = cv2.getTextSize("8", font, label_scale, max(1, round(label_scale * 2)))[0][0] + 8
+        for layer in range(num_layers):
+            box = boxes[focus, layer]
+            if np.all(np.isfinite(box)):
+                _label(out, str(layer + 1), round(box[0]) + layer * step, round(box[1]) - t,
+                       lcols[layer], (255, 255, 255), label_scale)
+        mark = " (chosen)" if focus == chosen else ""
+        lines = [[(f"q{focus}{mark}: its box after each decoder layer (the ring is its learned "
+                   "start point; dot k: box centre after layer k). Score:", None)],
+                 [(f"layer {k + 1}: {scores[focus, k]:.2f}", lcols[k])
+                  for k in range(num_layers)]]
+    # Larger than a caption strip's text: the legend is read on a slide, next to the frame.
+    legend = _legend(width, lines, max(20, _default_font_size(width)))
+    return np.concatenate([out, legend], axis=0)
+
+
+def query_mask_grid(
+    frame: np.ndarray,
+    masks: np.ndarray,
+    scores: np.ndarray,
+    chosen: int | None,
+    cols: int | None = None,
+    *,
+    alpha: float = 0.55,
+) -> np.ndarray:
+    """Small multiples: every query's mask on the same frame, each tile titled with the
+    query's score; the chosen query's tile framed in yellow and titled "chosen".
+
+    Every query carries its own dynamic mask kernels, so every query has a mask, not only the
+    chosen one; side by side they show what the other hypotheses were.
+
+    Arguments:
+        frame: ``uint8 [h, w, 3]``, already at the tile size.
+        masks: bool ``[Q, h, w]``, query q's mask at the tile size.
+        scores: ``[Q]`` the queries' scores on this frame.
+        chosen: the chosen query, or ``None``.
+        cols: tiles per row (default ``min(Q, 5)``).
+        alpha: mask fill opacity.
+
+    Returns:
+        ``uint8`` image on white: rows of tiles, each a title line over the frame, 6-pixel gaps.
+    """
+    frame = _check_frame(frame)
+    masks = np.asarray(masks, dtype=bool)
+    h, w = frame.shape[:2]
+    if masks.ndim != 3 or masks.shape[1:] != (h, w) or masks.shape[0] < 1:
+        raise ValueError(f"masks must be bool [Q, h, w] with (h, w) = {(h, w)} (the frame's), "
+                         f"got {masks.shape}")
+    num_q = masks.shape[0]
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if scores.shape != (num_q,):
+        raise ValueError(f"scores must have shape [Q] = [{num_q}], got {scores.shape}")
+    if chosen is not None and not 0 <= chosen < num_q:
+        raise ValueError(f"chosen must be a query index in [0, {num_q}) or None, got {chosen}")
+    ncols = min(num_q, 5) if cols is None else max(1, min(int(cols), num_q))
+    nrows = -(-num_q // ncols)
+    size = int(np.clip(round(w / 14), 12, 24))
+    font = _font(size)
+    title_h, gap, border = size + 8, 6, 3
+    cell_h, cell_w = title_h + h + 2 * border, w + 2 * border
+    grid = np.full((nrows * cell_h + (nrows - 1) * gap, ncols * cell_w + (ncols - 1) * gap, 3),
+                   255, np.uint8)
+    qcols = query_colors(num_q)
+    for q in range(num_q):
+        r, c = divmod(q, ncols)
+        y, x = r * (cell_h + gap), c * (cell_w + gap)
+        is_chosen = q == chosen
+        title = Image.new("RGB", (cell_w, title_h), HIGHLIGHT if is_chosen else (255, 255, 255))
+        draw = ImageDraw.Draw(title)
+        draw.rectangle([border, 4, border + size - 1, 3 + size], fill=qcols[q])
+        text = f"q{q}  {scores[q]:.2f}" + ("  chosen" if is_chosen else "")
+        draw.text((border + size + 6, title_h / 2), _fit_text(text, font, cell_w - size - 12),
+                  fill=_TEXT_DARK, font=font, anchor="lm")
+        grid[y : y + title_h, x : x + cell_w] = np.asarray(title)
+        tile = overlay_masks(frame, masks[q : q + 1], colors=[qcols[q]], alpha=alpha)
+        edge = HIGHLIGHT if is_chosen else (255, 255, 255)
+        grid[y + title_h : y + cell_h, x : x + cell_w] = edge
+        grid[y + title_h + border : y + cell_h - border, x + border : x + border + w] = tile
+    return grid
+
+
+# --------------------------------------------------------------------------------------------
+# Slide figures
+
+
+def _resize_to(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    if image.shape[:2] == (height, width):
+        return image
+    shrink = width < image.shape[1]
+    return cv2.resize(image, (width, height),
+                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+
+def paper_figure(
+    frames: Sequence[np.ndarray],
+    masks: Sequence[Sequence[np.ndarray]],
+    captions: Sequence[str],
+    colors: Sequence[Sequence[int]] | None = None,
+    column_labels: Sequence[str] | None = None,
+    *,
+    width: int = 2000,
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """A paper-style qualitative figure: one row per expression, one column per frame.
+
+    Each row is captioned above with its sentence (a swatch and the text in the expression's
+    colour) and shows, on every column's frame, that expression's mask in its colour. Frames
+    and masks are scaled to the tile size before the overlay, so outlines stay sharp at print
+    resolution.
+
+    Arguments:
+        frames: N frames ``uint8 [H, W, 3]`` of one size (the columns).
+        masks: K rows of N bool masks ``[H, W]``: ``masks[k][j]`` is expression k on frame j.
+        captions: K sentences.
+        colors: K colours; default :func:`palette` ``(K)``.
+        column_labels: N labels above the columns (e.g. the frame times), or ``None``.
+        width: image width in pixels (at 300 dpi, 2000 px print 17 cm wide).
+        alpha: mask fill opacity.
+
+    Returns:
+        ``uint8 [H', width, 3]`` on white: margins, the column labels, then per row a caption
+        line and N tiles separated by white gaps (see `figure_layout` for the numbers).
+    """
+    if not frames:
+        raise ValueError("frames is empty; pass at least one frame")
+    frames = [_check_frame(f) for f in frames]
+    h0, w0 = frames[0].shape[:2]
+    if any(f.shape[:2] != (h0, w0) for f in frames):
+        raise ValueError("all frames must have the same size")
+    if len(masks) != len(captions) or not captions:
+        raise ValueError(f"need one row of masks per caption (and at least one), got "
+                         f"{len(masks)} rows and {len(captions)} captions")
+    n = len(frames)
+    if any(len(row) != n for row in masks):
+        raise ValueError(f"every row needs {n} masks, one per frame")
+    if column_labels is not None and len(column_labels) != n:
+        raise ValueError(f"got {len(column_labels)} column labels for {n} frames")
+    cols = _colors_for(len(captions), colors)
+    lay = figure_layout(width, n, len(captions), (h0, w0), column_labels is not None)
+    image = Image.new("RGB", (width, lay["height"]), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    font, small = _font(lay["caption_size"]), _font(lay["label_size"])
+    if column_labels is not None:
+        for j, label in enumerate(column_labels):
+            x = lay["left"][j] + lay["tile_w"] / 2
+            draw.text((x, lay["margin"] + lay["label_h"] / 2),
+                      _fit_text(str(label), small, lay["tile_w"]), fill=(90, 90, 90), font=small,
+                      anchor="mm")
+    tw, th = lay["tile_w"], lay["tile_h"]
+    small_frames = [_resize_to(f, tw, th) for f in frames]
+    canvas = np.asarray(image).copy()
+    for k, (caption, color) in enumerate(zip(captions, cols, strict=True)):
+        cap_top, tile_top = lay["caption_top"][k], lay["tile_top"][k]
+        strip = Image.new("RGB", (width - 2 * lay["margin"], lay["caption_h"]), (255, 255, 255))
+        sd = ImageDraw.Draw(strip)
+        size = lay["caption_size"]
+        sd.rectangle([0, (lay["caption_h"] - size) // 2, size - 1,
+                      (lay["caption_h"] - size) // 2 + size - 1], fill=color)
+        sd.text((size * 1.5, lay["caption_h"] / 2),
+                _fit_text(f"“{caption}”", font, strip.width - size * 1.5), fill=color,
+                font=font, anchor="lm")
+        canvas[cap_top : cap_top + lay["caption_h"], lay["margin"] : width - lay["margin"]] = (
+            np.asarray(strip))
+        for j in range(n):
+            m = np.asarray(masks[k][j])
+            if m.shape != (h0, w0):
+                raise ValueError(f"mask [{k}][{j}] has shape {m.shape}, the frames {(h0, w0)}")
+            small_mask = cv2.resize(m.astype(np.float32), (tw, th),
+                                    interpolation=cv2.INTER_LINEAR) >= 0.5
+            tile = overlay_masks(small_frames[j], [small_mask], colors=[color], alpha=alpha)
+            x = lay["left"][j]
+            canvas[tile_top : tile_top + th, x : x + tw] = tile
+    return canvas
+
+
+def figure_layout(width: int, columns: int, rows: int, frame_size: tuple[int, int],
+                  column_labels: bool = True) -> dict:
+    """Where :func:`paper_figure` puts things: ``tile_w``/``tile_h``, the x of each column
+    (``left``), the y of each row's caption (``caption_top``) and tiles (``tile_top``),
+    ``margin``, ``gap``, font sizes and the total ``height``."""
+    if columns < 1 or rows < 1:
+        raise ValueError(f"need at least one row and one column, got {rows}×{columns}")
+    margin, gap = max(8, round(width * 0.015)), max(4, round(width * 0.006))
+    tile_w = (width - 2 * margin - (columns - 1) * gap) // columns
+    if tile_w < 16:
+        raise ValueError(f"width {width} is too small for {columns} columns")
+    h0, w0 = frame_size
+    tile_h = max(1, round(tile_w * h0 / w0))
+    caption_size = max(14, round(width / 60))
+    label_size = max(12, round(caption_size * 0.75))
+    label_h = label_size + gap if column_labels else 0
+    caption_h = round(caption_size * 1.6)
+    left = [margin + j * (tile_w + gap) for j in range(columns)]
+    caption_top, tile_top = [], []
+    y = margin + label_h
+    for _ in range(rows):
+        caption_top.append(y)
+        tile_top.append(y + caption_h)
+        y += caption_h + tile_h + 2 * gap
+    return {"tile_w": tile_w, "tile_h": tile_h, "left": left, "caption_top": caption_top,
+            "tile_top": tile_top, "margin": margin, "gap": gap, "caption_size": caption_size,
+            "label_size": label_size, "label_h": label_h, "caption_h": caption_h,
+            "height": y - 2 * gap + margin}
+
+
+def side_by_side(panels: Sequence[np.ndarray], titles: Sequence[str], *, gap: int = 8
+                 ) -> np.ndarray:
+    """Panels next to each other, each under its title, scaled to the first one's height.
+
+    Arguments:
+        panels: ``uint8 [H_i, W_i, 3]`` images (e.g. the same frame from two models).
+        titles: one title per panel (e.g. "A: builtin").
+        gap: white pixels between panels.
+
+    Returns:
+        ``uint8 [title_h + H_0, sum W_i' + gaps, 3]`` with even width and height (so it can be
+        encoded as yuv420p video without padding).
+    """
+    if not panels or len(panels) != len(titles):
+        raise ValueError(f"need one title per panel, got {len(panels)} panels and "
+                         f"{len(titles)} titles")
+    panels = [_check_frame(p, "panel") for p in panels]
+    h = panels[0].shape[0]
+    scaled = [_resize_to(p, max(1, round(p.shape[1] * h / p.shape[0])), h) for p in panels]
+    size = int(np.clip(round(h / 18), 12, 28))
+    font = _font(size)
+    title_h = size + 10
+    parts = []
+    for i, (panel, title) in enumerate(zip(scaled, titles, strict=True)):
+        strip = Image.new("RGB", (panel.shape[1], title_h), _STRIP_BG)
+        ImageDraw.Draw(strip).text((6, title_h / 2), _fit_text(title, font, panel.shape[1] - 12),
+                                   fill=_TEXT_DARK, font=font, anchor="lm")
+        parts.append(np.concatenate([np.asarray(strip), panel], axis=0))
+        if i < len(scaled) - 1:
+            parts.append(np.full((h + title_h, gap, 3), 255, np.uint8))
+    image = np.concatenate(parts, axis=1)
+    even_h, even_w = image.shape[0] + image.shape[0] % 2, image.shape[1] + image.shape[1] % 2
+    if (even_h, even_w) != image.shape[:2]:
+        padded = np.full((even_h, even_w, 3), 255, np.uint8)
+        padded[: image.shape[0], : image.shape[1]] = image
+        image = padded
+    return image

@@ -1,4 +1,5 @@
-"""Shared fixtures: where the parity fixtures live, a tiny tokenizer, and tiny models.
+"""Shared fixtures: offline by default, where the parity fixtures live, a tiny tokenizer, and
+tiny models.
 
 ``parity_dir`` is the folder described in ``../shared/parity/README.md`` (``manifests.json``,
 ``referformer_r50/``, ...). It is read from ``$RVOS_PARITY_DIR`` when set, else from
@@ -16,6 +17,23 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Tests never touch the network: rvos (and the Hugging Face client) start offline and without the
+# developer's mirror; the download tests switch downloads back on against a server of their own
+# on 127.0.0.1 (tests/fileserver.py). Set before any test module imports rvos or
+# huggingface_hub, which reads its setting once.
+os.environ["RVOS_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.pop("RVOS_MIRROR", None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _empty_rvos_cache(tmp_path_factory):
+    """$RVOS_CACHE: an empty folder, not the developer's ~/.cache/rvos (whose downloads would
+    change what the tests see)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RVOS_CACHE", str(tmp_path_factory.mktemp("rvos_cache")))
+        yield
 
 # Captions the tiny tokenizer is trained on (and that tests use): any byte sequence still
 # tokenizes, since a byte-level BPE holds all 256 bytes.

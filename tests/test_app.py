@@ -73,13 +73,16 @@ class RunningApp:
     startup_s: float
 
 
-def start_app(log_dir: Path, *extra: str) -> Iterator[RunningApp]:
-    """Start ``python app.py --port N`` (plus ``extra``), yield once the page is served, stop
-    it afterwards. Fails with the app's log if it exits or does not come up in time."""
+def start_app(log_dir: Path, *extra: str, env: dict[str, str] | None = None,
+              model_args: list[str] | None = None) -> Iterator[RunningApp]:
+    """Start ``python app.py --port N`` (plus `model_args`, default `app_model_args()`, and
+    ``extra``) with `env` added to the environment, yield once the page is served, stop it
+    afterwards. Fails with the app's log if it exits or does not come up in time."""
     port = free_port()
     log = log_dir / f"app-{port}.log"
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port), *app_model_args(), *extra]
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", **(env or {}))
+    models = app_model_args() if model_args is None else model_args
+    cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port), *models, *extra]
     started = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -160,11 +163,42 @@ def test_segment_api_returns_the_overlay_and_result_json(client):
         assert text in summary
 
 
+def test_compare_api_returns_both_overlays_of_the_clips_length(client):
+    from gradio_client import handle_file
+
+    video, expressions = two_expression_example()
+    overlay_a, overlay_b, result_a, result_b, side_by_side, summary = client.predict(
+        video=handle_file(str(video)), expressions="\n".join(expressions), model_a="builtin",
+        model_b="builtin", api_name="/compare")
+    source = probe(video)
+    for overlay in (overlay_a, overlay_b):
+        info = probe(overlay)
+        assert info.num_frames == source.num_frames and info.codec == "h264"
+        assert (info.width, info.height) == (source.width, source.height)
+    docs = [json.loads(Path(p).read_text()) for p in (result_a, result_b)]
+    for doc in docs:
+        jsonschema.validate(doc, RESULT_SCHEMA)
+        assert doc["model"] == "builtin" and [e["text"] for e in doc["expressions"]] == expressions
+        assert all(len(e["frames"]) == source.num_frames for e in doc["expressions"])
+        assert doc["outputs"]["overlay"] == Path(overlay_a if doc is docs[0] else overlay_b).name
+    # The same model twice gives the same answer (it ran once), side by side frame by frame.
+    assert docs[0]["expressions"] == docs[1]["expressions"]
+    both = probe(side_by_side)
+    assert both.num_frames == source.num_frames and both.width > 2 * source.width
+    assert "A: builtin" in summary and "B: builtin" in summary and expressions[0] in summary
+    message = _error_of(client, video=handle_file(str(video)), expressions=expressions[0],
+                        model_b="ytvos-r5O", api_name="/compare")
+    assert "ytvos-r5O" in message and "builtin" in message  # names the choices
+    assert "no video" in _error_of(client, video=None, expressions=expressions[0],
+                                   api_name="/compare")
+
+
 def _error_of(client, **kwargs) -> str:
     from gradio_client.exceptions import AppError
 
+    kwargs.setdefault("api_name", "/segment")
     with pytest.raises(AppError) as err:
-        client.predict(api_name="/segment", **kwargs)
+        client.predict(**kwargs)
     return str(err.value)
 
 
@@ -254,6 +288,116 @@ def test_explorer_views_come_from_the_stored_result(session):
     plot = session.render_scores(0, 5)
     assert plot.shape == (240, 640, 3)
     assert session.model_calls["encode"] == calls  # nothing above ran the model
+
+
+def test_decoder_view_draws_every_layer_and_every_querys_mask(session):
+    calls = session.model_calls["encode"]
+    e = session.result[1]
+    q, layers = e.scores.shape[1], e.num_layers
+    assert e.has_query_masks  # a small run keeps every query's mask
+    choices = [v for _, v in session.decoder_query_choices()]
+    assert choices == ["all", "chosen"] + [str(k) for k in range(q)]
+    every = session.render_decoder(1, 4, "all")
+    chosen = session.render_decoder(1, 4, "chosen")
+    assert np.array_equal(chosen, session.render_decoder(1, 4, str(e.chosen_query[4])))
+    other = str((int(e.chosen_query[4]) + 1) % q)
+    assert not np.array_equal(every, chosen)
+    assert not np.array_equal(chosen, session.render_decoder(1, 4, other))
+    assert not np.array_equal(every, session.render_decoder(1, 5, "all"))  # frame by frame
+    assert every.shape[1] >= 640  # small clips are drawn larger, so the legend reads
+    plot = session.render_layer_scores(1, 4)
+    assert plot.shape == (240, 640, 3)
+    grid = session.render_query_masks(1, 4)
+    full = q * 246 + (q - 1) * 6  # one 240-pixel tile (and its border) per query, in a row
+    assert grid.shape[1] == min(full, sup.DISPLAY_MAX_SIDE)
+    assert layers == 2
+    assert session.model_calls["encode"] == calls
+
+
+def test_slides_are_exported_from_the_session(session):
+    calls = session.model_calls["encode"]
+    paths = session.export_slides(4)
+    assert {p.name for p in paths.values()} == {"figure.png", "figure.pdf", "overlay.gif"}
+    assert all(p.parent == session.out_dir for p in paths.values())
+    from PIL import Image
+
+    with Image.open(paths["gif"]) as gif:
+        assert gif.n_frames <= session.num_frames  # (identical frames merge)
+    assert Image.open(paths["figure_png"]).width >= 1200
+    with pytest.raises(sup.AppInputError, match="between 1 and 12"):
+        session.export_slides(0)
+    assert session.model_calls["encode"] == calls
+
+
+def test_query_masks_are_kept_only_when_they_fit_the_budget(make_tiny_model):
+    from rvos.predictor import Predictor
+
+    predictor = Predictor(make_tiny_model(), short_side=360)
+    # 360x640 input: 90x160 mask logits per query, one int8 byte each, 5 queries.
+    per_frame = 5 * 90 * 160
+    assert sup.query_masks_fit(predictor, (720, 1280), 300, 4)  # the app's limits: 86 MB
+    budget = 300 * 4 * per_frame / 2**20
+    assert sup.query_masks_fit(predictor, (720, 1280), 300, 4, budget_mb=budget)
+    assert not sup.query_masks_fit(predictor, (720, 1280), 300, 4, budget_mb=budget - 0.01)
+
+
+@pytest.fixture(scope="module")
+def two_models(make_tiny_model, tmp_path_factory):
+    """A model cache with two different tiny models, their backbone calls counted."""
+    from rvos.checkpoint import save_pretrained
+
+    root = tmp_path_factory.mktemp("two")
+    choices = [sup.ModelChoice(name, name, "checkpoint",
+                               save_pretrained(make_tiny_model(seed=seed), root / name))
+               for name, seed in (("tiny_a", 0), ("tiny_b", 1))]
+    models = sup.ModelCache(choices)
+    calls = {}
+    for c in choices:
+        model = models.get(c.key, "cpu")
+        encode = model.encode_video
+
+        def counting(*args, _encode=encode, _key=c.key, **kwargs):
+            calls[_key] = calls.get(_key, 0) + 1
+            return _encode(*args, **kwargs)
+
+        model.encode_video = counting
+    return models, calls
+
+
+def test_compare_runs_each_model_once_and_shows_them_in_step(two_models, tmp_path,
+                                                             one_cpu_thread):
+    models, calls = two_models
+    video, expressions = two_expression_example()
+    settings = sup.RunSettings(window=8, max_frames=6)
+    before = dict(calls)
+    run = sup.prepare_compare(models, "tiny_a", "tiny_b", str(video), "\n".join(expressions),
+                              settings, sup.Limits(), tmp_path)
+    fractions = [f for f, _ in run.steps()]
+    assert fractions[-1] == 1.0 and fractions == sorted(fractions)
+    comparison = run.finish()
+    assert {k: calls[k] - before.get(k, 0) for k in calls} == {"tiny_a": 1, "tiny_b": 1}
+    a, b = comparison.results
+    assert a.model_name == "tiny_a" and b.model_name == "tiny_b" and a.num_frames == 6
+    assert not np.array_equal(a[0].scores, b[0].scores)
+    assert a[0].attention is None and not a[0].has_query_masks  # a comparison needs neither
+    for key in ("overlay_a", "overlay_b", "side_by_side"):
+        assert probe(comparison.paths[key]).num_frames == 6
+    for side in "ab":
+        doc = json.loads(comparison.paths[f"result_{side}"].read_text())
+        jsonschema.validate(doc, RESULT_SCHEMA)
+    view = comparison.render_frame(3)
+    assert view.shape[1] > 2 * a.source.width
+    assert not np.array_equal(comparison.render_scores(0, 0, 3), comparison.render_scores(1, 0, 3))
+    assert "A: tiny_a" in comparison.summary() and "| " + expressions[1] in comparison.summary()
+
+    # The same model twice runs once.
+    before = dict(calls)
+    same = sup.prepare_compare(models, "tiny_b", "tiny_b", str(video), expressions[0],
+                               settings, sup.Limits(), tmp_path)
+    list(same.steps())
+    twice = same.finish()
+    assert calls["tiny_b"] - before["tiny_b"] == 1 and twice.results[0] is twice.results[1]
+    assert "run once" in twice.summary()
 
 
 def test_rethresholding_rewrites_the_outputs_without_the_model(session):

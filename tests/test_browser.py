@@ -2,8 +2,16 @@
 
 Uploads an example clip, types its two expressions, runs, waits for the overlay video, moves
 the frame slider, switches the attention word and head, and checks that the queries and attention
-images changed. With RVOS_UPDATE_SCREENSHOT=1 it also saves the page as docs/screenshot.png (the
-README shows it); otherwise a run leaves the tracked file alone.
+images changed. A second test follows the decoder view (one query, another frame), a link of the
+"How ReferFormer works" panel, the slide downloads and the compare view. With
+RVOS_UPDATE_SCREENSHOT=1 they also save the page as docs/screenshot.png and the two views as
+docs/decoder_view.png and docs/compare_view.png (the README shows them); otherwise a run leaves
+the tracked files alone.
+
+Then it picks an official model that is not on this machine: the app downloads it from a mirror
+on 127.0.0.1 (the parity checkpoint under the registry's file name, served at a pace the page can
+follow), shows the progress under the menu, lists it as here in Compare's menus too, and segments
+real footage with it.
 """
 
 from __future__ import annotations
@@ -11,11 +19,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
+from fileserver import FileServer
 from test_app import ROOT, start_app, two_expression_example
+
+from rvos.registry import get_model_info
+from rvos.video import iter_frames, probe, write_video
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
@@ -26,11 +39,43 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def mirror():
+    """RVOS_MIRROR for the app: ytvos-r50's file (the parity checkpoint, when present), sent at
+    40 MB/s so that its download takes a few seconds."""
+    from conftest import parity_root
+
+    server = FileServer()
+    case = parity_root() / "referformer_r50"
+    if (case / "checkpoint.pth").is_file():
+        server.add_file(f"/{get_model_info('ytvos-r50').filename}", case / "checkpoint.pth")
+    server.rate = 40e6
+    yield server, case
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, mirror):
     if not CHROMIUM.is_file():
         pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
     pytest.importorskip("playwright.sync_api")
-    yield from start_app(tmp_path_factory.mktemp("app"), "--threads", "1")
+    server, case = mirror
+    tmp = tmp_path_factory.mktemp("app")
+    env = {"RVOS_MIRROR": server.url, "RVOS_CACHE": str(tmp / "cache"), "RVOS_OFFLINE": "0"}
+    extra = ["--text-encoder", str(case / "text_encoder")] if server.files else []
+    yield from start_app(tmp, "--threads", "1", *extra, env=env)
+
+
+def _launch(p):
+    return p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+
+
+def _failure(page, app, tmp_path, exc: Exception) -> AssertionError:
+    """What the page and the app looked like when a browser test failed."""
+    failed = tmp_path / "failure.png"
+    with contextlib.suppress(Exception):
+        page.screenshot(path=str(failed), full_page=True)
+    return AssertionError(f"{type(exc).__name__}: {exc}\npage at the failure: {failed}"
+                          f"\nend of the app's log ({app.log}):\n{app.log.read_text()[-4000:]}")
 
 
 def _src(page, elem_id: str) -> str | None:
@@ -54,8 +99,7 @@ def test_segment_then_explore_frames_and_words(app, tmp_path):
 
     video, expressions = two_expression_example()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=CHROMIUM_ARGS)
+        browser = _launch(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             # A Gradio page never goes network-idle (the queue keeps a stream open).
@@ -121,14 +165,179 @@ def test_segment_then_explore_frames_and_words(app, tmp_path):
             page.screenshot(path=str(shot), full_page=True)
         except Exception as exc:
             # A failure in CI leaves what the page and the app looked like at that moment.
-            failed = tmp_path / "failure.png"
-            with contextlib.suppress(Exception):
-                page.screenshot(path=str(failed), full_page=True)
-            raise AssertionError(f"{type(exc).__name__}: {exc}\npage at the failure: {failed}"
-                                 f"\nend of the app's log ({app.log}):\n"
-                                 f"{app.log.read_text()[-4000:]}") from exc
+            raise _failure(page, app, tmp_path, exc) from exc
         finally:
             browser.close()
     assert shot.stat().st_size > 50_000
     if os.environ.get("RVOS_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(shot, SCREENSHOT)
+
+
+def _region(page, first: str, last: str) -> dict:
+    """The page area from the top of element ``first`` to the bottom of ``last``."""
+    return page.evaluate(
+        """([a, b]) => { const r1 = document.querySelector(a).getBoundingClientRect();
+                         const r2 = document.querySelector(b).getBoundingClientRect();
+                         return {x: 0, y: r1.top + window.scrollY - 8,
+                                 width: document.documentElement.clientWidth,
+                                 height: r2.bottom - r1.top + 16}; }""", [first, last])
+
+
+def test_decoder_view_slides_and_compare_view(app, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    video, expressions = two_expression_example()
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(app.url, wait_until="load")
+            page.wait_for_selector("#vin input[type=file]", state="attached", timeout=30_000)
+            page.set_input_files("#vin input[type=file]", str(video))
+            page.wait_for_function("() => document.querySelector('#vin video')?.src"
+                                   "?.startsWith('http')", timeout=30_000)
+            page.fill("#txt textarea", "\n".join(expressions))
+            page.click("#run")
+            decoder = _wait_new_src(page, "decoder", None, 60_000)
+            layers = _wait_new_src(page, "layers", None)
+            qmasks = _wait_new_src(page, "qmasks", None)
+
+            # One query instead of all: its box after every layer.
+            options = page.locator("#dquery label")
+            assert options.count() == 2 + 5  # all, the chosen one, q0..q4
+            page.get_by_label("the chosen query").check()
+            chosen = _wait_new_src(page, "decoder", decoder)
+            assert _digest(page, chosen) != _digest(page, decoder)
+
+            # Another frame: the decoder view, the layer scores and the masks all follow.
+            page.locator("#frame input[type=range]").fill("9")
+            later = _wait_new_src(page, "decoder", chosen)
+            assert _digest(page, later) != _digest(page, chosen)
+            _wait_new_src(page, "layers", layers)
+            _wait_new_src(page, "qmasks", qmasks)
+
+            # "How ReferFormer works" links every stage to a view on the page, e.g. the
+            # decoder stage to the decoder view.
+            page.click("#how")
+            targets = page.evaluate("() => [...document.querySelectorAll('#how a')].map("
+                                    "a => a.getAttribute('href'))")
+            assert len(targets) >= 7
+            assert {"#decoder", "#qmasks", "#compare"} <= set(targets)
+            missing = page.evaluate("(ts) => ts.filter(t => !document.querySelector(t))",
+                                    targets)
+            assert not missing, f"links to nothing: {missing}"
+            page.get_by_role("link", name="Decoder, layer by layer").click()
+            page.wait_for_function(
+                "() => Math.abs(document.querySelector('#decoder').getBoundingClientRect()"
+                ".top) < 50", timeout=10_000)
+
+            # Slide exports: the download buttons hand over the files.
+            page.click("#export")
+            page.wait_for_selector("#dl_gif:not([disabled])", timeout=60_000)
+            with page.expect_download() as download:
+                page.click("#dl_png")
+            png = tmp_path / "figure.png"
+            download.value.save_as(png)
+            from PIL import Image
+
+            assert Image.open(png).width >= 1200
+            with page.expect_download() as download:
+                page.click("#dl_gif")
+            assert download.value.suggested_filename == "overlay.gif"
+
+            page.locator("#decoder_section").scroll_into_view_if_needed()
+            page.wait_for_timeout(500)
+            decoder_shot = tmp_path / "decoder_view.png"
+            page.screenshot(path=str(decoder_shot), full_page=True,
+                            clip=_region(page, "#decoder_section", "#qmasks"))
+
+            # Compare: the same clip through model A and model B, in step.
+            page.click("#compare_run")
+            page.wait_for_function("() => document.querySelector('#cvideo video')?.src"
+                                   "?.startsWith('http')", timeout=90_000)
+            view = _wait_new_src(page, "cview", None)
+            scores_a = _wait_new_src(page, "cscores_a", None)
+            _wait_new_src(page, "cscores_b", None)
+            assert "A: builtin" in page.inner_text("#csummary")
+            playable = page.evaluate(
+                """async () => { const v = document.querySelector('#cvideo video');
+                   if (v.readyState < 2) await new Promise(r => {
+                       v.addEventListener('loadeddata', r, {once: true});
+                       setTimeout(r, 10000); });
+                   return v.readyState; }""")
+            assert playable >= 2, "the side-by-side video did not load in Chromium"
+            page.locator("#cframe input[type=range]").fill("12")
+            moved = _wait_new_src(page, "cview", view)
+            assert _digest(page, moved) != _digest(page, view)
+            _wait_new_src(page, "cscores_a", scores_a)
+            page.locator("#compare").scroll_into_view_if_needed()
+            page.wait_for_timeout(1000)
+            compare_shot = tmp_path / "compare_view.png"
+            page.screenshot(path=str(compare_shot), full_page=True,
+                            clip=_region(page, "#compare", "#cscores_a"))
+        except Exception as exc:
+            raise _failure(page, app, tmp_path, exc) from exc
+        finally:
+            browser.close()
+    for shot in (decoder_shot, compare_shot):
+        assert shot.stat().st_size > 30_000
+        if os.environ.get("RVOS_UPDATE_SCREENSHOT") == "1":
+            shutil.copyfile(shot, ROOT / "docs" / shot.name)
+
+
+def test_choosing_a_model_not_on_this_machine_downloads_it_then_segments(app, mirror, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    server, _ = mirror
+    name = get_model_info("ytvos-r50").filename
+    if not server.files:
+        pytest.skip("no parity checkpoint to serve as ytvos-r50 (../shared/parity)")
+    # One frame of the real example clip: the ResNet-50 takes seconds per frame on a CPU.
+    clip = tmp_path / "bunny.mp4"
+    source = ROOT / "examples" / "bigbuckbunny.mp4"
+    with contextlib.closing(iter_frames(source)) as reader:
+        frames = [next(reader)]
+    write_video(clip, frames, probe(source).frame_rate)
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(app.url, wait_until="load")
+            page.wait_for_selector("#model input", timeout=30_000)
+            page.click("#model input")
+            option = page.get_by_role("option", name=re.compile(r"^ytvos-r50 "))
+            assert "downloads on first use" in option.inner_text()
+            option.click()
+            # The download's progress appears under the menu, then the model is here.
+            page.wait_for_function(
+                "() => /downloading ytvos-r50: .*%/.test("
+                "document.querySelector('#note').innerText)", timeout=30_000)
+            progress = page.inner_text("#note")
+            page.wait_for_function(
+                "() => document.querySelector('#note').innerText.includes('On this machine')",
+                timeout=120_000)
+            assert len(server.requests_for(f"/{name}")) == 1
+            page.wait_for_function(  # the menu says so too
+                "() => document.querySelector('#model input').value.includes('on this machine')",
+                timeout=30_000)
+            # ... and so do Compare's menus.
+            page.click("#model_a input")
+            option = page.get_by_role("option", name=re.compile(r"^ytvos-r50 "))
+            assert "on this machine" in option.inner_text()
+            page.keyboard.press("Escape")
+
+            page.set_input_files("#vin input[type=file]", str(clip))
+            page.wait_for_function("() => document.querySelector('#vin video')?.src"
+                                   "?.startsWith('http')", timeout=30_000)
+            page.fill("#txt textarea", "the big grey rabbit")
+            page.click("#run")
+            page.wait_for_function("() => document.querySelector('#vout video')?.src"
+                                   "?.startsWith('http')", timeout=180_000)
+            page.wait_for_function(
+                "() => document.querySelector('#summary').innerText.includes('ytvos-r50')",
+                timeout=30_000)
+        except Exception as exc:
+            raise _failure(page, app, tmp_path, exc) from exc
+        finally:
+            browser.close()
+    assert "MiB" in progress

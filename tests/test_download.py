@@ -1,4 +1,4 @@
-"""rvos.download against a real HTTP server on 127.0.0.1 (with Range support written here)."""
+"""rvos.download against a real HTTP server on 127.0.0.1 (tests/fileserver.py, with Range)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,13 @@ import argparse
 import hashlib
 import importlib.util
 import os
-import re
 import socket
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from fileserver import FileServer
 
 from rvos import download as dl
 from rvos.registry import get_model_info, resolve_local
@@ -24,75 +22,10 @@ PAYLOAD = hashlib.sha256(b"rvos").digest() * (3 * 2**15 + 17)
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
-class _Server:
-    """A tiny file server. `files` maps a path to bytes; every request is logged."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {"/model.pth": PAYLOAD}
-        self.pages: dict[str, str] = {}  # path -> HTML body
-        self.honour_range = True
-        self.cut_after: int | None = None  # send only this many body bytes, then hang up
-        self.log: list[dict] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # keep pytest output clean
-                pass
-
-            def do_GET(self) -> None:
-                path = self.path.split("?")[0]
-                entry = {"path": self.path, "range": self.headers.get("Range"), "sent": 0}
-                server.log.append(entry)
-                if path in server.pages:
-                    body = server.pages[path].encode()
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/html; charset=utf-8")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                    return
-                data = server.files.get(path)
-                if data is None:
-                    self.send_error(404)
-                    return
-                start = 0
-                match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-                if match and server.honour_range:
-                    start = int(match.group(1))
-                    if start >= len(data):
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{len(data)}")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                else:
-                    self.send_response(200)
-                body = data[start:]
-                self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if server.cut_after is not None:
-                    body = body[: server.cut_after]
-                self.wfile.write(body)
-                entry["sent"] = len(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def server():
-    srv = _Server()
+    srv = FileServer()
+    srv.add_file("/model.pth", PAYLOAD)
     yield srv
     srv.close()
 
@@ -130,7 +63,7 @@ def test_resume_requests_only_the_missing_bytes(server, tmp_path):
 def test_interrupted_download_keeps_part_and_resumes(server, tmp_path):
     dest = tmp_path / "model.pth"
     server.cut_after = 1_000_000
-    with pytest.raises(dl.OfflineError, match="run the same command again to resume"):
+    with pytest.raises(dl.OfflineError, match="try again: it resumes where it stopped"):
         dl.download_file(server.url + "/model.pth", dest, sha256=PAYLOAD_SHA, progress=False)
     part = tmp_path / "model.pth.part"
     assert part.stat().st_size == 1_000_000 and not dest.exists()
@@ -263,7 +196,8 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
 def test_download_by_name_lands_where_the_registry_looks(server, tmp_path):
     assert resolve_local("ytvos-r50", tmp_path) is None
     path = dl.download(
-        "ytvos-r50", cache_dir=tmp_path, url=server.url + "/model.pth", progress=False
+        "ytvos-r50", cache_dir=tmp_path, url=server.url + "/model.pth", progress=False,
+        offline=False,
     )
     assert path == tmp_path / "referformer_ytvos_r50.pth"
     assert resolve_local("ytvos-r50", tmp_path) == path
@@ -275,7 +209,9 @@ def _cli(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-def test_cli_offline_prints_one_line_and_returns_nonzero(closed_port, tmp_path, capsys):
+def test_cli_offline_prints_one_line_and_returns_nonzero(closed_port, tmp_path, capsys,
+                                                         monkeypatch):
+    monkeypatch.setenv("RVOS_OFFLINE", "0")
     url = f"http://127.0.0.1:{closed_port}/x.pth"
     code = dl.run_cli(_cli("ytvos-r50", "--cache-dir", str(tmp_path), "--url", url, "--quiet"))
     out, err = capsys.readouterr()
@@ -289,7 +225,8 @@ def test_cli_unknown_name(capsys):
     assert "did you mean ytvos-r50" in capsys.readouterr().err
 
 
-def test_cli_prints_the_downloaded_path(server, tmp_path, capsys):
+def test_cli_prints_the_downloaded_path(server, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RVOS_OFFLINE", "0")
     code = dl.run_cli(
         _cli("ytvos-r101", "--cache-dir", str(tmp_path), "--url", server.url + "/model.pth")
     )
@@ -301,7 +238,7 @@ def test_cli_prints_the_downloaded_path(server, tmp_path, capsys):
 
 @pytest.mark.skipif(importlib.util.find_spec("rvos.cli") is None, reason="rvos.cli not present")
 def test_python_m_rvos_download_offline_has_no_traceback(closed_port, tmp_path):
-    env = {**os.environ, "RVOS_CACHE": str(tmp_path)}
+    env = {**os.environ, "RVOS_CACHE": str(tmp_path), "RVOS_OFFLINE": "0"}
     proc = subprocess.run(
         [sys.executable, "-m", "rvos", "download", "ytvos-r50", "--quiet",
          "--url", f"http://127.0.0.1:{closed_port}/x.pth"],

@@ -64,6 +64,26 @@ def test_python_m_rvos_predict_writes_overlay_masks_and_json(model_dir, tmp_path
     assert [w["end"] for w in doc["windows"]] == [3, 5]
 
 
+def test_figure_and_gif_for_slides(model_dir, tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "slides"
+    assert run([str(BIKES), "--text", "the bike in front", "--text", "the man on the right",
+                "--checkpoint", str(model_dir), "--out", str(out), "--max-frames", "6",
+                "--window", "6", "--short-side", "32", "--device", "cpu", "--quiet",
+                "--figure", "--figure-frames", "3", "--gif"]) == 0
+    assert "figure.png" in capsys.readouterr().out
+    figure = Image.open(out / "figure.png")
+    assert figure.width >= 1200 and (out / "figure.pdf").read_bytes().startswith(b"%PDF")
+    with Image.open(out / "overlay.gif") as gif:
+        assert gif.n_frames == 6 and gif.width <= 480
+    assert (out / "overlay.gif").stat().st_size <= 10e6
+    plain = tmp_path / "plain"
+    assert run([str(BIKES), "--text", "a bike", "--checkpoint", str(model_dir), "--out",
+                str(plain), "--max-frames", "2", "--short-side", "32", "--quiet"]) == 0
+    assert not (plain / "figure.png").exists() and not (plain / "overlay.gif").exists()
+
+
 def _one_error_line(capsys) -> str:
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.strip()]
@@ -82,6 +102,7 @@ def _one_error_line(capsys) -> str:
     (["{video}", "--text", "a dog", "--window", "4", "--overlap", "4"], "overlap"),
     (["{video}", "--text", "a dog", "--max-frames", "0"], "--max-frames"),
     (["{video}", "--text", "a dog", "--fps", "-2"], "--fps"),
+    (["{video}", "--text", "a dog", "--figure", "--figure-frames", "0"], "--figure-frames"),
 ])
 def test_bad_input_exits_nonzero_with_one_clear_line(argv, message, tmp_path, capsys):
     junk = tmp_path / "junk.mov"

@@ -20,6 +20,7 @@ from rvos.predictor import (
     Predictor,
     PredictorError,
     group_words,
+    initial_reference_points,
     link_query,
     plan_windows,
 )
@@ -312,6 +313,112 @@ def test_boxes_and_points_are_in_source_pixels(tiny_model, bikes_frames):
     np.testing.assert_allclose(s.weights.sum(-1), 1.0, atol=1e-4)
     assert sorted(set(s.levels.tolist())) == [0, 1, 2, 3]
     assert expr.attention is None  # only what was asked for is kept
+
+
+def _pixels(cxcywh: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    cx, cy, w, h = cxcywh.unbind(-1)
+    h0, w0 = size
+    return torch.stack([(cx - w / 2) * w0, (cy - h / 2) * h0,
+                        (cx + w / 2) * w0, (cy + h / 2) * h0], -1).numpy()
+
+
+def test_every_decoder_layer_is_kept_and_the_last_is_the_answer(tiny_model, bikes_frames):
+    frames = bikes_frames[:5]
+    expr = Predictor(tiny_model, window=8, short_side=64).predict(frames, "the bike")[0]
+    original = run_original(tiny_model, frames, "the bike", short_side=64)
+    layers, q = tiny_model.config.dec_layers, tiny_model.config.num_queries
+    assert expr.layer_boxes.shape == (5, q, layers, 4) and expr.num_layers == layers == 2
+    assert expr.layer_scores.shape == (5, q, layers)
+    # [L, T, Q, 4] from the model -> [T, Q, L, 4], in source pixels.
+    expected = _pixels(original["layer_boxes"], frames.shape[1:3]).transpose(1, 2, 0, 3)
+    np.testing.assert_allclose(expr.layer_boxes, expected, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(
+        expr.layer_scores,
+        original["layer_logits"][..., 0].sigmoid().numpy().transpose(1, 2, 0), atol=1e-6)
+    # The last layer is the answer, exactly; the first is a different, coarser box.
+    np.testing.assert_array_equal(expr.layer_boxes[:, :, -1], expr.boxes)
+    np.testing.assert_array_equal(expr.layer_scores[:, :, -1], expr.scores)
+    assert np.abs(expr.layer_boxes[:, :, 0] - expr.boxes).max() > 1.0
+    # Each layer starts where the previous one put the box; the last one's start is the
+    # reported reference point, the first one's the learned start (the same on every frame).
+    refs = expr.layer_reference_points
+    assert refs.shape == (5, q, layers, 2)
+    np.testing.assert_allclose(refs[:, :, -1], expr.reference_points, atol=1e-3)
+    np.testing.assert_array_equal(refs[:, :, 0], np.broadcast_to(
+        expr.initial_reference_points, (5, q, 2)))
+
+
+def test_initial_reference_points_are_where_the_first_layer_starts(make_tiny_model,
+                                                                    bikes_frames):
+    # With one decoder layer the model reports that layer's start as `reference_points`.
+    model = make_tiny_model(dec_layers=1)
+    initial = initial_reference_points(model)
+    out = run_original(model, bikes_frames[:3], "a dog", short_side=48)
+    assert initial.shape == (model.config.num_queries, 2)
+    np.testing.assert_allclose(out["reference_points"].numpy(),
+                               np.broadcast_to(initial, out["reference_points"].shape),
+                               atol=1e-6)
+    expr = Predictor(model, window=8, short_side=48).predict(bikes_frames[:3], "a dog")[0]
+    h0, w0 = bikes_frames.shape[1:3]
+    np.testing.assert_allclose(expr.initial_reference_points, initial * [w0, h0], atol=1e-3)
+
+
+def test_result_json_layers_follow_the_schema_and_end_at_the_answer(tiny_model, bikes_frames):
+    result = Predictor(tiny_model, window=4, overlap=1, short_side=48).predict(
+        bikes_frames[:6], ["the bike", "a dog"])
+    doc = json.loads(json.dumps(result.to_json()))  # through text, as a reader gets it
+    jsonschema.validate(doc, RESULT_SCHEMA)
+    assert doc["version"] == 2
+    layers = tiny_model.config.dec_layers
+    for e, expr in zip(doc["expressions"], result, strict=True):
+        assert len(e["initial_reference_points"]) == len(e["frames"][0]["boxes"])
+        for f in e["frames"]:
+            assert len(f["layer_boxes"]) == len(f["boxes"]) == len(f["layer_scores"])
+            for q, (boxes, scores) in enumerate(zip(f["layer_boxes"], f["layer_scores"],
+                                                    strict=True)):
+                assert len(boxes) == len(scores) == layers
+                assert boxes[-1] == f["boxes"][q] and scores[-1] == f["scores"][q]
+        np.testing.assert_allclose(
+            np.array([f["layer_boxes"] for f in e["frames"]]), expr.layer_boxes, atol=0.05)
+    # The schema is a real constraint: a layer box of three numbers, or a score above 1, fails.
+    frame = doc["expressions"][0]["frames"][0]
+    for key, bad in (("layer_boxes", [[[0, 0, 1]] * layers]), ("layer_scores", [[1.5, 0.2]])):
+        broken = json.loads(json.dumps(doc))
+        broken["expressions"][0]["frames"][0][key] = bad
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, RESULT_SCHEMA)
+    assert "layer_boxes" in frame
+
+
+def test_every_querys_mask_is_kept_compactly_on_request(tiny_model, bikes_frames):
+    frames = bikes_frames[:4]
+    plain = Predictor(tiny_model, window=8, short_side=64).predict(frames, "the bike")[0]
+    assert not plain.has_query_masks
+    with pytest.raises(ValueError, match="return_query_masks=True"):
+        plain.query_masks(0)
+    expr = Predictor(tiny_model, window=8, short_side=64).predict(
+        frames, "the bike", return_query_masks=True)[0]
+    q = tiny_model.config.num_queries
+    h, w = expr.lowres_shape
+    kept = sum(len(b) for b in expr.query_logits)
+    assert 0 < kept <= len(frames) * q * h * w  # int8, compressed: at most a byte a logit
+    assert expr.nbytes() - plain.nbytes() == kept
+    original = run_original(tiny_model, frames, "the bike", short_side=64)
+    for t in range(len(frames)):
+        # Every query's logits, rounded to steps of 1/16 (and clamped to +-8).
+        logits = original["pred_masks"][t].clamp(-8, 127 / 16).numpy()
+        np.testing.assert_allclose(expr.query_logits_at(t), logits, atol=1 / 32 + 1e-6)
+        masks = expr.query_masks(t)
+        assert masks.shape == (q, *frames.shape[1:3])
+        up = torch.nn.functional.interpolate(original["pred_masks"][t][None],
+                                             size=frames.shape[1:3], mode="bilinear",
+                                             align_corners=False)[0].numpy()
+        # Masks differ from a fresh run only where the logit is within a step of the threshold.
+        assert (np.abs(up[masks != (up > 0)]) < 1 / 16).all()
+        assert (masks[expr.chosen_query[t]] != expr.mask(t)).mean() < 0.01
+    assert len({expr.query_masks(2)[k].tobytes() for k in range(q)}) > 1  # distinct masks
+    small = expr.query_masks(1, threshold=0.3, size=(34, 80))
+    assert small.shape == (q, 34, 80) and small.sum() >= expr.query_masks(1, size=(34, 80)).sum()
 
 
 def test_words_group_bpe_tokens_and_attention_is_per_word(tiny_model, bikes_frames):

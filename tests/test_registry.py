@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from rvos import registry
+from rvos import registry, zoo
 from rvos.registry import (
     MODELS,
     ModelFileMissingError,
@@ -115,14 +115,15 @@ def test_resolve_local_uses_rvos_cache_env(tmp_path, monkeypatch):
     assert resolve_local("ytvos-r50") == target
 
 
-def test_missing_official_file_says_what_to_download_and_where(tmp_path):
+def test_missing_official_file_offline_says_what_to_download_and_where(tmp_path):
     info = get_model_info("ytvos-r50")
     with pytest.raises(ModelFileMissingError) as err:
-        load_model("ytvos-r50", cache_dir=tmp_path)
+        load_model("ytvos-r50", cache_dir=tmp_path, offline=True)
     message = str(err.value)
     assert "python -m rvos download ytvos-r50" in message
     assert info.url in message
     assert str(tmp_path / info.filename) in message
+    assert "offline mode" in message and "\n" not in message
 
 
 def test_unsupported_backbone_is_refused_with_alternatives(tmp_path, monkeypatch):
@@ -161,8 +162,8 @@ def test_builtin_loads_from_package_data():
 
 def _run(*argv: str) -> int:
     parser = argparse.ArgumentParser()
-    registry.add_cli_arguments(parser)
-    return registry.run_cli(parser.parse_args(list(argv)))
+    zoo.add_cli_arguments(parser)
+    return zoo.run_cli(parser.parse_args(list(argv)))
 
 
 def test_cli_table_marks_local_files(tmp_path, capsys):
@@ -227,14 +228,17 @@ def test_space_front_matter_matches_requirements():
 
 
 def test_listing_and_downloading_models_do_not_import_torch():
-    """`rvos --help`, `rvos models`, `rvos download` and `rvos synth` start in a fraction of a
-    second: nothing on their import path pulls in torch or transformers."""
+    """`rvos --help`, `rvos models`, `rvos download`, `rvos convert --help` and `rvos synth`
+    start in a fraction of a second: nothing on their import path pulls in torch or
+    transformers."""
     import subprocess
     import sys
 
     code = (
-        "import sys, rvos, rvos.cli, rvos.registry, rvos.download, rvos.synth\n"
+        "import sys, rvos, rvos.cli, rvos.registry, rvos.download, rvos.synth, rvos.zoo\n"
+        "import rvos.hub, rvos.convert\n"
         "rvos.cli.build_parser(only='models')\n"
+        "rvos.cli.build_parser(only='convert')\n"
         "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
         "assert callable(rvos.load_pretrained)  # the public API still works, on first use\n"

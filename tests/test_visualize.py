@@ -13,11 +13,18 @@ from rvos.visualize import (
     compose_overlay_frame,
     davis_palette,
     draw_attention,
+    draw_decoder,
     draw_queries,
+    figure_layout,
+    layer_colors,
+    notice,
     overlay_masks,
     palette,
+    paper_figure,
     plot_scores,
     query_colors,
+    query_mask_grid,
+    side_by_side,
 )
 
 
@@ -273,3 +280,102 @@ def test_plot_edge_cases() -> None:
         plot_scores(np.zeros((3, 2)), chosen=2)
     with pytest.raises(ValueError, match="2-D"):
         plot_scores(np.zeros(3), chosen=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# the decoder, layer by layer
+
+
+def _layers() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two queries, three layers: query 0 moves right and shrinks onto (100..140, 40..80);
+    query 1 stays put in the lower left."""
+    boxes = np.array([
+        [[20, 20, 100, 100], [70, 30, 130, 90], [100, 40, 140, 80]],
+        [[10, 70, 50, 110], [10, 70, 50, 110], [12, 72, 48, 108]],
+    ], float)
+    scores = np.array([[0.2, 0.5, 0.9], [0.4, 0.3, 0.1]])
+    centres = (boxes[..., :2] + boxes[..., 2:]) / 2
+    refs = np.concatenate([np.array([[[40, 30]], [[30, 60]]], float), centres[:, :-1]], axis=1)
+    return boxes, scores, refs
+
+
+def test_decoder_view_draws_each_querys_path_and_legend(frame: np.ndarray) -> None:
+    boxes, scores, refs = _layers()
+    out = draw_decoder(frame, boxes, scores, refs, chosen=0, min_width=160)
+    assert out.shape[1] == 160 and out.shape[0] > 120  # the frame, then a legend
+    picture = out[:120]
+    # The chosen query's last box is highlighted; the path passes through its layer centres.
+    assert _near(picture[38:43, 100:141], HIGHLIGHT, 0).sum() > 10
+    c0 = query_colors(2)[0]
+    assert _near(picture[55:66, 55:106], c0, 10).sum() > 10  # start (40, 30) -> (100, 60)
+    # The legend lists every query's score after each layer.
+    legend = out[120:]
+    assert _near(legend, c0, 0).sum() > 20 and _near(legend, query_colors(2)[1], 0).sum() > 20
+
+
+def test_decoder_view_of_one_query_shows_each_layers_box(frame: np.ndarray) -> None:
+    boxes, scores, refs = _layers()
+    one = draw_decoder(frame, boxes, scores, refs, chosen=0, focus=0, min_width=160)
+    every = draw_decoder(frame, boxes, scores, refs, chosen=0, min_width=160)
+    assert not np.array_equal(one, every)
+    colours = layer_colors(3)
+    assert len(set(colours)) == 3 and HIGHLIGHT not in colours
+    # Layer 1's box (20..100) is drawn in layer 1's colour, only in the focused view.
+    edge = one[50:90, 18:23]
+    assert _near(edge, colours[0], 10).sum() > 20
+    assert _near(every[50:90, 18:23], colours[0], 10).sum() == 0
+    big = draw_decoder(frame, boxes, scores, refs, chosen=None, focus=1)  # default 640 wide
+    assert big.shape[1] == 640
+    with pytest.raises(ValueError, match="focus"):
+        draw_decoder(frame, boxes, scores, refs, chosen=0, focus=2)
+    with pytest.raises(ValueError, match="layer_scores"):
+        draw_decoder(frame, boxes, scores[:, :2], refs, chosen=0)
+
+
+def test_query_mask_grid_has_a_tile_per_query_and_marks_the_chosen(frame: np.ndarray) -> None:
+    masks = np.zeros((3, *frame.shape[:2]), bool)
+    masks[0, 10:40, 10:40] = True
+    masks[2, 60:100, 80:150] = True
+    grid = query_mask_grid(frame, masks, np.array([0.1, 0.2, 0.9]), chosen=2)
+    cols = query_colors(3)
+    tile_w = frame.shape[1] + 6  # a 3-pixel border each side
+    assert grid.shape[1] == 3 * tile_w + 2 * 6
+    tiles = [grid[:, i * (tile_w + 6):(i + 1) * (tile_w + 6) - 6] for i in range(3)]
+    assert _near(tiles[0], cols[0], 0).sum() > 50 and _near(tiles[1], cols[1], 0).sum() < 250
+    assert _near(tiles[2], HIGHLIGHT, 0).sum() > 500 and _near(tiles[0], HIGHLIGHT, 0).sum() == 0
+    two_rows = query_mask_grid(frame, masks, np.zeros(3), chosen=None, cols=2)
+    assert two_rows.shape[0] > grid.shape[0] and two_rows.shape[1] < grid.shape[1]
+    with pytest.raises(ValueError, match="masks"):
+        query_mask_grid(frame, masks[:, :10], np.zeros(3), None)
+
+
+def test_paper_figure_lays_out_rows_and_columns(frame: np.ndarray) -> None:
+    masks = [[np.zeros(frame.shape[:2], bool)] * 4, [np.ones(frame.shape[:2], bool)] * 4]
+    image = paper_figure([frame] * 4, masks, ["a dog", "the cat"], width=1200,
+                         column_labels=["0", "1", "2", "3"])
+    lay = figure_layout(1200, 4, 2, frame.shape[:2])
+    assert image.shape == (lay["height"], 1200, 3)
+    tile = image[lay["tile_top"][1]:lay["tile_top"][1] + lay["tile_h"],
+                 lay["left"][2]:lay["left"][2] + lay["tile_w"]]
+    assert _near(tile, palette(2)[1], 0).sum() > 100  # row 2's outline in its colour
+    gap = image[lay["tile_top"][0]:lay["tile_top"][0] + lay["tile_h"],
+                lay["left"][1] - lay["gap"]:lay["left"][1]]
+    assert (gap == 255).all()
+    with pytest.raises(ValueError, match="one row of masks per caption"):
+        paper_figure([frame], [masks[0][:1]], ["a", "b"])
+
+
+def test_side_by_side_titles_panels_and_even_size(frame: np.ndarray) -> None:
+    both = side_by_side([frame, frame[:, :81]], ["A", "B"])
+    assert both.shape[0] % 2 == 0 and both.shape[1] % 2 == 0
+    assert both.shape[1] >= 160 + 8 + 81
+    with pytest.raises(ValueError, match="one title per panel"):
+        side_by_side([frame], ["A", "B"])
+
+
+def test_layer_score_plot_counts_layers_from_one() -> None:
+    scores = np.array([[0.1, 0.9], [0.2, 0.8], [0.3, 0.7]])  # [L, Q]
+    from_zero = plot_scores(scores, chosen=0)
+    from_one = plot_scores(scores, chosen=0, x_start=1, x_label="decoder layer")
+    assert not np.array_equal(from_zero, from_one)
+    assert notice(300, "nothing kept " * 10).shape[1] == 300

@@ -66,31 +66,44 @@ def ms_deform_attn_gather(
     Arguments:
         value, spatial_shapes, attention_weights: as `ms_deform_attn_grid_sample`.
         pixel_locations: [N, Lq, M, L, P, 2] (x, y) in pixels of each level's map, pixel
-            centres at integers (``location · size - 0.5``). Overwritten (clamped in place).
+            centres at integers (``location · size - 0.5``).
     Returns:
         [N, Lq, M*D].
     """
+    return _gather_planes(value, spatial_shapes, pixel_locations[..., 0].clone(),
+                          pixel_locations[..., 1].clone(), attention_weights)
+
+
+def _gather_planes(value: Tensor, spatial_shapes: Tensor, x: Tensor, y: Tensor,
+                   attention_weights: Tensor) -> Tensor:
+    """`ms_deform_attn_gather` on separate x and y pixel coordinates, each [N, Lq, M, L, P]
+    (innermost L·P contiguous for speed); both are overwritten (clamped, then fractions)."""
     n, _, heads, dim = value.shape
-    _, num_queries, _, levels, points, _ = pixel_locations.shape
+    _, num_queries, _, levels, points = x.shape
     dtype, dev = value.dtype, value.device
     shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
     padded = [(h + 3) * (w + 3) for h, w in shapes]
     size_pad = sum(padded)
     starts = [sum(padded[:i]) for i in range(levels)]
-    # In rows of the table viewed as [frames · size_pad · M, D]: one step in x and in y.
-    step_x = heads
-    step_y = torch.tensor([(w + 3) * heads for _, w in shapes], device=dev, dtype=torch.int32)
-    # Row of padded pixel (0, 0) of each level, plus the head; the +1 shifts into the padding.
-    origin = torch.tensor(starts, device=dev, dtype=torch.int32).view(levels, 1) * heads
-    origin = (origin + step_y.view(levels, 1) + step_x
-              + torch.arange(heads, device=dev, dtype=torch.int32).view(heads, 1, 1))
-    corners = torch.tensor([0, step_x], device=dev, dtype=torch.int32)
-    offsets = (step_y.view(levels, 1, 1) * torch.tensor([0, 1], device=dev, dtype=torch.int32)
-               .view(2, 1) + corners).view(levels, 1, 4)  # (x0,y0) (x1,y0) (x0,y1) (x1,y1)
 
-    pixel_locations.clamp_(min=-1)
-    torch.minimum(pixel_locations, _level_sizes(spatial_shapes, pixel_locations)[:, None],
-                  out=pixel_locations)
+    def per_level(values: list[int], dtype=torch.int32) -> Tensor:  # [L, P], one row per level
+        return torch.tensor(values, device=dev, dtype=dtype).view(levels, 1).expand(
+            levels, points).contiguous()
+
+    # Rows of the table viewed as [frames · size_pad · M, D]: one step in y, and where padded
+    # pixel (1, 1) (the image's first pixel) of every level and head is.
+    step_y = per_level([(w + 3) * heads for _, w in shapes])
+    origin = (per_level(starts) * heads + step_y + heads
+              + torch.arange(heads, device=dev, dtype=torch.int32).view(heads, 1, 1))
+    # A bag is (frame, query, head); its 4·L·P indices are corner-major: [4, L, P], corners
+    # (x0, y0), (x1, y0), (x0, y1), (x1, y1).
+    corner = torch.stack([torch.zeros_like(step_y), torch.full_like(step_y, heads), step_y,
+                          step_y + heads])
+    x.clamp_(min=-1)
+    torch.minimum(x, per_level([w for _, w in shapes], x.dtype), out=x)
+    y.clamp_(min=-1)
+    torch.minimum(y, per_level([h for h, _ in shapes], y.dtype), out=y)
+
     per_frame = num_queries * heads * levels * points
     step = max(1, _GATHER_CHUNK // max(per_frame, 1))
     outputs = []
@@ -102,22 +115,24 @@ def ms_deform_attn_gather(
         for (h, w), start, src in zip(shapes, starts, value[f0:f1].split(sizes, 1), strict=True):
             level = table[:, start:start + (h + 3) * (w + 3)].view(k, h + 3, w + 3, -1)
             level[:, 1:h + 1, 1:w + 1] = src.reshape(k, h, w, -1)
-        frac = pixel_locations[f0:f1]
-        corner = frac.floor()
-        frac -= corner  # now the fractions
-        corner = corner.to(torch.int32)
-        frame = torch.arange(k, device=dev, dtype=torch.int32).view(k, 1, 1, 1, 1) * (
-            size_pad * heads)
-        row = corner[..., 1] * step_y.view(levels, 1)
-        row += corner[..., 0] * step_x
-        row += frame + origin  # [k, Lq, M, L, P]: the top-left corner's row
-        rows = row[..., None] + offsets
+        fx, fy = x[f0:f1], y[f0:f1]
+        x0, y0 = fx.floor(), fy.floor()
+        fx -= x0  # now the fractions
+        fy -= y0
+        row = y0.to(torch.int32).mul_(step_y)
+        row.add_(x0.to(torch.int32), alpha=heads)
+        frame = torch.arange(k, device=dev, dtype=torch.int32).view(k, 1, 1, 1, 1)
+        row += frame * (size_pad * heads) + origin  # [k, Lq, M, L, P]: top-left corners
+        rows = row[:, :, :, None] + corner  # [k, Lq, M, 4, L, P]
         w = attention_weights[f0:f1].to(dtype)
-        fx, fy = frac[..., 0].to(dtype), frac[..., 1].to(dtype)
+        fx, fy = fx.to(dtype), fy.to(dtype)
+        weights = rows.new_empty(rows.shape, dtype=dtype)
         wy1 = w * fy
         wy0 = w - wy1
-        w01, w11 = wy0 * fx, wy1 * fx
-        weights = torch.stack((wy0 - w01, w01, wy1 - w11, w11), -1)
+        torch.mul(wy0, fx, out=weights[:, :, :, 1])
+        torch.sub(wy0, weights[:, :, :, 1], out=weights[:, :, :, 0])
+        torch.mul(wy1, fx, out=weights[:, :, :, 3])
+        torch.sub(wy1, weights[:, :, :, 3], out=weights[:, :, :, 2])
         bags = k * num_queries * heads
         out = F.embedding_bag(rows.view(bags, -1), table.view(-1, dim),
                               per_sample_weights=weights.view(bags, -1), mode="sum")
@@ -218,26 +233,44 @@ class MSDeformAttn(nn.Module):
             value = value.masked_fill(padding_mask[..., None], 0.0)
         value = value.view(n, -1, self.n_heads, self.d_model // self.n_heads)
         shape = (n, num_queries, self.n_heads, self.n_levels, self.n_points)
-        offsets = self.sampling_offsets(query).view(*shape, 2)
-        weights = self.attention_weights(query).view(n, num_queries, self.n_heads, -1)
-        weights = weights.softmax(-1).view(shape)
+        # Weights and locations in the query's precision even under autocast: a bfloat16 pixel
+        # coordinate is off by up to half a pixel at x = 100.
+        weights = self.attention_weights(query).to(query.dtype)
+        weights = weights.view(n, num_queries, self.n_heads, -1).softmax(-1).view(shape)
         if reference_points.shape[-1] not in (2, 4):
             raise ValueError(f"reference_points must end in 2 or 4, got {reference_points.shape}")
-        if not _use_gather(value, offsets, weights):
-            locations = self._locations(offsets, reference_points, spatial_shapes)
-            output = ms_deform_attn_grid_sample(value, spatial_shapes, locations, weights)
-            return self.output_proj(output), ((locations, weights) if return_sampling else None)
-        size = _level_sizes(spatial_shapes, offsets)
-        if reference_points.shape[-1] == 2:
+        gather = _use_gather(value, query, weights)
+        if gather and reference_points.shape[-1] == 2:
             # Offsets are in pixels of each level, so a sample's pixel is its reference point's
-            # plus its offset (the same point as `_locations`, without the round trip).
-            pixels = offsets.add_((reference_points * size - 0.5)[:, :, None, :, None, :])
-            locations = (pixels + 0.5) / size[:, None] if return_sampling else None
+            # plus its offset (the point `_locations` gives, without the round trip). The
+            # offset layer's rows are reordered so that x and y come out as separate planes.
+            size = _level_sizes(spatial_shapes, query)
+            planes = F.linear(query, *self._planar_offsets()).to(query.dtype).view(
+                n, num_queries, 2, *shape[2:])
+            start = (reference_points * size - 0.5).movedim(-1, 0)  # [2, N, Lq, L]
+            x, y = (plane + s[:, :, None, :, None].expand(-1, -1, -1, -1, self.n_points)
+                    for plane, s in zip(planes.unbind(2), start, strict=True))
+            locations = None
+            if return_sampling:
+                locations = (torch.stack((x, y), -1) + 0.5) / size[:, None]
+            output = _gather_planes(value, spatial_shapes, x, y, weights)
+            return self.output_proj(output), ((locations, weights) if return_sampling else None)
+        offsets = self.sampling_offsets(query).to(query.dtype).view(*shape, 2)
+        locations = self._locations(offsets, reference_points, spatial_shapes)
+        if gather:
+            size = _level_sizes(spatial_shapes, locations)[:, None]
+            output = ms_deform_attn_gather(value, spatial_shapes, locations * size - 0.5, weights)
         else:
-            locations = self._locations(offsets, reference_points, spatial_shapes)
-            pixels = locations * size[:, None] - 0.5
-        output = ms_deform_attn_gather(value, spatial_shapes, pixels, weights)
+            output = ms_deform_attn_grid_sample(value, spatial_shapes, locations, weights)
         return self.output_proj(output), ((locations, weights) if return_sampling else None)
+
+    def _planar_offsets(self) -> tuple[Tensor, Tensor]:
+        """The offset layer's weight and bias with rows reordered from (head, level, point,
+        xy) to (xy, head, level, point)."""
+        m, lv, pt = self.n_heads, self.n_levels, self.n_points
+        weight = self.sampling_offsets.weight.view(m, lv, pt, 2, -1).permute(3, 0, 1, 2, 4)
+        bias = self.sampling_offsets.bias.view(m, lv, pt, 2).permute(3, 0, 1, 2)
+        return weight.reshape(2 * m * lv * pt, -1), bias.reshape(-1)
 
     def _locations(self, offsets: Tensor, reference_points: Tensor, spatial_shapes: Tensor
                    ) -> Tensor:

@@ -22,6 +22,7 @@ from rvos.modeling.position import PositionEmbeddingSine1D, PositionEmbeddingSin
 from rvos.modeling.roberta import RobertaConfig, RobertaModel
 from rvos.modeling.text_encoder import FeatureResizer, tokenize
 from rvos.modeling.transformer import MLP, DeformableTransformer, inverse_sigmoid
+from rvos.precision import autocast, full_precision
 
 # The released models' text encoder, ``roberta-base`` (its published config.json). A bare
 # ``RobertaConfig()`` (transformers' defaults) is *not* this: it has 512 positions, 2 token types
@@ -125,6 +126,9 @@ class ReferFormer(nn.Module):
         super().__init__()
         self.config = config
         self.tokenizer = tokenizer
+        # "fp32", or a faster mode set by `rvos.precision.prepare_model` (bf16 / fp16 run the
+        # visual path under autocast; the text encoder, the heads and the masks stay fp32).
+        self.precision = "fp32"
         c = config.hidden_dim
         if config.num_feature_levels != 4:
             raise ValueError("ReferFormer uses 4 feature levels (3 backbone + 1 extra)")
@@ -184,7 +188,8 @@ class ReferFormer(nn.Module):
         frames = _check_frames(frames)
         b, t, _, h, w = frames.shape
         flat = frames.flatten(0, 1)
-        features = self.backbone(flat, t)
+        with autocast(self.precision, frames.device):
+            features = self.backbone(flat, t)
         masks = [torch.zeros(f.shape[0], *f.shape[-2:], dtype=torch.bool, device=f.device)
                  for f in features]
         pos = [self.position_embedding(m).to(f.dtype)
@@ -199,7 +204,7 @@ class ReferFormer(nn.Module):
                                "load_pretrained, or pass tokenizer= to build_referformer")
         tokens = tokenize(self.tokenizer, captions, device)
         train_text = torch.is_grad_enabled() and not self.config.freeze_text_encoder
-        with torch.set_grad_enabled(train_text):
+        with torch.set_grad_enabled(train_text), full_precision(device):
             hidden, pooled = self.text_encoder(tokens["input_ids"], tokens["attention_mask"])
         dtype = self.resizer.fc.weight.dtype
         words = self.resizer(hidden.to(dtype))
@@ -240,6 +245,11 @@ class ReferFormer(nn.Module):
         [0, 1]) and ``sampling_weights`` [B, T, Q, heads, levels, points] of the last decoder
         layer; ``input_ids`` / ``word_mask`` [B, L].
         """
+        with autocast(self.precision, visual.features[0].device):
+            return self._decode(visual, captions, return_attention)
+
+    def _decode(self, visual: VisualFeatures, captions: list[str] | str,
+                return_attention: bool) -> dict:
         if isinstance(captions, str):
             captions = [captions]
         if visual.num_videos == 1 and len(captions) > 1:
@@ -282,17 +292,30 @@ class ReferFormer(nn.Module):
         tgt = sentence[:, None, None, :].expand(b, t, q, -1).reshape(b * t, q, -1)
         out = self.transformer(srcs, masks, poses, tgt, self.query_embed.weight,
                                return_sampling=return_attention)
-        hs, inter_refs = out.hs, out.inter_references
-        num_layers = hs.shape[0]
-
         mask_features, fpn_attn = self.pixel_decoder(
             visual.features[0], out.memory, visual.pos, words, word_mask, t)
         mask_features = mask_features.view(b, t, *mask_features.shape[1:])
+        # The heads and the dynamic masks in the weights' own precision, even under autocast:
+        # they are cheap, and the masks' logits are what gets thresholded.
+        dtype = self.class_embed[0].weight.dtype
+        with full_precision(device):
+            output = self._heads(out.hs.to(dtype), out.init_reference.to(dtype),
+                                 out.inter_references.to(dtype), mask_features.to(dtype),
+                                 visual.image_size, b, t)
+        if return_attention:
+            output["attention"] = self._attention(out, fpn_attn, visual, fusion_attn,
+                                                  fusion_heads, tokens, word_mask, b, t)
+        return output
 
+    def _heads(self, hs: Tensor, init_reference: Tensor, inter_refs: Tensor,
+               mask_features: Tensor, image_size: tuple[int, int], b: int, t: int) -> dict:
+        """Class, box and mask of every query from the decoder states (the last layer's, or
+        every layer's in training)."""
+        num_layers, q = hs.shape[0], self.config.num_queries
         layers = range(num_layers) if self.training else [num_layers - 1]
         results = []
         for lvl in layers:
-            reference = out.init_reference if lvl == 0 else inter_refs[lvl - 1]
+            reference = init_reference if lvl == 0 else inter_refs[lvl - 1]
             delta = self.bbox_embed[lvl](hs[lvl])
             reference = inverse_sigmoid(reference)
             if reference.shape[-1] == 4:
@@ -304,7 +327,7 @@ class ReferFormer(nn.Module):
             # The mask of layer lvl is centred on the box that layer lvl just refined.
             centres = inter_refs[lvl][..., :2].reshape(b, t, q, 2)
             pred_masks = dynamic_masks(
-                mask_features, params, centres, visual.image_size,
+                mask_features, params, centres, image_size,
                 self.config.dynamic_mask_channels, self.config.controller_layers,
                 self.config.rel_coord)
             results.append({
@@ -314,7 +337,7 @@ class ReferFormer(nn.Module):
             })
 
         output = dict(results[-1])
-        last_input_ref = inter_refs[-2] if num_layers > 1 else out.init_reference
+        last_input_ref = inter_refs[-2] if num_layers > 1 else init_reference
         output["reference_points"] = last_input_ref[..., :2].reshape(b, t, q, 2)
         # Iterative refinement, layer by layer: each decoder layer's refined boxes are the
         # decoder's own references (the same ops as ``pred_boxes``), and its class logits cost
@@ -324,24 +347,28 @@ class ReferFormer(nn.Module):
             [self.class_embed[i](hs[i]) for i in range(num_layers)]).view(num_layers, b, t, q, -1)
         if self.training:
             output["aux_outputs"] = results[:-1]
-        if return_attention:
-            locations, weights = out.sampling[-1]
-            fpn_maps, fpn_heads = [], []
-            for attn, feat in zip(fpn_attn, [visual.features[0]] + out.memory, strict=False):
-                h, w = feat.shape[-2:]
-                fpn_heads.append(attn.view(b, attn.shape[1], t, h, w, -1))
-                fpn_maps.append(attn.mean(1).reshape(b, t, h, w, -1))
-            output["attention"] = {
-                "fusion": fusion_attn,
-                "fusion_heads": fusion_heads,
-                "fpn_heads": fpn_heads,
-                "fpn": fpn_maps,
-                "sampling_locations": locations.reshape(b, t, *locations.shape[1:]),
-                "sampling_weights": weights.reshape(b, t, *weights.shape[1:]),
-                "input_ids": tokens["input_ids"],
-                "word_mask": word_mask,
-            }
         return output
+
+    def _attention(self, out, fpn_attn: list[Tensor], visual: VisualFeatures,
+                   fusion_attn: list[Tensor], fusion_heads: list[Tensor], tokens: dict,
+                   word_mask: Tensor, b: int, t: int) -> dict:
+        """The maps ``decode`` documents under ``attention``."""
+        locations, weights = out.sampling[-1]
+        fpn_maps, fpn_heads = [], []
+        for attn, feat in zip(fpn_attn, [visual.features[0]] + out.memory, strict=False):
+            h, w = feat.shape[-2:]
+            fpn_heads.append(attn.view(b, attn.shape[1], t, h, w, -1))
+            fpn_maps.append(attn.mean(1).reshape(b, t, h, w, -1))
+        return {
+            "fusion": fusion_attn,
+            "fusion_heads": fusion_heads,
+            "fpn_heads": fpn_heads,
+            "fpn": fpn_maps,
+            "sampling_locations": locations.reshape(b, t, *locations.shape[1:]),
+            "sampling_weights": weights.reshape(b, t, *weights.shape[1:]),
+            "input_ids": tokens["input_ids"],
+            "word_mask": word_mask,
+        }
 
 
 def _check_frames(frames: Tensor) -> Tensor:

@@ -55,24 +55,42 @@ def ffn_residual_norm(x: Tensor, linear1: nn.Linear, linear2: nn.Linear, norm: n
     Rows are independent, so they go ``chunk`` at a time through one reused hidden buffer:
     every large temporary of the plain expression (the hidden activation, its ReLU, the sum)
     was a fresh allocation of hundreds of MB, touched for the first time (page faults) and
-    evicted from the caches before the next operation read it.
+    evicted from the caches before the next operation read it. Under autocast the two matrix
+    products run in its dtype; the residual sum and the norm stay in ``x``'s.
 
     x: [..., C] -> [..., C].
     """
     shape = x.shape
     rows = x.reshape(-1, shape[-1])
     out = torch.empty_like(rows)
-    hidden = rows.new_empty(min(chunk, rows.shape[0]), linear1.out_features)
-    w1, w2 = linear1.weight.t(), linear2.weight.t()
-    for start in range(0, rows.shape[0], chunk):
-        part = rows[start:start + chunk]
-        h = hidden[:part.shape[0]]
-        torch.addmm(linear1.bias, part, w1, out=h)
-        h.relu_()
-        y = out[start:start + chunk]
-        torch.addmm(part, h, w2, out=y)  # the residual, plus the FFN ...
-        y.add_(linear2.bias)  # ... and its bias
-        y.copy_(F.layer_norm(y, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
+    if not (isinstance(linear1.weight, Tensor) and isinstance(linear2.weight, Tensor)):
+        # Replaced layers (int8 dynamic quantisation): call them, still a chunk at a time.
+        for start in range(0, rows.shape[0], chunk):
+            part = rows[start:start + chunk]
+            y = part + linear2(linear1(part).relu_())
+            out[start:start + chunk] = F.layer_norm(y, norm.normalized_shape, norm.weight,
+                                                    norm.bias, norm.eps)
+        return out.view(shape)
+    device = x.device.type
+    low = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else rows.dtype
+    n = min(chunk, rows.shape[0])
+    hidden = rows.new_empty(n, linear1.out_features, dtype=low)
+    product = None if low == rows.dtype else rows.new_empty(n, shape[-1], dtype=low)
+    w1, b1 = linear1.weight.to(low).t(), linear1.bias.to(low)
+    w2 = linear2.weight.to(low).t()
+    with torch.autocast(device, enabled=False):  # out= variants: dtypes are set by hand here
+        for start in range(0, rows.shape[0], chunk):
+            part = rows[start:start + chunk]
+            h = hidden[:part.shape[0]]
+            torch.addmm(b1, part.to(low), w1, out=h)
+            h.relu_()
+            y = out[start:start + chunk]
+            if product is None:
+                torch.addmm(part, h, w2, out=y)  # the residual plus the FFN ...
+            else:
+                torch.add(part, torch.mm(h, w2, out=product[:part.shape[0]]), out=y)
+            y.add_(linear2.bias)  # ... and its bias
+            y.copy_(F.layer_norm(y, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
     return out.view(shape)
 
 
