@@ -99,6 +99,17 @@ def test_config_defaults_are_those_of_transformers():
     assert ours == {k: theirs[k] for k in ours}
 
 
+def test_seeded_initialisation_is_that_of_transformers():
+    """BERT's init drawn in the same order: a seeded built-in training run starts from the
+    weights it started from when the encoder was transformers'."""
+    torch.manual_seed(0)
+    want = reference_model(tiny_config()).state_dict()
+    torch.manual_seed(0)
+    got = RobertaModel(tiny_config()).state_dict()
+    for key, value in want.items():
+        assert torch.equal(got[key], value), key
+
+
 def test_builtin_weights_load_strictly():
     from safetensors.torch import load_file
 
