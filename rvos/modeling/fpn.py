@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rvos.modeling.attention import attend_to_words
 from rvos.modeling.position import PositionEmbeddingSine1D
 from rvos.modeling.transformer import ffn_residual_norm
 
@@ -60,9 +61,10 @@ class VisionLanguageBlock(nn.Module):
 
     def forward(self, tgt: Tensor, memory: Tensor, t: int, h: int, w: int,
                 memory_key_padding_mask: Tensor | None, pos: Tensor | None,
-                query_pos: Tensor | None) -> tuple[Tensor, Tensor]:
-        """tgt [T*h*w, B, C] visual tokens; memory [L, B, C] words -> (tokens, word attention
-        of each head [B, heads, T*h*w, L])."""
+                query_pos: Tensor | None, need_weights: bool = False
+                ) -> tuple[Tensor, Tensor | None]:
+        """tgt [T*h*w, B, C] visual tokens; memory [L, B, C] words -> (tokens, with
+        ``need_weights`` the word attention of each head [B, heads, T*h*w, L])."""
         b = tgt.shape[1]
         q = k = tgt if query_pos is None else tgt + query_pos
         v = tgt
@@ -80,13 +82,10 @@ class VisionLanguageBlock(nn.Module):
             attn = F.interpolate(attn, size=(h, w), mode="bilinear", align_corners=False)
             attn = _to_tokens(attn, b)
         tgt = self.norm1(tgt + self.dropout1(attn))
-        # Weights are always computed (they are small: tokens × words) so that asking for them
-        # never changes the numbers.
-        attn, word_attn = self.multihead_attn(
-            tgt if query_pos is None else tgt + query_pos,
-            memory if pos is None else memory + pos,
-            memory, key_padding_mask=memory_key_padding_mask, need_weights=True,
-            average_attn_weights=False)
+        attn, word_attn = attend_to_words(
+            self.multihead_attn, tgt if query_pos is None else tgt + query_pos,
+            memory if pos is None else memory + pos, memory, memory_key_padding_mask,
+            need_weights)
         tgt = self.norm2(tgt + self.dropout2(attn))
         if not (self.training or torch.is_grad_enabled()):
             # At stride 4 the FFN's activation is T·H/4·W/4 × dim_feedforward (590 MB for five
@@ -121,15 +120,16 @@ class CrossModalFPN(nn.Module):
         self.text_pos = PositionEmbeddingSine1D(conv_dim)
 
     def forward(self, res2: Tensor, memory: list[Tensor], poses: list[Tensor], words: Tensor,
-                word_mask: Tensor, num_frames: int) -> tuple[Tensor, list[Tensor]]:
+                word_mask: Tensor, num_frames: int, need_weights: bool = False
+                ) -> tuple[Tensor, list[Tensor | None]]:
         """Arguments:
             res2: [B*T, C0, H/4, W/4] backbone stride-4 features.
             memory: encoder outputs at strides 8, 16, 32, each [B*T, C, h, w].
             poses: position embeddings at strides 4, 8, 16, 32, each [B*T, C, h, w].
             words: [B, L, C] word features; word_mask: [B, L] True on padding.
         Returns:
-            mask features [B*T, mask_dim, H/4, W/4] and the word attention of every scale
-            (stride 4 first), each [B, heads, T*h*w, L].
+            mask features [B*T, mask_dim, H/4, W/4] and, with ``need_weights``, the word
+            attention of every scale (stride 4 first), each [B, heads, T*h*w, L] (else None).
         """
         b = words.shape[0]
         text_pos = self.text_pos(word_mask).to(words.dtype).transpose(0, 1)
@@ -142,7 +142,7 @@ class CrossModalFPN(nn.Module):
             _, _, h, w = x.shape
             tokens, attn = getattr(self, f"cross_attn_{stage}")(
                 _to_tokens(x, b), text, num_frames, h, w, word_mask, text_pos,
-                _to_tokens(poses[stage - 1], b))
+                _to_tokens(poses[stage - 1], b), need_weights)
             attentions[stage] = attn
             cur = _from_tokens(tokens, num_frames, h, w)
             if y is not None:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rvos.modeling.attention import attend_to_words
 from rvos.modeling.backbone import build_backbone
 from rvos.modeling.fpn import CrossModalFPN
 from rvos.modeling.mask_head import dynamic_masks, dynamic_param_count
@@ -91,14 +92,13 @@ class VisionLanguageFusion(nn.Module):
         super().__init__()
         self.multihead_attn = nn.MultiheadAttention(d_model, nhead)
 
-    def forward(self, visual: Tensor, words: Tensor, word_mask: Tensor, word_pos: Tensor
-                ) -> tuple[Tensor, Tensor]:
-        """visual [N_tok, B, C], words [L, B, C] -> (gated visual [N_tok, B, C],
-        attention of each head [B, heads, N_tok, L]; its mean over heads is what the
-        original implementation returns)."""
-        attended, attn = self.multihead_attn(visual, words + word_pos, words,
-                                             key_padding_mask=word_mask, need_weights=True,
-                                             average_attn_weights=False)
+    def forward(self, visual: Tensor, words: Tensor, word_mask: Tensor, word_pos: Tensor,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """visual [N_tok, B, C], words [L, B, C] -> (gated visual [N_tok, B, C], with
+        ``need_weights`` the attention of each head [B, heads, N_tok, L]; its mean over heads
+        is what the original implementation returns)."""
+        attended, attn = attend_to_words(self.multihead_attn, visual, words + word_pos, words,
+                                         word_mask, need_weights)
         return visual * attended, attn
 
 
@@ -276,7 +276,8 @@ class ReferFormer(nn.Module):
                 pos = self.position_embedding(mask).to(src.dtype)
             n, c, h, w = src.shape
             tokens_v = src.view(b, t, c, h, w).permute(1, 3, 4, 0, 2).reshape(-1, b, c)
-            fused, attn = self.fusion_module(tokens_v, words_lb, word_mask, word_pos)
+            fused, attn = self.fusion_module(tokens_v, words_lb, word_mask, word_pos,
+                                             return_attention)
             src = fused.view(t, h, w, b, c).permute(3, 0, 4, 1, 2).reshape(n, c, h, w)
             srcs.append(src)
             masks.append(mask)
@@ -293,7 +294,7 @@ class ReferFormer(nn.Module):
         out = self.transformer(srcs, masks, poses, tgt, self.query_embed.weight,
                                return_sampling=return_attention)
         mask_features, fpn_attn = self.pixel_decoder(
-            visual.features[0], out.memory, visual.pos, words, word_mask, t)
+            visual.features[0], out.memory, visual.pos, words, word_mask, t, return_attention)
         mask_features = mask_features.view(b, t, *mask_features.shape[1:])
         # The heads and the dynamic masks in the weights' own precision, even under autocast:
         # they are cheap, and the masks' logits are what gets thresholded.

@@ -43,16 +43,19 @@ def _add_pos(x: Tensor, pos: Tensor | None) -> Tensor:
     return x if pos is None else x + pos
 
 
-# Tokens per chunk of `ffn_residual_norm`: its hidden activation (4096 × 2048 floats, 32 MB)
-# stays small and is reused, where the whole stride-4 level of a 36-frame clip would need 4 GB.
-FFN_CHUNK = 4096
+# Hidden activations per chunk of `ffn_residual_norm` (32 MB of floats: 4096 tokens of the
+# released models' 2048-wide FFN): small and reused, where the whole stride-4 level of a
+# 36-frame clip would need 4 GB; wide enough that narrow FFNs (the built-in model's 256) still
+# run a few large operations rather than many small ones, which stall when the CPU is shared.
+FFN_CHUNK_ELEMENTS = 1 << 23
 
 
 def ffn_residual_norm(x: Tensor, linear1: nn.Linear, linear2: nn.Linear, norm: nn.LayerNorm,
-                      chunk: int = FFN_CHUNK) -> Tensor:
+                      chunk: int | None = None) -> Tensor:
     """``norm(x + linear2(relu(linear1(x))))`` for inference (no dropout, no autograd).
 
-    Rows are independent, so they go ``chunk`` at a time through one reused hidden buffer:
+    Rows are independent, so they go ``chunk`` at a time (default: `FFN_CHUNK_ELEMENTS` hidden
+    values) through one reused hidden buffer:
     every large temporary of the plain expression (the hidden activation, its ReLU, the sum)
     was a fresh allocation of hundreds of MB, touched for the first time (page faults) and
     evicted from the caches before the next operation read it. Under autocast the two matrix
@@ -63,6 +66,8 @@ def ffn_residual_norm(x: Tensor, linear1: nn.Linear, linear2: nn.Linear, norm: n
     shape = x.shape
     rows = x.reshape(-1, shape[-1])
     out = torch.empty_like(rows)
+    if chunk is None:
+        chunk = max(1, FFN_CHUNK_ELEMENTS // linear1.out_features)
     if not (isinstance(linear1.weight, Tensor) and isinstance(linear2.weight, Tensor)):
         # Replaced layers (int8 dynamic quantisation): call them, still a chunk at a time.
         for start in range(0, rows.shape[0], chunk):
