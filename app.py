@@ -144,11 +144,13 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
     def segment(video: str | None, expressions: str, model: str = default.key,
                 threshold: float = 0.5, window: int = 36, fps: float = 0.0,
                 max_frames: int = limits.max_frames, short_side: int = 0, device: str = device,
-                previous: sup.Session | None = None,
+                precision: str = "fp32", previous: sup.Session | None = None,
                 progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's injection idiom)
         """Segment what each expression (one per line, at most 4) refers to in the video.
+        precision: fp32 (default), or the faster bf16 / int8 (CPU) / fp16 (GPU).
         Returns the overlay video, the masks (zip of PNGs), result.json and a summary."""
-        settings = sup.RunSettings(threshold, window, fps, max_frames, short_side, device)
+        settings = sup.RunSettings(threshold, window, fps, max_frames, short_side, device,
+                                   precision)
         progress(0.0, desc="checking the input and loading the model")
         try:
             run = sup.prepare_run(models, model, video, expressions, settings, limits,
@@ -164,7 +166,7 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                     else:
                         yield (gr.skip(), gr.skip(), gr.skip(), sup.progress_text(step),
                                gr.skip())
-            progress(1.0, desc="writing the overlay video and masks")
+            progress(1.0, desc="finishing the overlay video and masks")
             session = run.finish(result)
         except sup.RUN_ERRORS as err:
             raise gr.Error(str(err), print_exception=False) from None
@@ -253,13 +255,15 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
     def compare(video: str | None, expressions: str, model_a: str = default.key,
                 model_b: str = default.key, threshold: float = 0.5, window: int = 36,
                 fps: float = 0.0, max_frames: int = limits.max_frames, short_side: int = 0,
-                device: str = device, previous: sup.Comparison | None = None,
+                device: str = device, precision: str = "fp32",
+                previous: sup.Comparison | None = None,
                 progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's injection idiom)
         """The same video and expressions through model_a and model_b (the same model twice is
         allowed; a model that is not here yet is downloaded first, as for /segment). Returns
         each model's overlay video and result.json, both overlays side by side in one video, and
         a summary."""
-        settings = sup.RunSettings(threshold, window, fps, max_frames, short_side, device)
+        settings = sup.RunSettings(threshold, window, fps, max_frames, short_side, device,
+                                   precision)
         progress(0.0, desc="checking the input and loading the models")
         try:
             run = sup.prepare_compare(models, model_a, model_b, video, expressions, settings,
@@ -327,6 +331,21 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
     def choose_b(model: str):
         yield from choose(model, "Model B")
 
+    def estimate(video, expressions, model, window, fps, max_frames, short_side, device_,
+                 precision_):
+        """How long Segment would take (the model's speed measured on this device), and, for
+        a long CPU run, buttons for a frame rate or a frame cap that fit."""
+        settings = sup.RunSettings(0.5, window, fps, max_frames, short_side, device_, precision_)
+        est = sup.estimate_run(models, model, video, expressions, settings, limits)
+        hidden = gr.Button(visible=False)
+        if est is None:
+            return "", hidden, hidden, (None, None)
+        fit_fps = (gr.Button(f"Process at {est.fps_fit:g} fps", visible=True)
+                   if est.too_long and est.fps_fit is not None else hidden)
+        fit_frames = (gr.Button(f"Only the first {est.frames_fit} frames", visible=True)
+                      if est.too_long and est.frames_fit is not None else hidden)
+        return est.text(), fit_fps, fit_frames, (est.fps_fit, est.frames_fit)
+
     synthetic, real = load_examples()
     with gr.Blocks(title="rvos: ReferFormer demo", delete_cache=(3600, STATE_TTL_S)) as demo:
         gr.Markdown(INTRO)
@@ -358,9 +377,20 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                     short_side = gr.Slider(0, 1080, value=0, step=8,
                                            label="Input short side (0 = the model's own)")
                     device_in = gr.Dropdown(choices=devices, value=device, label="Device")
+                    precision = gr.Dropdown(
+                        choices=sup.precision_choices(devices), value="fp32", label="Precision",
+                        elem_id="precision",
+                        info="fp32 computes what the original computes; bf16 (CPUs with AMX or "
+                             "AVX-512 BF16, GPUs), int8 (CPUs) and fp16 (GPUs) are faster and "
+                             "move the masks a little (see the README)")
                 with gr.Row():
                     run_btn = gr.Button("Segment", variant="primary", elem_id="run")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                estimate_md = gr.Markdown(elem_id="estimate")
+                with gr.Row():
+                    fit_fps_btn = gr.Button(visible=False, size="sm", elem_id="fit_fps")
+                    fit_frames_btn = gr.Button(visible=False, size="sm", elem_id="fit_frames")
+                fits = gr.State((None, None))
                 gr.Examples(synthetic, [video_in, text], label="Synthetic clips (built-in model)",
                             examples_per_page=6)
                 if real:
@@ -474,8 +504,8 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                     attention_img, scores_img, *decoder_views_out]
         run_event = run_btn.click(
             segment, [video_in, text, model, threshold, window, fps, max_frames, short_side,
-                      device_in, session], outputs, api_name="segment", concurrency_limit=1,
-            concurrency_id="model")
+                      device_in, precision, session], outputs, api_name="segment",
+            concurrency_limit=1, concurrency_id="model")
         run_event.success(explore, session, explorer, api_visibility="private")
         stop_btn.click(lambda: "Stopped. Press **Segment** to run again.", None, summary,
                        cancels=[run_event], api_visibility="private")
@@ -505,7 +535,21 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         menus = [model, model_a, model_b]
         choice = {"api_visibility": "private", "show_progress": "hidden",
                   "concurrency_limit": None}
-        model.input(choose, model, [model_note, *menus], **choice)
+        # The run-time estimate follows every input it depends on (its own queue: measuring a
+        # new model's speed must not wait behind someone's run).
+        estimate_in = [video_in, text, model, window, fps, max_frames, short_side, device_in,
+                       precision]
+        estimate_out = [estimate_md, fit_fps_btn, fit_frames_btn, fits]
+        guess = {"api_visibility": "private", "show_progress": "hidden",
+                 "trigger_mode": "always_last", "concurrency_limit": 1,
+                 "concurrency_id": "estimate"}
+        gr.on([video_in.change, text.change, window.release, fps.change, max_frames.change,
+               short_side.release, device_in.change, precision.change], estimate, estimate_in,
+              estimate_out, **guess)
+        fit_fps_btn.click(lambda f: f[0], fits, fps, api_visibility="private")
+        fit_frames_btn.click(lambda f: f[1], fits, max_frames, api_visibility="private")
+        model.input(choose, model, [model_note, *menus], **choice).then(
+            estimate, estimate_in, estimate_out, **guess)
         model_a.input(choose_a, model_a, [compare_note, *menus], **choice)
         model_b.input(choose_b, model_b, [compare_note, *menus], **choice)
         # Labels say which models are on this machine: refreshed for every visitor, and after a
@@ -516,7 +560,7 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
 
         compare_event = compare_btn.click(
             compare, [video_in, text, model_a, model_b, threshold, window, fps, max_frames,
-                      short_side, device_in, comparison],
+                      short_side, device_in, precision, comparison],
             [overlay_a, overlay_b, result_a, result_b, side_video, compare_summary, comparison],
             api_name="compare", concurrency_limit=1, concurrency_id="model")
         compare_event.success(compare_explore, comparison,

@@ -6,7 +6,7 @@ __all__ = ["load_model", "load_official", "load_pretrained", "save_pretrained", 
 
 
 def __getattr__(name: str):
-    # Imported on first use: rvos.checkpoint pulls in torch and transformers (seconds), which
+    # Imported on first use: rvos.checkpoint pulls in torch (seconds), which
     # `rvos --help`, `rvos models`, `rvos download` and `rvos synth` do not need.
     if name == "load_model":
         from rvos import zoo

@@ -50,6 +50,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from rvos.estimate import Estimate, SpeedBook, estimate
 from rvos.predictor import ATTENTION_STRIDES, Predictor, PredictorError, Progress
 from rvos.result import VideoResult, encode_rle, rle_area, write_outputs
 from rvos.video import VideoError
@@ -71,10 +72,12 @@ __all__ = [
     "Session",
     "available_devices",
     "check_video",
+    "estimate_run",
     "head_maps_fit",
     "level_label",
     "model_choices",
     "parse_expressions",
+    "precision_choices",
     "prepare_compare",
     "prepare_run",
     "progress_text",
@@ -162,6 +165,12 @@ def check_video(path: str | None, limits: Limits):
             f"{limits.max_duration_s:g} s. Trim it, or start the app with "
             f"--max-duration {math.ceil(info.duration)}")
     return info
+
+
+def precision_choices(devices: Sequence[str]) -> list[str]:
+    """The precisions the app offers for these devices (`rvos.precision`)."""
+    gpu = any(d.startswith("cuda") for d in devices)
+    return ["fp32", "bf16", "int8"] + (["fp16"] if gpu else [])
 
 
 def available_devices() -> list[str]:
@@ -278,8 +287,9 @@ class ModelCache:
             raise ValueError("no model to serve: pass at least one ModelChoice")
         self.choices = {c.key: c for c in choices}
         self.text_encoder, self.cache_dir, self.offline = text_encoder, cache_dir, offline
-        self._models: dict[tuple[str, str], Any] = {}
+        self._models: dict[tuple[str, ...], Any] = {}  # (key, device[, precision])
         self._lock = threading.Lock()
+        self.speeds = SpeedBook()  # measured cost per frame, for the run-time estimate
 
     @property
     def default(self) -> ModelChoice:
@@ -355,10 +365,13 @@ class ModelCache:
             raise AppInputError(f"could not download {choice.key}: {err}") from None
 
     def get(self, key: str | None, device: str = "cpu",
-            on_download: Callable[[Any], None] | None = None):
+            on_download: Callable[[Any], None] | None = None, precision: str = "fp32"):
         """The model for menu entry ``key`` on ``device``, loaded the first time (downloaded
         before that if needed, each of `fetch_steps`' `rvos.zoo.FetchProgress` passed to
-        ``on_download``)."""
+        ``on_download``); in another ``precision`` a derived model, also kept
+        (`rvos.precision.with_precision`: it shares the weights, except int8's copy)."""
+        from rvos.precision import with_precision
+
         choice = self.choice(key)
         if (choice.key, device) not in self._models:
             for step in self.fetch_steps(choice.key):
@@ -369,6 +382,11 @@ class ModelCache:
             if model is None:
                 model = self._load(choice, device)
                 self._models[(choice.key, device)] = model
+            if precision != "fp32":
+                base, model = model, self._models.get((choice.key, device, precision))
+                if model is None:
+                    model = with_precision(base, precision)
+                    self._models[(choice.key, device, precision)] = model
         return model
 
     def _load(self, choice: ModelChoice, device: str):
@@ -415,6 +433,8 @@ class RunSettings:
         max_frames: process at most this many frames (from the start).
         short_side: model input short side; None or 0 uses the model's own.
         device: torch device of the run.
+        precision: "fp32" (the default, checked against the original) or a faster mode of
+            `rvos.precision` the device can run.
     """
 
     threshold: float = 0.5
@@ -423,6 +443,7 @@ class RunSettings:
     max_frames: int = 300
     short_side: int | None = None
     device: str = "cpu"
+    precision: str = "fp32"
 
     def checked(self, limits: Limits) -> RunSettings:
         """These settings normalised (0 → None, whole numbers as int), or `AppInputError`."""
@@ -458,8 +479,14 @@ class RunSettings:
         if device not in devices and not (device.startswith("cuda:") and "cuda" in devices):
             raise AppInputError(f"device {device!r} is not available here; choose one of "
                                 f"{', '.join(devices)}")
+        from rvos.precision import PrecisionError, check_precision
+
+        try:
+            precision = check_precision(str(self.precision or "fp32"), device)
+        except PrecisionError as err:
+            raise AppInputError(str(err)) from None
         return RunSettings(threshold, int(window), fps or None, int(max_frames),
-                           int(side) or None, device)
+                           int(side) or None, device, precision)
 
 
 class Run:
@@ -469,7 +496,11 @@ class Run:
     """
 
     def __init__(self, predictor: Predictor, video: str, expressions: list[str], info: Any,
-                 settings: RunSettings, work_dir: Path, *, details: bool = True) -> None:
+                 settings: RunSettings, work_dir: Path, *, details: bool = True,
+                 on_finish: Callable[[VideoResult], None] | None = None) -> None:
+        self.on_finish = on_finish  # e.g. to refine the time estimates with the run's speed
+        self._out: Path | None = None
+        self._paths: dict[str, Path] | None = None
         self.predictor, self.video, self.expressions = predictor, video, expressions
         self.info, self.settings, self.work_dir = info, settings, work_dir
         available = info.sampled_num_frames(settings.fps)
@@ -486,18 +517,33 @@ class Run:
 
     def steps(self) -> Iterator[Progress]:
         """`Progress` after every window; the last one carries the `VideoResult`. Closing the
-        iterator early (a Stop button) stops the model and the video reader."""
-        return self.predictor.iter_predict(
-            self.video, self.expressions, fps=self.settings.fps,
-            max_frames=self.settings.max_frames, return_attention=self.details,
-            return_sampling=self.details, attention_heads=self.attention_heads,
-            return_query_masks=self.query_masks)
+        iterator early (a Stop button) stops the model and the video reader. A run with
+        ``details`` (Segment's) writes overlay.mp4, masks.zip and result.json into a new folder
+        of ``work_dir`` while it runs."""
+        out = None
+        if self.details:
+            self._out = out = Path(tempfile.mkdtemp(prefix="run-", dir=self.work_dir))
+        for progress in self.predictor.iter_predict(
+                self.video, self.expressions, fps=self.settings.fps,
+                max_frames=self.settings.max_frames, return_attention=self.details,
+                return_sampling=self.details, attention_heads=self.attention_heads,
+                return_query_masks=self.query_masks, out_dir=out):
+            if progress.paths is not None:
+                self._paths = progress.paths
+            yield progress
 
     def finish(self, result: VideoResult) -> Session:
-        """Write overlay.mp4, masks.zip and result.json into a new folder of ``work_dir`` and
-        keep the frames for the explorer."""
-        out = Path(tempfile.mkdtemp(prefix="run-", dir=self.work_dir))
-        paths = _export(result, out, self.video)
+        """The outputs (written while the run went, else now into a new folder of
+        ``work_dir``) and the frames for the explorer."""
+        if self.on_finish is not None:
+            self.on_finish(result)
+        if self._paths is not None and self._out is not None:
+            out, paths = self._out, dict(self._paths)
+            # masks.zip holds the same PNGs; the loose copies would only fill the disk.
+            shutil.rmtree(paths.pop("masks"), ignore_errors=True)
+        else:
+            out = Path(tempfile.mkdtemp(prefix="run-", dir=self.work_dir))
+            paths = _export(result, out, self.video)
         frames = FrameStore.from_result(result, self.video)
         return Session(result, frames, self.video, out, paths, result, self.notes(result))
 
@@ -558,7 +604,8 @@ def prepare_run(models: ModelCache, model: str | None, video: str | None,
     settings = settings.checked(limits)
     choice = models.choice(model)
     info = check_video(video, limits)
-    net = models.get(choice.key, settings.device, on_download=on_download)
+    net = models.get(choice.key, settings.device, on_download=on_download,
+                     precision=settings.precision)
     from rvos.predictor import PredictorError
 
     try:
@@ -569,7 +616,55 @@ def prepare_run(models: ModelCache, model: str | None, video: str | None,
         raise AppInputError(str(err)) from None
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    return Run(predictor, str(video), texts, info, settings, work, details=details)
+
+    def record(result: VideoResult) -> None:  # every run refines the time estimates
+        h, w = result.settings["input_size"]
+        models.speeds.record(choice.key, settings.device, settings.precision, h * w,
+                             sum(end - start for start, end in result.windows), len(result),
+                             result.timings["model_s"])
+
+    return Run(predictor, str(video), texts, info, settings, work, details=details,
+               on_finish=record)
+
+
+def estimate_run(models: ModelCache, model: str | None, video: str | None,
+                 expressions: str | None, settings: RunSettings, limits: Limits
+                 ) -> Estimate | None:
+    """How long Segment would take with these inputs (`rvos.estimate`), measuring the model's
+    speed on this device the first time; None while something is missing (no video yet, a
+    model still to download) or wrong (the run itself will say what)."""
+    from rvos.inference import resized_size
+    from rvos.predictor import model_short_side
+
+    try:
+        texts = parse_expressions(expressions) if (expressions or "").strip() else ["x"]
+        settings = settings.checked(limits)
+        choice = models.choice(model)
+        if video is None or models.needs_download(choice.key):
+            return None
+        info = check_video(video, limits)
+        net = models.get(choice.key, settings.device, precision=settings.precision)
+    except RUN_ERRORS:
+        return None
+    side = settings.short_side or model_short_side(net)
+    h, w = (info.height, info.width) if side is None else resized_size(info.height,
+                                                                       info.width, side)
+    speed = models.speeds.get(choice.key, settings.device, settings.precision, h * w)
+    if speed is None:
+        speed = models.speeds.measure(net, choice.key, settings.device, settings.precision,
+                                      (h, w))
+
+    def frames_at(fps: float | None) -> int:
+        return min(info.sampled_num_frames(fps), settings.max_frames)
+
+    return estimate(speed, h * w, len(texts), torch_device_type(settings.device),
+                    frames_at=frames_at, fps=settings.fps, window=settings.window,
+                    source_fps=info.fps)
+
+
+def torch_device_type(device: str) -> str:
+    """``"cuda:1"`` -> ``"cuda"``."""
+    return device.split(":", 1)[0]
 
 
 def progress_text(p: Progress) -> str:
@@ -1013,6 +1108,9 @@ class CompareRun:
 
         if len(self.results) != len(self.runs):
             raise RuntimeError("finish() before steps() ran to the end")
+        for run, result in zip(self.runs, self.results, strict=True):
+            if run.on_finish is not None:
+                run.on_finish(result)
         results = (self.results[0], self.results[-1])
         out = Path(tempfile.mkdtemp(prefix="compare-", dir=self.work_dir))
         video = self.runs[0].video

@@ -50,8 +50,9 @@ def train_tokenizer(texts: Iterable[str], folder: str | os.PathLike, vocab_size:
     space, so "The Red circle", "the red  circle" and "red circle" share their word tokens.
     Every input byte is in the vocabulary, so unknown words still tokenize (into pieces).
 
-    Returns the tokenizer as loaded back by ``AutoTokenizer.from_pretrained(folder)`` (what
-    `rvos.checkpoint.load_pretrained` does), so the caller uses exactly what will be shipped.
+    Returns the tokenizer as loaded back from ``folder`` (what `rvos.checkpoint.load_pretrained`
+    does), so the caller uses exactly what will be shipped. The files load with
+    ``transformers.AutoTokenizer`` too (``tokenizer_class`` "TokenizersBackend").
     """
     from tokenizers import (
         Regex,
@@ -63,7 +64,8 @@ def train_tokenizer(texts: Iterable[str], folder: str | os.PathLike, vocab_size:
         processors,
         trainers,
     )
-    from transformers import PreTrainedTokenizerFast
+
+    from rvos.tokenizer import TextTokenizer
 
     if vocab_size <= len(SPECIAL_TOKENS) + 256:
         raise ValueError(f"vocab_size must exceed {len(SPECIAL_TOKENS) + 256} (specials + bytes)")
@@ -92,35 +94,37 @@ def train_tokenizer(texts: Iterable[str], folder: str | os.PathLike, vocab_size:
         add_prefix_space=True,
         trim_offsets=True,
     )
-    # A generic fast tokenizer keeps the normaliser; transformers 5's RobertaTokenizer would
-    # rebuild the pipeline from vocab.json/merges.txt and silently drop the lower-casing.
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        cls_token="<s>",
-        sep_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        mask_token="<mask>",
-        model_max_length=MAX_TOKENS,
-    )
+    # Saved as a generic tokenizers pipeline, so the normaliser is kept: transformers 5's
+    # RobertaTokenizer class would rebuild the pipeline from the vocabulary and merges and
+    # silently drop the lower-casing.
+    config = {
+        "tokenizer_class": "TokenizersBackend",
+        "backend": "tokenizers",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "cls_token": "<s>",
+        "sep_token": "</s>",
+        "pad_token": "<pad>",
+        "unk_token": "<unk>",
+        "mask_token": "<mask>",
+        "model_max_length": MAX_TOKENS,
+    }
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(str(folder))
+    TextTokenizer(tok, config).save_pretrained(folder)
     return load_tokenizer(folder)
 
 
 def load_tokenizer(folder: str | os.PathLike):
     """Load a tokenizer saved by `train_tokenizer` (or by ``save_pretrained``)."""
-    from transformers import AutoTokenizer
+    from rvos.tokenizer import TextTokenizer
 
     folder = Path(folder)
     if not (folder / "tokenizer.json").is_file():
         raise FileNotFoundError(
             f"no tokenizer.json in {folder}; create one with rvos.builtin.train_tokenizer"
         )
-    return AutoTokenizer.from_pretrained(str(folder))
+    return TextTokenizer.from_pretrained(folder)
 
 
 def builtin_config(vocab_size: int, **overrides) -> ReferFormerConfig:

@@ -20,7 +20,9 @@ import torch
 from torch import nn
 
 from rvos.modeling import ReferFormer, ReferFormerConfig, build_referformer
+from rvos.modeling.roberta import RobertaConfig
 from rvos.registry import BACKBONE_NAMES
+from rvos.tokenizer import TextTokenizer
 
 # (official prefix, rvos prefix): the official detector wraps the backbone in a Joiner
 # (index 0 = backbone, index 1 = position embedding).
@@ -29,7 +31,7 @@ RENAMES: list[tuple[str, str]] = [("backbone.0.body.", "backbone.body.")]
 # Keys a released checkpoint may carry that rvos ignores, with why.
 IGNORED_KEYS: dict[str, str] = {
     "text_encoder.embeddings.position_ids":
-        "a buffer transformers < 4.31 saved; newer versions rebuild it",
+        "a buffer transformers < 4.31 saved; positions are computed from the padding instead",
 }
 IGNORED_SUFFIXES: dict[str, str] = {
     "total_ops": "FLOP counters left by the thop profiler",
@@ -136,32 +138,39 @@ def _text_config_from_state(state: dict) -> dict:
 def load_text_side(text_encoder: str | os.PathLike):
     """(RobertaConfig dict or None, tokenizer) from a local folder or a hub id.
 
-    A local folder must hold the tokenizer files (and ideally config.json). A hub id is read
-    from the local Hugging Face cache first; only then from the hub.
+    A local folder must hold the tokenizer files (and ideally config.json); it is read with
+    `rvos.tokenizer.TextTokenizer`, without transformers. A hub id is fetched by transformers
+    (imported only then), from the local Hugging Face cache first; only then from the hub.
     """
-    from transformers import AutoTokenizer, RobertaConfig
-
     source = str(text_encoder)
     folder = Path(source).expanduser()
     if folder.is_dir():
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            tokenizer = TextTokenizer.from_pretrained(folder)
         except Exception as e:
             raise CheckpointError(
                 f"no usable RoBERTa tokenizer in {folder} ({type(e).__name__}); the folder must "
                 "hold vocab.json + merges.txt (or tokenizer.json) as saved by "
                 "tokenizer.save_pretrained()") from None
-        config = (RobertaConfig.from_pretrained(str(folder)).to_dict()
-                  if (folder / "config.json").is_file() else None)
+        config = None
+        if (folder / "config.json").is_file():
+            try:
+                config = RobertaConfig.from_dict(
+                    json.loads((folder / "config.json").read_text(encoding="utf-8"))).to_dict()
+            except (ValueError, TypeError, AttributeError) as e:
+                raise CheckpointError(
+                    f"{folder / 'config.json'} is not a RoBERTa config ({e})") from None
         return config, tokenizer
     if os.sep in source and not source.count("/") == 1:
         raise CheckpointError(f"text encoder folder not found: {source}")
+    from transformers import AutoConfig, AutoTokenizer
     for local_only in (True, False):
         if not local_only and os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
             break
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-            config = RobertaConfig.from_pretrained(source, local_files_only=local_only).to_dict()
+            config = AutoConfig.from_pretrained(source, local_files_only=local_only).to_dict()
+            config = RobertaConfig.from_dict(config).to_dict()
             return config, tokenizer
         except Exception:
             continue
@@ -255,7 +264,6 @@ def load_pretrained(folder: str | os.PathLike, device: str | torch.device = "cpu
     """Load a model written by ``save_pretrained``, in eval mode."""
     from safetensors import SafetensorError
     from safetensors.torch import load_model
-    from transformers import AutoTokenizer
 
     folder = Path(folder)
     for name in (CONFIG_FILE, WEIGHTS_FILE):
@@ -265,7 +273,7 @@ def load_pretrained(folder: str | os.PathLike, device: str | torch.device = "cpu
     config = ReferFormerConfig.from_dict(meta["config"])
     tokenizer = None
     if (folder / TOKENIZER_DIR).is_dir():
-        tokenizer = AutoTokenizer.from_pretrained(str(folder / TOKENIZER_DIR))
+        tokenizer = TextTokenizer.from_pretrained(folder / TOKENIZER_DIR)
     model = build_referformer(config, tokenizer)
     try:
         missing, unexpected = load_model(model, str(folder / WEIGHTS_FILE), strict=False)

@@ -80,12 +80,12 @@ def snapshot(uri: str | HubRef, *, offline: bool = False) -> Path:
     Returns the folder holding ``config.json`` and ``model.safetensors``. Raises `HubError`.
     """
     import huggingface_hub
-    from huggingface_hub import errors
+    from huggingface_hub import constants, errors  # a submodule: not loaded by the import above
 
     ref = uri if isinstance(uri, HubRef) else parse_hub_uri(uri)
     prefix = f"{ref.subfolder}/" if ref.subfolder else ""
-    cache = huggingface_hub.constants.HF_HUB_CACHE
-    offline = offline or bool(huggingface_hub.constants.HF_HUB_OFFLINE)
+    cache = constants.HF_HUB_CACHE
+    offline = offline or bool(constants.HF_HUB_OFFLINE)
     try:
         root = huggingface_hub.snapshot_download(
             ref.repo_id,

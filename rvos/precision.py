@@ -7,9 +7,10 @@ opt-in faster mode.
   bfloat16 natively (CPUs with AMX or AVX-512 BF16, GPUs since Ampere); elsewhere slower than
   fp32.
 * ``fp16``: the same with float16, CUDA only.
-* ``int8``: the linear layers of the transformer, the early fusion and the cross-modal FPN
-  replaced by dynamically quantised int8 ones (weights int8 per channel, activations quantised
-  per batch); CPU only. This changes the model in place.
+* ``int8``: the large linear layers of the encoder and the cross-modal FPN (their FFNs, the
+  deformable attention's value and output projections) replaced by dynamically quantised int8
+  ones (int8 weights, activations quantised on the fly); CPU only. In place: `with_precision`
+  quantises a copy.
 
 None of the faster modes is the default: their deviation from fp32 is measured
 (`benchmarks/bench_precision.py`) but cannot be validated here on the released weights.
@@ -18,6 +19,7 @@ None of the faster modes is the default: their deviation from fp32 is measured
 from __future__ import annotations
 
 import contextlib
+import copy
 import warnings
 from collections.abc import Iterator
 
@@ -26,9 +28,13 @@ from torch import nn
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-# int8 quantises these parts only: the text encoder runs once per expression and the heads are
-# tiny, so quantising them would cost accuracy and gain nothing.
-_INT8_PARTS = ("fusion_module", "transformer", "pixel_decoder")
+# int8 quantises the linear layers of these parts, where the time goes (their FFNs and the
+# deformable attention's value and output projections), except the layers that predict where
+# deformable attention samples and with which weights: an int8 pixel offset is off by pixels.
+# The text encoder runs once per expression, the decoder on 5 queries and the heads are tiny:
+# quantising them would cost accuracy and gain nothing.
+_INT8_PARTS = ("transformer.encoder", "pixel_decoder")
+_INT8_KEEP = ("sampling_offsets", "attention_weights")
 
 
 class PrecisionError(ValueError):
@@ -66,6 +72,21 @@ def prepare_model(model: nn.Module, precision: str = "fp32") -> nn.Module:
     return model
 
 
+def with_precision(model: nn.Module, precision: str) -> nn.Module:
+    """``model`` in ``precision``, leaving ``model`` itself as it is: the model when it is
+    already in that precision, else a shallow copy sharing its weights (fp32 / bf16 / fp16), or
+    a quantised deep copy (int8)."""
+    device = next(model.parameters()).device
+    check_precision(precision, device)
+    current = getattr(model, "precision", "fp32")
+    if current == precision:
+        return model
+    if current == "int8":
+        raise PrecisionError(f"this model was quantised to int8; load it again for {precision}")
+    derived = copy.deepcopy(model) if precision == "int8" else copy.copy(model)
+    return prepare_model(derived, precision)
+
+
 def autocast(precision: str, device: str | torch.device) -> contextlib.AbstractContextManager:
     """The autocast context of ``precision`` on ``device`` (a no-op for fp32 and int8)."""
     dtype = _AUTOCAST.get(precision)
@@ -82,12 +103,13 @@ def full_precision(device: str | torch.device) -> Iterator[None]:
 
 
 def _quantize_dynamic(model: nn.Module) -> None:
-    from torch.ao.quantization import quantize_dynamic
+    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
 
+    names = {name: default_dynamic_qconfig for name, module in model.named_modules()
+             if type(module) is nn.Linear and name.startswith(_INT8_PARTS)
+             and not name.endswith(_INT8_KEEP)}
     with warnings.catch_warnings():
         # torch.ao.quantization is deprecated in favour of torchao, which rvos does not depend
         # on; it is complete in the pinned torch 2.13.
         warnings.simplefilter("ignore")
-        for name in _INT8_PARTS:
-            part = getattr(model, name)
-            quantize_dynamic(part, {nn.Linear}, dtype=torch.qint8, inplace=True)
+        quantize_dynamic(model, names, dtype=torch.qint8, inplace=True)

@@ -70,6 +70,7 @@ from torch import Tensor
 
 from rvos.box_ops import box_cxcywh_to_xyxy
 from rvos.inference import normalize, postprocess_masks, resize_frames, select_query
+from rvos.precision import PRECISIONS
 from rvos.result import (
     AttentionMaps,
     ExpressionResult,
@@ -530,6 +531,9 @@ class Predictor:
         keep_logits: keep the chosen query's low-resolution mask logits (int8) so masks can be
             re-thresholded later (`ExpressionResult.mask(k, threshold=...)`).
         model_name: stored in results (default: the model's ``name`` attribute, if any).
+        precision: ``"fp32"``, or a faster opt-in mode (`rvos.precision`: ``"bf16"``,
+            ``"fp16"`` on CUDA, ``"int8"`` on a CPU); ``model`` itself is left unchanged.
+            Default: the model's own (fp32 unless `rvos.precision.prepare_model` set another).
 
     Example::
 
@@ -542,7 +546,8 @@ class Predictor:
     def __init__(self, model: torch.nn.Module, *, device: str | torch.device | None = None,
                  window: int = DEFAULT_WINDOW, overlap: int | None = None,
                  short_side: int | str | None = "auto", threshold: float = 0.5,
-                 keep_logits: bool = True, model_name: str | None = None) -> None:
+                 keep_logits: bool = True, model_name: str | None = None,
+                 precision: str | None = None) -> None:
         overlap = default_overlap(window) if overlap is None else overlap
         _check_window(window, overlap)
         if short_side == "auto":
@@ -558,7 +563,16 @@ class Predictor:
         if device is None:
             device = next(model.parameters()).device
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        model = model.to(self.device).eval()
+        if precision is not None:
+            from rvos.precision import PrecisionError, with_precision
+
+            try:
+                model = with_precision(model, precision)
+            except PrecisionError as err:
+                raise PredictorError(str(err)) from None
+        self.model = model
+        self.precision = getattr(model, "precision", "fp32")
         self.window, self.overlap = window, overlap
         self.short_side, self.threshold = short_side, float(threshold)
         self.keep_logits = keep_logits
@@ -654,6 +668,7 @@ class Predictor:
                 "input_size": list(input_size) if input_size else [0, 0],
                 "mask_size": list(states[0].lowres_shape or (0, 0)),
                 "num_queries": int(self.model.config.num_queries), "device": str(self.device),
+                "precision": self.precision,
             }
             total = time.perf_counter() - started
             times = dict(timings, total_s=total, frames_per_second=done / max(total, 1e-9))
@@ -938,6 +953,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                              "the model was trained at; 360 for the released models)")
     parser.add_argument("--device", default=None,
                         help="torch device, e.g. cpu or cuda (default: cuda if available)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="fp32 (default, checked against the original), or a faster opt-in "
+                             "mode: bf16 (CPUs with AMX/AVX-512 BF16, GPUs), fp16 (GPUs), int8 "
+                             "(CPUs); see the README for how far each moves the masks")
     parser.add_argument("--offline", action="store_true", default=None,
                         help="never download a model (also $RVOS_OFFLINE=1)")
     parser.add_argument("--figure", action="store_true",
@@ -1016,7 +1035,7 @@ def run_cli(args: argparse.Namespace) -> int:
         predictor = Predictor(model, device=device, window=args.window, overlap=overlap,
                               short_side="auto" if args.short_side is None else args.short_side,
                               threshold=args.threshold,
-                              model_name=name)
+                              model_name=name, precision=args.precision)
         result, paths = _run_with_progress(predictor, args, texts)
         if getattr(args, "figure", False) or getattr(args, "gif", False):
             paths.update(_write_slides(result, args, figure_frames))

@@ -32,7 +32,8 @@ result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-
       "settings": {"window": 36, "overlap": 8, "short_side": 360, "threshold": 0.5,
                    "input_size": [360, 640],       # model input (H, W)
                    "mask_size": [90, 160],         # model mask logits (h, w)
-                   "num_queries": 5, "device": "cpu"},
+                   "num_queries": 5, "device": "cpu",
+                   "precision": "fp32"},               # rvos.precision (older results lack it)
       "timings": {"read_s": ..., "model_s": ..., "postprocess_s": ..., "total_s": ...,
                   "frames_per_second": ...},
       "windows": [{"index": 0, "start": 0, "end": 36}, ...],   # frame ranges [start, end)
@@ -963,7 +964,8 @@ RESULT_SCHEMA: dict[str, Any] = {
             "mask_size": {"type": "array", "items": _INT, "minItems": 2, "maxItems": 2},
             "num_queries": {"type": "integer", "minimum": 1},
             "device": {"type": "string"},
-        }),
+            "precision": {"enum": ["fp32", "bf16", "fp16", "int8"]},
+        }, optional=("precision",)),
         "timings": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
                     "required": ["read_s", "model_s", "postprocess_s", "total_s"]},
         "windows": {"type": "array", "minItems": 1, "items": _object(

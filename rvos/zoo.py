@@ -197,7 +197,7 @@ def load_model(
         UnknownModelError, UnsupportedModelError, ModelFileMissingError (with what to download),
         rvos.download.DownloadError, rvos.hub.HubError, rvos.checkpoint.CheckpointError.
     """
-    from rvos import checkpoint as ckpt  # heavy (torch, transformers): import on first use
+    from rvos import checkpoint as ckpt  # heavy (torch): import on first use
     from rvos import hub
 
     if name not in registry.MODELS:

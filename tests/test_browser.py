@@ -110,6 +110,11 @@ def test_segment_then_explore_frames_and_words(app, tmp_path):
             page.wait_for_function("() => document.querySelector('#vin video')?.src"
                                    "?.startsWith('http')", timeout=30_000)
             page.fill("#txt textarea", "\n".join(expressions))
+            # Before the run: how long it will take, from the model's speed measured here.
+            # (It follows the expressions as they are typed: wait for the second one's.)
+            page.wait_for_function("() => document.querySelector('#estimate')?.innerText"
+                                   ".includes('16 frames × 2 expressions')", timeout=30_000)
+            assert "Estimated time" in page.inner_text("#estimate")
             page.click("#run")
             page.wait_for_function("() => document.querySelector('#vout video')?.src"
                                    "?.startsWith('http')", timeout=60_000)
@@ -219,6 +224,9 @@ def test_decoder_view_slides_and_compare_view(app, tmp_path):
             # "How ReferFormer works" links every stage to a view on the page, e.g. the
             # decoder stage to the decoder view.
             page.click("#how")
+            # The accordion renders its content after the click: wait for it, not a fixed time.
+            page.wait_for_function("() => document.querySelectorAll('#how a').length >= 7",
+                                   timeout=10_000)
             targets = page.evaluate("() => [...document.querySelectorAll('#how a')].map("
                                     "a => a.getAttribute('href'))")
             assert len(targets) >= 7

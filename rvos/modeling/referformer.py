@@ -14,20 +14,20 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import RobertaConfig, RobertaModel
 
 from rvos.modeling.attention import attend_to_words
 from rvos.modeling.backbone import build_backbone
 from rvos.modeling.fpn import CrossModalFPN
 from rvos.modeling.mask_head import dynamic_masks, dynamic_param_count
 from rvos.modeling.position import PositionEmbeddingSine1D, PositionEmbeddingSine2D
+from rvos.modeling.roberta import RobertaConfig, RobertaModel
 from rvos.modeling.text_encoder import FeatureResizer, tokenize
 from rvos.modeling.transformer import MLP, DeformableTransformer, inverse_sigmoid
 from rvos.precision import autocast, full_precision
 
-# The released models' text encoder, ``roberta-base`` (its published config.json). transformers'
-# bare ``RobertaConfig()`` is *not* this: it has 512 positions, 2 token types and LayerNorm eps
-# 1e-12, so a model built from it could not load a released checkpoint.
+# The released models' text encoder, ``roberta-base`` (its published config.json). A bare
+# ``RobertaConfig()`` (transformers' defaults) is *not* this: it has 512 positions, 2 token types
+# and LayerNorm eps 1e-12, so a model built from it could not load a released checkpoint.
 ROBERTA_BASE: dict = {
     "vocab_size": 50265, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
     "intermediate_size": 3072, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
@@ -80,7 +80,8 @@ class ReferFormerConfig:
         return cls(**known)
 
     def roberta_config(self) -> RobertaConfig:
-        return RobertaConfig(**(self.text or ROBERTA_BASE))
+        """The text encoder's architecture (``text``, or roberta-base's when empty)."""
+        return RobertaConfig.from_dict(self.text or ROBERTA_BASE)
 
 
 class VisionLanguageFusion(nn.Module):
@@ -204,11 +205,10 @@ class ReferFormer(nn.Module):
         tokens = tokenize(self.tokenizer, captions, device)
         train_text = torch.is_grad_enabled() and not self.config.freeze_text_encoder
         with torch.set_grad_enabled(train_text), full_precision(device):
-            out = self.text_encoder(input_ids=tokens["input_ids"],
-                                    attention_mask=tokens["attention_mask"])
+            hidden, pooled = self.text_encoder(tokens["input_ids"], tokens["attention_mask"])
         dtype = self.resizer.fc.weight.dtype
-        words = self.resizer(out.last_hidden_state.to(dtype))
-        sentence = self.resizer(out.pooler_output.to(dtype))
+        words = self.resizer(hidden.to(dtype))
+        sentence = self.resizer(pooled.to(dtype))
         return words, tokens["attention_mask"].ne(1), sentence, tokens
 
     # ------------------------------------------------------------------ full model

@@ -1,0 +1,115 @@
+"""The app's run-time estimate: measured on the device, refined by runs, and what fits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rvos import app_support as sup
+from rvos.estimate import (
+    CPU_BUDGET_S,
+    FPS_STEPS,
+    Speed,
+    SpeedBook,
+    estimate,
+    format_seconds,
+    processed_frames,
+)
+from rvos.predictor import plan_windows
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "shapes_00001.mp4"  # 16 frames of 256×256 at 8 fps
+
+
+def test_processed_frames_count_the_overlaps_of_the_windows():
+    assert processed_frames(36, 36) == 36
+    assert processed_frames(100, 36, 8) == sum(p.end - p.start for p in plan_windows(100, 36, 8))
+    assert processed_frames(100, 36, 8) > 100
+    assert processed_frames(0, 36) == 0
+
+
+def test_cost_grows_with_expressions_and_pixels():
+    speed = Speed(backbone_s=0.2, expression_s=0.1, pixels=1000)
+    assert speed.per_frame(1000, 1) == pytest.approx(0.3)
+    assert speed.per_frame(1000, 3) == pytest.approx(0.5)
+    assert speed.per_frame(2000, 1) == pytest.approx(0.6)
+
+
+def _frames_at(duration_s: float, source_fps: float, cap: int):
+    def frames_at(fps):
+        return min(round(duration_s * (fps or source_fps)), cap)
+
+    return frames_at
+
+
+def test_a_short_run_gets_no_offer():
+    est = estimate(Speed(0.01, 0.01, 100), 100, 2, "cpu", frames_at=_frames_at(10, 25, 300),
+                   fps=None, window=36, source_fps=25)
+    assert not est.too_long and est.frames == 250
+    assert est.seconds == pytest.approx(processed_frames(250, 36) * 0.03)
+    assert "Estimated time" in est.text() and "fps" not in est.text()
+
+
+def test_a_long_cpu_run_gets_the_largest_rate_and_cap_that_fit():
+    speed = Speed(0.5, 0.25, 100)  # 1 s a frame with two expressions
+    frames_at = _frames_at(10, 25, 300)
+
+    def seconds(frames):
+        return processed_frames(frames, 36) * 1.0
+
+    est = estimate(speed, 100, 2, "cpu", frames_at=frames_at, fps=None, window=36,
+                   source_fps=25)
+    assert est.too_long and est.seconds == pytest.approx(seconds(250))
+    # The offered rate fits, and the next higher step would not.
+    higher = FPS_STEPS[FPS_STEPS.index(est.fps_fit) - 1]
+    assert seconds(frames_at(est.fps_fit)) <= CPU_BUDGET_S < seconds(frames_at(higher))
+    # The offered cap is the largest that fits.
+    assert seconds(est.frames_fit) <= CPU_BUDGET_S < seconds(est.frames_fit + 1)
+    text = est.text()
+    assert f"{est.fps_fit:g} fps" in text and f"first {est.frames_fit} frames" in text
+    # On a GPU the same numbers are only a time.
+    gpu = estimate(speed, 100, 2, "cuda", frames_at=frames_at, fps=None, window=36,
+                   source_fps=25)
+    assert not gpu.too_long and gpu.fps_fit is None
+
+
+def test_seconds_read_like_a_person_writes_them():
+    assert [format_seconds(s) for s in (0.2, 45, 60, 130, 3725)] == [
+        "1 s", "45 s", "1 min", "2 min 10 s", "1 h 2 min"]
+
+
+def test_a_finished_run_rescales_the_measured_speed():
+    book = SpeedBook()
+    book.record("m", "cpu", "fp32", pixels=1000, frames=10, expressions=1, model_s=3.0)
+    assert book.get("m", "cpu", "fp32", 1000).per_frame(1000, 1) == pytest.approx(0.3)
+    book.record("m", "cpu", "fp32", pixels=1000, frames=10, expressions=2, model_s=10.0)
+    assert book.get("m", "cpu", "fp32", 1000).per_frame(1000, 2) == pytest.approx(1.0)
+    assert book.get("m", "cpu", "fp32", 5000) is None  # too far from what was measured
+    assert book.get("m", "cpu", "bf16", 1000) is None
+
+
+def test_the_app_measures_the_model_once_then_estimates_from_runs(tmp_path, one_cpu_thread):
+    models = sup.ModelCache(sup.model_choices())
+    settings = sup.RunSettings(max_frames=300)
+    first = sup.estimate_run(models, "builtin", str(EXAMPLE), "the red circle", settings,
+                             sup.Limits())
+    assert first is not None and first.frames == 16 and first.seconds > 0
+    measured = models.speeds.get("builtin", "cpu", "fp32", 128 * 128)
+    assert measured is not None  # at the built-in model's input size, 128 × 128
+    # Nothing to estimate yet: no video, or a video that is not one.
+    assert sup.estimate_run(models, "builtin", None, "x", settings, sup.Limits()) is None
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    assert sup.estimate_run(models, "builtin", str(bad), "x", settings, sup.Limits()) is None
+    # A run refines it: the estimate then follows that run's speed.
+    run = sup.prepare_run(models, "builtin", str(EXAMPLE), "the red circle", settings,
+                          sup.Limits(), tmp_path)
+    *_, last = run.steps()
+    run.finish(last.result)
+    after = models.speeds.get("builtin", "cpu", "fp32", 128 * 128)
+    per_frame = last.result.timings["model_s"] / 16
+    assert after.per_frame(128 * 128, 1) == pytest.approx(per_frame)
+    second = sup.estimate_run(models, "builtin", str(EXAMPLE), "the red circle", settings,
+                              sup.Limits())
+    assert second.seconds == pytest.approx(16 * per_frame)
