@@ -4,7 +4,7 @@ Command line::
 
     python -m rvos dataset predict --format ytvos|davis ROOT --split valid --out DIR
         [--model NAME | --checkpoint PATH] [--device D] [--resume | --overwrite] [--offline]
-        [--window N] [--overlap N] [--short-side N] [--max-videos N] [--quiet]
+        [--window N] [--overlap N] [--short-side N] [--precision P] [--max-videos N] [--quiet]
     torchrun --nproc-per-node N -m rvos dataset predict ...      (also --nnodes M, rendezvous)
     python -m rvos dataset eval --format davis|ytvos ROOT --split valid --pred DIR [--gt DIR]
 
@@ -190,7 +190,13 @@ def _predict(args: argparse.Namespace, workers, group) -> int:
     device = rank_device(workers, args.device)
     model, model_name = _load_model(args, str(device), workers, group)
     short_side = args.short_side if args.short_side is not None else model_short_side(model)
-    settings = PredictSettings.for_format(args.format, short_side, args.window, args.overlap)
+    settings = PredictSettings.for_format(
+        args.format, short_side, args.window, args.overlap, args.precision
+    )
+    if settings.precision != "fp32":
+        from rvos.precision import with_precision
+
+        model = with_precision(model, settings.precision)
     folder = PredictionFolder(args.out, args.split, args.format)
     record = _run_record(args, model_name, settings)
 
@@ -449,6 +455,8 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    from rvos.precision import PRECISIONS
+
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = sub.add_parser(
         "predict",
@@ -515,6 +523,13 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="resize frames to this short side (default: the model's; 360 for the released models)",
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="fp32 (default, the original's and the one to reproduce published numbers), or a "
+        "faster mode: bf16, fp16 (CUDA), int8 (CPU); see rvos.precision",
     )
     again = p.add_mutually_exclusive_group()
     again.add_argument(

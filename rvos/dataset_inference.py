@@ -66,16 +66,23 @@ class PredictSettings:
     ``window``: frames per model call, 0 = the whole video in one call. ``overlap``: frames
     shared by consecutive windows (used to keep the object; 0 = independent clips).
     ``short_side``: frames are resized to this short side (None: kept as they are).
+    ``precision``: the model's arithmetic (`rvos.precision`; the original's is fp32).
     """
 
     format: str
     window: int
     overlap: int
     short_side: int | None
+    precision: str = "fp32"
 
     @classmethod
     def for_format(
-        cls, fmt: str, short_side: int | None, window: int | None = None, overlap: int | None = None
+        cls,
+        fmt: str,
+        short_side: int | None,
+        window: int | None = None,
+        overlap: int | None = None,
+        precision: str = "fp32",
     ) -> PredictSettings:
         """The original's settings unless overridden: ytvos one pass per video, davis 36-frame
         clips without overlap. A ytvos window defaults to rvos's overlap for it."""
@@ -89,7 +96,7 @@ class PredictSettings:
             overlap = default_overlap(window) if fmt == "ytvos" and window else 0
         if overlap < 0 or (window and overlap >= window):
             raise ValueError(f"overlap must be in [0, window={window}), got {overlap}")
-        return cls(fmt, int(window), int(overlap), short_side)
+        return cls(fmt, int(window), int(overlap), short_side, precision)
 
 
 def iter_window_logits(

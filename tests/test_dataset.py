@@ -618,3 +618,14 @@ def test_rank_device_explains_a_missing_gpu():
     assert rank_device(Workers(1, 2, 1), "cpu").type == "cpu"
     with pytest.raises(ValueError, match="no CUDA GPU is usable here; use --device cpu"):
         rank_device(Workers(), "cuda")
+
+
+def test_precision_is_part_of_the_settings_and_checked_for_the_device(davis_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert predict(davis_root, "davis", out, "--max-videos", "1", "--precision", "fp16") == 2
+    assert "fp16 needs a CUDA GPU" in capsys.readouterr().err
+    assert predict(davis_root, "davis", out, "--max-videos", "1") == 0
+    record = json.loads((out / "predict-valid.json").read_text())
+    assert record["settings"]["precision"] == "fp32"
+    assert predict(davis_root, "davis", out, "--resume", "--precision", "int8") == 2
+    assert "other settings" in capsys.readouterr().err
