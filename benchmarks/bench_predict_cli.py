@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 CLIP = ROOT / "examples" / "bigbuckbunny.mp4"
 TEXT = "the big rabbit"
 
