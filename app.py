@@ -39,7 +39,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from rvos import app_support as sup
+from rvos.cli import passive_openmp
+
+passive_openmp()  # before torch is imported (by app_support): see rvos.cli.passive_openmp
+from rvos import app_support as sup  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES_DIR = HERE / "examples"

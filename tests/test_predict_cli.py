@@ -113,3 +113,17 @@ def test_bad_input_exits_nonzero_with_one_clear_line(argv, message, tmp_path, ca
     line = _one_error_line(capsys)
     assert line.startswith("rvos predict: error:") and message in line
     assert not (tmp_path / "out" / "result.json").exists()
+
+
+def test_the_cli_lets_idle_openmp_threads_sleep_unless_told_otherwise():
+    """Spinning threads stall rvos's own decode/write threads (rvos.cli.passive_openmp)."""
+    code = ("import os, sys; from rvos.cli import main; main(['models']); "
+            "print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=REPO, check=True).stdout.split()[-2:]
+    assert out == ["PASSIVE", "False"]
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=REPO, check=True).stdout.split()[-2:]
+    assert out[0] == "ACTIVE"
