@@ -885,10 +885,10 @@ class OutputWriter:
 
 def palette_png_bytes(labels: np.ndarray) -> bytes:
     """`rvos.video.write_palette_png`'s file, in memory."""
-    from rvos.video import palette_image
+    from rvos.video import PNG_LEVEL, palette_image
 
     buffer = io.BytesIO()
-    palette_image(labels).save(buffer, format="PNG")
+    palette_image(labels).save(buffer, format="PNG", compress_level=PNG_LEVEL)
     return buffer.getvalue()
 
 

@@ -731,8 +731,13 @@ def write_palette_png(path: PathLike, labels: np.ndarray) -> Path:
     image = palette_image(labels)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    image.save(out, format="PNG")
+    image.save(out, format="PNG", compress_level=PNG_LEVEL)
     return out
+
+
+# zlib level of the mask PNGs: a 640×360 mask takes 1 ms at level 1 and 2.9 ms at the default 6,
+# for 2.4 kB instead of 1.9 kB; every frame of every expression writes one.
+PNG_LEVEL = 1
 
 
 def palette_image(labels: np.ndarray) -> Image.Image:
