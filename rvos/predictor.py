@@ -116,9 +116,12 @@ MIN_LINK_IOU = 0.1
 # Word-attention levels kept by return_attention: the early fusion and the cross-modal FPN, in
 # the order the model returns them (`ReferFormer.decode`'s ``attention``).
 ATTENTION_STRIDES = {"fusion": (8, 16, 32, 64), "fpn": (4, 8, 16, 32)}
-ARRAY_FPS = 30.0
+ARRAY_FPS = 30.0  # frame rate assumed for an in-memory array when none is given
 # Full-size masks are computed this many pixels at a time (64 MB of float32 logits).
-_MASK_PIXELS_PER_STEP = 1 << 24  # frame rate assumed for an in-memory array when none is given
+_MASK_PIXELS_PER_STEP = 1 << 24
+# With out_dir, the writer takes the decoded frames from the predictor's reader when three
+# windows of them fit in this many bytes (up to 720p at the default window), else reads them.
+_PUSHED_FRAMES_BYTES = 1 << 29
 
 
 # A video file, uint8 frames [T, H, W, 3], or an iterable of uint8 [H, W, 3] frames.
@@ -676,7 +679,12 @@ class Predictor:
 
         writer = None
         if out_dir is not None:
-            writer = OutputWriter(out_dir, info, len(states),
+            # Small frames go from this reader to the writer; large ones it decodes again
+            # rather than hold a few windows of them (waiting for their masks) in memory.
+            h, w = info.size
+            pushed = (not isinstance(video, np.ndarray)
+                      and 3 * self.window * h * w * 3 <= _PUSHED_FRAMES_BYTES)
+            writer = OutputWriter(out_dir, info, len(states), pushed=pushed,
                                   frames=video if isinstance(video, np.ndarray) else None)
 
         def masks_of(t: int) -> list[np.ndarray]:
@@ -688,7 +696,14 @@ class Predictor:
         buffer: list[np.ndarray] = []
         start = 0
         tick = time.perf_counter()
-        frames = _Prefetch(source.frames, self._check_and_resize(info.size), ahead=self.window)
+        resize = self._check_and_resize(info.size)
+        if writer is not None and writer.pushes:
+            def resize(index: int, frame: np.ndarray, resize=resize) -> np.ndarray:
+                out = resize(index, frame)
+                writer.push_frame(frame)
+                return out
+
+        frames = _Prefetch(source.frames, resize, ahead=self.window)
         finished = False
         try:
             for resized, is_last in _with_last(frames):

@@ -77,6 +77,7 @@ import itertools
 import json
 import math
 import os
+import queue
 import shutil
 import threading
 import time
@@ -726,11 +727,13 @@ class OutputWriter:
     """Writes a prediction's files *while it runs*: ``overlay.mp4`` and ``masks/<k>/<t>.png``
     (with ``masks.zip``) frame by frame in a background thread, ``result.json`` at the end.
 
-    The predictor calls `frames_ready` after every window; the thread decodes the source video
-    itself (a reader of its own, as `VideoResult.iter_source_frames` does), renders every frame
-    whose masks are final and hands it to the H.264 encoder (another process). So decoding,
-    drawing, PNG compression and encoding overlap the model instead of following it; on a
-    long video they used to take as long again after the prediction had finished.
+    The predictor calls `frames_ready` after every window; the thread renders every frame
+    whose masks are final and hands it to the H.264 encoder (another process). So drawing, PNG
+    compression and encoding overlap the model instead of following it; on a long video they
+    used to take as long again after the prediction had finished. The source frames come from
+    the predictor's own reader when it hands them over (`push_frame`, with ``pushed``: small
+    frames, so that the ones waiting for their masks stay a few hundred MB at most), else from
+    a reader of this thread's own (as `VideoResult.iter_source_frames` reads them).
 
     Arguments:
         out_dir: output folder (created).
@@ -738,18 +741,22 @@ class OutputWriter:
         num_expressions: how many masks each frame has.
         frames: uint8 ``[T, H0, W0, 3]`` when the result is computed on an array (a file is
             re-read from ``source.path``, or from ``video_path``).
+        pushed: the frames will come through `push_frame`, in order.
         overlay / masks: write the overlay video / the mask PNGs and zip.
     """
 
+    _END = object()
+
     def __init__(self, out_dir: str | os.PathLike, source: SourceInfo, num_expressions: int, *,
                  video_path: str | os.PathLike | None = None, frames: np.ndarray | None = None,
-                 overlay: bool = True, masks: bool = True) -> None:
+                 pushed: bool = False, overlay: bool = True, masks: bool = True) -> None:
         self.out = Path(out_dir)
         self.source = source
         self.num_expressions = num_expressions
         self.overlay, self.masks = overlay, masks
         self._video = frames if frames is not None else (video_path or source.path)
-        if overlay and self._video is None:
+        self._pushed: queue.SimpleQueue | None = queue.SimpleQueue() if pushed else None
+        if overlay and self._video is None and not pushed:
             raise ValueError("this result was computed on in-memory frames, not a file: pass "
                              "them as a uint8 [T, H, W, 3] array (write_outputs(..., frames=))")
         self._audio = self._video if (frames is None and source.has_audio) else None
@@ -766,6 +773,16 @@ class OutputWriter:
             shutil.rmtree(self._mask_dir)  # stale frames of an earlier, longer run must not stay
         self._thread = threading.Thread(target=self._run, name="rvos-outputs", daemon=True)
         self._thread.start()
+
+    @property
+    def pushes(self) -> bool:
+        """Whether the frames come through `push_frame`."""
+        return self._pushed is not None
+
+    def push_frame(self, frame: np.ndarray) -> None:
+        """The next source frame (uint8 ``[H0, W0, 3]``), with ``pushed``."""
+        assert self._pushed is not None, "push_frame needs OutputWriter(..., pushed=True)"
+        self._pushed.put(frame)
 
     def frames_ready(self, count: int, mask_of: Callable[[int], list[np.ndarray]]) -> None:
         """Frames ``[0, count)`` are final; ``mask_of(t)`` gives frame t's bool masks
@@ -784,6 +801,8 @@ class OutputWriter:
             self._mask_of = self._mask_of or (lambda t: [e.mask(t) for e in result])
             self._ready = self._total = result.num_frames
             self._cond.notify_all()
+        if self._pushed is not None:
+            self._pushed.put(self._END)  # no frame follows
         self._thread.join()
         self._raise_if_failed()
         paths: dict[str, Path] = {}
@@ -804,6 +823,8 @@ class OutputWriter:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
+        if self._pushed is not None:
+            self._pushed.put(self._END)  # a thread waiting for a frame wakes up
         self._thread.join()
 
     def _raise_if_failed(self) -> None:
@@ -870,6 +891,10 @@ class OutputWriter:
                 zipped.close()
 
     def _frames(self) -> Iterator[np.ndarray]:
+        if self._pushed is not None:
+            while (frame := self._pushed.get()) is not self._END:
+                yield frame
+            return
         if isinstance(self._video, np.ndarray):
             yield from self._video
             return
