@@ -51,6 +51,7 @@ import cv2
 import numpy as np
 
 from rvos.estimate import Estimate, SpeedBook, estimate
+from rvos.modeling.roberta import CaptionTooLongError
 from rvos.predictor import ATTENTION_STRIDES, Predictor, PredictorError, Progress
 from rvos.result import VideoResult, encode_rle, rle_area, write_outputs
 from rvos.video import VideoError
@@ -109,7 +110,8 @@ class AppInputError(ValueError):
 
 
 # What a run can fail with because of its input: the app shows the message and keeps serving.
-RUN_ERRORS: tuple[type[Exception], ...] = (AppInputError, PredictorError, VideoError)
+RUN_ERRORS: tuple[type[Exception], ...] = (AppInputError, PredictorError, VideoError,
+                                           CaptionTooLongError)
 
 
 # ----------------------------------------------------------------------------------- limits
@@ -914,13 +916,7 @@ class Session:
         from rvos import exports
 
         try:
-            columns = int(columns)
-        except (TypeError, ValueError):
-            raise AppInputError(f"frames in the figure must be a whole number, got "
-                                f"{columns!r}") from None
-        if not 1 <= columns <= 12:
-            raise AppInputError(f"frames in the figure must be between 1 and 12, got {columns}")
-        try:
+            columns = exports.check_columns(columns)
             paths = exports.write_figure(self.exported, self.out_dir, self.frames,
                                          columns=columns)
             paths["gif"] = exports.write_gif(self.exported, self.out_dir / "overlay.gif",

@@ -22,7 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rvos.inference import postprocess_masks, preprocess, select_query
+from rvos.inference import (
+    DEFAULT_SHORT_SIDE,
+    model_short_side,
+    postprocess_masks,
+    preprocess,
+    select_query,
+)
 from rvos.metrics import f_measure, jaccard
 
 __all__ = [
@@ -37,8 +43,6 @@ __all__ = [
     "run_cli",
 ]
 
-# The released models' preprocessing (see rvos.inference.preprocess).
-DEFAULT_SHORT_SIDE = 360
 
 
 @dataclass
@@ -98,12 +102,8 @@ def clip_to_video(clip) -> _Video:
     return _Video(clip.name, clip.frames, exprs)
 
 
-def input_short_side(model) -> int | None:
-    """The frame short side a model expects: the built-in model records the size it was
-    trained at (``input_short_side`` in its config.json); released models use 360."""
-    meta = getattr(model, "metadata", None) or {}
-    side = meta.get("input_short_side", DEFAULT_SHORT_SIDE)
-    return None if side is None else int(side)
+# The frame short side a model expects (the name this module has always offered).
+input_short_side = model_short_side
 
 
 @torch.inference_mode()

@@ -32,7 +32,9 @@ from rvos import visualize
 from rvos.result import VideoResult
 
 __all__ = [
+    "MAX_FIGURE_COLUMNS",
     "ExportError",
+    "check_columns",
     "FIGURE_COLUMNS",
     "FIGURE_DPI",
     "FIGURE_WIDTH",
@@ -53,6 +55,7 @@ GIF_MAX_MB = 10.0
 GIF_MAX_WIDTH = 480
 # Browsers play GIF frames shorter than 20 ms at 100 ms, so faster videos drop frames instead.
 _GIF_MIN_FRAME_MS = 20
+MAX_FIGURE_COLUMNS = 12
 _GIF_MIN_WIDTH = 120
 
 Frames = Sequence[np.ndarray] | Iterable[np.ndarray] | None
@@ -60,6 +63,21 @@ Frames = Sequence[np.ndarray] | Iterable[np.ndarray] | None
 
 class ExportError(ValueError):
     """An export that cannot be made as asked; the message says what to change."""
+
+
+def check_columns(columns: object) -> int:
+    """``columns`` as the number of frames of a figure, or an `ExportError`: 1 to
+    `MAX_FIGURE_COLUMNS` (more would leave each frame a sliver of the page)."""
+    try:
+        value = int(columns)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = None
+    if value is None or value != columns:  # 5.0 from a number field is 5; 5.5 and "5" are not
+        raise ExportError(f"frames in the figure must be a whole number, got {columns!r}")
+    if not 1 <= value <= MAX_FIGURE_COLUMNS:
+        raise ExportError(f"frames in the figure must be between 1 and {MAX_FIGURE_COLUMNS}, "
+                          f"got {value}")
+    return value
 
 
 def figure_frames(num_frames: int, columns: int = FIGURE_COLUMNS) -> list[int]:

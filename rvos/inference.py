@@ -16,6 +16,15 @@ from torch import Tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_SHORT_SIDE = 360  # the released models' test-time resize
+
+
+def model_short_side(model) -> int | None:
+    """The frame short side a model expects: ``input_short_side`` from its saved metadata (the
+    built-in model records the size it was trained at), else the released models' 360."""
+    meta = getattr(model, "metadata", None) or {}
+    side = meta.get("input_short_side", DEFAULT_SHORT_SIDE)
+    return None if side is None else int(side)
 
 
 def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:

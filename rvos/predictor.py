@@ -69,7 +69,13 @@ import torch
 from torch import Tensor
 
 from rvos.box_ops import box_cxcywh_to_xyxy
-from rvos.inference import normalize, postprocess_masks, resize_frames, select_query
+from rvos.inference import (
+    model_short_side,
+    normalize,
+    postprocess_masks,
+    resize_frames,
+    select_query,
+)
 from rvos.precision import PRECISIONS
 from rvos.result import (
     AttentionMaps,
@@ -109,7 +115,6 @@ __all__ = [
 
 DEFAULT_WINDOW = 36
 DEFAULT_OVERLAP = 8
-DEFAULT_SHORT_SIDE = 360  # the released models' test-time resize
 # Below this IoU on the overlap no query of the new window is taken to be the previous object
 # (it left, or the previous choice was a false positive): the window falls back to its score.
 MIN_LINK_IOU = 0.1
@@ -177,14 +182,6 @@ def default_overlap(window: int) -> int:
     return min(DEFAULT_OVERLAP, max(int(window), 0) // 2)
 
 
-def model_short_side(model: torch.nn.Module) -> int | None:
-    """The frame short side a model expects: ``input_short_side`` from its saved metadata (the
-    built-in model records the size it was trained at), else the released models' 360."""
-    meta = getattr(model, "metadata", None) or {}
-    side = meta.get("input_short_side", DEFAULT_SHORT_SIDE)
-    return None if side is None else int(side)
-
-
 def _count_windows(num_frames: int, window: int, overlap: int) -> int:
     if num_frames <= window:
         return 1
@@ -241,17 +238,16 @@ def link_query(previous: Tensor | np.ndarray, candidates: Tensor | np.ndarray,
 def initial_reference_points(model: torch.nn.Module) -> np.ndarray | None:
     """float32 ``[Q, 2]`` (x, y) in [0, 1]: where the first decoder layer starts each query.
 
-    Deformable DETR's first reference points are a linear map of the learned query embeddings
-    (`rvos.modeling.transformer.DeformableTransformer`): the same for every frame, window and
-    sentence, so they are computed once from the weights instead of being returned per window.
-    None for a model without them.
+    Deformable DETR's first reference points are a map of the learned query embeddings
+    (`rvos.modeling.ReferFormer.initial_reference_points`): the same for every frame, window
+    and sentence, so they are computed once instead of being returned per window. None for a
+    model without them.
     """
-    linear = getattr(getattr(model, "transformer", None), "reference_points", None)
-    embed = getattr(model, "query_embed", None)
-    if not isinstance(linear, torch.nn.Linear) or not isinstance(embed, torch.nn.Embedding):
+    points = getattr(model, "initial_reference_points", None)
+    if points is None:
         return None
     with torch.inference_mode():
-        return linear(embed.weight).float().sigmoid().cpu().numpy()
+        return points().float().cpu().numpy()
 
 
 # ----------------------------------------------------------------------------------- words
@@ -1012,9 +1008,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from rvos.download import DownloadError
     from rvos.exports import ExportError
     from rvos.hub import HubError
+    from rvos.modeling.roberta import CaptionTooLongError
     from rvos.video import VideoError
 
-    return (PredictorError, VideoError, CheckpointError, ExportError, registry.UnknownModelError,
+    return (PredictorError, VideoError, CheckpointError, ExportError, CaptionTooLongError,
+            registry.UnknownModelError,
             registry.ModelFileMissingError, registry.UnsupportedModelError, DownloadError,
             HubError, OSError)
 
@@ -1035,10 +1033,12 @@ def run_cli(args: argparse.Namespace) -> int:
             raise PredictorError(f"--max-frames must be >= 1, got {args.max_frames}")
         if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
             raise PredictorError(f"--fps must be a positive number, got {args.fps}")
-        figure_frames = getattr(args, "figure_frames", 5)
-        if not 1 <= figure_frames <= 50:
-            raise PredictorError(f"--figure-frames must be between 1 and 50, got "
-                                 f"{figure_frames}")
+        from rvos.exports import ExportError, check_columns
+
+        try:
+            figure_frames = check_columns(getattr(args, "figure_frames", 5))
+        except ExportError as err:
+            raise PredictorError(f"--figure-frames: {err}") from None
         from rvos.video import probe
 
         probe(args.video)  # a bad file fails here, before the model is loaded

@@ -127,3 +127,13 @@ def test_the_cli_lets_idle_openmp_threads_sleep_unless_told_otherwise():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=REPO, check=True).stdout.split()[-2:]
     assert out[0] == "ACTIVE"
+
+
+def test_a_caption_longer_than_the_text_encoder_allows_is_one_line(model_dir, tmp_path,
+                                                                    capsys):
+    words = " ".join(["the small red ball on the left of the big blue box"] * 20)
+    assert run([str(BIKES), "--text", words, "--checkpoint", str(model_dir), "--out",
+                str(tmp_path / "out"), "--max-frames", "2", "--short-side", "32",
+                "--quiet"]) == 2
+    line = _one_error_line(capsys)
+    assert "tokens is longer than" in line and "shorten it" in line

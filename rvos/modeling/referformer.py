@@ -182,6 +182,11 @@ class ReferFormer(nn.Module):
             nn.init.xavier_uniform_(proj[0].weight, gain=1)
             nn.init.zeros_(proj[0].bias)
 
+    def initial_reference_points(self) -> Tensor:
+        """[Q, 2] (x, y) in [0, 1]: where the first decoder layer starts each query, the same
+        for every frame and sentence (a map of the learned query embeddings)."""
+        return self.transformer.initial_reference(self.query_embed.weight)
+
     # ------------------------------------------------------------------ visual side
     def encode_video(self, frames: Tensor) -> VisualFeatures:
         """frames: normalised [T, 3, H, W] or [B, T, 3, H, W] -> backbone features."""

@@ -39,6 +39,10 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
+class CaptionTooLongError(ValueError):
+    """A caption with more tokens than the text encoder has positions for."""
+
+
 @dataclass(frozen=True)
 class RobertaConfig:
     """The architecture, named as in a Hugging Face ``config.json``.
@@ -127,7 +131,7 @@ class RobertaEmbeddings(nn.Module):
         # check, which turns an "index out of range" deep in the embedding into a clear message.
         if input_ids.shape[1] + self.pad_token_id >= table and int(positions.max()) >= table:
             longest = int(input_ids.ne(self.pad_token_id).sum(1).max())
-            raise ValueError(
+            raise CaptionTooLongError(
                 f"a caption of {longest} tokens is longer than the "
                 f"{table - self.pad_token_id - 1} this text encoder has positions "
                 "for; shorten it"

@@ -255,6 +255,12 @@ class DeformableTransformer(nn.Module):
         nn.init.zeros_(self.reference_points.bias)
         nn.init.normal_(self.level_embed)
 
+    def initial_reference(self, query_embed: Tensor) -> Tensor:
+        """[Q, C] learned query embeddings -> [Q, 2] (x, y) in [0, 1]: where the first decoder
+        layer starts each query. They depend on the embeddings only: the same in every frame and
+        for every sentence."""
+        return self.reference_points(query_embed).sigmoid()
+
     @staticmethod
     def valid_ratio(mask: Tensor) -> Tensor:
         """mask [N, h, w] (True = padding) -> [N, 2] (w, h) fraction of the map that is image."""
@@ -287,9 +293,7 @@ class DeformableTransformer(nn.Module):
 
         n, _, c = memory.shape
         query_pos = query_embed.unsqueeze(0).expand(n, -1, -1)
-        # The initial reference points depend on the learned embeddings only: identical in every
-        # frame and for every sentence.
-        init_reference = self.reference_points(query_pos).sigmoid()
+        init_reference = self.initial_reference(query_embed).unsqueeze(0).expand(n, -1, -1)
         hs, inter_references, sampling = self.decoder(
             tgt, init_reference, memory, spatial_shapes, valid_ratios, query_pos, mask_flatten,
             return_sampling)
