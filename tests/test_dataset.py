@@ -52,26 +52,14 @@ def synth(out: Path, layout: str, *args: str) -> Path:
     return out
 
 
+def predict_argv(root: Path, fmt: str, out: Path) -> list[str]:
+    """``rvos dataset predict`` on a synthetic split, as every test here runs it."""
+    return ["dataset", "predict", "--format", fmt, str(root), "--split", "valid", "--out",
+            str(out), "--device", "cpu", "--short-side", SIDE]
+
+
 def predict(root: Path, fmt: str, out: Path, *args: str) -> int:
-    return main(
-        [
-            "dataset",
-            "predict",
-            "--format",
-            fmt,
-            str(root),
-            "--split",
-            "valid",
-            "--out",
-            str(out),
-            "--device",
-            "cpu",
-            "--short-side",
-            SIDE,
-            "--quiet",
-            *args,
-        ]
-    )
+    return main([*predict_argv(root, fmt, out), "--quiet", *args])
 
 
 def outputs(out: Path) -> dict[str, bytes]:
@@ -199,19 +187,7 @@ def test_torchrun_two_processes_write_the_same_bytes_as_one(
             "3",
             "-m",
             "rvos",
-            "dataset",
-            "predict",
-            "--format",
-            fmt,
-            str(root),
-            "--split",
-            "valid",
-            "--out",
-            str(out),
-            "--device",
-            "cpu",
-            "--short-side",
-            SIDE,
+            *predict_argv(root, fmt, out),
         ],
         capture_output=True,
         text=True,
