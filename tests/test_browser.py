@@ -94,6 +94,15 @@ def _digest(page, url: str) -> str:
     return hashlib.sha256(page.request.get(url).body()).hexdigest()
 
 
+def _give_clip(page, video: Path, text: str) -> None:
+    """Upload ``video`` into the app's input and type the expressions ``text``. The upload is
+    done when the input player's source is a server URL (a ``blob:`` until then)."""
+    page.set_input_files("#vin input[type=file]", str(video))
+    page.wait_for_function("() => document.querySelector('#vin video')?.src"
+                           "?.startsWith('http')", timeout=30_000)
+    page.fill("#txt textarea", text)
+
+
 def test_segment_then_explore_frames_and_words(app, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -105,11 +114,7 @@ def test_segment_then_explore_frames_and_words(app, tmp_path):
             # A Gradio page never goes network-idle (the queue keeps a stream open).
             page.goto(app.url, wait_until="load")
             page.wait_for_selector("#vin input[type=file]", state="attached", timeout=30_000)
-            page.set_input_files("#vin input[type=file]", str(video))
-            # The upload is done when the input player's source is a server URL.
-            page.wait_for_function("() => document.querySelector('#vin video')?.src"
-                                   "?.startsWith('http')", timeout=30_000)
-            page.fill("#txt textarea", "\n".join(expressions))
+            _give_clip(page, video, "\n".join(expressions))
             # Before the run: how long it will take, from the model's speed measured here.
             # (It follows the expressions as they are typed: wait for the second one's.)
             page.wait_for_function("() => document.querySelector('#estimate')?.innerText"
@@ -198,10 +203,7 @@ def test_decoder_view_slides_and_compare_view(app, tmp_path):
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(app.url, wait_until="load")
             page.wait_for_selector("#vin input[type=file]", state="attached", timeout=30_000)
-            page.set_input_files("#vin input[type=file]", str(video))
-            page.wait_for_function("() => document.querySelector('#vin video')?.src"
-                                   "?.startsWith('http')", timeout=30_000)
-            page.fill("#txt textarea", "\n".join(expressions))
+            _give_clip(page, video, "\n".join(expressions))
             page.click("#run")
             decoder = _wait_new_src(page, "decoder", None, 60_000)
             layers = _wait_new_src(page, "layers", None)
@@ -334,10 +336,7 @@ def test_choosing_a_model_not_on_this_machine_downloads_it_then_segments(app, mi
             assert "on this machine" in option.inner_text()
             page.keyboard.press("Escape")
 
-            page.set_input_files("#vin input[type=file]", str(clip))
-            page.wait_for_function("() => document.querySelector('#vin video')?.src"
-                                   "?.startsWith('http')", timeout=30_000)
-            page.fill("#txt textarea", "the big grey rabbit")
+            _give_clip(page, clip, "the big grey rabbit")
             page.click("#run")
             page.wait_for_function("() => document.querySelector('#vout video')?.src"
                                    "?.startsWith('http')", timeout=180_000)
