@@ -62,6 +62,10 @@ def predict(root: Path, fmt: str, out: Path, *args: str) -> int:
     return main([*predict_argv(root, fmt, out), "--quiet", *args])
 
 
+def evaluate(root: Path, fmt: str, pred: Path, *args: str) -> int:
+    return main(["dataset", "eval", "--format", fmt, str(root), "--pred", str(pred), *args])
+
+
 def outputs(out: Path) -> dict[str, bytes]:
     """Every prediction PNG and the zip, by path relative to ``out``."""
     return {
@@ -370,21 +374,7 @@ def test_davis_eval_agrees_with_rvos_eval_on_the_same_masks(tmp_path):
     )
     records = json.loads((tmp_path / "rvos.json").read_text())
     assert predict(davis, "davis", tmp_path / "pred") == 0
-    assert (
-        main(
-            [
-                "dataset",
-                "eval",
-                "--format",
-                "davis",
-                str(davis),
-                "--pred",
-                str(tmp_path / "pred"),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert evaluate(davis, "davis", tmp_path / "pred", "--quiet") == 0
     mean = _csv(tmp_path / "pred/valid/global_results-valid.csv")[0]
     overall = records["summary"]["overall"]
     assert float(mean["J-Mean"]) == pytest.approx(overall["J"] / 100, abs=1e-4)
@@ -409,21 +399,7 @@ def test_ytvos_eval_agrees_with_rvos_eval_on_the_same_masks(tmp_path, capsys):
     records = json.loads((tmp_path / "rvos.json").read_text())
     assert predict(ytvos, "ytvos", tmp_path / "pred") == 0
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "dataset",
-                "eval",
-                "--format",
-                "ytvos",
-                str(ytvos),
-                "--pred",
-                str(tmp_path / "pred"),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert evaluate(ytvos, "ytvos", tmp_path / "pred", "--quiet") == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == f"J&F: {records['summary']['overall']['J&F']:.1f}"
     rows = _csv(tmp_path / "pred/valid/per-sequence_results-valid.csv")
@@ -436,21 +412,7 @@ def test_ytvos_eval_agrees_with_rvos_eval_on_the_same_masks(tmp_path, capsys):
 
 def test_davis_eval_prints_every_annotator_and_ends_with_the_mean(davis_root, single_runs, capsys):
     pred = single_runs["davis"]
-    assert (
-        main(
-            [
-                "dataset",
-                "eval",
-                "--format",
-                "davis",
-                str(davis_root),
-                "--pred",
-                str(pred),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert evaluate(davis_root, "davis", pred, "--quiet") == 0
     lines = capsys.readouterr().out.strip().splitlines()
     rows = {line.split()[0]: line.split()[1:] for line in lines[1:-1]}
     assert list(rows) == ["anno_0", "anno_1", "anno_2", "anno_3", "mean"]
@@ -462,21 +424,7 @@ def test_davis_eval_prints_every_annotator_and_ends_with_the_mean(davis_root, si
     mean = float(_csv(pred / "valid/global_results-valid.csv")[0]["J&F-Mean"])
     assert mean == pytest.approx(np.mean(per_annotator), abs=1e-5)
     # The ground truth of the valid split of Ref-YouTube-VOS is not public: say so.
-    assert (
-        main(
-            [
-                "dataset",
-                "eval",
-                "--format",
-                "davis",
-                str(davis_root),
-                "--pred",
-                str(pred / "nothing"),
-                "--quiet",
-            ]
-        )
-        == 2
-    )
+    assert evaluate(davis_root, "davis", pred / "nothing", "--quiet") == 2
     assert "no anno_0 folder" in capsys.readouterr().err
 
 
