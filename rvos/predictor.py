@@ -684,7 +684,7 @@ class Predictor:
                                   frames=video if isinstance(video, np.ndarray) else None)
 
         def masks_of(t: int) -> list[np.ndarray]:
-            return [decode_rle(state.rle[t], info.size).astype(bool) for state in states]
+            return [decode_rle(state.rle[t], info.size) for state in states]
 
         # Resized uint8 frames of the current window. Normalising a whole window at once (not
         # frame by frame) gives the tensor `rvos.inference.preprocess` gives, layout included,

@@ -851,6 +851,8 @@ class OutputWriter:
             if self.masks:
                 zipped = zipfile.ZipFile(self.out / "masks.zip", "w",
                                          compression=zipfile.ZIP_STORED)  # PNGs are compressed
+                for k in range(self.num_expressions):
+                    (self._mask_dir / str(k)).mkdir(parents=True, exist_ok=True)
             if self.overlay:
                 writer = VideoWriter(self.out / "overlay.mp4", self.source.frame_rate,
                                      audio_from=self._audio)
@@ -865,9 +867,7 @@ class OutputWriter:
                     for k, mask in enumerate(masks):
                         name = f"{k}/{t:05d}.png"
                         data = palette_png_bytes(mask.astype(np.uint8))
-                        path = self._mask_dir / name
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        path.write_bytes(data)
+                        (self._mask_dir / name).write_bytes(data)
                         zipped.writestr(name, data)
                 if writer is not None:
                     writer.write(visualize.overlay_masks(frame, masks, colors=colors, alpha=0.5))

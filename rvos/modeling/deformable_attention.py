@@ -106,12 +106,12 @@ def _gather_planes(value: Tensor, spatial_shapes: Tensor, x: Tensor, y: Tensor,
 
     per_frame = num_queries * heads * levels * points
     step = max(1, _GATHER_CHUNK // max(per_frame, 1))
+    sizes = [h * w for h, w in shapes]
     outputs = []
     for f0 in range(0, n, step):
         f1 = min(n, f0 + step)
         k = f1 - f0
         table = value.new_zeros(k, size_pad, heads * dim)
-        sizes = [h * w for h, w in shapes]
         for (h, w), start, src in zip(shapes, starts, value[f0:f1].split(sizes, 1), strict=True):
             level = table[:, start:start + (h + 3) * (w + 3)].view(k, h + 3, w + 3, -1)
             level[:, 1:h + 1, 1:w + 1] = src.reshape(k, h, w, -1)
