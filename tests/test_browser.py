@@ -94,6 +94,15 @@ def _digest(page, url: str) -> str:
     return hashlib.sha256(page.request.get(url).body()).hexdigest()
 
 
+def _open(browser, url: str, ready: str = "#vin input[type=file]"):
+    """A page of the app at ``url``, once ``ready`` is on it. (A Gradio page never goes
+    network-idle: the queue keeps a stream open.)"""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(url, wait_until="load")
+    page.wait_for_selector(ready, state="attached", timeout=30_000)
+    return page
+
+
 def _give_clip(page, video: Path, text: str) -> None:
     """Upload ``video`` into the app's input and type the expressions ``text``. The upload is
     done when the input player's source is a server URL (a ``blob:`` until then)."""
@@ -110,10 +119,7 @@ def test_segment_then_explore_frames_and_words(app, tmp_path):
     with sync_playwright() as p:
         browser = _launch(p)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            # A Gradio page never goes network-idle (the queue keeps a stream open).
-            page.goto(app.url, wait_until="load")
-            page.wait_for_selector("#vin input[type=file]", state="attached", timeout=30_000)
+            page = _open(browser, app.url)
             _give_clip(page, video, "\n".join(expressions))
             # Before the run: how long it will take, from the model's speed measured here.
             # (It follows the expressions as they are typed: wait for the second one's.)
@@ -200,9 +206,7 @@ def test_decoder_view_slides_and_compare_view(app, tmp_path):
     with sync_playwright() as p:
         browser = _launch(p)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(app.url, wait_until="load")
-            page.wait_for_selector("#vin input[type=file]", state="attached", timeout=30_000)
+            page = _open(browser, app.url)
             _give_clip(page, video, "\n".join(expressions))
             page.click("#run")
             decoder = _wait_new_src(page, "decoder", None, 60_000)
@@ -311,9 +315,7 @@ def test_choosing_a_model_not_on_this_machine_downloads_it_then_segments(app, mi
     with sync_playwright() as p:
         browser = _launch(p)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(app.url, wait_until="load")
-            page.wait_for_selector("#model input", timeout=30_000)
+            page = _open(browser, app.url, "#model input")
             page.click("#model input")
             option = page.get_by_role("option", name=re.compile(r"^ytvos-r50 "))
             assert "downloads on first use" in option.inner_text()

@@ -62,6 +62,12 @@ def predict(root: Path, fmt: str, out: Path, *args: str) -> int:
     return main([*predict_argv(root, fmt, out), "--quiet", *args])
 
 
+def rvos_eval(split: Path, json_path: Path) -> dict:
+    """``rvos eval`` of a split in rvos's own layout: its per-expression records."""
+    assert main(["eval", str(split), "--short-side", SIDE, "--json", str(json_path)]) == 0
+    return json.loads(json_path.read_text())
+
+
 def evaluate(root: Path, fmt: str, pred: Path, *args: str) -> int:
     return main(["dataset", "eval", "--format", fmt, str(root), "--pred", str(pred), *args])
 
@@ -368,11 +374,7 @@ def test_davis_eval_agrees_with_rvos_eval_on_the_same_masks(tmp_path):
     args = ("--count", "3", "--frames", "4", "--objects", "1")
     rvos_split = synth(tmp_path / "rvos", "rvos", *args, "--per-object", "4")
     davis = synth(tmp_path / "davis", "davis", *args)
-    assert (
-        main(["eval", str(rvos_split), "--short-side", SIDE, "--json", str(tmp_path / "rvos.json")])
-        == 0
-    )
-    records = json.loads((tmp_path / "rvos.json").read_text())
+    records = rvos_eval(rvos_split, tmp_path / "rvos.json")
     assert predict(davis, "davis", tmp_path / "pred") == 0
     assert evaluate(davis, "davis", tmp_path / "pred", "--quiet") == 0
     mean = _csv(tmp_path / "pred/valid/global_results-valid.csv")[0]
@@ -392,11 +394,7 @@ def test_ytvos_eval_agrees_with_rvos_eval_on_the_same_masks(tmp_path, capsys):
     args = ("--count", "3", "--frames", "4")
     rvos_split = synth(tmp_path / "rvos", "rvos", *args)
     ytvos = synth(tmp_path / "ytvos", "ytvos", *args)
-    assert (
-        main(["eval", str(rvos_split), "--short-side", SIDE, "--json", str(tmp_path / "rvos.json")])
-        == 0
-    )
-    records = json.loads((tmp_path / "rvos.json").read_text())
+    records = rvos_eval(rvos_split, tmp_path / "rvos.json")
     assert predict(ytvos, "ytvos", tmp_path / "pred") == 0
     capsys.readouterr()
     assert evaluate(ytvos, "ytvos", tmp_path / "pred", "--quiet") == 0
