@@ -55,11 +55,11 @@ def ffn_residual_norm(x: Tensor, linear1: nn.Linear, linear2: nn.Linear, norm: n
     """``norm(x + linear2(relu(linear1(x))))`` for inference (no dropout, no autograd).
 
     Rows are independent, so they go ``chunk`` at a time (default: `FFN_CHUNK_ELEMENTS` hidden
-    values) through one reused hidden buffer:
-    every large temporary of the plain expression (the hidden activation, its ReLU, the sum)
-    was a fresh allocation of hundreds of MB, touched for the first time (page faults) and
-    evicted from the caches before the next operation read it. Under autocast the two matrix
-    products run in its dtype; the residual sum and the norm stay in ``x``'s.
+    values) through one reused hidden buffer: every large temporary of the plain expression
+    (the hidden activation, its ReLU, the sum) was a fresh allocation of hundreds of MB,
+    touched for the first time (page faults) and evicted from the caches before the next
+    operation read it. Under autocast the two matrix products run in its dtype; the residual
+    sum and the norm stay in ``x``'s.
 
     x: [..., C] -> [..., C].
     """
