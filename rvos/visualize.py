@@ -717,10 +717,13 @@ def _draw_path(image: np.ndarray, points: np.ndarray, color: Color, t: int,
             continue
         # Arrowheads of one size on every segment long enough to show one; on the short moves
         # of late layers a head would hide the dots.
+        # A segment without a head is a plain line: OpenCV 4.14+ asserts tipLength > 0.
         head = 4 * t + 4
-        tip = head / length if length > 3 * head else 0.0
-        cv2.arrowedLine(image, a, b, (255, 255, 255), t + 2, cv2.LINE_AA, tipLength=tip)
-        cv2.arrowedLine(image, a, b, color, t, cv2.LINE_AA, tipLength=tip)
+        for c, width in (((255, 255, 255), t + 2), (color, t)):
+            if length > 3 * head:
+                cv2.arrowedLine(image, a, b, c, width, cv2.LINE_AA, tipLength=head / length)
+            else:
+                cv2.line(image, a, b, c, width, cv2.LINE_AA)
     r = 2 * t + 2
     cv2.circle(image, pts[0], r + 1, (255, 255, 255), -1, cv2.LINE_AA)
     cv2.circle(image, pts[0], r, color, max(1, t), cv2.LINE_AA)

@@ -219,12 +219,44 @@ def test_space_front_matter_matches_requirements():
     assert readme.startswith("---\n")
     front = dict(line.split(": ", 1) for line in readme.split("---\n")[1].strip().splitlines())
     assert front["sdk"] == "gradio" and front["app_file"] == "app.py"
-    gradio_req = next(
-        Requirement(line)
-        for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
-        if line.startswith("gradio")
-    )
-    assert gradio_req.specifier.contains(front["sdk_version"])
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            req = Requirement(line)
+            pins[req.name] = req
+    # The Space installs the lock; its SDK version must be the one the lock pins.
+    assert str(pins["gradio"].specifier) == f"=={front['sdk_version']}"
+
+
+def test_requirements_are_locks_of_the_pyproject_ranges():
+    """Both requirement files pin every package exactly (what CI tests is what a newcomer
+    gets), the runtime pins agree between them, and each direct dependency's pin lies inside
+    the range pyproject.toml declares."""
+    import tomllib
+
+    project = tomllib.load((ROOT / "pyproject.toml").open("rb"))["project"]
+    ranges = [Requirement(r) for r in project["dependencies"]]
+    test_ranges = [Requirement(r) for r in project["optional-dependencies"]["test"]]
+
+    def pins(name):
+        out = {}
+        for line in (ROOT / name).read_text(encoding="utf-8").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            req = Requirement(line)
+            (spec,) = req.specifier
+            assert spec.operator == "==", f"{name}: {line!r} is not an exact pin"
+            out[req.name.lower().replace("_", "-")] = spec.version
+        return out
+
+    runtime, test = pins("requirements.txt"), pins("requirements-test.txt")
+    assert {k: test[k] for k in runtime} == runtime
+    for req in ranges:
+        assert req.specifier.contains(runtime[req.name.lower().replace("_", "-")]), req
+    for req in test_ranges:
+        assert req.specifier.contains(test[req.name.lower().replace("_", "-")]), req
 
 
 def test_listing_and_downloading_models_do_not_import_torch():
