@@ -17,6 +17,8 @@ Problems a user can cause (missing file, not a video, no frames) raise :class:`V
 from __future__ import annotations
 
 import contextlib
+import itertools
+import logging
 import math
 import os
 import re
@@ -38,9 +40,12 @@ from PIL import Image
 from rvos.visualize import davis_palette
 
 __all__ = [
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
     "VideoError",
     "VideoInfo",
     "VideoWriter",
+    "check_video_file",
     "iter_frames",
     "probe",
     "read_palette_png",
@@ -51,6 +56,20 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike
+
+_log = logging.getLogger(__name__)
+
+# What the page's file picker offers. Acceptance itself is decided by the content
+# (`check_video_file`), the same for the CLI, the API and the page: any file with a decodable
+# video stream of more than one frame, GIF included (an animated GIF is a video).
+VIDEO_EXTENSIONS: tuple[str, ...] = (
+    ".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif", ".mpg", ".mpeg", ".ts", ".mts",
+    ".m2ts", ".3gp", ".3g2", ".flv", ".wmv", ".ogv", ".asf",
+)
+# Still images: refused with a message that says so (a PNG is not a 1-frame video).
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif", ".ico",
+)
 
 
 class VideoError(ValueError):
@@ -78,6 +97,13 @@ class VideoInfo:
         codec: video codec name as ffmpeg reports it, e.g. ``"h264"``, ``"hevc"``.
         pix_fmt: coded pixel format, e.g. ``"yuv420p"``.
         audio_codec: codec of the first audio stream, or ``None``.
+        variable: the source has a variable frame rate (phone footage, screen recordings, GIFs
+            with uneven delays). Its frames are then decoded at the constant rate
+            ``frame_rate`` (the rate most of its frames come at, at least its average rate):
+            frame i shows the source at time ``i / fps``, frames repeat where the source is
+            slower and ``duration`` is the source's. ``num_frames`` counts those frames.
+        container: ffmpeg's name of the file format, e.g. ``"mov,mp4,m4a,3gp,3g2,mj2"``'s
+            first part ``"mov"``, ``"gif"``, ``"png_pipe"``.
     """
 
     path: str
@@ -92,6 +118,8 @@ class VideoInfo:
     codec: str
     pix_fmt: str
     audio_codec: str | None = None
+    variable: bool = False
+    container: str = ""
 
     def sampled_frame_rate(self, fps: float | None = None) -> Fraction:
         """Frame rate of the frames :func:`iter_frames` yields for the processing rate ``fps``.
@@ -134,23 +162,39 @@ def _run_ffmpeg(args: list[str]) -> tuple[int, str]:
     return proc.returncode, proc.stderr.decode("utf-8", "replace")
 
 
-def _last_error_line(stderr: str) -> str:
-    """The most telling line of an ffmpeg log, for error messages."""
+def _last_error_line(stderr: str, path: PathLike | None = None) -> str:
+    """The most telling line of an ffmpeg log, for error messages (``path`` shortened to its
+    file name: messages reach people who must not see server paths)."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    line = lines[-1] if lines else "(no output)"
     for ln in reversed(lines):
         if "error" in ln.lower() or "invalid" in ln.lower() or "not found" in ln.lower():
-            return ln
-    return lines[-1] if lines else "(no output)"
+            line = ln
+            break
+    if path is not None:
+        line = line.replace(str(path), Path(path).name)
+    return line
+
+
+def _name(path: PathLike) -> str:
+    """How messages name a file: its base name, never the folder it lies in."""
+    return repr(Path(path).name)
+
+
+def _error(path: PathLike, message: str) -> VideoError:
+    """A `VideoError` whose message names only the file; the log keeps the full path."""
+    _log.info("video %s: %s", os.fspath(path), message)
+    return VideoError(message)
 
 
 def _check_file(path: PathLike) -> str:
     p = Path(path)
     if not p.exists():
-        raise VideoError(f"Video file not found: {str(p)!r}. Check the path.")
+        raise _error(p, f"Video file not found: {_name(p)}. Check the path.")
     if not p.is_file():
-        raise VideoError(f"Not a file: {str(p)!r}. Pass the path of a video file.")
+        raise _error(p, f"Not a file: {_name(p)}. Give a video file.")
     if p.stat().st_size == 0:
-        raise VideoError(f"Video file is empty (0 bytes): {str(p)!r}.")
+        raise _error(p, f"Video file is empty (0 bytes): {_name(p)}.")
     return str(p)
 
 
@@ -188,7 +232,7 @@ _RE_MATRIX = re.compile(r"display\s*matrix:\s*rotation of\s*(-?[\d.]+)\s*degrees
 _RE_ROTATE_TAG = re.compile(r"^\s*rotate\s*:\s*(-?\d+)", re.MULTILINE)
 _RE_SHOWINFO_RATE = re.compile(r"config in time_base: \d+/\d+, frame_rate: (\d+)/(\d+)")
 _RE_SHOWINFO_FRAME = re.compile(r"\bn:\s*\d+ pts:.*?\bs:(\d+)x(\d+)")
-_RE_PROGRESS_FRAMES = re.compile(r"frame=\s*(\d+)")
+_RE_INPUT = re.compile(r"^Input #0, ([^,]+)")
 
 
 @dataclass(frozen=True)
@@ -202,6 +246,7 @@ class _Header:
     codec: str
     pix_fmt: str
     audio_codec: str | None
+    container: str = ""
 
 
 def _input_section(stderr: str) -> list[str]:
@@ -230,9 +275,10 @@ def _read_header(path: str) -> _Header:
          "-frames:v", "1", "-f", "null", "-"]
     )
     if "Error opening input" in err or "moov atom not found" in err:
-        raise VideoError(
-            f"Not a video ffmpeg can read: {path!r} ({_last_error_line(err)}). "
-            "Upload a video file such as MP4, MOV, WebM or AVI."
+        raise _error(
+            path,
+            f"Not a video ffmpeg can read: {_name(path)} ({_last_error_line(err, path)}). "
+            "Use a video file such as MP4, MOV, WebM, AVI or GIF.",
         )
     section = _input_section(err)
     video_line: str | None = None
@@ -263,15 +309,19 @@ def _read_header(path: str) -> _Header:
                     rotation_ccw = -float(mt.group(1))
     if video_line is None:
         if not section:
-            raise VideoError(
-                f"Not a video ffmpeg can read: {path!r} ({_last_error_line(err)})."
+            raise _error(
+                path, f"Not a video ffmpeg can read: {_name(path)} "
+                f"({_last_error_line(err, path)})."
             )
-        raise VideoError(f"{path!r} has no video stream (audio-only or data file?).")
+        kinds = sorted({m.group(3).lower() for ln in section if (m := _RE_STREAM.match(ln))})
+        holds = f"it holds only {' and '.join(kinds)}" if kinds else "it holds no stream"
+        raise _error(path, f"{_name(path)} has no video stream ({holds}).")
     frame_match = _RE_SHOWINFO_FRAME.search(err)
     if frame_match is None:
-        raise VideoError(
-            f"{path!r} has a video stream but no decodable frames (zero frames, or a broken/"
-            f"truncated file: {_last_error_line(err)})."
+        raise _error(
+            path,
+            f"{_name(path)} has a video stream but no decodable frames (zero frames, or a "
+            f"broken/truncated file: {_last_error_line(err, path)}).",
         )
     width, height = int(frame_match.group(1)), int(frame_match.group(2))
 
@@ -289,7 +339,7 @@ def _read_header(path: str) -> _Header:
             frame_rate = _as_fraction(float(value) * (1000 if kilo else 1))
             break
     if frame_rate is None:
-        raise VideoError(f"Could not determine the frame rate of {path!r}.")
+        raise _error(path, f"Could not determine the frame rate of {_name(path)}.")
 
     duration: float | None = None
     for ln in section:
@@ -300,6 +350,8 @@ def _read_header(path: str) -> _Header:
             break
 
     rotation = round(-(rotation_ccw or 0.0)) % 360
+    cm = _RE_INPUT.match(section[0]) if section else None
+    container = cm.group(1) if cm else ""
     return _Header(
         width=width,
         height=height,
@@ -310,16 +362,88 @@ def _read_header(path: str) -> _Header:
         codec=codec,
         pix_fmt=pix_fmt,
         audio_codec=audio_codec,
+        container=container,
     )
 
 
-def _count_frames(path: str) -> int:
-    """Count video frames by demuxing with stream copy (fast: no decoding)."""
-    rc, err = _run_ffmpeg(["-i", path, "-map", "0:v:0", "-c", "copy", "-f", "null", "-"])
-    counts = _RE_PROGRESS_FRAMES.findall(err)
-    if rc != 0 or not counts:
-        raise VideoError(f"Could not count the frames of {path!r}: {_last_error_line(err)}")
-    return int(counts[-1])
+@dataclass(frozen=True)
+class _Timing:
+    """The video stream's packets: how many, and the rate frames are decoded at."""
+
+    packets: int
+    frame_rate: Fraction  # constant rate of the decoded frames
+    variable: bool  # True: the timestamps are not those of any constant rate (VFR)
+    duration: float | None  # first frame's start to last frame's end, from the timestamps
+
+
+_RE_FRAMECRC_TB = re.compile(r"^#tb 0: (\d+)/(\d+)", re.MULTILINE)
+_TIMING_CACHE: dict[tuple[str, int, int], _Timing] = {}
+
+
+def _timing(path: str, head: _Header) -> _Timing:
+    """Count the packets of the video stream and decide whether its timing is constant.
+
+    One demuxing pass with stream copy (no decoding) through the ``framecrc`` muxer, which prints
+    every packet's timestamp and duration. A stream is variable-frame-rate when placing frame i at
+    ``i / rate`` (the header's rate) would misplace some frame by more than half a frame; such a
+    stream is decoded at a constant rate (see `_vfr_rate`) so that frame i is at ``i / rate`` both
+    in what rvos reads and in the overlay it writes, which therefore keeps the source's duration
+    and stays in sync with its sound.
+    """
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+    if key in _TIMING_CACHE:
+        return _TIMING_CACHE[key]
+    proc = subprocess.run(
+        [_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", path,
+         "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False,
+    )
+    text = proc.stdout.decode("ascii", "replace")
+    rows = [ln.split(",") for ln in text.splitlines() if ln and not ln.startswith("#")]
+    if proc.returncode != 0 or not rows:
+        raise _error(path, f"Could not count the frames of {_name(path)}: "
+                     f"{_last_error_line(proc.stderr.decode('utf-8', 'replace'), path)}")
+    timing = _Timing(len(rows), head.frame_rate, False, None)
+    tb = _RE_FRAMECRC_TB.search(text)
+    try:
+        pts = sorted(int(r[2]) for r in rows)
+        last_duration = max(int(rows[-1][3]), 0)
+    except (IndexError, ValueError):  # no timestamps (raw streams): take the header's rate
+        pts = []
+    if tb and len(pts) == len(rows) and len(pts) >= 2 and pts[-1] > pts[0]:
+        base = Fraction(int(tb.group(1)), int(tb.group(2)))
+        times = [(t - pts[0]) * base for t in pts]
+        step = times[-1] / (len(times) - 1)
+        end = times[-1] + (last_duration * base if last_duration else step)
+        rate = head.frame_rate
+        worst = max(abs(t - i / rate) for i, t in enumerate(times))
+        if worst * rate > Fraction(1, 2):
+            rate = _vfr_rate(times, end)
+            timing = _Timing(_cfr_count(end, rate), rate, True, float(end))
+        else:
+            timing = _Timing(len(rows), rate, False, float(end))
+    _TIMING_CACHE[key] = timing
+    return timing
+
+
+def _vfr_rate(times: list[Fraction], end: Fraction) -> Fraction:
+    """The constant rate a variable-frame-rate stream is decoded at: the rate most of its frames
+    come at (the median frame interval), but never below its average rate. So the part shot at
+    the full rate keeps every frame, and slower parts or gaps repeat frames."""
+    gaps = sorted(b - a for a, b in itertools.pairwise(times) if b > a)
+    median = gaps[len(gaps) // 2]
+    rate = float(max(1 / median, len(times) / end))
+    # Timestamps in ms or µs make 30 fps come out as 30.0003: snap to whole or NTSC rates.
+    for nice in (Fraction(round(rate)), Fraction(round(rate * 1.001) * 1000, 1001)):
+        if nice > 0 and abs(float(nice) - rate) <= 0.002 * rate:
+            return nice
+    return Fraction(rate).limit_denominator(100)
+
+
+def _cfr_count(end: Fraction, rate: Fraction) -> int:
+    """Frames of ffmpeg's ``fps`` filter over ``[0, end)``: one per tick ``k / rate``."""
+    return max(1, round(end * rate))
 
 
 def probe(path: PathLike) -> VideoInfo:
@@ -331,31 +455,71 @@ def probe(path: PathLike) -> VideoInfo:
     Returns:
         :class:`VideoInfo` with the display size (after rotation), exact frame rate, frame count
         (from demuxing the whole stream, which is fast but reads the file once), duration,
-        rotation, audio presence and codec.
+        rotation, audio presence and codec. For a variable-frame-rate video the rate and count
+        are those of the constant-rate frames :func:`iter_frames` yields (see ``variable``).
 
     Raises:
         VideoError: the file is missing, not a video, has no video stream or no decodable frames.
     """
     spath = _check_file(path)
     head = _read_header(spath)
-    num_frames = _count_frames(spath)
-    if num_frames <= 0:
-        raise VideoError(f"{spath!r} contains zero video frames.")
-    duration = head.duration if head.duration else num_frames / float(head.frame_rate)
+    timing = _timing(spath, head)
+    if timing.packets <= 0:
+        raise _error(spath, f"{_name(spath)} contains zero video frames.")
+    num_frames = timing.packets if not timing.variable else _cfr_count(
+        Fraction(timing.duration or 0), timing.frame_rate)
+    duration = timing.duration if timing.variable else head.duration
+    if not duration:
+        duration = num_frames / float(timing.frame_rate)
     return VideoInfo(
         path=spath,
         width=head.width,
         height=head.height,
-        fps=float(head.frame_rate),
-        frame_rate=head.frame_rate,
+        fps=float(timing.frame_rate),
+        frame_rate=timing.frame_rate,
         num_frames=num_frames,
-        duration=duration,
+        duration=float(duration),
         rotation=head.rotation,
         has_audio=head.has_audio,
         codec=head.codec,
         pix_fmt=head.pix_fmt,
         audio_codec=head.audio_codec,
+        variable=timing.variable,
+        container=head.container,
     )
+
+
+def check_video_file(path: PathLike) -> VideoInfo:
+    """The one check of what rvos accepts as a video, for the CLI, the API and the page.
+
+    Any file ffmpeg decodes that has a video stream of at least two frames, whatever its name:
+    MP4, MOV, WebM, MKV, AVI, an animated GIF (a GIF is a video), ... Refused, each with a
+    one-line message that names only the file (never its folder): a missing or empty file,
+    something ffmpeg cannot read, a file with no video stream (audio or subtitles only), a still
+    image (PNG, JPEG, a one-frame GIF, ...: "is an image, not a video"), a video stream without
+    decodable frames. `VIDEO_EXTENSIONS` is what a file picker should offer.
+
+    Returns:
+        the :class:`VideoInfo` of :func:`probe`.
+
+    Raises:
+        VideoError: the message says what is wrong, in words fit for any user.
+    """
+    p = Path(path)
+    if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and p.stat().st_size > 0:
+        raise _error(p, f"{_name(p)} is an image, not a video. Use a video file "
+                     "(MP4, MOV, WebM, AVI, GIF, ...).")
+    info = probe(p)
+    if info.container in _IMAGE_DEMUXERS or info.container.endswith("_pipe") or (
+            info.num_frames <= 1 and info.codec in _IMAGE_CODECS):
+        raise _error(p, f"{_name(p)} is an image, not a video. Use a video file "
+                     "(MP4, MOV, WebM, AVI, GIF, ...).")
+    return info
+
+
+# ffmpeg demuxers and codecs of still images (``Input #0, png_pipe, ...``, ``image2``).
+_IMAGE_DEMUXERS = frozenset({"image2", "image2pipe"})
+_IMAGE_CODECS = frozenset({"png", "mjpeg", "gif", "webp", "bmp", "tiff", "jpeg2000", "apng"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,8 +564,8 @@ def iter_frames(
             Otherwise frames are subsampled by timestamp: for every tick ``t_k = k / fps``
             (``k = 0, 1, ...``, time measured from the first frame) the first frame with timestamp
             ``>= t_k`` is kept, so a 30 fps clip at ``fps=10`` yields frames 0, 3, 6, ...
-            Frames are never duplicated: ticks inside a gap of a variable-frame-rate video share
-            the next frame, which is kept once.
+            A variable-frame-rate video is first brought to the constant rate
+            ``probe(path).frame_rate`` (see `VideoInfo.variable`), so frame i is at ``i / rate``.
         max_frames: stop after this many (processed) frames.
         max_side: downscale (area interpolation) so that ``max(H, W) <= max_side``.
 
@@ -420,17 +584,24 @@ def iter_frames(
         raise ValueError(f"max_side must be >= 1 or None, got {max_side!r}")
     spath = _check_file(path)
     head = _read_header(spath)
-    return _frame_stream(spath, head, fps=fps, max_frames=max_frames, max_side=max_side)
+    timing = _timing(spath, head)
+    return _frame_stream(spath, head, timing, fps=fps, max_frames=max_frames, max_side=max_side)
 
 
 def _frame_stream(
-    path: str, head: _Header, *, fps: float | None, max_frames: int | None, max_side: int | None
+    path: str, head: _Header, timing: _Timing, *, fps: float | None, max_frames: int | None,
+    max_side: int | None
 ) -> Iterator[np.ndarray]:
     if max_frames == 0:
         return
     width, height = _scaled_size(head.width, head.height, max_side)
     filters: list[str] = []
-    if fps is not None and fps < float(head.frame_rate):
+    rate = timing.frame_rate
+    if timing.variable:
+        # One frame per tick k / rate from the first frame's time, the nearest source frame each.
+        filters.append("setpts=PTS-STARTPTS")
+        filters.append(f"fps=fps={rate.numerator}/{rate.denominator}:start_time=0:round=near")
+    if fps is not None and fps < float(rate):
         filters.append(_select_expr(fps))
     if (width, height) != (head.width, head.height):
         filters.append(f"scale={width}:{height}:flags=area")
@@ -459,8 +630,9 @@ def _frame_stream(
                 if not buf:
                     break
                 if len(buf) < frame_bytes:
-                    raise VideoError(
-                        f"ffmpeg ended in the middle of a frame while reading {path!r}."
+                    raise _error(
+                        path, f"ffmpeg ended in the middle of a frame while reading "
+                        f"{_name(path)}."
                     )
                 produced += 1
                 yield np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3).copy()
@@ -472,12 +644,12 @@ def _frame_stream(
             rc = proc.wait()
         if finished and rc != 0 and not (max_frames is not None and produced >= max_frames):
             errlog.seek(0)
-            msg = _last_error_line(errlog.read().decode("utf-8", "replace"))
-            raise VideoError(
-                f"ffmpeg failed while decoding {path!r} after {produced} frames: {msg}"
+            msg = _last_error_line(errlog.read().decode("utf-8", "replace"), path)
+            raise _error(
+                path, f"ffmpeg failed while decoding {_name(path)} after {produced} frames: {msg}"
             )
         if finished and produced == 0:
-            raise VideoError(f"{path!r} yielded zero frames.")
+            raise _error(path, f"{_name(path)} yielded zero frames.")
 
 
 def read_video(
@@ -696,8 +868,8 @@ class VideoWriter:
         )
         if rc != 0:
             raise VideoError(
-                f"Could not add the audio of {self.audio_from!r} to {str(self.path)!r}: "
-                f"{_last_error_line(err)}"
+                f"Could not add the audio of {_name(self.audio_from)} to {_name(self.path)}: "
+                f"{_last_error_line(err, self.audio_from)}"
             )
 
 
