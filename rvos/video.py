@@ -397,7 +397,7 @@ def _timing(path: str, head: _Header) -> _Timing:
     proc = subprocess.run(
         [_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", path,
          "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False,
+        capture_output=True, check=False,
     )
     text = proc.stdout.decode("ascii", "replace")
     rows = [ln.split(",") for ln in text.splitlines() if ln and not ln.startswith("#")]
