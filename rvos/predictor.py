@@ -901,7 +901,8 @@ def _open_source(video: VideoInput, fps: float | None, max_frames: int | None) -
     info = SourceInfo(path=str(video), width=meta.width, height=meta.height, fps=float(rate),
                       frame_rate=rate, num_frames=estimate, source_fps=meta.fps,
                       source_num_frames=meta.num_frames, has_audio=meta.has_audio,
-                      rotation=meta.rotation, sample_fps=fps, max_frames=max_frames)
+                      rotation=meta.rotation, sample_fps=fps, max_frames=max_frames,
+                      variable_frame_rate=meta.variable)
     return _Source(iter_frames(video, fps=fps, max_frames=max_frames), info, estimate)
 
 

@@ -22,13 +22,14 @@ result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-
       "format": "rvos-result", "version": 2,
       "model": "builtin",                          # model name, or null
       "source": {                                  # the video as processed
-        "path": "in.mp4" | null,                   # null for in-memory frames
+        "path": "in.mp4" | null,                   # file name only; null for in-memory frames
         "width": 1920, "height": 1080,             # frame size (display orientation)
         "fps": 29.97, "frame_rate": "30000/1001",  # rate of the processed frames
         "num_frames": 900,                         # processed frames (after fps / max_frames)
         "source_fps": 29.97, "source_num_frames": 900 | null,
-        "has_audio": true, "rotation": 90          # rotation already applied to the frames
-      },
+        "has_audio": true, "rotation": 90,         # rotation already applied to the frames
+        "variable_frame_rate": false               # true: a VFR source, read at the constant
+      },                                           #   rate "fps" (frame i at i / fps)
       "settings": {"window": 36, "overlap": 8, "short_side": 360, "threshold": 0.5,
                    "input_size": [360, 640],       # model input (H, W)
                    "mask_size": [90, 160],         # model mask logits (h, w)
@@ -218,6 +219,8 @@ class SourceInfo:
     # Arguments that reproduce the processed frame sequence from ``path`` (for re-reading).
     sample_fps: float | None = None
     max_frames: int | None = None
+    # The source has a variable frame rate; `rvos.video` reads it at the constant rate ``fps``.
+    variable_frame_rate: bool = False
 
     @property
     def size(self) -> tuple[int, int]:
@@ -225,8 +228,9 @@ class SourceInfo:
         return self.height, self.width
 
     def to_json(self) -> dict[str, Any]:
+        # Only the file's name: the folder is the machine's business (a server's upload folder).
         return {
-            "path": self.path,
+            "path": None if self.path is None else Path(self.path).name,
             "width": self.width,
             "height": self.height,
             "fps": round(self.fps, 6),
@@ -236,6 +240,7 @@ class SourceInfo:
             "source_num_frames": self.source_num_frames,
             "has_audio": self.has_audio,
             "rotation": self.rotation,
+            "variable_frame_rate": self.variable_frame_rate,
         }
 
 
@@ -979,7 +984,8 @@ RESULT_SCHEMA: dict[str, Any] = {
             "source_num_frames": {"type": ["integer", "null"]},
             "has_audio": {"type": "boolean"},
             "rotation": {"enum": [0, 90, 180, 270]},
-        }),
+            "variable_frame_rate": {"type": "boolean"},
+        }, optional=("variable_frame_rate",)),
         "settings": _object({
             "window": {"type": "integer", "minimum": 1},
             "overlap": _NONNEG,
