@@ -9,12 +9,15 @@ command imports just that module).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "predict": ("rvos.predictor", "segment the objects that sentences refer to in a video"),
+    "predict": ("rvos.predict_cli", "segment the objects that sentences refer to in a video"),
     "models": ("rvos.zoo", "list the built-in model and the official checkpoints"),
     "download": ("rvos.download", "download an official checkpoint into the cache"),
     "convert": ("rvos.convert", "write a checkpoint as a self-contained folder for the Hub"),
@@ -56,9 +59,21 @@ def passive_openmp() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``docker stop``), raised like Ctrl-C so that the same clean-up runs:
+    a command removes what it had not finished writing."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     passive_openmp()
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGTERM, _raise_terminated)
     command = next((a for a in argv if not a.startswith("-")), None)
     only = command if command in COMMANDS else None
     # Without a known command only the top-level help is needed: import nothing heavy.
@@ -67,9 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run_cli(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        print(f"rvos {args.command}: {'terminated' if terminated else 'interrupted'}; "
+              "unfinished outputs were removed", file=sys.stderr)
+        return 143 if terminated else 130
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from PIL import Image
 
 from rvos import visualize
 from rvos.result import VideoResult
+from rvos.video import partial_path
 
 __all__ = [
     "MAX_FIGURE_COLUMNS",
@@ -145,9 +146,17 @@ def write_figure(result: VideoResult, out_dir: str | os.PathLike, frames: Frames
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     png, pdf = out / "figure.png", out / "figure.pdf"
-    image.save(png, dpi=(FIGURE_DPI, FIGURE_DPI))
-    image.save(pdf, "PDF", resolution=float(FIGURE_DPI), quality=95, subsampling=0,
-               title="rvos: " + " / ".join(e.text for e in result))
+    # Temporary names, renamed when complete: an interrupted export leaves no half file.
+    png_tmp, pdf_tmp = partial_path(png), partial_path(pdf)
+    try:
+        image.save(png_tmp, "PNG", dpi=(FIGURE_DPI, FIGURE_DPI))
+        image.save(pdf_tmp, "PDF", resolution=float(FIGURE_DPI), quality=95, subsampling=0,
+                   title="rvos: " + " / ".join(e.text for e in result))
+        os.replace(png_tmp, png)
+        os.replace(pdf_tmp, pdf)
+    finally:
+        png_tmp.unlink(missing_ok=True)
+        pdf_tmp.unlink(missing_ok=True)
     return {"figure_png": png, "figure_pdf": pdf}
 
 
@@ -220,7 +229,12 @@ def write_gif(result: VideoResult, path: str | os.PathLike, frames: Frames = Non
                               "shorten the clip (--max-frames) or lower its rate (--fps)")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(data)
+    tmp = partial_path(out)  # renamed when complete: never a truncated GIF under its name
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
 
 

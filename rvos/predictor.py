@@ -76,7 +76,7 @@ from rvos.inference import (
     resize_frames,
     select_query,
 )
-from rvos.precision import PRECISIONS
+from rvos.predict_cli import add_cli_arguments, run_cli
 from rvos.result import (
     AttentionMaps,
     ExpressionResult,
@@ -88,6 +88,7 @@ from rvos.result import (
     decode_rle,
     encode_rle_batch,
     quantize_logits,
+    remove_outputs,
     rle_area,
     write_outputs,
 )
@@ -110,6 +111,7 @@ __all__ = [
     "model_short_side",
     "plan_windows",
     "run_cli",
+    "run_predict_cli",
     "write_outputs",
 ]
 
@@ -791,9 +793,10 @@ def _check_expressions(expressions: str | Sequence[str]) -> list[str]:
     texts = []
     for i, text in enumerate(expressions):
         if not isinstance(text, str):
-            raise PredictorError(f"expression {i} must be a string, got {type(text).__name__}")
+            raise PredictorError(f"expression {i + 1} must be a string, got "
+                                 f"{type(text).__name__}")
         if not text.strip():
-            raise PredictorError(f"expression {i} is empty; describe the object in words")
+            raise PredictorError(f"expression {i + 1} is empty; describe the object in words")
         texts.append(" ".join(text.split()))
     return texts
 
@@ -933,55 +936,6 @@ def _open_stream(frames: Iterator[np.ndarray], fps: float | None, max_frames: in
 # ------------------------------------------------------------------------------------ CLI
 
 
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``python -m rvos predict``."""
-    parser.add_argument("video", help="input video file (any format ffmpeg reads)")
-    parser.add_argument("--text", action="append", default=[], metavar="TEXT",
-                        help="a referring expression; repeat for several objects")
-    parser.add_argument("--out", required=True, metavar="DIR",
-                        help="output folder for overlay.mp4, masks/, masks.zip, result.json")
-    parser.add_argument("--model", default=None, metavar="NAME",
-                        help="registered model name (see `python -m rvos models`; official "
-                             "ones download on first use), hf://OWNER/REPO, or a model folder "
-                             "(default: builtin)")
-    parser.add_argument("--checkpoint", default=None, metavar="PATH",
-                        help="weights: a save_pretrained folder, or an official .pth file")
-    parser.add_argument("--text-encoder", default=None, metavar="NAME_OR_DIR",
-                        help="official checkpoints: RoBERTa weights and tokenizer "
-                             "(default roberta-base)")
-    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW,
-                        help=f"frames per model call (default {DEFAULT_WINDOW})")
-    parser.add_argument("--overlap", type=int, default=None,
-                        help=f"frames shared by consecutive windows (default "
-                             f"{DEFAULT_OVERLAP}, at most half the window)")
-    parser.add_argument("--fps", type=float, default=None,
-                        help="processing frame rate (default: every frame)")
-    parser.add_argument("--max-frames", type=int, default=None,
-                        help="process at most this many frames")
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="mask probability threshold (default 0.5)")
-    parser.add_argument("--short-side", type=int, default=None,
-                        help="resize frames to this short side for the model (default: what "
-                             "the model was trained at; 360 for the released models)")
-    parser.add_argument("--device", default=None,
-                        help="torch device, e.g. cpu or cuda (default: cuda if available)")
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                        help="fp32 (default, checked against the original), or a faster opt-in "
-                             "mode: bf16 (CPUs with AMX/AVX-512 BF16, GPUs), fp16 (GPUs), int8 "
-                             "(CPUs); see the README for how far each moves the masks")
-    parser.add_argument("--offline", action="store_true", default=None,
-                        help="never download a model (also $RVOS_OFFLINE=1)")
-    parser.add_argument("--figure", action="store_true",
-                        help="also write figure.png and figure.pdf: a paper-style grid, one row "
-                             "per expression, evenly spaced frames as columns")
-    parser.add_argument("--figure-frames", type=int, default=5, metavar="N",
-                        help="columns (frames) of --figure (default 5)")
-    parser.add_argument("--gif", action="store_true",
-                        help="also write overlay.gif (at most 10 MB) for slides that cannot "
-                             "play MP4")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
 def _load_cli_model(args: argparse.Namespace, device: str):
     from rvos.zoo import load_model
 
@@ -1018,46 +972,47 @@ def _user_errors() -> tuple[type[BaseException], ...]:
             HubError, OSError)
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    """``python -m rvos predict``: returns the exit code (0 ok, 2 bad input)."""
+def run_predict_cli(args: argparse.Namespace, texts: list[str], out: Path) -> int:
+    """``python -m rvos predict`` once `rvos.predict_cli` has checked the video, the
+    expressions and the output folder: loads the model, predicts, writes the outputs. Returns
+    the exit code (0 ok, 2 bad input). Interrupted (KeyboardInterrupt, which the CLI also raises
+    on SIGTERM), it removes what it wrote before passing the interruption on."""
     errors = _user_errors()
+    started = False
     try:
-        texts = _check_expressions(args.text) if args.text else None
-        if texts is None:
-            raise PredictorError('no expression: add --text "the object to segment" '
-                                 "(repeat --text for several objects)")
-        if not Path(args.video).is_file():
-            raise PredictorError(f"video not found: {args.video!r}")
-        overlap = default_overlap(args.window) if args.overlap is None else args.overlap
-        _check_window(args.window, overlap)
-        if args.max_frames is not None and args.max_frames < 1:
-            raise PredictorError(f"--max-frames must be >= 1, got {args.max_frames}")
-        if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
-            raise PredictorError(f"--fps must be a positive number, got {args.fps}")
+        window = DEFAULT_WINDOW if args.window is None else args.window
+        overlap = default_overlap(window) if args.overlap is None else args.overlap
+        _check_window(window, overlap)
         from rvos.exports import ExportError, check_columns
 
         try:
             figure_frames = check_columns(getattr(args, "figure_frames", 5))
         except ExportError as err:
             raise PredictorError(f"--figure-frames: {err}") from None
-        from rvos.video import probe
-
-        probe(args.video)  # a bad file fails here, before the model is loaded
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise PredictorError(f"--device {device}: no CUDA GPU is usable here; "
                                  "use --device cpu")
         model, name = _load_cli_model(args, device)
-        predictor = Predictor(model, device=device, window=args.window, overlap=overlap,
+        predictor = Predictor(model, device=device, window=window, overlap=overlap,
                               short_side="auto" if args.short_side is None else args.short_side,
                               threshold=args.threshold,
                               model_name=name, precision=args.precision)
+        # From here on the folder holds this run's outputs only, or none.
+        started = True
+        remove_outputs(out)
         result, paths = _run_with_progress(predictor, args, texts)
         if getattr(args, "figure", False) or getattr(args, "gif", False):
             paths.update(_write_slides(result, args, figure_frames))
     except errors as err:
+        if started:
+            remove_outputs(out)
         print(f"rvos predict: error: {err}", file=sys.stderr)
         return 2
+    except BaseException:  # Ctrl-C, SIGTERM: what was written of this run goes
+        if started:
+            remove_outputs(out)
+        raise
     t = result.timings
     slides = "".join(f", {paths[k]}" for k in ("figure_png", "figure_pdf", "gif") if k in paths)
     print(f"{result.num_frames} frames, {len(result)} expression(s) in {t['total_s']:.1f} s "

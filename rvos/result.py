@@ -112,6 +112,8 @@ __all__ = [
     "quantize_logits",
     "rle_area",
     "dequantize_logits",
+    "OUTPUT_NAMES",
+    "remove_outputs",
     "write_outputs",
 ]
 
@@ -708,9 +710,44 @@ class VideoResult(Sequence[ExpressionResult]):
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> Path:
+    """Write ``doc`` under a temporary name, then rename it to ``path`` (never half-written)."""
+    from rvos.video import partial_path
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, separators=(",", ":")))
+    tmp = partial_path(path)
+    try:
+        tmp.write_text(json.dumps(doc, separators=(",", ":")))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+# Every file and folder a run writes into its output folder (`write_outputs`, and the slide
+# exports of `rvos.exports`); `remove_outputs` deletes them.
+OUTPUT_NAMES = ("overlay.mp4", "masks", "masks.zip", "result.json", "figure.png", "figure.pdf",
+                "overlay.gif")
+
+
+def remove_outputs(out_dir: str | os.PathLike) -> list[Path]:
+    """Delete what an earlier run wrote into ``out_dir`` (`OUTPUT_NAMES`, and the temporary
+    ``.*.partial-*`` files of a run that was killed), so that the folder never mixes two runs'
+    files; anything else in the folder is left alone. Returns what was removed."""
+    from rvos.video import PARTIAL_GLOB
+
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    removed = []
+    for path in [*(out / n for n in OUTPUT_NAMES), *out.glob(PARTIAL_GLOB)]:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(path)
+    return removed
 
 
 def _jsonable(value: Any) -> Any:
@@ -773,9 +810,15 @@ class OutputWriter:
         self._stop = False
         self.seconds = 0.0  # the writing thread's busy time
         self.out.mkdir(parents=True, exist_ok=True)
+        # Everything is written under temporary names (`rvos.video.partial_path`) and renamed
+        # into place by `finish`; `abort` deletes them. So ``masks/``, ``masks.zip`` and
+        # ``result.json`` are complete or absent (the overlay: `VideoWriter` does the same).
+        from rvos.video import partial_path
+
         self._mask_dir = self.out / "masks"
-        if masks and self._mask_dir.exists():
-            shutil.rmtree(self._mask_dir)  # stale frames of an earlier, longer run must not stay
+        self._mask_tmp = partial_path(self._mask_dir)
+        self._zip_tmp = partial_path(self.out / "masks.zip")
+        self._placed: list[Path] = []  # final names this writer has put in place
         self._thread = threading.Thread(target=self._run, name="rvos-outputs", daemon=True)
         self._thread.start()
 
@@ -811,26 +854,46 @@ class OutputWriter:
         self._thread.join()
         self._raise_if_failed()
         paths: dict[str, Path] = {}
+        if self.overlay:
+            paths["overlay"] = self.out / "overlay.mp4"
+            self._placed.append(paths["overlay"])
         if self.masks:
             paths["masks"] = self._mask_dir
             paths["masks_zip"] = self.out / "masks.zip"
-        if self.overlay:
-            paths["overlay"] = self.out / "overlay.mp4"
+            if self._mask_dir.is_dir() and not self._mask_dir.is_symlink():
+                shutil.rmtree(self._mask_dir)  # an earlier, longer run's frames must not stay
+            self._mask_tmp.mkdir(exist_ok=True)  # (a run of zero frames wrote none)
+            os.replace(self._mask_tmp, self._mask_dir)
+            self._placed.append(self._mask_dir)
+            if not self._zip_tmp.exists():
+                zipfile.ZipFile(self._zip_tmp, "w").close()
+            os.replace(self._zip_tmp, paths["masks_zip"])
+            self._placed.append(paths["masks_zip"])
         doc = result.to_json()
         # What writing cost beyond the prediction: the thread's time left after it ended.
         doc["timings"]["write_s"] = round(time.perf_counter() - started, 4)
         doc["outputs"] = {k: v.relative_to(self.out).as_posix() for k, v in paths.items()}
+        self._placed.append(self.out / "result.json")
         paths["result"] = _write_json(self.out / "result.json", doc)
+        self._placed.clear()  # complete: abort() no longer removes anything
         return paths
 
     def abort(self) -> None:
-        """Stop writing (the prediction was cancelled); partial files are left as they are."""
+        """Stop writing (the prediction was cancelled, failed or was interrupted) and delete
+        what this writer wrote: its temporary files, and any output it had already renamed into
+        place when `finish` was interrupted. Safe to call more than once."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
         if self._pushed is not None:
             self._pushed.put(self._END)  # a thread waiting for a frame wakes up
         self._thread.join()
+        for path in (self._mask_tmp, self._zip_tmp, *self._placed):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        self._placed.clear()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
@@ -854,10 +917,10 @@ class OutputWriter:
             if not self._wait_for(0):
                 return
             if self.masks:
-                zipped = zipfile.ZipFile(self.out / "masks.zip", "w",
+                zipped = zipfile.ZipFile(self._zip_tmp, "w",
                                          compression=zipfile.ZIP_STORED)  # PNGs are compressed
                 for k in range(self.num_expressions):
-                    (self._mask_dir / str(k)).mkdir(parents=True, exist_ok=True)
+                    (self._mask_tmp / str(k)).mkdir(parents=True, exist_ok=True)
             if self.overlay:
                 writer = VideoWriter(self.out / "overlay.mp4", self.source.frame_rate,
                                      audio_from=self._audio)
@@ -872,7 +935,7 @@ class OutputWriter:
                     for k, mask in enumerate(masks):
                         name = f"{k}/{t:05d}.png"
                         data = palette_png_bytes(mask.astype(np.uint8))
-                        (self._mask_dir / name).write_bytes(data)
+                        (self._mask_tmp / name).write_bytes(data)
                         zipped.writestr(name, data)
                 if writer is not None:
                     writer.write(visualize.overlay_masks(frame, masks, colors=colors, alpha=0.5))
@@ -948,7 +1011,11 @@ def write_outputs(result: VideoResult, out_dir: str | os.PathLike, *,
                          f"({result.num_frames} frames of {result.source.size})")
     writer = OutputWriter(out_dir, result.source, len(result), video_path=video_path,
                           frames=frames, overlay=overlay, masks=masks)
-    return writer.finish(result)
+    try:
+        return writer.finish(result)
+    except BaseException:
+        writer.abort()  # no partial file stays behind
+        raise
 
 
 # ------------------------------------------------------------------------------------ schema

@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import re
-import shutil
+import secrets
 import subprocess
 import tempfile
 import zipfile
@@ -46,6 +46,7 @@ __all__ = [
     "VideoInfo",
     "VideoWriter",
     "check_video_file",
+    "partial_path",
     "iter_frames",
     "probe",
     "read_palette_png",
@@ -185,6 +186,18 @@ def _error(path: PathLike, message: str) -> VideoError:
     """A `VideoError` whose message names only the file; the log keeps the full path."""
     _log.info("video %s: %s", os.fspath(path), message)
     return VideoError(message)
+
+
+def partial_path(path: PathLike) -> Path:
+    """A temporary name beside ``path`` to write it under before renaming it into place:
+    hidden, marked ``.partial-``, unique to this process, with ``path``'s suffix (so
+    ``overlay.mp4`` is written as ``.overlay.partial-1234-ab12cd.mp4``). `PARTIAL_GLOB`
+    matches every such name."""
+    p = Path(path)
+    return p.with_name(f".{p.stem}.partial-{os.getpid()}-{secrets.token_hex(3)}{p.suffix}")
+
+
+PARTIAL_GLOB = ".*.partial-*"
 
 
 def _check_file(path: PathLike) -> str:
@@ -723,7 +736,8 @@ class VideoWriter:
         self.size: tuple[int, int] | None = None  # (W, H) of the input frames
         self._proc: subprocess.Popen[bytes] | None = None
         self._errlog: tempfile._TemporaryFileWrapper[bytes] | None = None
-        self._video_path: Path | None = None
+        self._video_path: Path | None = None  # the encoder's output, a partial_path
+        self._muxed_path: Path | None = None  # the video with audio, a partial_path
         self._closed = False
 
     # ---- context manager
@@ -745,12 +759,9 @@ class VideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.size = (width, height)
         out_w, out_h = width + width % 2, height + height % 2
-        if self.audio_from is not None:
-            fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix=".rvos-video-", dir=self.path.parent)
-            os.close(fd)
-            self._video_path = Path(tmp)
-        else:
-            self._video_path = self.path
+        # Encoded under a temporary name and renamed into place by close(): ``path`` is either
+        # absent (or its previous content) or a complete video, never half-written.
+        self._video_path = partial_path(self.path)
         # Lives as long as the encoder; closed (and deleted) in close()/abort().
         self._errlog = tempfile.NamedTemporaryFile(prefix="rvos-ffmpeg-", suffix=".log")  # noqa: SIM115
         cmd = [
@@ -820,11 +831,10 @@ class VideoWriter:
         if rc != 0:
             self._cleanup_temp()
             raise VideoError(f"ffmpeg failed to encode {str(self.path)!r}: {_last_error_line(log)}")
-        if self._video_path != self.path:
-            try:
-                self._mux_audio()
-            finally:
-                self._cleanup_temp()
+        try:
+            self._mux_audio()
+        finally:
+            self._cleanup_temp()
 
     def abort(self) -> None:
         """Stop without finishing; removes partial output."""
@@ -840,20 +850,20 @@ class VideoWriter:
         if self._errlog is not None:
             self._errlog.close()
         self._cleanup_temp()
-        if self._proc is not None and self.path.exists():
-            self.path.unlink()
 
     def _cleanup_temp(self) -> None:
-        if self._video_path is not None and self._video_path != self.path:
+        if self._video_path is not None:
             self._video_path.unlink(missing_ok=True)
+        if self._muxed_path is not None:
+            self._muxed_path.unlink(missing_ok=True)
 
     def _mux_audio(self) -> None:
-        assert self._video_path is not None and self.audio_from is not None
+        assert self._video_path is not None
         head = self._audio_head
-        assert head is not None
-        if not head.has_audio:
-            shutil.move(str(self._video_path), str(self.path))
+        if self.audio_from is None or head is None or not head.has_audio:
+            os.replace(self._video_path, self.path)
             return
+        self._muxed_path = partial_path(self.path)
         # AAC plays in every browser's MP4 support; anything else (Opus in MP4, PCM from some
         # cameras, AMR from old phones) is re-encoded.
         audio = ["-c:a", "copy"] if head.audio_codec == "aac" else ["-c:a", "aac", "-b:a", "160k"]
@@ -864,13 +874,14 @@ class VideoWriter:
             ["-y", "-i", str(self._video_path), "-i", self.audio_from,
              "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *audio,
              "-t", f"{float(duration):.6f}", "-movflags", "+faststart", "-f", "mp4",
-             str(self.path)]
+             str(self._muxed_path)]
         )
         if rc != 0:
             raise VideoError(
                 f"Could not add the audio of {_name(self.audio_from)} to {_name(self.path)}: "
                 f"{_last_error_line(err, self.audio_from)}"
             )
+        os.replace(self._muxed_path, self.path)
 
 
 def write_video(

@@ -95,7 +95,7 @@ def _one_error_line(capsys) -> str:
 @pytest.mark.parametrize("argv,message", [
     (["{missing}", "--text", "a dog"], "video not found"),
     (["{video}"], "no expression: add --text"),
-    (["{video}", "--text", "   "], "expression 0 is empty"),
+    (["{video}", "--text", "   "], "expression 1 (--text number 1) is empty"),
     (["{junk}", "--text", "a dog"], "Not a video"),
     (["{video}", "--text", "a dog", "--model", "referformer_r51"], "unknown model"),
     (["{video}", "--text", "a dog", "--checkpoint", "{missing}"], "checkpoint not found"),

@@ -501,7 +501,7 @@ def test_iter_predict_reports_progress_and_can_stop_early(tiny_model, bikes_fram
 
 
 @pytest.mark.parametrize("expressions,match", [
-    ([], "at least one"), ("   ", "empty"), (["a dog", ""], "expression 1 is empty"),
+    ([], "at least one"), ("   ", "empty"), (["a dog", ""], "expression 2 is empty"),
     ([3], "must be a string")])
 def test_bad_expressions_say_what_to_do(tiny_model, bikes_frames, expressions, match):
     with pytest.raises(PredictorError, match=match):
