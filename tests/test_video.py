@@ -14,8 +14,10 @@ import pytest
 from PIL import Image
 
 from rvos.video import (
+    VIDEO_EXTENSIONS,
     VideoError,
     VideoWriter,
+    check_video_file,
     iter_frames,
     probe,
     read_palette_png,
@@ -380,3 +382,60 @@ def test_frame_count_math_is_consistent(media: dict[str, Path]) -> None:
     assert info.num_frames == 15 == _count_decoded(media["audio"])
     assert info.duration == pytest.approx(0.5, abs=0.05)
     assert math.isclose(info.fps, 30000 / 1001)
+
+
+# ---------------------------------------------------------------------------------------------
+# one set of accepted formats (check_video_file: the CLI, the API and the page)
+
+
+@pytest.fixture(scope="module")
+def formats(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("uploads")
+    f = {k: d / v for k, v in {
+        "gif": "anim.gif", "png": "still.png", "png_as_mp4": "still.mp4", "jpg": "photo.jpg",
+        "one_frame_gif": "still.gif", "subtitles": "subs.mkv", "audio": "song.m4a",
+        "avi": "clip.avi",
+    }.items()}
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10", "-frames:v", "8", str(f["gif"]))
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48", "-frames:v", "1", str(f["png"]))
+    f["png_as_mp4"].write_bytes(f["png"].read_bytes())
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48", "-frames:v", "1", str(f["jpg"]))
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48", "-frames:v", "1", str(f["one_frame_gif"]))
+    srt = d / "subs.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
+    _ffmpeg("-i", str(srt), "-c:s", "srt", str(f["subtitles"]))
+    _ffmpeg("-f", "lavfi", "-i", "sine", "-t", "0.3", str(f["audio"]))
+    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10", "-frames:v", "8", "-c:v", "mjpeg",
+            str(f["avi"]))
+    return f
+
+
+@pytest.mark.parametrize("key", ["gif", "avi"])
+def test_check_video_file_accepts_gif_and_avi(formats: dict[str, Path], key: str) -> None:
+    assert Path(formats[key]).suffix in VIDEO_EXTENSIONS
+    info = check_video_file(formats[key])
+    assert info.num_frames == 8 and (info.width, info.height) == (64, 48)
+
+
+@pytest.mark.parametrize(("key", "message"), [
+    ("png", "'still.png' is an image, not a video"),
+    ("png_as_mp4", "'still.mp4' is an image, not a video"),  # the content decides
+    ("jpg", "'photo.jpg' is an image, not a video"),
+    ("one_frame_gif", "'still.gif' is an image, not a video"),
+    ("subtitles", "'subs.mkv' has no video stream (it holds only subtitle)"),
+    ("audio", "'song.m4a' has no video stream (it holds only audio)"),
+])
+def test_check_video_file_refuses_with_a_specific_line_naming_no_folder(
+        formats: dict[str, Path], key: str, message: str) -> None:
+    with pytest.raises(VideoError) as caught:
+        check_video_file(formats[key])
+    text = str(caught.value)
+    assert message in text and "\n" not in text
+    assert str(formats[key].parent) not in text and "upload" not in text.lower()
+
+
+def test_video_errors_never_name_the_folder(media: dict[str, Path], tmp_path: Path) -> None:
+    for path in (media["text"], media["zero"], media["audio_only"], tmp_path / "gone.mp4"):
+        with pytest.raises(VideoError) as caught:
+            probe(path)
+        assert path.name in str(caught.value) and str(path.parent) not in str(caught.value)
