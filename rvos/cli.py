@@ -1,9 +1,13 @@
 """``python -m rvos`` / ``rvos``: one entry point, one subcommand per job.
 
-Each subcommand lives in the module that does the work; the module exposes
-``add_cli_arguments(parser)`` and ``run_cli(args) -> int`` and its docstring's first line is the
-command's help. Modules are imported only when their command runs (``--help`` of a single
-command imports just that module).
+Each subcommand lives in the module that does the work (``predict`` in the torch-free
+`rvos.predict_cli`, which checks the video before `rvos.predictor` loads torch); the module
+exposes ``add_cli_arguments(parser)`` and ``run_cli(args) -> int``. Modules are imported only
+when their command runs (``--help`` of a single command imports just that module).
+
+Ctrl-C and SIGTERM end a command with one line and exit code 130 / 143; SIGTERM is raised as a
+`KeyboardInterrupt` (`Terminated`) so that both run the same clean-up (``rvos predict`` removes
+its unfinished outputs).
 """
 
 from __future__ import annotations

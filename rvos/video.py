@@ -436,6 +436,8 @@ def _timing(path: str, head: _Header) -> _Timing:
             timing = _Timing(_cfr_count(end, rate), rate, True, float(end))
         else:
             timing = _Timing(len(rows), rate, False, float(end))
+    if len(_TIMING_CACHE) > 512:  # a long-running app sees many uploads
+        _TIMING_CACHE.clear()
     _TIMING_CACHE[key] = timing
     return timing
 

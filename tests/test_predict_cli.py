@@ -137,3 +137,17 @@ def test_a_caption_longer_than_the_text_encoder_allows_is_one_line(model_dir, tm
                 "--quiet"]) == 2
     line = _one_error_line(capsys)
     assert "tokens is longer than" in line and "shorten it" in line
+
+
+def test_the_torch_free_cli_states_the_predictors_defaults():
+    """rvos.predict_cli spells out what rvos.predictor and rvos.precision define (so that a bad
+    video fails before torch is imported): the two must agree."""
+    from rvos import predict_cli, predictor
+    from rvos.precision import PRECISIONS
+
+    assert tuple(predict_cli.PRECISION_CHOICES) == tuple(PRECISIONS)
+    parser = argparse.ArgumentParser()
+    add_cli_arguments(parser)
+    text = parser.format_help()
+    assert f"(default {predictor.DEFAULT_WINDOW})" in " ".join(text.split())
+    assert f"(default {predictor.DEFAULT_OVERLAP}," in " ".join(text.split())
