@@ -112,6 +112,7 @@ def test_bad_input_exits_nonzero_with_one_clear_line(argv, message, tmp_path, ca
     assert run(argv) != 0
     line = _one_error_line(capsys)
     assert line.startswith("rvos predict: error:") and message in line
+    assert "upload" not in line.lower()  # words for the command line, not for the page
     assert not (tmp_path / "out" / "result.json").exists()
 
 
