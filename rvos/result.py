@@ -593,12 +593,13 @@ class VideoResult(Sequence[ExpressionResult]):
         for frame in iter_frames(video, fps=self.source.sample_fps,
                                  max_frames=self.num_frames):
             if frame.shape[:2] != self.source.size:
-                raise ValueError(f"{video} has frames of {frame.shape[:2]}, the result "
+                raise ValueError(f"{_file_name(video)} has frames of {frame.shape[:2]}, the result "
                                  f"{self.source.size}: not the video it was computed on")
             n += 1
             yield frame
         if n != self.num_frames:
-            raise ValueError(f"{video} gave {n} frames, the result has {self.num_frames}")
+            raise ValueError(f"{_file_name(video)} gave {n} frames, the result has "
+                             f"{self.num_frames}")
 
     # --------------------------------------------------------------------------- rendering
 
@@ -707,6 +708,11 @@ class VideoResult(Sequence[ExpressionResult]):
         e = self[expression]
         t = 0 if frame_index is None else e._check_frame(frame_index)
         return visualize.plot_scores(e.scores, int(e.chosen_query[t]), frame_index, size=size)
+
+
+def _file_name(video: Any) -> str:
+    """How messages name a source: its file name, never the folder (a server's)."""
+    return "the frames" if isinstance(video, np.ndarray) else repr(Path(video).name)
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> Path:
@@ -944,7 +950,8 @@ class OutputWriter:
             if self._stop:
                 return
             if self._total is not None and t < self._total:
-                raise ValueError(f"{self._video} gave {t} frames, the result has {self._total}")
+                raise ValueError(f"{_file_name(self._video)} gave {t} frames, the result "
+                                 f"has {self._total}")
             if writer is not None:
                 writer.close()
                 writer = None
@@ -971,8 +978,9 @@ class OutputWriter:
         for frame in iter_frames(self._video, fps=self.source.sample_fps,
                                  max_frames=self.source.max_frames):
             if frame.shape[:2] != self.source.size:
-                raise ValueError(f"{self._video} has frames of {frame.shape[:2]}, the result "
-                                 f"{self.source.size}: not the video it was computed on")
+                raise ValueError(f"{_file_name(self._video)} has frames of "
+                                 f"{frame.shape[:2]}, the result {self.source.size}: not the "
+                                 "video it was computed on")
             yield frame
 
 

@@ -136,3 +136,38 @@ def test_a_bad_video_fails_before_torch_is_imported(tmp_path, make, message):
     assert line.startswith("rvos predict: error:") and message in line
     assert str(bad.parent) not in line  # the file's name at most, never its folder
     assert not (tmp_path / "out").exists()
+
+
+def test_a_cancelled_or_failed_prediction_leaves_nothing_in_its_folder(make_tiny_model,
+                                                                        long_video, tmp_path):
+    """What the app's run folders rely on: closing `iter_predict` (a cancelled run) or a
+    failing `write_outputs` removes every file the run wrote, partial or complete."""
+    from rvos.predictor import Predictor
+    from rvos.result import write_outputs
+
+    predictor = Predictor(make_tiny_model(), window=4, overlap=1, short_side=32, device="cpu")
+    out = tmp_path / "run-1"
+    run = predictor.iter_predict(long_video, "the rabbit", max_frames=40, out_dir=out)
+    for progress in run:
+        if progress.frames_done >= 12:
+            break
+    deadline = time.monotonic() + 60  # the writer thread catches up with the finished frames
+    while not any(out.rglob("*.png")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any(out.rglob("*.png"))
+    run.close()
+    assert _what_is_left(out) == []
+
+    result = predictor.predict(long_video, "the rabbit", max_frames=3)
+    done = tmp_path / "run-2"
+    with pytest.raises(ValueError, match="'short.mp4' gave 2 frames") as failed:
+        write_outputs(result, done, video_path=_two_frames(tmp_path))  # frames run out mid-way
+    assert str(tmp_path) not in str(failed.value)
+    assert _what_is_left(done) == []
+
+
+def _two_frames(tmp_path: Path) -> Path:
+    path = tmp_path / "short.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-i", str(BUNNY), "-frames:v", "2",
+                    str(path)], check=True)
+    return path
