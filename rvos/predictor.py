@@ -894,9 +894,9 @@ def _open_source(video: VideoInput, fps: float | None, max_frames: int | None) -
     if not isinstance(video, (str, os.PathLike)):
         raise PredictorError(f"video must be a file path, a uint8 [T, H, W, 3] array or an "
                              f"iterable of [H, W, 3] frames, got {type(video).__name__}")
-    from rvos.video import iter_frames, probe
+    from rvos.video import check_video_file, iter_frames
 
-    meta = probe(video)
+    meta = check_video_file(video)  # what the CLI, the API and the page accept, alike
     rate = meta.sampled_frame_rate(fps)
     estimate = meta.sampled_num_frames(fps)
     if max_frames is not None:

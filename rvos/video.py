@@ -710,7 +710,9 @@ class VideoWriter:
     on :meth:`close` (copied when it is AAC, else re-encoded to AAC) and cut at the video's end.
 
     Arguments:
-        path: output ``.mp4`` path (parent folders are created).
+        path: output ``.mp4`` path (parent folders are created). The video is encoded under a
+            temporary name (`partial_path`) and renamed to ``path`` by :meth:`close`, so
+            ``path`` never holds a half-written video; :meth:`abort` deletes the temporary.
         fps: frame rate; a ``Fraction`` or ``"30000/1001"`` string keeps NTSC rates exact
             (a float such as 29.97 is mapped to 30000/1001 too).
         audio_from: optional source video whose audio to copy; ignored if it has no audio.

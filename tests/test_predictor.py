@@ -721,3 +721,12 @@ def test_writing_while_predicting_needs_a_file_or_an_array(tiny_model, bikes_fra
     with pytest.raises(PredictorError, match="read twice"):
         Predictor(tiny_model, short_side=32).predict(iter(bikes_frames[:2]), "a bike",
                                                      out_dir=tmp_path / "out")
+
+
+def test_a_still_image_is_refused_not_taken_for_a_one_frame_video(tiny_model, tmp_path):
+    """The library accepts what the CLI, the API and the page accept (`check_video_file`)."""
+    still = tmp_path / "photo.mp4"  # a PNG under a video's name: the content decides
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(BIKES),
+                    "-frames:v", "1", "-f", "image2", "-c:v", "png", str(still)], check=True)
+    with pytest.raises(VideoError, match="'photo.mp4' is an image, not a video"):
+        Predictor(tiny_model, short_side=32).predict(still, "a bike")
