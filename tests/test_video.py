@@ -439,3 +439,10 @@ def test_video_errors_never_name_the_folder(media: dict[str, Path], tmp_path: Pa
         with pytest.raises(VideoError) as caught:
             probe(path)
         assert path.name in str(caught.value) and str(path.parent) not in str(caught.value)
+
+
+def test_the_log_keeps_the_full_path_the_message_leaves_out(
+        media: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="rvos.video"), pytest.raises(VideoError):
+        probe(media["audio_only"])
+    assert str(media["audio_only"]) in caplog.text
