@@ -129,6 +129,7 @@ RUN_ERRORS: tuple[type[Exception], ...] = (AppInputError, PredictorError, VideoE
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()!#|~])")
 # What GFM turns into a link without any markup: "scheme://" and "www.".
 _AUTOLINK = re.compile(r"(?i)(://|\bwww\.)")
+_LINE_START = re.compile(r"^(\d*)([.)\-+])")
 _HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}
 # An absolute path (POSIX or Windows) inside a message: a visitor sees only its last part.
 _ABSOLUTE_PATH = re.compile(r"(?<![\w:/.\\])(?:[A-Za-z]:\\|/)"  # not inside a URL
@@ -141,12 +142,15 @@ def escape_markdown(text: object) -> str:
 
     HTML's ``& < > "`` become entities (a backslash does not stop every HTML parser), the
     punctuation that Markdown reads (``\\ ` * _ [ ] ( ) ! # | ~``) gets a backslash, as do
-    the autolinks ``://`` and ``www.`` (CommonMark shows each as the character), and line
-    breaks become spaces (a line of its own could start a heading or end a table row)."""
+    the autolinks ``://`` and ``www.`` and a leading list marker (CommonMark shows each as the
+    character), and line breaks become spaces (a line of its own could start a heading or end
+    a table row)."""
     one_line = " ".join(str(text).split())
     escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", one_line)
     escaped = _AUTOLINK.sub(lambda m: "\\://" if m.group(1) == "://" else m.group(1)[:3] + "\\.",
                            escaped)
+    # At the start of a line, "1." / "1)" / "-" / "+" would make a list (or a rule).
+    escaped = _LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), escaped)
     return "".join(_HTML_ENTITIES.get(c, c) for c in escaped)
 
 
