@@ -736,8 +736,11 @@ def _stop_on_signals() -> None:
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: "
-                                                   "%(message)s")
+    # The app's own messages (what visitors were told, tracebacks of failed views) at INFO;
+    # the libraries' (httpx logs every request) only from WARNING.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s: "
+                                                      "%(message)s")
+    logging.getLogger("rvos").setLevel(logging.INFO)
     device = args.device or sup.available_devices()[0]
     if device.startswith("cuda") and "cuda" not in sup.available_devices():
         print(f"app.py: error: --device {device}: no CUDA GPU is usable here; use --device cpu",
