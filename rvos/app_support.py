@@ -1120,7 +1120,7 @@ class Session:
             lines += ["", f"Masks re-thresholded at {self.threshold:g} from the stored mask "
                           f"logits (predicted at {self.result.settings['threshold']:g})."]
         for note in self.notes:
-            lines += ["", escape_markdown(note)]
+            lines += ["", note]  # the app's own words
         return "\n".join(lines)
 
 
@@ -1220,7 +1220,7 @@ class Comparison:
                          f"{float(eb.chosen_scores.mean()):.2f} | "
                          f"{'no object in either' if iou is None else f'{iou:.2f}'} |")
         for note in self.notes:
-            lines += ["", escape_markdown(note)]
+            lines += ["", note]  # the app's own words
         return "\n".join(lines)
 
 
