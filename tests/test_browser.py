@@ -128,6 +128,14 @@ def _assert_every_view_has_a_picture(page) -> None:
         page.wait_for_function(
             f"() => document.querySelector('#{view} img')?.naturalWidth > 0", timeout=30_000)
     assert not _badges(page), _badges(page)
+    # Gradio's toolbar (full screen, download) sits above the tiles of every query's mask,
+    # not over the first tiles' titles ("q3 0.59 chosen").
+    overlap = page.evaluate(
+        """() => { const bar = document.querySelector('#qmasks .icon-button-wrapper');
+                   const img = document.querySelector('#qmasks img');
+                   return bar.getBoundingClientRect().bottom - img.getBoundingClientRect().top;
+                 }""")
+    assert overlap <= 1, f"the toolbar covers {overlap} px of the tiles' titles"
 
 
 def test_segment_then_explore_frames_and_words(app, tmp_path):
