@@ -8,9 +8,9 @@ Upload a clip (or pick an example), type up to four expressions, one per line, a
 Segment: the overlay video, the masks (zip) and result.json come back, and the frame explorer
 shows, on any frame, every query's box and score, the decoder's layer-by-layer refinement,
 every query's mask, which pixels attend to which word, and the queries' scores over time.
-"Export for slides" writes figure.png / figure.pdf / overlay.gif; Compare runs the clip through
-two models side by side. Everything the explorer draws comes from the stored result; only the
-Segment and Compare buttons run a model.
+"Export for slides" writes figure.png / figure.pdf ("Make overlay.gif" the GIF, which takes
+longer); Compare runs the clip through two models side by side. Everything the explorer
+draws comes from the stored result; only the Segment and Compare buttons run a model.
 
 Official models download on first use: the one of --model before the app serves (progress in
 the log), the others when chosen in a menu, Segment's or Compare's (progress in the page), or
@@ -19,7 +19,11 @@ asked for by /segment or /compare.
 Environment (for Hugging Face Spaces and containers): RVOS_MODEL, RVOS_CHECKPOINT, RVOS_DEVICE,
 RVOS_TEXT_ENCODER, RVOS_THREADS, RVOS_MAX_DURATION, RVOS_MAX_FRAMES, RVOS_MAX_UPLOAD_MB,
 RVOS_OFFLINE, RVOS_MIRROR, RVOS_CACHE, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT; command-line
-options win.
+options win. RVOS_WORK_DIR: where the app's work folder (rvos-app-*, printed at start-up) is made;
+it is removed when the app ends, on Ctrl-C and on SIGTERM alike.
+
+Visitors see errors as text under the button they pressed (escaped, without server paths); the
+log (stderr) keeps the full message, and the traceback of any view that could not be drawn.
 
 API: ``/segment`` and ``/compare`` (see the README for gradio_client examples).
 """
@@ -162,7 +166,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="never download a model; the menu lists only those on this machine "
                         "(default $RVOS_OFFLINE)")
     p.add_argument("--max-duration", type=float, default=_env("RVOS_MAX_DURATION", 120.0, float),
-                   help="longest accepted video in seconds (default 120)")
+                   help="seconds' worth of source frames a run may process (default 120): "
+                        "with --max-frames, the limit on the work; a longer video is "
+                        "accepted and processed from its start")
     p.add_argument("--max-frames", type=int, default=_env("RVOS_MAX_FRAMES", 300, int),
                    help="most frames processed per run (default 300)")
     p.add_argument("--max-upload-mb", type=int, default=_env("RVOS_MAX_UPLOAD_MB", 200, int),
