@@ -268,19 +268,15 @@ def check_video(path: str | None, limits: Limits):
     return info
 
 
-def check_work(info: Any, settings: RunSettings, limits: Limits) -> int:
-    """The number of frames a run of ``settings`` processes of the video ``info``
-    (``min(frames at the processing fps, max_frames)``), or `AppInputError` when that exceeds
-    what this app processes per run; the message says what to change on the page."""
-    available = info.sampled_num_frames(settings.fps)
-    frames = min(available, settings.max_frames)
+def check_work(info: Any, settings: RunSettings, limits: Limits) -> RunSettings:
+    """``settings`` with Max frames lowered to what this app processes per run of the video
+    ``info`` (`Limits.frame_limit`). Max frames is a cap, not a demand: a run is never refused
+    for the video's length; it covers the video's start, and its summary says so and what to
+    change on the page (`Run.notes`)."""
     allowed = limits.frame_limit(info.fps)
-    if frames > allowed:
-        raise AppInputError(
-            f"this run would process {plural(frames, 'frame')}; this app processes at most "
-            f"{plural(allowed, 'frame')} of this video per run. Lower Max frames to {allowed} "
-            "or the processing fps (Advanced settings)")
-    return frames
+    if settings.max_frames <= allowed:
+        return settings
+    return dataclasses.replace(settings, max_frames=allowed)
 
 
 def precision_choices(devices: Sequence[str]) -> list[str]:
@@ -622,12 +618,14 @@ class Run:
         self._out: Path | None = None
         self._paths: dict[str, Path] | None = None
         self.predictor, self.video, self.expressions = predictor, video, expressions
+        asked = settings.max_frames
+        if limits is not None:  # the limit is on the work: frames processed
+            settings = check_work(info, settings, limits)
+        self.limited = settings.max_frames < asked  # by the app's limit, not by Max frames
         self.info, self.settings, self.work_dir = info, settings, work_dir
         available = info.sampled_num_frames(settings.fps)
         self.num_frames = min(available, settings.max_frames)
         self.truncated_from = available if available > settings.max_frames else None
-        if limits is not None:
-            check_work(info, settings, limits)
         # details: what the frame explorer draws (attention, sampling points, every query's
         # mask); a comparison needs none of it.
         self.details = details
@@ -689,8 +687,10 @@ class Run:
         """Remarks for the summary: frames left out, views that did not fit in memory."""
         notes = []
         if self.truncated_from is not None:
+            why = (f"this app processes at most {plural(self.settings.max_frames, 'frame')} "
+                   "of this video per run" if self.limited else "Max frames")
             notes.append(f"Only the first {result.num_frames} of {self.truncated_from} frames "
-                         "were processed (Max frames); lower the processing fps (Advanced "
+                         f"were processed ({why}); lower the processing fps (Advanced "
                          "settings) to cover more of the video.")
         if self.details and not self.query_masks:
             notes.append(f"Every query's mask was not kept (more than "

@@ -172,27 +172,30 @@ def test_slides_come_without_the_gif_and_the_gif_on_request(page, segmented):
 
 
 def test_a_long_video_is_processed_up_to_the_frame_limit(page, tmp_path):
-    """The limit is on the work: a video longer than --max-duration runs on its first frames;
-    a run that would process too many frames says what to change on the page."""
+    """The limit is on the work: a video longer than --max-duration is not refused; a run
+    covers its first frames up to the limit, and the summary says what to change on the page."""
     from rvos.video import write_video
 
     _, models, work = page
     clip = tmp_path / "long.mp4"
     write_video(clip, np.random.default_rng(0).integers(0, 255, (40, 32, 32, 3), np.uint8), 4)
-    limits = sup.Limits(max_duration_s=5, max_frames=30)  # the clip lasts 10 s
+    limits = sup.Limits(max_duration_s=5, max_frames=30)  # the clip lasts 10 s: 40 frames
     run = sup.prepare_run(models, "tiny", str(clip), "a circle",
                           sup.RunSettings(window=6, max_frames=8), limits, work)
     assert run.num_frames == 8
-    with pytest.raises(sup.AppInputError) as err:  # 5 s at 4 fps: 20 frames at most
-        sup.prepare_run(models, "tiny", str(clip), "a circle",
-                        sup.RunSettings(window=6, max_frames=30), limits, work)
-    message = str(err.value)
-    assert "30 frames" in message and "at most 20 frames" in message
-    assert "Max frames" in message and "processing fps" in message
-    assert "--" not in message  # no advice for the operator
+    # Max frames 30 asked, 5 s at 4 fps allowed: the first 20 frames.
+    run = sup.prepare_run(models, "tiny", str(clip), "a circle",
+                          sup.RunSettings(window=6, max_frames=30), limits, work)
+    assert run.num_frames == 20
+    result = list(run.steps())[-1].result
+    assert result.num_frames == 20
+    note = run.notes(result)[0]
+    assert "first 20 of 40 frames" in note and "at most 20 frames" in note
+    assert "processing fps" in note and "--" not in note  # no advice for the operator
+    run.discard()
     run = sup.prepare_run(models, "tiny", str(clip), "a circle",
                           sup.RunSettings(window=6, max_frames=30, fps=1), limits, work)
-    assert run.num_frames == 10  # 10 s at 1 fps
+    assert run.num_frames == 10  # 10 s at 1 fps: all of it
 
 
 def test_sigterm_removes_the_work_folder(tmp_path):
