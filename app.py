@@ -8,9 +8,9 @@ Upload a clip (or pick an example), type up to four expressions, one per line, a
 Segment: the overlay video, the masks (zip) and result.json come back, and the frame explorer
 shows, on any frame, every query's box and score, the decoder's layer-by-layer refinement,
 every query's mask, which pixels attend to which word, and the queries' scores over time.
-"Export for slides" writes figure.png / figure.pdf / overlay.gif; Compare runs the clip through
-two models side by side. Everything the explorer draws comes from the stored result; only the
-Segment and Compare buttons run a model.
+"Export for slides" writes figure.png / figure.pdf ("Make overlay.gif" the GIF, which takes
+longer); Compare runs the clip through two models side by side. Everything the explorer
+draws comes from the stored result; only the Segment and Compare buttons run a model.
 
 Official models download on first use: the one of --model before the app serves (progress in
 the log), the others when chosen in a menu, Segment's or Compare's (progress in the page), or
@@ -19,7 +19,11 @@ asked for by /segment or /compare.
 Environment (for Hugging Face Spaces and containers): RVOS_MODEL, RVOS_CHECKPOINT, RVOS_DEVICE,
 RVOS_TEXT_ENCODER, RVOS_THREADS, RVOS_MAX_DURATION, RVOS_MAX_FRAMES, RVOS_MAX_UPLOAD_MB,
 RVOS_OFFLINE, RVOS_MIRROR, RVOS_CACHE, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT; command-line
-options win.
+options win. RVOS_WORK_DIR: where the app's work folder (rvos-app-*, printed at start-up) is made;
+it is removed when the app ends, on Ctrl-C and on SIGTERM alike.
+
+Visitors see errors as text under the button they pressed (escaped, without server paths); the
+log (stderr) keeps the full message, and the traceback of any view that could not be drawn.
 
 API: ``/segment`` and ``/compare`` (see the README for gradio_client examples).
 """
@@ -30,8 +34,10 @@ import argparse
 import atexit
 import contextlib
 import json
+import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -45,13 +51,53 @@ passive_openmp()  # before torch is imported (by app_support): see rvos.cli.pass
 from rvos import app_support as sup  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+log = logging.getLogger("rvos.app")
 EXAMPLES_DIR = HERE / "examples"
 VIDEO_HEIGHT, VIEW_HEIGHT, SCORES_HEIGHT = 320, 400, 260  # pixels on the page
 DECODER_HEIGHT = 560  # the decoder view carries its legend: it needs the room
 STATE_TTL_S = 2 * 3600  # a session's result (and its files) are dropped after two idle hours
 # Small clips (the 256-pixel examples) fill their view instead of sitting in a corner of it.
+# The examples' table wraps its text on a phone instead of cutting it off; the image views keep
+# their label above Gradio's toolbar (which would cover a tile's title drawn at the top).
 CSS = ("#queries img, #attn img, #scores img, #decoder img, #layers img, #qmasks img, #cview img,"
-       " #cscores_a img, #cscores_b img {width: 100%; height: 100%; object-fit: contain;}")
+       " #cscores_a img, #cscores_b img {width: 100%; height: 100%; object-fit: contain;}"
+       " .gradio-container table td, .gradio-container table th"
+       " {white-space: normal !important; overflow-wrap: anywhere; word-break: break-word;}"
+       " #examples_synthetic, #examples_real {max-width: 100%; overflow-x: auto;}"
+       " #qmasks .icon-button-wrapper, #decoder .icon-button-wrapper"
+       " {position: static; justify-content: flex-end;}")
+
+
+def _error_text(err: BaseException) -> str:
+    """The status line's Markdown for a failed action: the message, escaped and without server
+    paths or operator advice; the log keeps the full message (and, for a bug, the traceback).
+    Call it inside the ``except`` block."""
+    if isinstance(err, gr.Error):
+        text = err.message
+    elif isinstance(err, sup.RUN_ERRORS):
+        text = str(err)
+    else:
+        log.exception("an action failed")
+        text = "something went wrong on the server; try again, or with other settings"
+    log.info("shown to the visitor: %s", text)
+    return f"**Error:** {sup.escape_markdown(sup.public_message(text))}"
+
+
+def _to_gr_error(err: BaseException) -> gr.Error:
+    """``err`` for an API client: its message without server paths (the log keeps them)."""
+    log.info("run failed: %s", err)
+    return gr.Error(sup.public_message(err), print_exception=False)
+
+
+def _try(fallback, make, *args):
+    """``make(*args)``, or ``fallback`` (logged) when it fails: a control update that cannot be
+    built must not stop the views from filling."""
+    try:
+        return make(*args)
+    except Exception:
+        log.exception("an explorer control failed")
+        return fallback
+
 
 INTRO = """\
 # Referring video object segmentation: ReferFormer
@@ -120,7 +166,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="never download a model; the menu lists only those on this machine "
                         "(default $RVOS_OFFLINE)")
     p.add_argument("--max-duration", type=float, default=_env("RVOS_MAX_DURATION", 120.0, float),
-                   help="longest accepted video in seconds (default 120)")
+                   help="seconds' worth of source frames a run may process (default 120): "
+                        "with --max-frames, the limit on the work; a longer video is "
+                        "accepted and processed from its start")
     p.add_argument("--max-frames", type=int, default=_env("RVOS_MAX_FRAMES", 300, int),
                    help="most frames processed per run (default 300)")
     p.add_argument("--max-upload-mb", type=int, default=_env("RVOS_MAX_UPLOAD_MB", 200, int),
@@ -172,88 +220,121 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
             progress(1.0, desc="finishing the overlay video and masks")
             session = run.finish(result)
         except sup.RUN_ERRORS as err:
-            raise gr.Error(str(err), print_exception=False) from None
+            raise _to_gr_error(err) from None
         if previous is not None:  # (a State input: hidden from the API)
             previous.close()
         yield (str(session.paths["overlay"]), str(session.paths["masks_zip"]),
                str(session.paths["result"]), session.summary(), session)
 
+    def segment_page(video, expressions, model=default.key, threshold=0.5, window=36,
+                     fps=0.0, max_frames=limits.max_frames, short_side=0, device=device,
+                     precision="fp32", previous=None,
+                     progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's idiom)
+        """`segment` for the page: a failure shows in the status line (until the next action)
+        instead of failing the event, which would leave a textless "Error" badge on every
+        output. The last value says whether a new result came (the explorer then fills)."""
+        keep = (gr.skip(),) * 5
+        yield *keep, "", False
+        try:
+            with contextlib.closing(segment(video, expressions, model, threshold, window, fps,
+                                            max_frames, short_side, device, precision,
+                                            previous, progress=progress)) as steps:
+                for values in steps:
+                    yield *values, "", isinstance(values[4], sup.Session)
+        except Exception as err:
+            yield *keep, _error_text(err), False
+
     def rethreshold(session: sup.Session | None, threshold: float):
         if session is None:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return (gr.skip(),) * 5 + ("",)
         try:
             session = session.rethreshold(float(threshold))
-        except sup.RUN_ERRORS as err:
-            raise gr.Error(str(err), print_exception=False) from None
+        except Exception as err:
+            return (gr.skip(),) * 5 + (_error_text(err),)
         return (str(session.paths["overlay"]), str(session.paths["masks_zip"]),
-                str(session.paths["result"]), session.summary(), session)
+                str(session.paths["result"]), session.summary(), session, "")
 
-    def explore(session: sup.Session | None):
-        """Explorer controls for a new result, and its views at frame 0 of expression 1."""
-        if session is None:
+    def explore(session: sup.Session | None, fresh: bool = True):
+        """Explorer controls for a new result, and its views at frame 0 of expression 1. Each
+        view and control is guarded: one that fails shows a notice (views) or stays as it was
+        (controls), and every other one still fills."""
+        if session is None or not fresh:
             return (gr.skip(),) * 12
-        levels = session.level_choices()
+        levels = _try([], session.level_choices)
         level = levels[0][1] if levels else None
-        heads = session.head_choices()
+        heads = _try([("mean of heads", "mean")], session.head_choices)
         last = session.num_frames - 1
         return (gr.Slider(minimum=0, maximum=max(last, 1), value=0, step=1,
                           interactive=last > 0),
-                gr.Radio(choices=session.expression_choices(), value="0"),
-                gr.Radio(choices=session.word_choices(0), value="all"),
+                _try(gr.skip(), lambda: gr.Radio(choices=session.expression_choices(),
+                                                 value="0")),
+                _try(gr.skip(), lambda: gr.Radio(choices=session.word_choices(0),
+                                                 value="all")),
                 gr.Dropdown(choices=levels, value=level),
                 gr.Dropdown(choices=heads, value="mean", interactive=len(heads) > 1),
-                gr.Radio(choices=session.decoder_query_choices(), value="all"),
-                session.render_queries(0, 0),
-                session.render_attention(0, 0, "all", level, "mean"),
-                session.render_scores(0, 0),
-                *decoder_views(session, 0, 0, "all"))
+                _try(gr.skip(), lambda: gr.Radio(choices=session.decoder_query_choices(),
+                                                 value="all")),
+                *views(session, 0, 0, "all", level, "mean", False, "all"))
 
     def decoder_views(session, expression, frame, query):
         if session is None:
             return gr.skip(), gr.skip(), gr.skip()
-        return (session.render_decoder(expression, frame, query),
-                session.render_layer_scores(expression, frame),
-                session.render_query_masks(expression, frame))
+        return (sup.safe_view("Decoder", session.render_decoder, expression, frame, query),
+                sup.safe_view("Layer scores", session.render_layer_scores, expression, frame),
+                sup.safe_view("Every query's mask", session.render_query_masks, expression,
+                              frame))
 
     def views(session, expression, frame, word, level, head, sampling, query):
         if session is None:
             return (gr.skip(),) * 6
-        return (session.render_queries(expression, frame, sampling=sampling),
-                session.render_attention(expression, frame, word, level, head),
-                session.render_scores(expression, frame),
+        return (queries(session, expression, frame, sampling),
+                attention(session, expression, frame, word, level, head),
+                sup.safe_view("Scores", session.render_scores, expression, frame),
                 *decoder_views(session, expression, frame, query))
 
     def change_expression(session, expression, frame, level, head, sampling, query):
         if session is None:
             return (gr.skip(),) * 7
-        return (gr.Radio(choices=session.word_choices(expression), value="all"),
+        return (_try(gr.skip(), lambda: gr.Radio(choices=session.word_choices(expression),
+                                                 value="all")),
                 *views(session, expression, frame, "all", level, head, sampling, query))
 
     def decoder(session, expression, frame, query):
         if session is None:
             return gr.skip()
-        return session.render_decoder(expression, frame, query)
+        return sup.safe_view("Decoder", session.render_decoder, expression, frame, query)
 
     def mask_views(session, expression, frame, sampling, query):
         """The views that draw masks, after the threshold changed."""
         if session is None:
             return gr.skip(), gr.skip(), gr.skip()
-        return (session.render_queries(expression, frame, sampling=sampling),
-                session.render_decoder(expression, frame, query),
-                session.render_query_masks(expression, frame))
+        return (queries(session, expression, frame, sampling),
+                decoder(session, expression, frame, query),
+                sup.safe_view("Every query's mask", session.render_query_masks, expression,
+                              frame))
 
     def export_slides(session: sup.Session | None, columns: float):
-        """figure.png, figure.pdf and overlay.gif of the current result, for the download
-        buttons."""
+        """figure.png and figure.pdf of the current result, for the download buttons (the GIF
+        has its own button: it takes far longer)."""
         if session is None:
-            raise gr.Error("Segment a video first: the slides are drawn from its result.",
-                           print_exception=False)
+            return (gr.skip(), gr.skip(), "Segment a video first: the slides are drawn from "
+                                          "its result.")
         try:
             paths = session.export_slides(columns)
-        except sup.RUN_ERRORS as err:
-            raise gr.Error(str(err), print_exception=False) from None
-        return tuple(gr.DownloadButton(value=str(paths[k]), interactive=True)
-                     for k in ("figure_png", "figure_pdf", "gif"))
+        except Exception as err:
+            return gr.skip(), gr.skip(), _error_text(err)
+        return (*(gr.DownloadButton(value=str(paths[k]), interactive=True)
+                  for k in ("figure_png", "figure_pdf")), "")
+
+    def export_gif(session: sup.Session | None):
+        """overlay.gif of the current result, for its download button."""
+        if session is None:
+            return gr.skip(), "Segment a video first: the GIF is drawn from its result."
+        try:
+            path = session.export_gif()
+        except Exception as err:
+            return gr.skip(), _error_text(err)
+        return gr.DownloadButton(value=str(path), interactive=True), ""
 
     def compare(video: str | None, expressions: str, model_a: str = default.key,
                 model_b: str = default.key, threshold: float = 0.5, window: int = 36,
@@ -279,38 +360,64 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
             progress(1.0, desc="writing the overlays and the side-by-side video")
             result = run.finish()
         except sup.RUN_ERRORS as err:
-            raise gr.Error(str(err), print_exception=False) from None
+            raise _to_gr_error(err) from None
         if previous is not None:  # (a State input: hidden from the API)
             previous.close()
         p = result.paths
         yield (str(p["overlay_a"]), str(p["overlay_b"]), str(p["result_a"]),
                str(p["result_b"]), str(p["side_by_side"]), result.summary(), result)
 
-    def compare_explore(comparison: sup.Comparison | None):
-        if comparison is None:
+    def compare_page(video, expressions, model_a=default.key, model_b=default.key,
+                     threshold=0.5, window=36, fps=0.0, max_frames=limits.max_frames,
+                     short_side=0, device=device, precision="fp32", previous=None,
+                     progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's idiom)
+        """`compare` for the page: a failure shows in Compare's status line (see
+        `segment_page`); the last value says whether a new comparison came."""
+        keep = (gr.skip(),) * 7
+        yield *keep, "", False
+        try:
+            with contextlib.closing(compare(video, expressions, model_a, model_b, threshold,
+                                            window, fps, max_frames, short_side, device,
+                                            precision, previous, progress=progress)) as steps:
+                for values in steps:
+                    yield *values, "", isinstance(values[6], sup.Comparison)
+        except Exception as err:
+            yield *keep, _error_text(err), False
+
+    def compare_explore(comparison: sup.Comparison | None, fresh: bool = True):
+        if comparison is None or not fresh:
             return (gr.skip(),) * 5
         last = comparison.num_frames - 1
         return (gr.Slider(minimum=0, maximum=max(last, 1), value=0, step=1,
                           interactive=last > 0),
-                gr.Radio(choices=comparison.expression_choices(), value="0"),
+                _try(gr.skip(), lambda: gr.Radio(choices=comparison.expression_choices(),
+                                                 value="0")),
                 *compare_views(comparison, 0, "0"))
 
     def compare_views(comparison, frame, expression):
         if comparison is None:
             return gr.skip(), gr.skip(), gr.skip()
-        return (comparison.render_frame(frame),
-                comparison.render_scores(0, expression, frame),
-                comparison.render_scores(1, expression, frame))
+        return (sup.safe_view("A | B", comparison.render_frame, frame),
+                sup.safe_view("Model A's scores", comparison.render_scores, 0, expression,
+                              frame),
+                sup.safe_view("Model B's scores", comparison.render_scores, 1, expression,
+                              frame))
 
     def attention(session, expression, frame, word, level, head):
         if session is None:
             return gr.skip()
-        return session.render_attention(expression, frame, word, level, head)
+        return sup.safe_view("Word attention", session.render_attention, expression, frame,
+                             word, level, head)
 
     def queries(session, expression, frame, sampling):
         if session is None:
             return gr.skip()
-        return session.render_queries(expression, frame, sampling=sampling)
+        return sup.safe_view("Queries", session.render_queries, expression, frame,
+                             sampling=sampling)
+
+    def preview(video: str | None):
+        """The upload's first frame (any format the run reads; the browser need not play it)."""
+        return sup.first_frame(video)
 
     def menu_updates():
         """Every model menu (Segment's, Compare's A and B) relabelled as of now."""
@@ -357,8 +464,13 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
             gr.Markdown(HOW_IT_WORKS)
         with gr.Row():
             with gr.Column(scale=1):
-                video_in = gr.Video(label="Video", sources=["upload"], include_audio=True,
-                                    height=VIDEO_HEIGHT, elem_id="vin")
+                # A file, not a gr.Video: the browser need not be able to play the upload
+                # (AVI, GIF, a PNG...); the server reads whatever `sup.check_video` reads, the
+                # same for the page and the API, and the preview is its first frame.
+                video_in = gr.File(label="Video (mp4, mov, webm, mkv, avi, gif, ... or an "
+                                         "image)", type="filepath", elem_id="vin")
+                video_preview = gr.Image(label="First frame", interactive=False,
+                                         height=VIDEO_HEIGHT // 2, elem_id="vin_preview")
                 text = gr.Textbox(label="Expressions (one per line, at most 4)", lines=3,
                                   placeholder="the red circle\nthe square moving left",
                                   elem_id="txt")
@@ -370,15 +482,19 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                                           label="Mask threshold",
                                           info="changing it after a run re-thresholds the "
                                                "stored masks (no new model run)")
-                    window = gr.Slider(2, 72, value=36, step=1, label="Window length (frames)",
+                    window = gr.Slider(*sup.WINDOW_RANGE, value=36, step=1,
+                                       label="Window length (frames)",
                                        info="frames per model call; consecutive windows share "
                                             "up to 8 frames to keep following the same object")
                     # No minimum/maximum on these: rvos.app_support's checks name the field.
                     fps = gr.Number(value=0, label="Processing fps (0 = every frame)")
                     max_frames = gr.Number(value=limits.max_frames, precision=0,
                                            label=f"Max frames (at most {limits.max_frames})")
-                    short_side = gr.Slider(0, 1080, value=0, step=8,
-                                           label="Input short side (0 = the model's own)")
+                    short_side = gr.Slider(0, sup.SHORT_SIDE_RANGE[1], value=0,
+                                           step=sup.SHORT_SIDE_STEP,
+                                           label="Input short side (0 = the model's own)",
+                                           info=f"otherwise {sup.SHORT_SIDE_RANGE[0]}-"
+                                                f"{sup.SHORT_SIDE_RANGE[1]} pixels")
                     device_in = gr.Dropdown(choices=devices, value=device, label="Device")
                     precision = gr.Dropdown(
                         choices=sup.precision_choices(devices), value="fp32", label="Precision",
@@ -389,17 +505,20 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                 with gr.Row():
                     run_btn = gr.Button("Segment", variant="primary", elem_id="run")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                # Errors stay here until the next action (a toast would fade).
+                status_md = gr.Markdown(elem_id="status")
                 estimate_md = gr.Markdown(elem_id="estimate")
                 with gr.Row():
                     fit_fps_btn = gr.Button(visible=False, size="sm", elem_id="fit_fps")
                     fit_frames_btn = gr.Button(visible=False, size="sm", elem_id="fit_frames")
                 fits = gr.State((None, None))
                 gr.Examples(synthetic, [video_in, text], label="Synthetic clips (built-in model)",
-                            examples_per_page=6)
+                            examples_per_page=6, elem_id="examples_synthetic")
                 if real:
                     gr.Examples(real, [video_in, text],
                                 label="Real footage (for the official models; see "
-                                      "examples/README.md for its licence)")
+                                      "examples/README.md for its licence)",
+                                elem_id="examples_real")
             with gr.Column(scale=1):
                 video_out = gr.Video(label="Overlay", interactive=False, autoplay=True,
                                      height=VIDEO_HEIGHT, elem_id="vout")
@@ -418,8 +537,13 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                                                     elem_id="dl_png", size="sm")
                         pdf_btn = gr.DownloadButton("figure.pdf", interactive=False,
                                                     elem_id="dl_pdf", size="sm")
+                    # The GIF takes far longer than the figure: only on request.
+                    with gr.Row():
+                        gif_make_btn = gr.Button("Make overlay.gif", elem_id="make_gif",
+                                                 size="sm")
                         gif_btn = gr.DownloadButton("overlay.gif", interactive=False,
                                                     elem_id="dl_gif", size="sm")
+                    slides_status = gr.Markdown(elem_id="slides_status")
 
         gr.Markdown("## Frame explorer\nEvery query's box and score on the chosen frame (the "
                     "chosen query in yellow, dots are reference points), which pixels attend "
@@ -477,6 +601,7 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                                   elem_id="model_b")
             compare_btn = gr.Button("Compare", variant="primary", elem_id="compare_run")
         compare_note = gr.Markdown(elem_id="cnote")
+        compare_status = gr.Markdown(elem_id="cstatus")
         with gr.Row():
             with gr.Column(scale=3):
                 side_video = gr.Video(label="Side by side", interactive=False, autoplay=True,
@@ -500,23 +625,34 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
             scores_b = gr.Image(label="Model B: query scores over time", interactive=False,
                                 height=SCORES_HEIGHT, elem_id="cscores_b")
         comparison = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=_close_session)
+        # Whether the last Segment / Compare brought a new result (the explorer fills then).
+        fresh, compare_fresh = gr.State(False), gr.State(False)
+        # The API's /segment and /compare: the same functions, failing as API errors do (the
+        # page's buttons run `segment_page` / `compare_page`, which show errors as text).
+        api_segment_btn = gr.Button(visible=False)
+        api_compare_btn = gr.Button(visible=False)
 
         outputs = [video_out, masks_zip, result_json, summary, session]
         decoder_views_out = [decoder_img, layers_img, qmasks_img]
         explorer = [frame, expression, word, level, head, decoder_query, queries_img,
                     attention_img, scores_img, *decoder_views_out]
+        segment_in = [video_in, text, model, threshold, window, fps, max_frames, short_side,
+                      device_in, precision, session]
+        api_segment_btn.click(segment, segment_in, outputs, api_name="segment",
+                              concurrency_limit=1, concurrency_id="model")
         run_event = run_btn.click(
-            segment, [video_in, text, model, threshold, window, fps, max_frames, short_side,
-                      device_in, precision, session], outputs, api_name="segment",
+            segment_page, segment_in, [*outputs, status_md, fresh], api_visibility="private",
             concurrency_limit=1, concurrency_id="model")
-        run_event.success(explore, session, explorer, api_visibility="private")
-        stop_btn.click(lambda: "Stopped. Press **Segment** to run again.", None, summary,
-                       cancels=[run_event], api_visibility="private")
+        run_event.success(explore, [session, fresh], explorer, api_visibility="private")
+        stop_btn.click(lambda: ("Stopped. Press **Segment** to run again.", ""), None,
+                       [summary, status_md], cancels=[run_event], api_visibility="private")
         threshold.release(
-            rethreshold, [session, threshold], outputs, api_visibility="private",
+            rethreshold, [session, threshold], [*outputs, status_md], api_visibility="private",
             concurrency_limit=1, concurrency_id="model"
         ).success(mask_views, [session, expression, frame, sampling, decoder_query],
                   [queries_img, decoder_img, qmasks_img], api_visibility="private")
+        video_in.change(preview, video_in, video_preview, api_visibility="private",
+                        show_progress="hidden", trigger_mode="always_last")
         render = {"api_visibility": "private", "show_progress": "hidden",
                   "trigger_mode": "always_last", "concurrency_limit": 4}
         views_out = [queries_img, attention_img, scores_img, *decoder_views_out]
@@ -531,8 +667,10 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         sampling.input(queries, [session, expression, frame, sampling], queries_img, **render)
         decoder_query.input(decoder, [session, expression, frame, decoder_query], decoder_img,
                             **render)
-        export_btn.click(export_slides, [session, columns], [png_btn, pdf_btn, gif_btn],
+        export_btn.click(export_slides, [session, columns], [png_btn, pdf_btn, slides_status],
                          api_visibility="private", concurrency_limit=2)
+        gif_make_btn.click(export_gif, session, [gif_btn, slides_status],
+                           api_visibility="private", concurrency_limit=2)
         # Choosing a model that is not here downloads it; no concurrency limit, so that a long
         # download holds up no other visitor (sessions choosing the same model share it).
         menus = [model, model_a, model_b]
@@ -561,12 +699,16 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         run_event.success(menu_updates, None, menus, api_visibility="private",
                           show_progress="hidden")
 
+        compare_in = [video_in, text, model_a, model_b, threshold, window, fps, max_frames,
+                      short_side, device_in, precision, comparison]
+        compare_out = [overlay_a, overlay_b, result_a, result_b, side_video, compare_summary,
+                       comparison]
+        api_compare_btn.click(compare, compare_in, compare_out, api_name="compare",
+                              concurrency_limit=1, concurrency_id="model")
         compare_event = compare_btn.click(
-            compare, [video_in, text, model_a, model_b, threshold, window, fps, max_frames,
-                      short_side, device_in, precision, comparison],
-            [overlay_a, overlay_b, result_a, result_b, side_video, compare_summary, comparison],
-            api_name="compare", concurrency_limit=1, concurrency_id="model")
-        compare_event.success(compare_explore, comparison,
+            compare_page, compare_in, [*compare_out, compare_status, compare_fresh],
+            api_visibility="private", concurrency_limit=1, concurrency_id="model")
+        compare_event.success(compare_explore, [comparison, compare_fresh],
                               [compare_frame, compare_expr, compare_img, scores_a, scores_b],
                               api_visibility="private")
         compare_event.success(menu_updates, None, menus, api_visibility="private",
@@ -583,9 +725,28 @@ def _close_session(session: sup.Session | None) -> None:
         session.close()
 
 
+def _stop_on_signals() -> None:
+    """SIGTERM (and SIGINT) stop the app as Ctrl-C does: Gradio's own shutdown runs (its
+    main-thread loop catches KeyboardInterrupt and closes the server), `main` returns, and the
+    atexit handler removes the work folder. The default SIGTERM would end the process with no
+    cleanup at all."""
+
+    def stop(signum, _frame):
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends it at once
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
+    # The app's own messages (what visitors were told, tracebacks of failed views) at INFO;
+    # the libraries' (httpx logs every request) only from WARNING.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s: "
+                                                      "%(message)s")
+    logging.getLogger("rvos").setLevel(logging.INFO)
     device = args.device or sup.available_devices()[0]
     if device.startswith("cuda") and "cuda" not in sup.available_devices():
         print(f"app.py: error: --device {device}: no CUDA GPU is usable here; use --device cpu",
@@ -605,8 +766,15 @@ def main(argv: list[str] | None = None) -> int:
     except (sup.AppInputError, ValueError) as err:
         print(f"app.py: error: {err}", file=sys.stderr)
         return 2
-    work_dir = Path(tempfile.mkdtemp(prefix="rvos-app-"))
+    # Under $RVOS_WORK_DIR when set (else the system's temp folder); removed on exit, on
+    # Ctrl-C and on SIGTERM (how `docker stop` ends the app).
+    parent = os.environ.get("RVOS_WORK_DIR") or None
+    if parent is not None:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix="rvos-app-", dir=parent))
     atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
+    print(f"app.py: work folder {work_dir}", flush=True)
+    _stop_on_signals()
     demo = build_demo(models, limits, device, work_dir)
     demo.queue(max_size=16)
     print(f"app.py: model {models.default.key!r} loaded on {device} and UI built in "

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import re
 import shutil
@@ -73,6 +74,9 @@ __all__ = [
     "Session",
     "available_devices",
     "check_video",
+    "check_work",
+    "escape_markdown",
+    "first_frame",
     "estimate_run",
     "head_maps_fit",
     "level_label",
@@ -81,10 +85,15 @@ __all__ = [
     "precision_choices",
     "prepare_compare",
     "prepare_run",
+    "plural",
     "progress_text",
+    "public_message",
     "query_masks_fit",
+    "safe_view",
     "with_threshold",
 ]
+
+log = logging.getLogger("rvos.app")
 
 MAX_EXPRESSIONS = 4
 # A run keeps every attention head's maps (the explorer's "Attention head" menu) when they are
@@ -114,15 +123,101 @@ RUN_ERRORS: tuple[type[Exception], ...] = (AppInputError, PredictorError, VideoE
                                            CaptionTooLongError)
 
 
+# ------------------------------------------------------------------------ text for people
+
+# Characters that Markdown or HTML give a meaning: each is shown as itself after escaping.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()!#|~])")
+# What GFM turns into a link without any markup: "scheme://" and "www.".
+_AUTOLINK = re.compile(r"(?i)(://|\bwww\.)")
+_LINE_START = re.compile(r"^(\d*)([.)\-+])")
+_HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}
+# An absolute path (POSIX or Windows) inside a message: a visitor sees only its last part.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.\\])(?:[A-Za-z]:\\|/)"  # not inside a URL
+                            r"(?:[^\s'\"/\\:,;()]+[/\\])+([^\s'\"/\\:,;()]*)")
+
+
+def escape_markdown(text: object) -> str:
+    """``text`` for a Markdown component, shown literally: HTML tags and entities, links,
+    images, emphasis, code, headings, list markers and table pipes all stay characters.
+
+    HTML's ``& < > "`` become entities (a backslash does not stop every HTML parser), the
+    punctuation that Markdown reads (``\\ ` * _ [ ] ( ) ! # | ~``) gets a backslash, as do
+    the autolinks ``://`` and ``www.`` and a leading list marker (CommonMark shows each as the
+    character), and line breaks become spaces (a line of its own could start a heading or end
+    a table row)."""
+    one_line = " ".join(str(text).split())
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", one_line)
+    escaped = _AUTOLINK.sub(lambda m: "\\://" if m.group(1) == "://" else m.group(1)[:3] + "\\.",
+                           escaped)
+    # At the start of a line, "1." / "1)" / "-" / "+" would make a list (or a rule).
+    escaped = _LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), escaped)
+    return "".join(_HTML_ENTITIES.get(c, c) for c in escaped)
+
+
+def public_message(error: BaseException | str) -> str:
+    """What a visitor may read of ``error``: its message with every absolute path cut to its
+    last part (an upload's name, not the server's folders). The log keeps the full message."""
+    text = error if isinstance(error, str) else (getattr(error, "message", None) or str(error))
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1) or "(a folder)", str(text))
+
+
+def safe_view(name: str, draw: Callable[..., np.ndarray], *args: Any, **kwargs: Any
+              ) -> np.ndarray:
+    """``draw(*args, **kwargs)``, or, when it fails, a one-line notice in its place: a view
+    that cannot be drawn must not empty the others. The traceback goes to the log."""
+    from rvos import visualize
+
+    try:
+        return draw(*args, **kwargs)
+    except Exception as err:
+        log.exception("the %s view failed", name)
+        text = f"The {name} view could not be drawn here ({type(err).__name__}: " \
+               f"{public_message(err)})"
+        return visualize.notice(640, text[:200] + ("…)" if len(text) > 200 else ""))
+
+
+def first_frame(path: str | None) -> np.ndarray | None:
+    """uint8 ``[H, W, 3]``: the first frame of ``path`` no larger than `DISPLAY_MAX_SIDE` (the
+    page's preview of an upload, whatever its format), or None when it cannot be read (a run
+    says why)."""
+    from rvos.video import iter_frames
+
+    if not path:
+        return None
+    try:
+        with contextlib.closing(iter_frames(path)) as frames:
+            return _fit(next(iter(frames)))
+    except Exception:
+        log.info("no preview of %s", path, exc_info=True)
+        return None
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``"1 frame"``, ``"2 frames"``."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
 # ----------------------------------------------------------------------------------- limits
+
+
+# What a run may ask for, whoever asks (the page's controls are built from these, and
+# `RunSettings.checked` enforces them for the page and the API alike).
+WINDOW_RANGE = (1, 512)  # frames per model call
+SHORT_SIDE_RANGE = (32, 2160)  # model input short side in pixels (0: the model's own)
+SHORT_SIDE_STEP = 8
 
 
 @dataclass(frozen=True)
 class Limits:
     """What one request may ask for (the app's ``--max-*`` options).
 
+    The limit is on the work, not on the file: a run processes at most ``max_frames`` frames
+    (after the processing fps), and no more than ``max_duration_s`` seconds' worth of the
+    source's own frames (``max_duration_s × source fps``), whichever is smaller. A video of any
+    length is accepted; a run covers its first frames up to that limit (`check_work`).
+
     Attributes:
-        max_duration_s: longest accepted source video, in seconds.
+        max_duration_s: seconds' worth of source frames a run may process.
         max_frames: most frames processed per run (frames after the processing fps).
         max_upload_mb: largest accepted upload (enforced by Gradio).
     """
@@ -134,6 +229,12 @@ class Limits:
     def __post_init__(self) -> None:
         if not self.max_duration_s > 0 or self.max_frames < 1 or self.max_upload_mb < 1:
             raise ValueError(f"limits must be positive, got {self}")
+
+    def frame_limit(self, source_fps: float) -> int:
+        """Most frames one run may process of a video at ``source_fps``."""
+        by_duration = math.floor(self.max_duration_s * source_fps + 1e-6) if source_fps > 0 \
+            else self.max_frames
+        return max(1, min(self.max_frames, by_duration))
 
 
 def parse_expressions(text: str | None, max_expressions: int = MAX_EXPRESSIONS) -> list[str]:
@@ -150,8 +251,10 @@ def parse_expressions(text: str | None, max_expressions: int = MAX_EXPRESSIONS) 
 
 
 def check_video(path: str | None, limits: Limits):
-    """`rvos.video.VideoInfo` of ``path``, or `AppInputError` for a missing, unreadable or too
-    long video."""
+    """`rvos.video.VideoInfo` of ``path``, or `AppInputError` for a missing or unreadable
+    video. The page and the API accept the same files: whatever this reads. (Its length is not
+    refused here: the limit is on the frames a run processes, `check_work`.) The message names
+    the file by its own name, never by the server's folder; the log keeps the full reason."""
     from rvos.video import VideoError, probe
 
     if not path:
@@ -159,14 +262,21 @@ def check_video(path: str | None, limits: Limits):
     try:
         info = probe(path)
     except VideoError as err:
-        raise AppInputError(f"cannot read this video ({err}); upload an mp4, mov, webm or "
-                            "another format ffmpeg reads") from None
-    if info.duration > limits.max_duration_s + 1e-6:
-        raise AppInputError(
-            f"the video is {info.duration:.1f} s long; this app accepts up to "
-            f"{limits.max_duration_s:g} s. Trim it, or start the app with "
-            f"--max-duration {math.ceil(info.duration)}")
+        log.info("cannot read %s: %s", path, err)
+        raise AppInputError(f"cannot read this video ({public_message(err)}); upload a video "
+                            "(mp4, mov, webm, mkv, avi, gif) or an image") from None
     return info
+
+
+def check_work(info: Any, settings: RunSettings, limits: Limits) -> RunSettings:
+    """``settings`` with Max frames lowered to what this app processes per run of the video
+    ``info`` (`Limits.frame_limit`). Max frames is a cap, not a demand: a run is never refused
+    for the video's length; it covers the video's start, and its summary says so and what to
+    change on the page (`Run.notes`)."""
+    allowed = limits.frame_limit(info.fps)
+    if settings.max_frames <= allowed:
+        return settings
+    return dataclasses.replace(settings, max_frames=allowed)
 
 
 def precision_choices(devices: Sequence[str]) -> list[str]:
@@ -463,19 +573,22 @@ class RunSettings:
         if not 0.0 < threshold < 1.0:
             raise AppInputError(f"threshold must be between 0 and 1 (exclusive), got {threshold}")
         window = number("window", self.window)
-        if window != int(window) or not 1 <= window <= 512:
-            raise AppInputError(f"window must be a whole number of frames in 1..512, got {window}")
+        lo, hi = WINDOW_RANGE
+        if window != int(window) or not lo <= window <= hi:
+            raise AppInputError(f"window must be a whole number of frames in {lo}..{hi}, got "
+                                f"{window:g}")
         fps = number("fps", 0 if self.fps is None else self.fps)
         if fps < 0:
             raise AppInputError(f"fps must be positive (or 0 for every frame), got {fps}")
         max_frames = number("max_frames", self.max_frames)
         if max_frames != int(max_frames) or not 1 <= max_frames <= limits.max_frames:
             raise AppInputError(f"max_frames must be a whole number in 1..{limits.max_frames} "
-                                f"(this app's limit, --max-frames), got {max_frames:g}")
+                                f"(this app's limit), got {max_frames:g}")
         side = number("short_side", 0 if self.short_side is None else self.short_side)
-        if side != int(side) or not (side == 0 or 32 <= side <= 2160):
+        lo, hi = SHORT_SIDE_RANGE
+        if side != int(side) or not (side == 0 or lo <= side <= hi):
             raise AppInputError(f"short_side must be 0 (the model's own) or a whole number of "
-                                f"pixels in 32..2160, got {side:g}")
+                                f"pixels in {lo}..{hi}, got {side:g}")
         devices = available_devices()
         device = str(self.device or devices[0])
         if device not in devices and not (device.startswith("cuda:") and "cuda" in devices):
@@ -499,11 +612,16 @@ class Run:
 
     def __init__(self, predictor: Predictor, video: str, expressions: list[str], info: Any,
                  settings: RunSettings, work_dir: Path, *, details: bool = True,
-                 on_finish: Callable[[VideoResult], None] | None = None) -> None:
+                 on_finish: Callable[[VideoResult], None] | None = None,
+                 limits: Limits | None = None) -> None:
         self.on_finish = on_finish  # e.g. to refine the time estimates with the run's speed
         self._out: Path | None = None
         self._paths: dict[str, Path] | None = None
         self.predictor, self.video, self.expressions = predictor, video, expressions
+        asked = settings.max_frames
+        if limits is not None:  # the limit is on the work: frames processed
+            settings = check_work(info, settings, limits)
+        self.limited = settings.max_frames < asked  # by the app's limit, not by Max frames
         self.info, self.settings, self.work_dir = info, settings, work_dir
         available = info.sampled_num_frames(settings.fps)
         self.num_frames = min(available, settings.max_frames)
@@ -525,14 +643,24 @@ class Run:
         out = None
         if self.details:
             self._out = out = Path(tempfile.mkdtemp(prefix="run-", dir=self.work_dir))
-        for progress in self.predictor.iter_predict(
-                self.video, self.expressions, fps=self.settings.fps,
-                max_frames=self.settings.max_frames, return_attention=self.details,
-                return_sampling=self.details, attention_heads=self.attention_heads,
-                return_query_masks=self.query_masks, out_dir=out):
-            if progress.paths is not None:
-                self._paths = progress.paths
-            yield progress
+        try:
+            for progress in self.predictor.iter_predict(
+                    self.video, self.expressions, fps=self.settings.fps,
+                    max_frames=self.settings.max_frames, return_attention=self.details,
+                    return_sampling=self.details, attention_heads=self.attention_heads,
+                    return_query_masks=self.query_masks, out_dir=out):
+                if progress.paths is not None:
+                    self._paths = progress.paths
+                yield progress
+        except BaseException:  # failed, or stopped (GeneratorExit): its partial outputs go
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Delete this run's partial outputs (a run that failed or was stopped)."""
+        if self._out is not None:
+            shutil.rmtree(self._out, ignore_errors=True)
+            self._out, self._paths = None, None
 
     def finish(self, result: VideoResult) -> Session:
         """The outputs (written while the run went, else now into a new folder of
@@ -544,18 +672,26 @@ class Run:
             # masks.zip holds the same PNGs; the loose copies would only fill the disk.
             shutil.rmtree(paths.pop("masks"), ignore_errors=True)
         else:
-            out = Path(tempfile.mkdtemp(prefix="run-", dir=self.work_dir))
-            paths = _export(result, out, self.video)
-        frames = FrameStore.from_result(result, self.video)
+            self._out = out = Path(tempfile.mkdtemp(prefix="run-", dir=self.work_dir))
+            paths = {}
+        try:
+            if not paths:
+                paths = _export(result, out, self.video)
+            frames = FrameStore.from_result(result, self.video)
+        except BaseException:
+            self.discard()
+            raise
         return Session(result, frames, self.video, out, paths, result, self.notes(result))
 
     def notes(self, result: VideoResult) -> list[str]:
         """Remarks for the summary: frames left out, views that did not fit in memory."""
         notes = []
         if self.truncated_from is not None:
+            why = (f"this app processes at most {plural(self.settings.max_frames, 'frame')} "
+                   "of this video per run" if self.limited else "Max frames")
             notes.append(f"Only the first {result.num_frames} of {self.truncated_from} frames "
-                         "were processed (Max frames); lower the processing fps to cover more "
-                         "of the video.")
+                         f"were processed ({why}); lower the processing fps (Advanced "
+                         "settings) to cover more of the video.")
         if self.details and not self.query_masks:
             notes.append(f"Every query's mask was not kept (more than "
                          f"{QUERY_MASKS_BUDGET_MB} MB for this many frames at this size); the "
@@ -626,7 +762,7 @@ def prepare_run(models: ModelCache, model: str | None, video: str | None,
                              result.timings["model_s"])
 
     return Run(predictor, str(video), texts, info, settings, work, details=details,
-               on_finish=record)
+               on_finish=record, limits=limits)
 
 
 def estimate_run(models: ModelCache, model: str | None, video: str | None,
@@ -909,21 +1045,31 @@ class Session:
         return _fit(self.result.render_query_masks(k, t, self.frames.frame(t),
                                                    threshold=self.threshold))
 
-    def export_slides(self, columns: int = 5) -> dict[str, Path]:
-        """Write ``figure.png``, ``figure.pdf`` (``columns`` evenly spaced frames) and
-        ``overlay.gif`` of the outputs as they stand (threshold included) into this session's
-        folder; returns their paths as ``figure_png``, ``figure_pdf``, ``gif``."""
+    def export_slides(self, columns: int = 5, gif: bool = False) -> dict[str, Path]:
+        """Write ``figure.png`` and ``figure.pdf`` (``columns`` evenly spaced frames) of the
+        outputs as they stand (threshold included) into this session's folder, and with
+        ``gif`` also ``overlay.gif`` (`export_gif`: it takes far longer than the figure);
+        returns their paths as ``figure_png``, ``figure_pdf`` (and ``gif``)."""
         from rvos import exports
 
         try:
             columns = exports.check_columns(columns)
             paths = exports.write_figure(self.exported, self.out_dir, self.frames,
                                          columns=columns)
-            paths["gif"] = exports.write_gif(self.exported, self.out_dir / "overlay.gif",
-                                             self.frames)
         except exports.ExportError as err:
             raise AppInputError(str(err)) from None
+        if gif:
+            paths["gif"] = self.export_gif()
         return paths
+
+    def export_gif(self) -> Path:
+        """Write ``overlay.gif`` of the outputs as they stand into this session's folder."""
+        from rvos import exports
+
+        try:
+            return exports.write_gif(self.exported, self.out_dir / "overlay.gif", self.frames)
+        except exports.ExportError as err:
+            raise AppInputError(str(err)) from None
 
     def render_attention(self, expression: int, frame: int, word: str | int = "all",
                          level: str | None = None, head: str | int | None = "mean"
@@ -958,21 +1104,23 @@ class Session:
         """Markdown: what was processed, how fast, and per expression how sure the model was."""
         r = self.exported
         s, t = r.source, r.timings
-        head = (f"**{r.num_frames} frames** ({s.width}×{s.height}, {s.fps:.3g} fps) · "
-                f"{len(r.windows)} window{'s' if len(r.windows) != 1 else ''} · "
-                f"{t['total_s']:.1f} s on {r.settings['device']} "
-                f"({t['frames_per_second']:.1f} frames/s) · model `{r.model_name}` · "
-                f"threshold {self.threshold:g}")
+        head = (f"**{plural(r.num_frames, 'frame')}** ({s.width}×{s.height}, {s.fps:.3g} fps)"
+                f" · {plural(len(r.windows), 'window')} · "
+                f"{t['total_s']:.1f} s on {escape_markdown(r.settings['device'])} "
+                f"({t['frames_per_second']:.1f} frames/s) · model "
+                f"**{escape_markdown(r.model_name)}** · threshold {self.threshold:g}")
         lines = [head, ""]
         for k, e in enumerate(r):
             shown = int((e.mask_areas > 0).sum())
-            lines.append(f"{k + 1}. *{e.text}*: score {float(e.chosen_scores.mean()):.2f} "
-                         f"(mean of the chosen query), object on {shown}/{e.num_frames} frames")
+            # The expression is the visitor's text: escaped, so it shows as typed.
+            lines.append(f"{k + 1}. *{escape_markdown(e.text)}*: score "
+                         f"{float(e.chosen_scores.mean()):.2f} (mean of the chosen query), "
+                         f"object on {shown}/{plural(e.num_frames, 'frame')}")
         if self.exported is not self.result:
             lines += ["", f"Masks re-thresholded at {self.threshold:g} from the stored mask "
                           f"logits (predicted at {self.result.settings['threshold']:g})."]
         for note in self.notes:
-            lines += ["", note]
+            lines += ["", note]  # the app's own words
         return "\n".join(lines)
 
 
@@ -1056,21 +1204,23 @@ class Comparison:
         """Markdown: the two runs and, per expression, each model's score and where they
         agree."""
         a, b = self.results
-        same = a is b
-        lines = [f"**{self.titles[0]}** vs **{self.titles[1]}** · {self.num_frames} frames · "
-                 f"A {a.timings['total_s']:.1f} s, B {b.timings['total_s']:.1f} s"
-                 + (" (the same model twice: run once, shown twice)" if same else ""), "",
+        ta, tb = (escape_markdown(t) for t in self.titles)
+        # The same model twice ran once: one time, said once.
+        times = (f"run once in {a.timings['total_s']:.1f} s (the same model twice: shown "
+                 "twice)" if a is b else
+                 f"A {a.timings['total_s']:.1f} s, B {b.timings['total_s']:.1f} s")
+        lines = [f"**{ta}** vs **{tb}** · {plural(self.num_frames, 'frame')} · {times}", "",
                  "Score: the chosen query's mean score; IoU: how much the two models' masks "
                  "overlap, pooled over all frames.", "",
                  "| expression | A score | B score | A–B IoU |",
                  "| --- | --- | --- | --- |"]
         for ea, eb in zip(a, b, strict=True):
             iou = _pooled_iou(ea, eb)
-            lines.append(f"| {ea.text} | {float(ea.chosen_scores.mean()):.2f} | "
+            lines.append(f"| {escape_markdown(ea.text)} | {float(ea.chosen_scores.mean()):.2f} | "
                          f"{float(eb.chosen_scores.mean()):.2f} | "
                          f"{'no object in either' if iou is None else f'{iou:.2f}'} |")
         for note in self.notes:
-            lines += ["", note]
+            lines += ["", note]  # the app's own words
         return "\n".join(lines)
 
 

@@ -105,11 +105,37 @@ def _open(browser, url: str, ready: str = "#vin input[type=file]"):
 
 def _give_clip(page, video: Path, text: str) -> None:
     """Upload ``video`` into the app's input and type the expressions ``text``. The upload is
-    done when the input player's source is a server URL (a ``blob:`` until then)."""
+    done when the file's download link points at the server."""
     page.set_input_files("#vin input[type=file]", str(video))
-    page.wait_for_function("() => document.querySelector('#vin video')?.src"
+    page.wait_for_function("() => document.querySelector('#vin a[download]')?.href"
                            "?.startsWith('http')", timeout=30_000)
     page.fill("#txt textarea", text)
+
+
+EXPLORER_VIEWS = ("queries", "attn", "scores", "decoder", "layers", "qmasks")
+
+
+def _badges(page) -> list[str]:
+    """The "Error" badges Gradio leaves on the outputs of a failed event."""
+    return page.evaluate("() => [...document.querySelectorAll("
+                         "'[data-testid=status-tracker] .error')].map("
+                         "e => (e.closest('[id]')?.id ?? '?') + ': ' + e.innerText)")
+
+
+def _assert_every_view_has_a_picture(page) -> None:
+    for view in EXPLORER_VIEWS:
+        page.locator(f"#{view}").scroll_into_view_if_needed()
+        page.wait_for_function(
+            f"() => document.querySelector('#{view} img')?.naturalWidth > 0", timeout=30_000)
+    assert not _badges(page), _badges(page)
+    # Gradio's toolbar (full screen, download) sits above the tiles of every query's mask,
+    # not over the first tiles' titles ("q3 0.59 chosen").
+    overlap = page.evaluate(
+        """() => { const bar = document.querySelector('#qmasks .icon-button-wrapper');
+                   const img = document.querySelector('#qmasks img');
+                   return bar.getBoundingClientRect().bottom - img.getBoundingClientRect().top;
+                 }""")
+    assert overlap <= 1, f"the toolbar covers {overlap} px of the tiles' titles"
 
 
 def test_segment_then_explore_frames_and_words(app, tmp_path):
@@ -133,6 +159,8 @@ def test_segment_then_explore_frames_and_words(app, tmp_path):
             attention = _wait_new_src(page, "attn", None)
             page.wait_for_selector("#scores img", state="attached", timeout=30_000)
             assert expressions[0] in page.inner_text("#summary")
+            # The must-show of issue 20: no "Error" badge, and every explorer view a picture.
+            _assert_every_view_has_a_picture(page)
             playable = page.evaluate(
                 """async () => { const v = document.querySelector('#vout video');
                    if (v.readyState < 2) await new Promise(r => {
@@ -245,8 +273,12 @@ def test_decoder_view_slides_and_compare_view(app, tmp_path):
                 "() => Math.abs(document.querySelector('#decoder').getBoundingClientRect()"
                 ".top) < 50", timeout=10_000)
 
-            # Slide exports: the download buttons hand over the files.
+            # Slide exports: the download buttons hand over the files; the figure comes
+            # without the GIF, which has its own button.
             page.click("#export")
+            page.wait_for_selector("#dl_png:not([disabled])", timeout=60_000)
+            assert page.locator("#dl_gif").is_disabled()
+            page.click("#make_gif")
             page.wait_for_selector("#dl_gif:not([disabled])", timeout=60_000)
             with page.expect_download() as download:
                 page.click("#dl_png")
@@ -350,3 +382,122 @@ def test_choosing_a_model_not_on_this_machine_downloads_it_then_segments(app, mi
         finally:
             browser.close()
     assert "MiB" in progress
+
+
+MARKUP = ["<img src=x>", "![t](http://127.0.0.1:9/track.png)", '"><iframe src=about:blank>']
+
+
+def test_typed_markup_shows_as_text_and_errors_stay_visible(app, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    video, _ = two_expression_example()
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = _open(browser, app.url)
+            _give_clip(page, video, "\n".join(MARKUP))
+            page.click("#run")
+            page.wait_for_function("() => document.querySelector('#vout video')?.src"
+                                   "?.startsWith('http')", timeout=60_000)
+            page.wait_for_function("() => document.querySelector('#summary').innerText"
+                                   ".includes('iframe')", timeout=30_000)
+            summary = page.locator("#summary")
+            assert summary.locator("img").count() == 0
+            assert summary.locator("iframe").count() == 0 and summary.locator("a").count() == 0
+            text = summary.inner_text()
+            for typed in MARKUP:
+                assert typed in text, (typed, text)
+            # The expression menu shows them as typed too.
+            labels = page.locator("#expr label").all_inner_texts()
+            assert [label.split(": ", 1)[1] for label in labels] == MARKUP
+            _assert_every_view_has_a_picture(page)
+
+            # A bad input: the message stays (a toast would fade after 10 s) and no output
+            # carries a textless "Error" badge.
+            page.fill("#txt textarea", " ")
+            page.click("#run")
+            page.wait_for_function("() => document.querySelector('#status').innerText"
+                                   ".includes('no expression')", timeout=30_000)
+            page.wait_for_timeout(12_000)
+            assert "no expression" in page.inner_text("#status")
+            assert not _badges(page), _badges(page)
+            # The next action clears it.
+            page.fill("#txt textarea", "the red circle")
+            page.click("#run")
+            page.wait_for_function("() => !document.querySelector('#status').innerText"
+                                   ".includes('no expression')", timeout=30_000)
+        except Exception as exc:
+            raise _failure(page, app, tmp_path, exc) from exc
+        finally:
+            browser.close()
+
+
+def _other_formats(tmp_path: Path) -> list[Path]:
+    """The example clip as GIF and AVI, and its first frame as PNG."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    video, _ = two_expression_example()
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    out = []
+    for name, args in (("clip.gif", []), ("clip.avi", ["-c:v", "mjpeg"]),
+                       ("frame.png", ["-frames:v", "1"])):
+        path = tmp_path / name
+        subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(video), *args, str(path)],
+                       check=True)
+        out.append(path)
+    return out
+
+
+def test_the_page_takes_gif_avi_and_png_without_a_playback_error(app, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = _open(browser, app.url)
+            for path in _other_formats(tmp_path):
+                old = _src(page, "vin_preview")
+                if page.locator("#vin button[aria-label=Clear]").count():
+                    page.click("#vin button[aria-label=Clear]")  # the last upload
+                page.wait_for_selector("#vin input[type=file]", state="attached")
+                _give_clip(page, path, "the red circle")
+                _wait_new_src(page, "vin_preview", old)  # its first frame, whatever the format
+                toasts = page.evaluate("() => [...document.querySelectorAll("
+                                       "'[data-testid=toast-body]')].map(t => t.innerText)")
+                assert not toasts, (path.name, toasts)
+            # The GIF was the last but one: segment the PNG (a one-frame video) to the end.
+            page.click("#run")
+            page.wait_for_function("() => document.querySelector('#summary').innerText"
+                                   ".includes('1 frame ')", timeout=60_000)
+            assert not _badges(page) and page.inner_text("#status").strip() == ""
+        except Exception as exc:
+            raise _failure(page, app, tmp_path, exc) from exc
+        finally:
+            browser.close()
+
+
+def test_the_examples_fit_a_phone(app, tmp_path):
+    """At 390 px wide the example expressions wrap instead of being cut off."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            page.goto(app.url, wait_until="load")
+            page.wait_for_selector("#examples_synthetic td", state="attached", timeout=30_000)
+            cells = page.evaluate(
+                """() => [...document.querySelectorAll('#examples_synthetic td')].map(td => {
+                       const r = td.getBoundingClientRect();
+                       return {text: td.innerText, right: r.right,
+                               cut: td.scrollWidth > td.clientWidth + 1}; })""")
+            assert cells
+            width = page.evaluate("() => document.documentElement.clientWidth")
+            for cell in cells:
+                assert not cell["cut"] and cell["right"] <= width + 1, (cell, width)
+        except Exception as exc:
+            raise _failure(page, app, tmp_path, exc) from exc
+        finally:
+            browser.close()
