@@ -252,19 +252,20 @@ def parse_expressions(text: str | None, max_expressions: int = MAX_EXPRESSIONS) 
 
 def check_video(path: str | None, limits: Limits):
     """`rvos.video.VideoInfo` of ``path``, or `AppInputError` for a missing or unreadable
-    video. The page and the API accept the same files: whatever this reads. (Its length is not
-    refused here: the limit is on the frames a run processes, `check_work`.) The message names
-    the file by its own name, never by the server's folder; the log keeps the full reason."""
-    from rvos.video import VideoError, probe
+    video. The page, the API and the CLI accept the same files: `rvos.video.check_video_file`
+    decides (a GIF is a video; a still image, an audio-only or a subtitle-only file is refused).
+    Its length is not refused here: the limit is on the frames a run processes (`check_work`).
+    The message names the file by its own name, never by the server's folder; the log keeps
+    the full reason."""
+    from rvos.video import VideoError, check_video_file
 
     if not path:
         raise AppInputError("no video: upload a video file or pick one of the examples")
     try:
-        info = probe(path)
+        info = check_video_file(path)
     except VideoError as err:
         log.info("cannot read %s: %s", path, err)
-        raise AppInputError(f"cannot read this video ({public_message(err)}); upload a video "
-                            "(mp4, mov, webm, mkv, avi, gif) or an image") from None
+        raise AppInputError(public_message(err)) from None
     return info
 
 

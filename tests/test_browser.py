@@ -450,7 +450,7 @@ def _other_formats(tmp_path: Path) -> list[Path]:
     return out
 
 
-def test_the_page_takes_gif_avi_and_png_without_a_playback_error(app, tmp_path):
+def test_the_page_takes_gif_and_avi_and_names_a_png_an_image(app, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -467,11 +467,12 @@ def test_the_page_takes_gif_avi_and_png_without_a_playback_error(app, tmp_path):
                 toasts = page.evaluate("() => [...document.querySelectorAll("
                                        "'[data-testid=toast-body]')].map(t => t.innerText)")
                 assert not toasts, (path.name, toasts)
-            # The GIF was the last but one: segment the PNG (a one-frame video) to the end.
+            # The PNG was the last: an image is not a video (the CLI and the API say the
+            # same), and the page says so in words, in the status line, with no red badge.
             page.click("#run")
-            page.wait_for_function("() => document.querySelector('#summary').innerText"
-                                   ".includes('1 frame ')", timeout=60_000)
-            assert not _badges(page) and page.inner_text("#status").strip() == ""
+            page.wait_for_function("() => document.querySelector('#status').innerText"
+                                   ".includes('is an image, not a video')", timeout=60_000)
+            assert not _badges(page)
         except Exception as exc:
             raise _failure(page, app, tmp_path, exc) from exc
         finally:
