@@ -214,8 +214,8 @@ def test_bad_input_gives_a_clear_error_and_the_app_keeps_running(client, tmp_pat
                                     expressions="\n".join(["the red circle"] * 5))
     junk = tmp_path / "notes.mp4"
     junk.write_text("this is not a video")
-    assert "cannot read this video" in _error_of(client, video=handle_file(str(junk)),
-                                                 expressions="the red circle")
+    assert "Not a video ffmpeg can read" in _error_of(client, video=handle_file(str(junk)),
+                                                      expressions="the red circle")
     long_clip = tmp_path / "long.mp4"
     write_video(long_clip, np.zeros((36, 32, 32, 3), np.uint8), 6)  # 6 s
     # The limit is on the work (--max-duration 5 at 6 fps: 30 frames), not on the file: the
