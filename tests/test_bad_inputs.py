@@ -58,8 +58,8 @@ _EXAMPLE = json.loads((EXAMPLES / "examples.json").read_text())["synthetic"][0]
 VALID_VIDEO = EXAMPLES / _EXAMPLE["video"]
 VALID_TEXT = _EXAMPLE["expressions"][0]
 
-# Words a visitor of the app must never be told (they are for whoever runs the app).
-OPERATOR_ADVICE = (
+# What a visitor of the app must never be told: advice for whoever runs the app, tracebacks.
+NOT_FOR_VISITORS = (
     "--max-duration",
     "--max-upload",
     "--max-frames",
@@ -291,8 +291,8 @@ def assert_api_message(message: str, says: tuple[str, ...], app: RunningApp) -> 
     assert "\n" not in message.strip(), message
     assert any(s.lower() in message.lower() for s in says), f"{message!r} names none of {says}"
     assert str(app.tmp) not in message and "/tmp/" not in message, f"a server path: {message!r}"
-    for advice in OPERATOR_ADVICE:
-        assert advice not in message, f"operator advice {advice!r} to a visitor: {message!r}"
+    for words in NOT_FOR_VISITORS:
+        assert words not in message, f"{words!r} told to a visitor: {message!r}"
 
 
 def api_error(client, **kwargs) -> str:
@@ -628,9 +628,7 @@ def test_five_concurrent_requests_all_finish_or_hear_busy(app):
             assert isinstance(outcome, AppError), repr(outcome)
             assert re.search(r"busy|queue|try again", str(outcome), re.I), str(outcome)
     assert any(isinstance(o, int) for o in outcomes), outcomes
-    from gradio_client import Client as Fresh
-
-    assert_still_serves(Fresh(app.url, verbose=False))
+    assert_still_serves(Client(app.url, verbose=False))
 
 
 def test_a_client_that_leaves_mid_run_leaves_nothing_behind(media: Path, app):
