@@ -529,7 +529,18 @@ def check_video_file(path: PathLike) -> VideoInfo:
             info.num_frames <= 1 and info.codec in _IMAGE_CODECS):
         raise _error(p, f"{_name(p)} is an image, not a video. Use a video file "
                      "(MP4, MOV, WebM, AVI, GIF, ...).")
+    long, short = max(info.width, info.height), min(info.width, info.height)
+    if long > MAX_ASPECT_RATIO * short:
+        # The model scales the short side to a fixed size (360 px for the released models),
+        # so a 4000×2 frame would become 720,000 px wide: gigabytes per frame.
+        raise _error(p, f"{_name(p)} has {info.width}×{info.height} frames: too "
+                     f"{'wide' if info.width > info.height else 'tall'} to segment (rvos takes "
+                     f"aspect ratios up to {MAX_ASPECT_RATIO}:1).")
     return info
+
+
+# The widest frames rvos accepts (long side over short side); 32:9 panoramas are 3.6.
+MAX_ASPECT_RATIO = 20
 
 
 # ffmpeg demuxers and codecs of still images (``Input #0, png_pipe, ...``, ``image2``).
