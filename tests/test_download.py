@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,47 @@ def test_unreachable_server_names_url_and_destination(closed_port, tmp_path):
     message = str(err.value)
     assert "connection refused" in message
     assert f"download {url} by hand and save it as {dest}" in message
+
+
+@pytest.mark.parametrize("where", ["answer", "body"])
+def test_a_source_that_sends_nothing_fails_after_the_stall_time(server, tmp_path, monkeypatch,
+                                                                 where):
+    """A server that accepts and never answers, and one that stops mid-file, both fail once
+    they have sent nothing for $RVOS_DOWNLOAD_STALL_S seconds (15 by default), saying so."""
+    monkeypatch.setenv(dl.STALL_ENV, "1.5")
+    server.stall, server.stall_after = where, 1_000_000
+    dest = tmp_path / "model.pth"
+    started = time.monotonic()
+    with pytest.raises(dl.OfflineError) as err:
+        dl.download_file(server.url + "/model.pth", dest, progress=False)
+    assert 1.4 < time.monotonic() - started < 10
+    reason = err.value.reason
+    assert "sent no data for 1.5 s" in reason
+    if where == "answer":
+        assert "did not answer" in reason
+    else:
+        assert isinstance(err.value, dl.TransferInterrupted) and "after 1.0 MiB" in reason
+        assert (tmp_path / "model.pth.part").stat().st_size == 1_000_000
+
+
+def test_the_stall_time_defaults_to_15_s(monkeypatch):
+    monkeypatch.delenv(dl.STALL_ENV, raising=False)
+    assert dl.stall_timeout() == 15
+    monkeypatch.setenv(dl.STALL_ENV, "4")
+    assert dl.stall_timeout() == 4 and dl.stall_timeout(2) == 2
+
+
+def test_reasons_name_no_local_path_for_an_app_to_show(server, tmp_path):
+    """`reason` is what an app shows a visitor; the full message (with the cache path to save a
+    hand-made download under) is for the log and the command line."""
+    dest = tmp_path / "model.pth"
+    dest.write_bytes(b"not the file")
+    with pytest.raises(dl.IntegrityError) as err:
+        dl.download_file(server.url + "/model.pth", dest, sha256=PAYLOAD_SHA, progress=False)
+    assert str(tmp_path) in str(err.value) and str(tmp_path) not in err.value.reason
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download_file(server.url + "/nothing.pth", tmp_path / "n.pth", progress=False)
+    assert str(tmp_path) in str(err.value) and str(tmp_path) not in err.value.reason
 
 
 def test_dns_failure_reads_as_offline(tmp_path):
