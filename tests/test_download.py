@@ -130,8 +130,9 @@ def test_unreachable_server_names_url_and_destination(closed_port, tmp_path):
 
 
 @pytest.mark.parametrize("where", ["answer", "body"])
-def test_a_source_that_sends_nothing_fails_after_the_stall_time(server, tmp_path, monkeypatch,
-                                                                 where):
+def test_a_source_that_sends_nothing_fails_after_the_stall_time(
+    server, tmp_path, monkeypatch, where
+):
     """A server that accepts and never answers, and one that stops mid-file, both fail once
     they have sent nothing for $RVOS_DOWNLOAD_STALL_S seconds (15 by default), saying so."""
     monkeypatch.setenv(dl.STALL_ENV, "1.5")
@@ -238,7 +239,10 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
 def test_download_by_name_lands_where_the_registry_looks(server, tmp_path):
     assert resolve_local("ytvos-r50", tmp_path) is None
     path = dl.download(
-        "ytvos-r50", cache_dir=tmp_path, url=server.url + "/model.pth", progress=False,
+        "ytvos-r50",
+        cache_dir=tmp_path,
+        url=server.url + "/model.pth",
+        progress=False,
         offline=False,
     )
     assert path == tmp_path / "referformer_ytvos_r50.pth"
@@ -251,8 +255,9 @@ def _cli(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-def test_cli_offline_prints_one_line_and_returns_nonzero(closed_port, tmp_path, capsys,
-                                                         monkeypatch):
+def test_cli_offline_prints_one_line_and_returns_nonzero(
+    closed_port, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setenv("RVOS_OFFLINE", "0")
     url = f"http://127.0.0.1:{closed_port}/x.pth"
     code = dl.run_cli(_cli("ytvos-r50", "--cache-dir", str(tmp_path), "--url", url, "--quiet"))
