@@ -144,6 +144,20 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
     if device not in devices:
         devices.insert(0, device)  # e.g. --device cuda:1
 
+    def _before_the_slot(keys, video, expressions, settings, progress):
+        """Check the inputs and download what `keys` need, then wait for the one-run slot
+        (`sup.RunSlot`), yielding a status text as it goes; the caller must release the slot.
+        Runs outside Gradio's concurrency limit: the slot is what keeps runs one at a time."""
+        for step in sup.download_before_run(models, keys, video, expressions, settings,
+                                            limits):
+            progress(step.fraction, desc=step.text)
+            yield step.text
+        for ahead in models.slot.turn():
+            text = (f"waiting for {ahead} run{'s' if ahead > 1 else ''} ahead of yours "
+                    "to finish")
+            progress(None, desc=text)
+            yield text
+
     def segment(video: str | None, expressions: str, model: str = default.key,
                 threshold: float = 0.5, window: int = 36, fps: float = 0.0,
                 max_frames: int = limits.max_frames, short_side: int = 0, device: str = device,
@@ -154,23 +168,30 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         Returns the overlay video, the masks (zip of PNGs), result.json and a summary."""
         settings = sup.RunSettings(threshold, window, fps, max_frames, short_side, device,
                                    precision)
-        progress(0.0, desc="checking the input and loading the model")
+        progress(0.0, desc="checking the input")
         try:
-            run = sup.prepare_run(models, model, video, expressions, settings, limits,
-                                  work_dir, on_download=lambda p: progress(p.fraction,
-                                                                           desc=p.text))
-            result = None
-            # Stop cancels this generator; closing the steps then ends the model and ffmpeg.
-            with contextlib.closing(run.steps()) as steps:
-                for step in steps:
-                    progress(step.fraction, desc=sup.progress_text(step))
-                    if step.result is not None:
-                        result = step.result
-                    else:
-                        yield (gr.skip(), gr.skip(), gr.skip(), sup.progress_text(step),
-                               gr.skip())
-            progress(1.0, desc="finishing the overlay video and masks")
-            session = run.finish(result)
+            # A model that is not here downloads before this run takes the one-run slot, so
+            # the download holds up no other visitor's run.
+            for text in _before_the_slot([model], video, expressions, settings, progress):
+                yield gr.skip(), gr.skip(), gr.skip(), text, gr.skip()
+            try:
+                progress(0.0, desc="loading the model")
+                run = sup.prepare_run(models, model, video, expressions, settings, limits,
+                                      work_dir)
+                result = None
+                # Stop cancels this generator; closing the steps then ends the model and ffmpeg.
+                with contextlib.closing(run.steps()) as steps:
+                    for step in steps:
+                        progress(step.fraction, desc=sup.progress_text(step))
+                        if step.result is not None:
+                            result = step.result
+                        else:
+                            yield (gr.skip(), gr.skip(), gr.skip(), sup.progress_text(step),
+                                   gr.skip())
+                progress(1.0, desc="finishing the overlay video and masks")
+                session = run.finish(result)
+            finally:
+                models.slot.release()
         except sup.RUN_ERRORS as err:
             raise gr.Error(str(err), print_exception=False) from None
         if previous is not None:  # (a State input: hidden from the API)
@@ -267,17 +288,24 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         a summary."""
         settings = sup.RunSettings(threshold, window, fps, max_frames, short_side, device,
                                    precision)
-        progress(0.0, desc="checking the input and loading the models")
+        progress(0.0, desc="checking the input")
         try:
-            run = sup.prepare_compare(models, model_a, model_b, video, expressions, settings,
-                                      limits, work_dir, on_download=lambda p: progress(
-                                          p.fraction, desc=p.text))
-            with contextlib.closing(run.steps()) as steps:
-                for fraction, text in steps:
-                    progress(fraction, desc=text)
-                    yield (gr.skip(),) * 5 + (text, gr.skip())
-            progress(1.0, desc="writing the overlays and the side-by-side video")
-            result = run.finish()
+            # Models that are not here download before the one-run slot (as for segment).
+            for text in _before_the_slot([model_a, model_b], video, expressions, settings,
+                                         progress):
+                yield (gr.skip(),) * 5 + (text, gr.skip())
+            try:
+                progress(0.0, desc="loading the models")
+                run = sup.prepare_compare(models, model_a, model_b, video, expressions,
+                                          settings, limits, work_dir)
+                with contextlib.closing(run.steps()) as steps:
+                    for fraction, text in steps:
+                        progress(fraction, desc=text)
+                        yield (gr.skip(),) * 5 + (text, gr.skip())
+                progress(1.0, desc="writing the overlays and the side-by-side video")
+                result = run.finish()
+            finally:
+                models.slot.release()
         except sup.RUN_ERRORS as err:
             raise gr.Error(str(err), print_exception=False) from None
         if previous is not None:  # (a State input: hidden from the API)
@@ -508,7 +536,7 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         run_event = run_btn.click(
             segment, [video_in, text, model, threshold, window, fps, max_frames, short_side,
                       device_in, precision, session], outputs, api_name="segment",
-            concurrency_limit=1, concurrency_id="model")
+            concurrency_limit=sup.RunSlot.IN_FLIGHT, concurrency_id="runs")
         run_event.success(explore, session, explorer, api_visibility="private")
         stop_btn.click(lambda: "Stopped. Press **Segment** to run again.", None, summary,
                        cancels=[run_event], api_visibility="private")
@@ -565,7 +593,7 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
             compare, [video_in, text, model_a, model_b, threshold, window, fps, max_frames,
                       short_side, device_in, precision, comparison],
             [overlay_a, overlay_b, result_a, result_b, side_video, compare_summary, comparison],
-            api_name="compare", concurrency_limit=1, concurrency_id="model")
+            api_name="compare", concurrency_limit=sup.RunSlot.IN_FLIGHT, concurrency_id="runs")
         compare_event.success(compare_explore, comparison,
                               [compare_frame, compare_expr, compare_img, scores_a, scores_b],
                               api_visibility="private")

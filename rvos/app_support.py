@@ -271,6 +271,53 @@ def model_choices(model: str | None = None, checkpoint: str | Path | None = None
     return choices
 
 
+class RunSlot:
+    """The one run at a time that a device serves, taken in order of arrival.
+
+    The app's Segment and Compare take it only after their model is here (`download_before_run`),
+    so a download, however slow, holds up no other visitor's run. `turn` is a generator that
+    yields while others are ahead, so a waiting handler can report that and be cancelled (a
+    closed `turn` leaves the line); `release` hands the slot on."""
+
+    # How many runs the app lets in at once (downloading, waiting for the slot, or running);
+    # the rest wait in Gradio's queue.
+    IN_FLIGHT = 8
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._line: list[object] = []
+        self._busy = False
+
+    def turn(self, poll_s: float = 0.5) -> Iterator[int]:
+        """Wait for the slot, yielding how many runs are ahead (running or waiting) every
+        ``poll_s`` seconds; returns once the slot is the caller's, who must `release` it."""
+        me = object()
+        with self._cond:
+            self._line.append(me)
+        mine = False
+        try:
+            while True:
+                with self._cond:
+                    if not self._busy and self._line[0] is me:
+                        self._line.pop(0)
+                        self._busy = mine = True
+                        return
+                    self._cond.wait(poll_s)
+                    ahead = self._line.index(me) + int(self._busy)
+                if ahead:
+                    yield ahead
+        finally:
+            if not mine:
+                with self._cond:
+                    self._line.remove(me)
+                    self._cond.notify_all()
+
+    def release(self) -> None:
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
+
+
 class ModelCache:
     """Models built on first use and kept, one per (menu key, device).
 
@@ -292,6 +339,7 @@ class ModelCache:
         self._models: dict[tuple[str, ...], Any] = {}  # (key, device[, precision])
         self._lock = threading.Lock()
         self.speeds = SpeedBook()  # measured cost per frame, for the run-time estimate
+        self.slot = RunSlot()  # the app's one run at a time, taken once the model is here
 
     @property
     def default(self) -> ModelChoice:
@@ -364,7 +412,13 @@ class ModelCache:
             yield from zoo.iter_fetch(choice.key, cache_dir=self.cache_dir, offline=self.offline,
                                       poll_s=poll_s)
         except _download_errors() as err:
-            raise AppInputError(f"could not download {choice.key}: {err}") from None
+            # The visitor reads what went wrong; the log keeps the rest (the cache path to save
+            # a hand-made download under is the operator's business).
+            import logging
+
+            logging.getLogger("rvos.app").warning("could not download %s: %s", choice.key, err)
+            raise AppInputError(f"could not download {choice.key}: "
+                                f"{getattr(err, 'reason', None) or err}") from None
 
     def get(self, key: str | None, device: str = "cpu",
             on_download: Callable[[Any], None] | None = None, precision: str = "fp32"):
@@ -589,6 +643,20 @@ def query_masks_fit(predictor: Predictor, size: tuple[int, int], num_frames: int
     queries = predictor.model.config.num_queries
     total = num_frames * num_expressions * queries * -(-h // 4) * -(-w // 4)
     return total <= budget_mb * 2**20
+
+
+def download_before_run(models: ModelCache, model_keys: Sequence[str | None],
+                        video: str | None, expressions: str | None, settings: RunSettings,
+                        limits: Limits) -> Iterator[Any]:
+    """What a run does before it takes the one-run slot: check the inputs (cheapest first, so
+    a bad video downloads nothing), then fetch each model that is not here yet, yielding its
+    `rvos.zoo.FetchProgress`. Raises `AppInputError` with the first problem found."""
+    parse_expressions(expressions)
+    settings.checked(limits)
+    keys = [models.choice(k).key for k in model_keys]
+    check_video(video, limits)
+    for key in dict.fromkeys(keys):
+        yield from models.fetch_steps(key)
 
 
 def prepare_run(models: ModelCache, model: str | None, video: str | None,
