@@ -465,7 +465,13 @@ class ModelCache:
                                        text_encoder=self.text_encoder, cache_dir=self.cache_dir,
                                        offline=self.offline)
         except errors as err:
-            raise AppInputError(f"cannot load model {choice.key!r}: {err}") from None
+            # The visitor reads what went wrong (`reason` where the error has one); operator
+            # advice and server paths go to the log.
+            import logging
+
+            logging.getLogger("rvos.app").warning("cannot load model %s: %s", choice.key, err)
+            raise AppInputError(f"cannot load model {choice.key!r}: "
+                                f"{getattr(err, 'reason', None) or err}") from None
         return model.eval()
 
 

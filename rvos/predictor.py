@@ -1055,7 +1055,8 @@ def run_cli(args: argparse.Namespace) -> int:
         if getattr(args, "figure", False) or getattr(args, "gif", False):
             paths.update(_write_slides(result, args, figure_frames))
     except errors as err:
-        print(f"rvos predict: error: {err}", file=sys.stderr)
+        message = err.for_cli() if hasattr(err, "for_cli") else err  # CLI advice, not Python's
+        print(f"rvos predict: error: {message}", file=sys.stderr)
         return 2
     t = result.timings
     slides = "".join(f", {paths[k]}" for k in ("figure_png", "figure_pdf", "gif") if k in paths)

@@ -294,3 +294,113 @@ def test_python_m_rvos_download_offline_has_no_traceback(closed_port, tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert str(tmp_path / "referformer_ytvos_r50.pth") in proc.stderr
+
+
+# ------------------------------------------------------------- the text encoder (roberta-base)
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """A Hugging Face endpoint on 127.0.0.1, an empty Hub cache, online, no remembered failure."""
+    from huggingface_hub import constants
+
+    from rvos import hub as rvos_hub
+
+    srv = FileServer()
+    monkeypatch.setenv("HF_ENDPOINT", srv.url)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("RVOS_OFFLINE", "0")
+    monkeypatch.setattr(rvos_hub, "_failures", {})
+    yield srv
+    srv.close()
+
+
+@pytest.mark.parametrize("how", ["stall", "missing"])
+def test_an_unreachable_text_encoder_fails_within_10_s_and_is_remembered(hub, how):
+    from rvos.checkpoint import load_text_side
+    from rvos.hub import TextEncoderError
+
+    if how == "stall":
+        hub.stall = "answer"  # accepts, never answers
+    else:
+        hub.close()  # nothing listens any more: connection refused
+    started = time.monotonic()
+    with pytest.raises(TextEncoderError) as first:
+        load_text_side("roberta-base")
+    assert time.monotonic() - started < 10
+    message = str(first.value)
+    assert "offline" not in message  # offline mode is off: it must not say so
+    assert ("sent nothing" if how == "stall" else "could not be reached") in message
+    again = time.monotonic()
+    with pytest.raises(TextEncoderError) as second:
+        load_text_side("roberta-base")
+    assert time.monotonic() - again < 0.5  # remembered: no second wait within the minute
+    assert str(second.value) == message
+    assert len(hub.requests_for("/roberta-base/resolve/main/vocab.json")) <= 1
+
+
+def test_text_encoder_advice_is_per_door(hub):
+    """Python users get the keyword, command-line users the option, an app visitor only what
+    went wrong; the folder the advice names is what the advised command writes."""
+    from rvos.hub import TextEncoderError
+
+    err = TextEncoderError("roberta-base", "the Hub sent nothing")
+    assert "text_encoder='text_encoder'" in str(err) and "--text-encoder" not in str(err)
+    assert "--text-encoder text_encoder" in err.for_cli() and "text_encoder='" not in (
+        err.for_cli()
+    )
+    assert err.reason == "the Hub sent nothing"
+    assert ".save_pretrained('text_encoder')" in str(err)
+    assert "vocab.json and merges.txt" in str(err) and "config.json may" in str(err)
+
+
+def test_offline_text_encoder_says_offline(hub, monkeypatch):
+    from rvos.hub import TextEncoderError, text_encoder_folder
+
+    with pytest.raises(TextEncoderError, match="offline mode is on"):
+        text_encoder_folder("roberta-base", offline=True)
+    assert hub.log == []
+
+
+def test_a_tokenizer_saved_without_config_loads(tmp_path):
+    """What the advised command writes (tokenizer files, no config.json) is enough."""
+    from rvos.checkpoint import load_text_side
+    from rvos.tokenizer import TextTokenizer
+
+    src = _parity_text_encoder()
+    folder = tmp_path / "text_encoder"
+    folder.mkdir()
+    for name in ("vocab.json", "merges.txt"):
+        (folder / name).write_bytes((src / name).read_bytes())
+    config, tokenizer = load_text_side(folder)
+    assert config is None and isinstance(tokenizer, TextTokenizer)
+    assert tokenizer(["a dog"])["input_ids"][0][0] == 0  # <s>
+
+
+def test_the_text_encoder_is_fetched_from_the_hub_once(hub, tmp_path):
+    from rvos.checkpoint import load_text_side
+
+    src = _parity_text_encoder()
+    for name in ("vocab.json", "merges.txt", "config.json"):
+        hub.add_file(f"/roberta-base/resolve/main/{name}", src / name)
+    config, tokenizer = load_text_side("roberta-base")
+    assert config is not None and config["hidden_size"] > 0
+    expected, _ = load_text_side(src)
+    assert config["hidden_size"] == expected["hidden_size"]
+    assert (
+        tokenizer(["the rabbit"])["input_ids"]
+        == load_text_side(src)[1](["the rabbit"])["input_ids"]
+    )
+    before = len(hub.log)
+    load_text_side("roberta-base")  # the second time: from the folder, no request
+    assert len(hub.log) == before
+
+
+def _parity_text_encoder() -> Path:
+    from conftest import parity_root
+
+    src = parity_root() / "referformer_r50" / "text_encoder"
+    if not (src / "vocab.json").is_file():
+        pytest.skip(f"no parity text encoder at {src}")
+    return src
