@@ -559,8 +559,10 @@ class Run:
 
     def __init__(self, predictor: Predictor, video: str, expressions: list[str], info: Any,
                  settings: RunSettings, work_dir: Path, *, details: bool = True,
-                 on_finish: Callable[[VideoResult], None] | None = None) -> None:
-        self.on_finish = on_finish  # e.g. to refine the time estimates with the run's speed
+                 on_finish: Callable[[VideoResult, float], None] | None = None) -> None:
+        # e.g. to refine the time estimates: called with the result and the run's wall time
+        self.on_finish = on_finish
+        self._started: float | None = None
         self._out: Path | None = None
         self._paths: dict[str, Path] | None = None
         self.predictor, self.video, self.expressions = predictor, video, expressions
@@ -582,6 +584,9 @@ class Run:
         iterator early (a Stop button) stops the model and the video reader. A run with
         ``details`` (Segment's) writes overlay.mp4, masks.zip and result.json into a new folder
         of ``work_dir`` while it runs."""
+        import time
+
+        self._started = time.perf_counter()
         out = None
         if self.details:
             self._out = out = Path(tempfile.mkdtemp(prefix="run-", dir=self.work_dir))
@@ -597,8 +602,6 @@ class Run:
     def finish(self, result: VideoResult) -> Session:
         """The outputs (written while the run went, else now into a new folder of
         ``work_dir``) and the frames for the explorer."""
-        if self.on_finish is not None:
-            self.on_finish(result)
         if self._paths is not None and self._out is not None:
             out, paths = self._out, dict(self._paths)
             # masks.zip holds the same PNGs; the loose copies would only fill the disk.
@@ -607,6 +610,10 @@ class Run:
             out = Path(tempfile.mkdtemp(prefix="run-", dir=self.work_dir))
             paths = _export(result, out, self.video)
         frames = FrameStore.from_result(result, self.video)
+        if self.on_finish is not None and self._started is not None:
+            import time
+
+            self.on_finish(result, time.perf_counter() - self._started)
         return Session(result, frames, self.video, out, paths, result, self.notes(result))
 
     def notes(self, result: VideoResult) -> list[str]:
@@ -693,11 +700,14 @@ def prepare_run(models: ModelCache, model: str | None, video: str | None,
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
 
-    def record(result: VideoResult) -> None:  # every run refines the time estimates
+    def record(result: VideoResult, wall_s: float) -> None:  # every run refines the estimates
         h, w = result.settings["input_size"]
+        model_s = result.timings["model_s"]
         models.speeds.record(choice.key, settings.device, settings.precision, h * w,
                              sum(end - start for start, end in result.windows), len(result),
-                             result.timings["model_s"])
+                             model_s)
+        models.speeds.record_io(result.num_frames, info.height * info.width, len(result),
+                                wall_s - model_s)
 
     return Run(predictor, str(video), texts, info, settings, work, details=details,
                on_finish=record)
@@ -706,11 +716,16 @@ def prepare_run(models: ModelCache, model: str | None, video: str | None,
 def estimate_run(models: ModelCache, model: str | None, video: str | None,
                  expressions: str | None, settings: RunSettings, limits: Limits
                  ) -> Estimate | None:
-    """How long Segment would take with these inputs (`rvos.estimate`), measuring the model's
-    speed on this device the first time; None while something is missing (no video yet, a
-    model still to download) or wrong (the run itself will say what)."""
+    """How long Segment would take with these inputs (`rvos.estimate`): the model's part,
+    measured on this device the first time, and reading and writing the video at the source's
+    size. None while something is missing (no video yet, a model still to download) or wrong
+    (a model that does not load: the run itself will say what). A video the run would refuse
+    as it is (too long) still gets an estimate, with the reason in its note."""
+    import logging
+
     from rvos.inference import resized_size
     from rvos.predictor import model_short_side
+    from rvos.video import VideoError, probe
 
     try:
         texts = parse_expressions(expressions) if (expressions or "").strip() else ["x"]
@@ -718,24 +733,41 @@ def estimate_run(models: ModelCache, model: str | None, video: str | None,
         choice = models.choice(model)
         if video is None or models.needs_download(choice.key):
             return None
-        info = check_video(video, limits)
+        note = ""
+        try:
+            info = check_video(video, limits)
+        except AppInputError as err:
+            try:
+                info = probe(video)  # a video over a limit: estimate it, say why it is refused
+            except VideoError:
+                return None
+            note = f"As it is, the run would be refused: {err}"
         net = models.get(choice.key, settings.device, precision=settings.precision)
     except RUN_ERRORS:
         return None
-    side = settings.short_side or model_short_side(net)
-    h, w = (info.height, info.width) if side is None else resized_size(info.height,
-                                                                       info.width, side)
-    speed = models.speeds.get(choice.key, settings.device, settings.precision, h * w)
-    if speed is None:
-        speed = models.speeds.measure(net, choice.key, settings.device, settings.precision,
-                                      (h, w))
+    except Exception:  # a model that fails to load in an unforeseen way: no stale estimate
+        logging.getLogger("rvos.app").exception("could not load %r for the estimate", model)
+        return None
+    try:
+        side = settings.short_side or model_short_side(net)
+        h, w = (info.height, info.width) if side is None else resized_size(
+            info.height, info.width, side)
+        speed = models.speeds.get(choice.key, settings.device, settings.precision, h * w)
+        if speed is None:
+            speed = models.speeds.measure(net, choice.key, settings.device, settings.precision,
+                                          (h, w))
+        io = models.speeds.io()
+    except Exception:  # e.g. out of memory: no estimate rather than a stale one
+        logging.getLogger("rvos.app").exception("could not measure the run-time estimate")
+        return None
 
     def frames_at(fps: float | None) -> int:
         return min(info.sampled_num_frames(fps), settings.max_frames)
 
     return estimate(speed, h * w, len(texts), torch_device_type(settings.device),
                     frames_at=frames_at, fps=settings.fps, window=settings.window,
-                    source_fps=info.fps)
+                    source_fps=info.fps, io=io, source_size=(info.height, info.width),
+                    note=note)
 
 
 def torch_device_type(device: str) -> str:
