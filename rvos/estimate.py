@@ -2,7 +2,7 @@
 
 A run's time has two parts. The model's: the backbone once per frame of every window, and the
 rest of the network once per frame, window and expression (`rvos.predictor` decodes each
-expression alone), at the model's input size. Both costs are measured on the device itself — a
+expression alone), at the model's input size. Both costs are measured on the device itself — an
 eight-frame pass at the run's input size the first time a (model, device, precision) is asked
 about, after a warm-up pass that is not timed (a cold first pass, with its kernel selection and
 allocations, read up to 5× too slow) — then refined by every finished run, and scaled with the

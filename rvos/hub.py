@@ -148,19 +148,22 @@ def snapshot(uri: str | HubRef, *, offline: bool = False) -> Path:
 # architecture is read off the weights). tokenizer_config.json is optional too.
 TEXT_ENCODER_FILES = ("vocab.json", "merges.txt", "config.json")
 TEXT_ENCODER_OPTIONAL = ("tokenizer_config.json",)
-TEXT_ENCODER_DEADLINE_S = 8.0  # the whole fetch; a stalled or missing Hub fails within it
+# Seconds the Hub may send nothing before the fetch fails (one try, no retries): a stalled Hub
+# fails within it, a slow one that keeps sending does not.
+TEXT_ENCODER_STALL_S = 5.0
 FAILURE_MEMORY_S = 60.0  # a failed fetch is not retried for this long
 
 _failures: dict[str, tuple[float, TextEncoderError]] = {}
 _failures_guard = threading.Lock()
 
 
-class TextEncoderError(HubError):
+class TextEncoderError(HubError, ValueError):
     """The text encoder (``roberta-base`` by default) is neither in a local folder, nor in the
     Hugging Face cache, nor reachable now.
 
     ``reason`` says what went wrong and nothing else (an app shows it to a visitor); ``str()``
-    adds what a Python user does about it, `for_cli` what a command-line user does."""
+    adds what a Python user does about it, `for_cli` what a command-line user does. A
+    ValueError too, as the `rvos.checkpoint.CheckpointError` it replaces was."""
 
     def __init__(self, name: str, reason: str) -> None:
         self.name, self.reason = name, reason
@@ -191,7 +194,8 @@ def text_encoder_folder(name: str, *, offline: bool | None = None) -> Path:
 
     The Hugging Face cache is read first (what transformers or an earlier call put there); a
     missing file is fetched from ``$HF_ENDPOINT`` (default huggingface.co) into that cache,
-    with one bounded try (`TEXT_ENCODER_DEADLINE_S` for everything, no retries), unless offline
+    with one try (no retries; failing once the Hub sends nothing for `TEXT_ENCODER_STALL_S`),
+    unless offline
     (`offline`, else ``$HF_HUB_OFFLINE`` / ``$RVOS_OFFLINE``). A failure is remembered for
     `FAILURE_MEMORY_S`: asking again within it raises the same `TextEncoderError` at once.
     """
@@ -234,7 +238,6 @@ def _text_encoder_folder(name: str, offline: bool | None) -> Path:
     if done.is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + TEXT_ENCODER_DEADLINE_S
     headers = {"User-Agent": "rvos (python urllib)"}
     if os.environ.get("HF_TOKEN"):
         headers["Authorization"] = f"Bearer {os.environ['HF_TOKEN']}"
@@ -247,12 +250,9 @@ def _text_encoder_folder(name: str, offline: bool | None) -> Path:
         if (folder / f).is_file():
             continue
         url = f"{endpoint}/{repo}/resolve/main/{f}"
-        left = deadline - time.monotonic()
         try:
-            if left <= 0:
-                raise TimeoutError
             with urllib.request.urlopen(
-                urllib.request.Request(url, headers=headers), timeout=left
+                urllib.request.Request(url, headers=headers), timeout=TEXT_ENCODER_STALL_S
             ) as response:
                 data = response.read()
         except urllib.error.HTTPError as err:
@@ -264,7 +264,7 @@ def _text_encoder_folder(name: str, offline: bool | None) -> Path:
         except (urllib.error.URLError, OSError, ValueError) as err:
             why = getattr(err, "reason", err)
             what = (
-                f"sent nothing within {TEXT_ENCODER_DEADLINE_S:g} s"
+                f"sent nothing for {TEXT_ENCODER_STALL_S:g} s"
                 if isinstance(why, TimeoutError) or isinstance(err, TimeoutError)
                 else f"could not be reached ({why})"
             )
