@@ -144,15 +144,16 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
     if device not in devices:
         devices.insert(0, device)  # e.g. --device cuda:1
 
-    def _before_the_slot(keys, video, expressions, settings, progress):
+    def _before_the_slot(place, keys, video, expressions, settings, progress):
         """Check the inputs and download what `keys` need, then wait for the one-run slot
-        (`sup.RunSlot`), yielding a status text as it goes; the caller must release the slot.
-        Runs outside Gradio's concurrency limit: the slot is what keeps runs one at a time."""
+        (``place``, of `sup.RunSlot`), yielding a status text as it goes; the caller releases
+        the place. Segment and Compare run outside Gradio's one-at-a-time limit: this slot is
+        what keeps runs one at a time, and a download does not hold it."""
         for step in sup.download_before_run(models, keys, video, expressions, settings,
                                             limits):
             progress(step.fraction, desc=step.text)
             yield step.text
-        for ahead in models.slot.turn():
+        for ahead in place.wait():
             text = (f"waiting for {ahead} run{'s' if ahead > 1 else ''} ahead of yours "
                     "to finish")
             progress(None, desc=text)
@@ -168,32 +169,32 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         Returns the overlay video, the masks (zip of PNGs), result.json and a summary."""
         settings = sup.RunSettings(threshold, window, fps, max_frames, short_side, device,
                                    precision)
-        progress(0.0, desc="checking the input")
+        place = models.slot.place()
+        progress(0.0, desc="checking the input and loading the model")
         try:
-            # A model that is not here downloads before this run takes the one-run slot, so
-            # the download holds up no other visitor's run.
-            for text in _before_the_slot([model], video, expressions, settings, progress):
+            # A model that is not here downloads before this run takes the one-run slot.
+            for text in _before_the_slot(place, [model], video, expressions, settings,
+                                         progress):
                 yield gr.skip(), gr.skip(), gr.skip(), text, gr.skip()
-            try:
-                progress(0.0, desc="loading the model")
-                run = sup.prepare_run(models, model, video, expressions, settings, limits,
-                                      work_dir)
-                result = None
-                # Stop cancels this generator; closing the steps then ends the model and ffmpeg.
-                with contextlib.closing(run.steps()) as steps:
-                    for step in steps:
-                        progress(step.fraction, desc=sup.progress_text(step))
-                        if step.result is not None:
-                            result = step.result
-                        else:
-                            yield (gr.skip(), gr.skip(), gr.skip(), sup.progress_text(step),
-                                   gr.skip())
-                progress(1.0, desc="finishing the overlay video and masks")
-                session = run.finish(result)
-            finally:
-                models.slot.release()
+            run = sup.prepare_run(models, model, video, expressions, settings, limits,
+                                  work_dir, on_download=lambda p: progress(p.fraction,
+                                                                           desc=p.text))
+            result = None
+            # Stop cancels this generator; closing the steps then ends the model and ffmpeg.
+            with contextlib.closing(run.steps()) as steps:
+                for step in steps:
+                    progress(step.fraction, desc=sup.progress_text(step))
+                    if step.result is not None:
+                        result = step.result
+                    else:
+                        yield (gr.skip(), gr.skip(), gr.skip(), sup.progress_text(step),
+                               gr.skip())
+            progress(1.0, desc="finishing the overlay video and masks")
+            session = run.finish(result)
         except sup.RUN_ERRORS as err:
             raise gr.Error(str(err), print_exception=False) from None
+        finally:
+            place.release()
         if previous is not None:  # (a State input: hidden from the API)
             previous.close()
         yield (str(session.paths["overlay"]), str(session.paths["masks_zip"]),
@@ -288,26 +289,26 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         a summary."""
         settings = sup.RunSettings(threshold, window, fps, max_frames, short_side, device,
                                    precision)
-        progress(0.0, desc="checking the input")
+        place = models.slot.place()
+        progress(0.0, desc="checking the input and loading the models")
         try:
             # Models that are not here download before the one-run slot (as for segment).
-            for text in _before_the_slot([model_a, model_b], video, expressions, settings,
-                                         progress):
+            for text in _before_the_slot(place, [model_a, model_b], video, expressions,
+                                         settings, progress):
                 yield (gr.skip(),) * 5 + (text, gr.skip())
-            try:
-                progress(0.0, desc="loading the models")
-                run = sup.prepare_compare(models, model_a, model_b, video, expressions,
-                                          settings, limits, work_dir)
-                with contextlib.closing(run.steps()) as steps:
-                    for fraction, text in steps:
-                        progress(fraction, desc=text)
-                        yield (gr.skip(),) * 5 + (text, gr.skip())
-                progress(1.0, desc="writing the overlays and the side-by-side video")
-                result = run.finish()
-            finally:
-                models.slot.release()
+            run = sup.prepare_compare(models, model_a, model_b, video, expressions, settings,
+                                      limits, work_dir, on_download=lambda p: progress(
+                                          p.fraction, desc=p.text))
+            with contextlib.closing(run.steps()) as steps:
+                for fraction, text in steps:
+                    progress(fraction, desc=text)
+                    yield (gr.skip(),) * 5 + (text, gr.skip())
+            progress(1.0, desc="writing the overlays and the side-by-side video")
+            result = run.finish()
         except sup.RUN_ERRORS as err:
             raise gr.Error(str(err), print_exception=False) from None
+        finally:
+            place.release()
         if previous is not None:  # (a State input: hidden from the API)
             previous.close()
         p = result.paths

@@ -317,6 +317,28 @@ class RunSlot:
             self._busy = False
             self._cond.notify_all()
 
+    def place(self) -> SlotPlace:
+        """A caller's place for one run: ``wait()`` takes the slot, ``release()`` gives it
+        back if it was taken (so a handler can release in ``finally`` whatever happened)."""
+        return SlotPlace(self)
+
+
+class SlotPlace:
+    """One caller's claim on a `RunSlot` (see `RunSlot.place`)."""
+
+    def __init__(self, slot: RunSlot) -> None:
+        self.slot, self.held = slot, False
+
+    def wait(self, poll_s: float = 0.5) -> Iterator[int]:
+        """`RunSlot.turn`; once it returns the slot is held."""
+        yield from self.slot.turn(poll_s)
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.slot.release()
+
 
 class ModelCache:
     """Models built on first use and kept, one per (menu key, device).

@@ -188,15 +188,22 @@ class SpeedBook:
             sync = torch.cuda.synchronize if clip.is_cuda else (lambda: None)
             model.decode(model.encode_video(clip[:2]), ["the object"])  # warm-up, not timed
             sync()
-            start = time.perf_counter()
-            features = model.encode_video(clip)
-            sync()
-            middle = time.perf_counter()
-            model.decode(features, ["the object"])
-            sync()
-            end = time.perf_counter()
-            n = clip.shape[0]
-            speed = Speed((middle - start) / n, (end - middle) / n, h * w)
+            n, speed = clip.shape[0], None
+            # The faster of two passes: a busy machine (other processes, a run of another
+            # visitor) slows one pass at random, and the estimate should not inherit that.
+            for _ in range(2):
+                start = time.perf_counter()
+                features = model.encode_video(clip)
+                sync()
+                middle = time.perf_counter()
+                model.decode(features, ["the object"])
+                sync()
+                end = time.perf_counter()
+                del features
+                this = Speed((middle - start) / n, (end - middle) / n, h * w)
+                if speed is None or this.per_frame(h * w, 1) < speed.per_frame(h * w, 1):
+                    speed = this
+            assert speed is not None
             self._speeds[(key, device, precision)] = speed
         return speed
 

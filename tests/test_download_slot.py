@@ -57,6 +57,19 @@ def test_a_visitor_who_stops_waiting_leaves_the_line():
     assert list(slot.turn(poll_s=0.01)) == []  # nobody left in front
 
 
+def test_a_place_releases_the_slot_only_if_it_took_it():
+    slot = sup.RunSlot()
+    first, second = slot.place(), slot.place()
+    assert list(first.wait()) == []
+    second.release()  # a run that failed before its turn (e.g. its download) frees nothing
+    waiting = second.wait(poll_s=0.01)
+    assert next(waiting) == 1  # still behind the first
+    first.release()
+    assert list(waiting) == [] and second.held
+    second.release()
+    assert list(slot.place().wait()) == []
+
+
 @pytest.mark.slow
 def test_a_stalled_download_holds_up_no_other_visitors_run(tmp_path):
     from gradio_client import Client, handle_file
