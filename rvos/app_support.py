@@ -581,7 +581,7 @@ class Run:
 
     def __init__(self, predictor: Predictor, video: str, expressions: list[str], info: Any,
                  settings: RunSettings, work_dir: Path, *, details: bool = True,
-                 on_finish: Callable[[VideoResult, float], None] | None = None) -> None:
+                 on_finish: Callable[..., None] | None = None) -> None:
         # e.g. to refine the time estimates: called with the result and the run's wall time
         self.on_finish = on_finish
         self._started: float | None = None
@@ -722,14 +722,17 @@ def prepare_run(models: ModelCache, model: str | None, video: str | None,
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
 
-    def record(result: VideoResult, wall_s: float) -> None:  # every run refines the estimates
+    def record(result: VideoResult, wall_s: float | None = None) -> None:
+        # every run refines the estimates; reading and writing only from a Segment's wall time
+        # (a comparison's runs write nothing while they run)
         h, w = result.settings["input_size"]
         model_s = result.timings["model_s"]
         models.speeds.record(choice.key, settings.device, settings.precision, h * w,
                              sum(end - start for start, end in result.windows), len(result),
                              model_s)
-        models.speeds.record_io(result.num_frames, info.height * info.width, len(result),
-                                wall_s - model_s)
+        if wall_s is not None:
+            models.speeds.record_io(result.num_frames, info.height * info.width, len(result),
+                                    wall_s - model_s)
 
     return Run(predictor, str(video), texts, info, settings, work, details=details,
                on_finish=record)
