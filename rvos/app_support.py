@@ -417,7 +417,7 @@ class ModelCache:
                  + (f"; published {info.scores[0]}." if info.scores else "."))
         if choice.checkpoint is not None or not self.needs_download(choice.key):
             return f"{about} On this machine."
-        where = ("your mirror ($RVOS_MIRROR), else the authors' Google Drive"
+        where = ("this app's mirror, else the authors' Google Drive"  # (a visitor reads it)
                  if download.mirror_urls(str(info.filename)) else "the authors' Google Drive")
         return (f"{about} **{zoo.availability(choice.key, self.cache_dir).text.capitalize()}** "
                 f"from {where}; choosing it starts the download, and a run waits for it.")
