@@ -192,6 +192,21 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
     if device not in devices:
         devices.insert(0, device)  # e.g. --device cuda:1
 
+    def _before_the_slot(place, keys, video, expressions, settings, progress):
+        """Check the inputs and download what `keys` need, then wait for the one-run slot
+        (``place``, of `sup.RunSlot`), yielding a status text as it goes; the caller releases
+        the place. Segment and Compare run outside Gradio's one-at-a-time limit: this slot is
+        what keeps runs one at a time, and a download does not hold it."""
+        for step in sup.download_before_run(models, keys, video, expressions, settings,
+                                            limits):
+            progress(step.fraction, desc=step.text)
+            yield step.text
+        for ahead in place.wait():
+            text = (f"waiting for {ahead} run{'s' if ahead > 1 else ''} ahead of yours "
+                    "to finish")
+            progress(None, desc=text)
+            yield text
+
     def segment(video: str | None, expressions: str, model: str = default.key,
                 threshold: float = 0.5, window: int = 36, fps: float = 0.0,
                 max_frames: int = limits.max_frames, short_side: int = 0, device: str = device,
@@ -202,8 +217,13 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         Returns the overlay video, the masks (zip of PNGs), result.json and a summary."""
         settings = sup.RunSettings(threshold, window, fps, max_frames, short_side, device,
                                    precision)
+        place = models.slot.place()
         progress(0.0, desc="checking the input and loading the model")
         try:
+            # A model that is not here downloads before this run takes the one-run slot.
+            for text in _before_the_slot(place, [model], video, expressions, settings,
+                                         progress):
+                yield gr.skip(), gr.skip(), gr.skip(), text, gr.skip()
             run = sup.prepare_run(models, model, video, expressions, settings, limits,
                                   work_dir, on_download=lambda p: progress(p.fraction,
                                                                            desc=p.text))
@@ -221,6 +241,8 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
             session = run.finish(result)
         except sup.RUN_ERRORS as err:
             raise _to_gr_error(err) from None
+        finally:
+            place.release()
         if previous is not None:  # (a State input: hidden from the API)
             previous.close()
         yield (str(session.paths["overlay"]), str(session.paths["masks_zip"]),
@@ -348,8 +370,13 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         a summary."""
         settings = sup.RunSettings(threshold, window, fps, max_frames, short_side, device,
                                    precision)
+        place = models.slot.place()
         progress(0.0, desc="checking the input and loading the models")
         try:
+            # Models that are not here download before the one-run slot (as for segment).
+            for text in _before_the_slot(place, [model_a, model_b], video, expressions,
+                                         settings, progress):
+                yield (gr.skip(),) * 5 + (text, gr.skip())
             run = sup.prepare_compare(models, model_a, model_b, video, expressions, settings,
                                       limits, work_dir, on_download=lambda p: progress(
                                           p.fraction, desc=p.text))
@@ -361,6 +388,8 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
             result = run.finish()
         except sup.RUN_ERRORS as err:
             raise _to_gr_error(err) from None
+        finally:
+            place.release()
         if previous is not None:  # (a State input: hidden from the API)
             previous.close()
         p = result.paths
@@ -638,11 +667,13 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                     attention_img, scores_img, *decoder_views_out]
         segment_in = [video_in, text, model, threshold, window, fps, max_frames, short_side,
                       device_in, precision, session]
-        api_segment_btn.click(segment, segment_in, outputs, api_name="segment",
-                              concurrency_limit=1, concurrency_id="model")
+        # Runs wait for the one-run slot inside the handler (after any download, so a download
+        # never holds up another visitor's run): Gradio lets them all in, up to IN_FLIGHT.
+        runs = {"concurrency_limit": sup.RunSlot.IN_FLIGHT, "concurrency_id": "runs"}
+        api_segment_btn.click(segment, segment_in, outputs, api_name="segment", **runs)
         run_event = run_btn.click(
             segment_page, segment_in, [*outputs, status_md, fresh], api_visibility="private",
-            concurrency_limit=1, concurrency_id="model")
+            **runs)
         run_event.success(explore, [session, fresh], explorer, api_visibility="private")
         stop_btn.click(lambda: ("Stopped. Press **Segment** to run again.", ""), None,
                        [summary, status_md], cancels=[run_event], api_visibility="private")
@@ -703,11 +734,10 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                       short_side, device_in, precision, comparison]
         compare_out = [overlay_a, overlay_b, result_a, result_b, side_video, compare_summary,
                        comparison]
-        api_compare_btn.click(compare, compare_in, compare_out, api_name="compare",
-                              concurrency_limit=1, concurrency_id="model")
+        api_compare_btn.click(compare, compare_in, compare_out, api_name="compare", **runs)
         compare_event = compare_btn.click(
             compare_page, compare_in, [*compare_out, compare_status, compare_fresh],
-            api_visibility="private", concurrency_limit=1, concurrency_id="model")
+            api_visibility="private", **runs)
         compare_event.success(compare_explore, [comparison, compare_fresh],
                               [compare_frame, compare_expr, compare_img, scores_a, scores_b],
                               api_visibility="private")

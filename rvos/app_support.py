@@ -382,6 +382,75 @@ def model_choices(model: str | None = None, checkpoint: str | Path | None = None
     return choices
 
 
+class RunSlot:
+    """The one run at a time that a device serves, taken in order of arrival.
+
+    The app's Segment and Compare take it only after their model is here (`download_before_run`),
+    so a download, however slow, holds up no other visitor's run. `turn` is a generator that
+    yields while others are ahead, so a waiting handler can report that and be cancelled (a
+    closed `turn` leaves the line); `release` hands the slot on."""
+
+    # How many runs the app lets in at once (downloading, waiting for the slot, or running);
+    # the rest wait in Gradio's queue.
+    IN_FLIGHT = 8
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._line: list[object] = []
+        self._busy = False
+
+    def turn(self, poll_s: float = 0.5) -> Iterator[int]:
+        """Wait for the slot, yielding how many runs are ahead (running or waiting) every
+        ``poll_s`` seconds; returns once the slot is the caller's, who must `release` it."""
+        me = object()
+        with self._cond:
+            self._line.append(me)
+        mine = False
+        try:
+            while True:
+                with self._cond:
+                    if not self._busy and self._line[0] is me:
+                        self._line.pop(0)
+                        self._busy = mine = True
+                        return
+                    self._cond.wait(poll_s)
+                    ahead = self._line.index(me) + int(self._busy)
+                if ahead:
+                    yield ahead
+        finally:
+            if not mine:
+                with self._cond:
+                    self._line.remove(me)
+                    self._cond.notify_all()
+
+    def release(self) -> None:
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
+
+    def place(self) -> SlotPlace:
+        """A caller's place for one run: ``wait()`` takes the slot, ``release()`` gives it
+        back if it was taken (so a handler can release in ``finally`` whatever happened)."""
+        return SlotPlace(self)
+
+
+class SlotPlace:
+    """One caller's claim on a `RunSlot` (see `RunSlot.place`)."""
+
+    def __init__(self, slot: RunSlot) -> None:
+        self.slot, self.held = slot, False
+
+    def wait(self, poll_s: float = 0.5) -> Iterator[int]:
+        """`RunSlot.turn`; once it returns the slot is held."""
+        yield from self.slot.turn(poll_s)
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.slot.release()
+
+
 class ModelCache:
     """Models built on first use and kept, one per (menu key, device).
 
@@ -403,6 +472,7 @@ class ModelCache:
         self._models: dict[tuple[str, ...], Any] = {}  # (key, device[, precision])
         self._lock = threading.Lock()
         self.speeds = SpeedBook()  # measured cost per frame, for the run-time estimate
+        self.slot = RunSlot()  # the app's one run at a time, taken once the model is here
 
     @property
     def default(self) -> ModelChoice:
@@ -458,7 +528,7 @@ class ModelCache:
                  + (f"; published {info.scores[0]}." if info.scores else "."))
         if choice.checkpoint is not None or not self.needs_download(choice.key):
             return f"{about} On this machine."
-        where = ("your mirror ($RVOS_MIRROR), else the authors' Google Drive"
+        where = ("this app's mirror, else the authors' Google Drive"  # (a visitor reads it)
                  if download.mirror_urls(str(info.filename)) else "the authors' Google Drive")
         return (f"{about} **{zoo.availability(choice.key, self.cache_dir).text.capitalize()}** "
                 f"from {where}; choosing it starts the download, and a run waits for it.")
@@ -475,7 +545,13 @@ class ModelCache:
             yield from zoo.iter_fetch(choice.key, cache_dir=self.cache_dir, offline=self.offline,
                                       poll_s=poll_s)
         except _download_errors() as err:
-            raise AppInputError(f"could not download {choice.key}: {err}") from None
+            # The visitor reads what went wrong; the log keeps the rest (the cache path to save
+            # a hand-made download under is the operator's business).
+            import logging
+
+            logging.getLogger("rvos.app").warning("could not download %s: %s", choice.key, err)
+            raise AppInputError(f"could not download {choice.key}: "
+                                f"{getattr(err, 'reason', None) or err}") from None
 
     def get(self, key: str | None, device: str = "cpu",
             on_download: Callable[[Any], None] | None = None, precision: str = "fp32"):
@@ -522,7 +598,13 @@ class ModelCache:
                                        text_encoder=self.text_encoder, cache_dir=self.cache_dir,
                                        offline=self.offline)
         except errors as err:
-            raise AppInputError(f"cannot load model {choice.key!r}: {err}") from None
+            # The visitor reads what went wrong (`reason` where the error has one); operator
+            # advice and server paths go to the log.
+            import logging
+
+            logging.getLogger("rvos.app").warning("cannot load model %s: %s", choice.key, err)
+            raise AppInputError(f"cannot load model {choice.key!r}: "
+                                f"{getattr(err, 'reason', None) or err}") from None
         return model.eval()
 
 
@@ -613,9 +695,11 @@ class Run:
 
     def __init__(self, predictor: Predictor, video: str, expressions: list[str], info: Any,
                  settings: RunSettings, work_dir: Path, *, details: bool = True,
-                 on_finish: Callable[[VideoResult], None] | None = None,
+                 on_finish: Callable[..., None] | None = None,
                  limits: Limits | None = None) -> None:
-        self.on_finish = on_finish  # e.g. to refine the time estimates with the run's speed
+        # e.g. to refine the time estimates: called with the result and the run's wall time
+        self.on_finish = on_finish
+        self._started: float | None = None
         self._out: Path | None = None
         self._paths: dict[str, Path] | None = None
         self.predictor, self.video, self.expressions = predictor, video, expressions
@@ -641,6 +725,9 @@ class Run:
         iterator early (a Stop button) stops the model and the video reader. A run with
         ``details`` (Segment's) writes overlay.mp4, masks.zip and result.json into a new folder
         of ``work_dir`` while it runs."""
+        import time
+
+        self._started = time.perf_counter()
         out = None
         if self.details:
             self._out = out = Path(tempfile.mkdtemp(prefix="run-", dir=self.work_dir))
@@ -666,8 +753,6 @@ class Run:
     def finish(self, result: VideoResult) -> Session:
         """The outputs (written while the run went, else now into a new folder of
         ``work_dir``) and the frames for the explorer."""
-        if self.on_finish is not None:
-            self.on_finish(result)
         if self._paths is not None and self._out is not None:
             out, paths = self._out, dict(self._paths)
             # masks.zip holds the same PNGs; the loose copies would only fill the disk.
@@ -682,6 +767,10 @@ class Run:
         except BaseException:
             self.discard()
             raise
+        if self.on_finish is not None and self._started is not None:
+            import time
+
+            self.on_finish(result, time.perf_counter() - self._started)
         return Session(result, frames, self.video, out, paths, result, self.notes(result))
 
     def notes(self, result: VideoResult) -> list[str]:
@@ -728,6 +817,20 @@ def query_masks_fit(predictor: Predictor, size: tuple[int, int], num_frames: int
     return total <= budget_mb * 2**20
 
 
+def download_before_run(models: ModelCache, model_keys: Sequence[str | None],
+                        video: str | None, expressions: str | None, settings: RunSettings,
+                        limits: Limits) -> Iterator[Any]:
+    """What a run does before it takes the one-run slot: check the inputs (cheapest first, so
+    a bad video downloads nothing), then fetch each model that is not here yet, yielding its
+    `rvos.zoo.FetchProgress`. Raises `AppInputError` with the first problem found."""
+    parse_expressions(expressions)
+    settings.checked(limits)
+    keys = [models.choice(k).key for k in model_keys]
+    check_video(video, limits)
+    for key in dict.fromkeys(keys):
+        yield from models.fetch_steps(key)
+
+
 def prepare_run(models: ModelCache, model: str | None, video: str | None,
                 expressions: str | None, settings: RunSettings, limits: Limits,
                 work_dir: str | Path, *, on_download: Callable[[Any], None] | None = None,
@@ -756,11 +859,17 @@ def prepare_run(models: ModelCache, model: str | None, video: str | None,
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
 
-    def record(result: VideoResult) -> None:  # every run refines the time estimates
+    def record(result: VideoResult, wall_s: float | None = None) -> None:
+        # every run refines the estimates; reading and writing only from a Segment's wall time
+        # (a comparison's runs write nothing while they run)
         h, w = result.settings["input_size"]
+        model_s = result.timings["model_s"]
         models.speeds.record(choice.key, settings.device, settings.precision, h * w,
                              sum(end - start for start, end in result.windows), len(result),
-                             result.timings["model_s"])
+                             model_s)
+        if wall_s is not None:
+            models.speeds.record_io(result.num_frames, info.height * info.width, len(result),
+                                    wall_s - model_s)
 
     return Run(predictor, str(video), texts, info, settings, work, details=details,
                on_finish=record, limits=limits)
@@ -769,11 +878,17 @@ def prepare_run(models: ModelCache, model: str | None, video: str | None,
 def estimate_run(models: ModelCache, model: str | None, video: str | None,
                  expressions: str | None, settings: RunSettings, limits: Limits
                  ) -> Estimate | None:
-    """How long Segment would take with these inputs (`rvos.estimate`), measuring the model's
-    speed on this device the first time; None while something is missing (no video yet, a
-    model still to download) or wrong (the run itself will say what)."""
+    """How long Segment would take with these inputs (`rvos.estimate`): the model's part,
+    measured on this device the first time, and reading and writing the video at the source's
+    size. None while something is missing (no video yet, a model still to download) or wrong
+    (a model that does not load: the run itself will say what). A video longer than the app's
+    limit is estimated for the frames the run will process (`check_work`), and the note says
+    so; a video the run would refuse gets an estimate when it can be probed, with the reason."""
+    import logging
+
     from rvos.inference import resized_size
     from rvos.predictor import model_short_side
+    from rvos.video import VideoError, probe
 
     try:
         texts = parse_expressions(expressions) if (expressions or "").strip() else ["x"]
@@ -781,24 +896,47 @@ def estimate_run(models: ModelCache, model: str | None, video: str | None,
         choice = models.choice(model)
         if video is None or models.needs_download(choice.key):
             return None
-        info = check_video(video, limits)
+        note = ""
+        try:
+            info = check_video(video, limits)
+        except AppInputError as err:
+            try:
+                info = probe(video)  # a video over a limit: estimate it, say why it is refused
+            except VideoError:
+                return None
+            note = f"As it is, the run would be refused: {err}"
+        limited = check_work(info, settings, limits)  # the limit is on the frames processed
+        if limited.max_frames < settings.max_frames and limited.max_frames < info.num_frames:
+            note = (f"The run processes the first {plural(limited.max_frames, 'frame')} of "
+                    f"{info.num_frames} (this app's limit for this video); lower the "
+                    "processing fps (Advanced settings) to cover more of it.")
+        settings = limited
         net = models.get(choice.key, settings.device, precision=settings.precision)
     except RUN_ERRORS:
         return None
-    side = settings.short_side or model_short_side(net)
-    h, w = (info.height, info.width) if side is None else resized_size(info.height,
-                                                                       info.width, side)
-    speed = models.speeds.get(choice.key, settings.device, settings.precision, h * w)
-    if speed is None:
-        speed = models.speeds.measure(net, choice.key, settings.device, settings.precision,
-                                      (h, w))
+    except Exception:  # a model that fails to load in an unforeseen way: no stale estimate
+        logging.getLogger("rvos.app").exception("could not load %r for the estimate", model)
+        return None
+    try:
+        side = settings.short_side or model_short_side(net)
+        h, w = (info.height, info.width) if side is None else resized_size(
+            info.height, info.width, side)
+        speed = models.speeds.get(choice.key, settings.device, settings.precision, h * w)
+        if speed is None:
+            speed = models.speeds.measure(net, choice.key, settings.device, settings.precision,
+                                          (h, w))
+        io = models.speeds.io()
+    except Exception:  # e.g. out of memory: no estimate rather than a stale one
+        logging.getLogger("rvos.app").exception("could not measure the run-time estimate")
+        return None
 
     def frames_at(fps: float | None) -> int:
         return min(info.sampled_num_frames(fps), settings.max_frames)
 
     return estimate(speed, h * w, len(texts), torch_device_type(settings.device),
                     frames_at=frames_at, fps=settings.fps, window=settings.window,
-                    source_fps=info.fps)
+                    source_fps=info.fps, io=io, source_size=(info.height, info.width),
+                    note=note)
 
 
 def torch_device_type(device: str) -> str:

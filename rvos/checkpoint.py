@@ -139,8 +139,9 @@ def load_text_side(text_encoder: str | os.PathLike):
     """(RobertaConfig dict or None, tokenizer) from a local folder or a hub id.
 
     A local folder must hold the tokenizer files (and ideally config.json); it is read with
-    `rvos.tokenizer.TextTokenizer`, without transformers. A hub id is fetched by transformers
-    (imported only then), from the local Hugging Face cache first; only then from the hub.
+    `rvos.tokenizer.TextTokenizer`, without transformers. A hub id is read from the Hugging
+    Face cache, else fetched with one bounded try (`rvos.hub.text_encoder_folder`, which raises
+    `rvos.hub.TextEncoderError`).
     """
     source = str(text_encoder)
     folder = Path(source).expanduser()
@@ -163,23 +164,11 @@ def load_text_side(text_encoder: str | os.PathLike):
         return config, tokenizer
     if os.sep in source and not source.count("/") == 1:
         raise CheckpointError(f"text encoder folder not found: {source}")
-    from transformers import AutoConfig, AutoTokenizer
-    for local_only in (True, False):
-        if not local_only and os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
-            break
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-            config = AutoConfig.from_pretrained(source, local_files_only=local_only).to_dict()
-            config = RobertaConfig.from_dict(config).to_dict()
-            return config, tokenizer
-        except Exception:
-            continue
-    raise CheckpointError(
-        f"the {source!r} tokenizer is not available offline. Download it once with network "
-        f"access (python -c \"from transformers import AutoTokenizer; "
-        f"AutoTokenizer.from_pretrained('{source}').save_pretrained('text_encoder')\"), then "
-        "pass text_encoder='text_encoder' (a folder holding its vocab.json, merges.txt and "
-        "config.json)")
+    # A Hub id: its tokenizer files (and config.json) fetched once with a bounded wait and no
+    # retries (`rvos.hub.text_encoder_folder`); a failure is remembered for a minute.
+    from rvos.hub import text_encoder_folder
+
+    return load_text_side(text_encoder_folder(source))
 
 
 def load_official(path: str | os.PathLike, text_encoder: str | os.PathLike = "roberta-base",

@@ -342,7 +342,8 @@ def run_cli(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )
     except errors as err:
-        print(f"rvos convert: error: {err}", file=sys.stderr)
+        message = err.for_cli() if hasattr(err, "for_cli") else err  # CLI advice, not Python's
+        print(f"rvos convert: error: {message}", file=sys.stderr)
         return 2
     repo = args.repo_id or "OWNER/REPO"
     print(

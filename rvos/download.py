@@ -62,6 +62,7 @@ __all__ = [
     "IntegrityError",
     "OfflineError",
     "OfflineModeError",
+    "STALL_ENV",
     "ProgressCallback",
     "TransferInterrupted",
     "add_cli_arguments",
@@ -74,6 +75,7 @@ __all__ = [
     "offline_mode",
     "run_cli",
     "sha256_of",
+    "stall_timeout",
 ]
 
 MIRROR_ENV = "RVOS_MIRROR"
@@ -82,7 +84,8 @@ OFFLINE_ENV = "RVOS_OFFLINE"
 # on_progress(bytes_done, total_bytes_or_None), called at most 5 times a second and at the end.
 ProgressCallback = Callable[[int, "int | None"], None]
 
-DEFAULT_TIMEOUT = 30.0  # seconds without any byte before giving up on a connection
+STALL_ENV = "RVOS_DOWNLOAD_STALL_S"
+DEFAULT_TIMEOUT = 15.0  # seconds without any byte before giving up on a source
 _CHUNK = 1 << 20
 _USER_AGENT = "rvos-download/0.1 (python urllib)"
 _MAX_HTML = 2 << 20  # a confirmation page is small; a larger web page is not one
@@ -92,7 +95,9 @@ class DownloadError(RuntimeError):
     """A download that could not complete; the message says what to do.
 
     ``reason`` is the message's first part, what went wrong, without the instructions (the
-    error of several failed sources is built from their reasons)."""
+    error of several failed sources is built from their reasons). It names no local path and
+    gives no advice to whoever runs the machine, so an app may show it to a visitor and log the
+    whole message (``str(err)``, with the path to save a hand-made download under)."""
 
     def __init__(self, message: str, reason: str | None = None) -> None:
         super().__init__(message)
@@ -113,6 +118,19 @@ class IntegrityError(DownloadError):
 
 class OfflineModeError(DownloadError):
     """A transfer was needed but offline mode (``$RVOS_OFFLINE`` / ``offline=True``) forbids it."""
+
+
+def stall_timeout(timeout: float | None = None) -> float:
+    """Seconds a source may send nothing before it counts as dead: `timeout` when given, else
+    ``$RVOS_DOWNLOAD_STALL_S``, else 15. It bounds the wait for the server's answer and every
+    gap in the middle of a file alike (a socket timeout applies to each read)."""
+    if timeout is not None:
+        return float(timeout)
+    try:
+        value = float(os.environ.get(STALL_ENV, "") or DEFAULT_TIMEOUT)
+    except ValueError:
+        return DEFAULT_TIMEOUT
+    return value if value > 0 else DEFAULT_TIMEOUT
 
 
 def offline_mode(offline: bool | None = None) -> bool:
@@ -287,14 +305,14 @@ def _confirm_url(page: bytes, page_url: str, jar: CookieJar) -> str | None:
     return None
 
 
-def _reason(err: BaseException) -> str:
+def _reason(err: BaseException, timeout: float | None = None) -> str:
     reason = getattr(err, "reason", err)
     if isinstance(reason, socket.gaierror):
         return "DNS lookup failed; is this machine offline?"
     if isinstance(reason, ConnectionRefusedError):
         return "connection refused"
     if isinstance(reason, TimeoutError):
-        return "timed out"
+        return f"it sent no data for {timeout:g} s" if timeout else "timed out"
     return getattr(reason, "strerror", None) or str(reason)
 
 
@@ -363,9 +381,11 @@ def _open(url: str, offset: int, timeout: float, manual_url: str, dest: Path) ->
                 dest,
             ) from err
         except (urllib.error.URLError, OSError, HTTPException) as err:
-            raise _fail(
-                OfflineError, f"cannot reach {host} ({_reason(err)})", manual_url, dest
-            ) from err
+            if isinstance(getattr(err, "reason", err), TimeoutError):
+                why = f"{host} did not answer ({_reason(err, timeout)})"
+            else:
+                why = f"cannot reach {host} ({_reason(err, timeout)})"
+            raise _fail(OfflineError, why, manual_url, dest) from err
         if response.headers.get_content_type() != "text/html":
             return response
         page = response.read(_MAX_HTML)
@@ -384,7 +404,8 @@ def _content_range_start(value: str | None) -> int | None:
 
 def _stream(response: HTTPResponse, out: BinaryIO, progress: _Progress) -> int:
     received = 0
-    while block := response.read(_CHUNK):
+    # read1: whatever has arrived, so bytes received before a stall are kept in the .part
+    while block := response.read1(_CHUNK):
         out.write(block)
         received += len(block)
         progress.update(len(block))
@@ -411,7 +432,7 @@ def download_file(
     sha256: str | None = None,
     manual_url: str | None = None,
     progress: bool = True,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> Path:
     """Fetch `url` to `dest` through ``dest + ".part"``, resuming a previous partial download.
@@ -434,11 +455,15 @@ def download_file(
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     manual_url = manual_url or url
+    timeout = stall_timeout(timeout)
     if dest.exists():
         problem = _check(dest, size, sha256)
         if problem is None:
             return dest
-        raise IntegrityError(f"{dest} already exists but {problem}; delete it and run again")
+        raise IntegrityError(
+            f"{dest} already exists but {problem}; delete it and run again",
+            f"the copy of {dest.name} already on this machine is corrupt ({problem})",
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     fetch_url = direct_url(url)
 
@@ -471,7 +496,7 @@ def download_file(
                     bar.close()
                     reason = (
                         f"download interrupted after {_mib(part.stat().st_size)} "
-                        f"({_reason(err)}); try again: it resumes where it stopped"
+                        f"({_reason(err, timeout)}); try again: it resumes where it stopped"
                     )
                     raise TransferInterrupted(
                         f"{reason}, or " + _manual(manual_url, dest), reason
@@ -591,7 +616,7 @@ def fetch(
     sha256: str | None = None,
     manual_url: str | None = None,
     progress: bool = True,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> Path:
     """`dest`, fetched from the first of `urls` that serves it, unless it is already there.
@@ -653,7 +678,7 @@ def download(
     mirror: str | None = None,
     offline: bool | None = None,
     progress: bool = True,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> Path:
     """Fetch registered model `name` into the cache (unless it is there) and return its path.
@@ -669,19 +694,19 @@ def download(
     if info.kind == "builtin":
         return BUILTIN_DIR
     if not info.filename:
-        raise DownloadError(f"the registry has no file name for {name!r}")
+        raise DownloadError(f"the registry has no file name for {name!r}")  # (no path: safe)
     dest = _cache_root(cache_dir) / info.filename
     sources = [url] if url else [*mirror_urls(info.filename, mirror), *info.urls]
     if not sources:
         raise DownloadError(f"the registry has no download link for {name!r}; pass --url URL")
     manual_url = url or info.url or sources[-1]
     if not dest.exists() and offline_mode(offline):
-        raise _fail(
-            OfflineModeError,
+        reason = f"{name} is not on this machine and offline mode is on, so nothing is downloaded"
+        raise OfflineModeError(
             f"{name} is not on this machine and offline mode is on "
-            f"({OFFLINE_ENV}=1 or --offline) so nothing is downloaded",
-            manual_url,
-            dest,
+            f"({OFFLINE_ENV}=1 or --offline) so nothing is downloaded; "
+            + _manual(manual_url, dest),
+            reason,
         )
     return fetch(
         sources,
@@ -710,8 +735,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout",
         type=float,
-        default=DEFAULT_TIMEOUT,
-        help="seconds before a stalled connection is abandoned",
+        default=None,
+        help=f"seconds a source may send nothing before it is abandoned (default: ${STALL_ENV} "
+        f"or {DEFAULT_TIMEOUT:g})",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
 

@@ -236,6 +236,7 @@ def run_cli(args: argparse.Namespace) -> int:
         model = load_model_for_eval(args.model, args.checkpoint, device)
     except (FileNotFoundError, ValueError, KeyError, NotImplementedError, OSError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        msg = exc.for_cli() if hasattr(exc, "for_cli") else msg  # CLI advice, not Python's
         print(f"rvos eval: error: {msg}", file=sys.stderr)
         return 2
     short_side = args.short_side if args.short_side is not None else input_short_side(model)

@@ -15,11 +15,23 @@ The URI grammar is the Hub's own (``hf://[TYPE/]ID[@REVISION][/PATH]``, see hugg
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["HF_SCHEME", "HubError", "HubRef", "is_hub_uri", "parse_hub_uri", "snapshot"]
+__all__ = [
+    "HF_SCHEME",
+    "HubError",
+    "HubRef",
+    "TextEncoderError",
+    "is_hub_uri",
+    "parse_hub_uri",
+    "snapshot",
+    "text_encoder_folder",
+]
 
 HF_SCHEME = "hf://"
 # What rvos reads from a model folder (rvos.checkpoint.save_pretrained writes these); the card
@@ -126,4 +138,142 @@ def snapshot(uri: str | HubRef, *, offline: bool = False) -> Path:
             f"{ref} is not an rvos model: {' and '.join(missing)} missing (a folder written by "
             "`python -m rvos convert NAME --out DIR` and uploaded as it is)"
         )
+    return folder
+
+
+# ------------------------------------------------------------------ the text encoder's files
+
+# What an official checkpoint needs of its text encoder besides the weights it carries: the
+# tokenizer and, to build the exact architecture, config.json (optional: without it the
+# architecture is read off the weights). tokenizer_config.json is optional too.
+TEXT_ENCODER_FILES = ("vocab.json", "merges.txt", "config.json")
+TEXT_ENCODER_OPTIONAL = ("tokenizer_config.json",)
+# Seconds the Hub may send nothing before the fetch fails (one try, no retries): a stalled Hub
+# fails within it, a slow one that keeps sending does not.
+TEXT_ENCODER_STALL_S = 5.0
+FAILURE_MEMORY_S = 60.0  # a failed fetch is not retried for this long
+
+_failures: dict[str, tuple[float, TextEncoderError]] = {}
+_failures_guard = threading.Lock()
+
+
+class TextEncoderError(HubError, ValueError):
+    """The text encoder (``roberta-base`` by default) is neither in a local folder, nor in the
+    Hugging Face cache, nor reachable now.
+
+    ``reason`` says what went wrong and nothing else (an app shows it to a visitor); ``str()``
+    adds what a Python user does about it, `for_cli` what a command-line user does. A
+    ValueError too, as the `rvos.checkpoint.CheckpointError` it replaces was."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name, self.reason = name, reason
+        super().__init__(self._advice(f"text_encoder='{_SAVE_AS}'"))
+
+    def _advice(self, option: str) -> str:
+        save = (
+            f'python -c "from transformers import AutoTokenizer; '
+            f"AutoTokenizer.from_pretrained('{self.name}').save_pretrained('{_SAVE_AS}')\""
+        )
+        return (
+            f"{self.reason}. Fetch its tokenizer once where the Hub is reachable ({save}) and "
+            f"pass {option} (a folder holding vocab.json and merges.txt, as that command "
+            "saves them; config.json may sit beside them, else the architecture is read off "
+            "the weights)"
+        )
+
+    def for_cli(self) -> str:
+        return self._advice(f"--text-encoder {_SAVE_AS}")
+
+
+_SAVE_AS = "text_encoder"
+
+
+def text_encoder_folder(name: str, *, offline: bool | None = None) -> Path:
+    """A local folder holding the tokenizer files (and config.json when the Hub has one) of
+    the Hub model `name` (``roberta-base``, ``OWNER/REPO``).
+
+    The Hugging Face cache is read first (what transformers or an earlier call put there); a
+    missing file is fetched from ``$HF_ENDPOINT`` (default huggingface.co) into that cache,
+    with one try (no retries; failing once the Hub sends nothing for `TEXT_ENCODER_STALL_S`),
+    unless offline
+    (`offline`, else ``$HF_HUB_OFFLINE`` / ``$RVOS_OFFLINE``). A failure is remembered for
+    `FAILURE_MEMORY_S`: asking again within it raises the same `TextEncoderError` at once.
+    """
+    with _failures_guard:
+        remembered = _failures.get(name)
+    if remembered is not None and time.monotonic() - remembered[0] < FAILURE_MEMORY_S:
+        raise remembered[1]
+    try:
+        return _text_encoder_folder(name, offline)
+    except TextEncoderError as err:
+        with _failures_guard:
+            _failures[name] = (time.monotonic(), err)
+        raise
+
+
+def _text_encoder_folder(name: str, offline: bool | None) -> Path:
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    from rvos import download
+
+    repo = name  # legacy ids (roberta-base) resolve on the Hub as they are
+    wanted = TEXT_ENCODER_FILES + TEXT_ENCODER_OPTIONAL
+    cached = {f: try_to_load_from_cache(repo, f) for f in wanted}
+    have = {f: Path(p) for f, p in cached.items() if isinstance(p, str)}
+    known_absent = {f for f, p in cached.items() if p is not None and not isinstance(p, str)}
+    if all(f in have for f in ("vocab.json", "merges.txt")):
+        return next(iter(have.values())).parent
+    if offline is None:
+        offline = bool(constants.HF_HUB_OFFLINE) or download.offline_mode()
+    if offline:
+        raise TextEncoderError(
+            name, f"the {name!r} tokenizer is not on this machine and offline mode is on"
+        )
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    folder = Path(constants.HF_HUB_CACHE) / "rvos-text-encoders" / name.replace("/", "--")
+    done = folder / ".complete"  # written last: every file there was fetched or is absent
+    if done.is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    headers = {"User-Agent": "rvos (python urllib)"}
+    if os.environ.get("HF_TOKEN"):
+        headers["Authorization"] = f"Bearer {os.environ['HF_TOKEN']}"
+    for f in wanted:
+        if f in known_absent:
+            continue
+        if f in have:
+            (folder / f).write_bytes(have[f].read_bytes())
+            continue
+        if (folder / f).is_file():
+            continue
+        url = f"{endpoint}/{repo}/resolve/main/{f}"
+        try:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, headers=headers), timeout=TEXT_ENCODER_STALL_S
+            ) as response:
+                data = response.read()
+        except urllib.error.HTTPError as err:
+            if err.code == 404 and f not in ("vocab.json", "merges.txt"):
+                continue  # optional, or config.json that a tokenizer-only repo lacks
+            raise TextEncoderError(
+                name, f"the Hugging Face Hub answered HTTP {err.code} for {name!r}'s {f}"
+            ) from None
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            why = getattr(err, "reason", err)
+            what = (
+                f"sent nothing for {TEXT_ENCODER_STALL_S:g} s"
+                if isinstance(why, TimeoutError) or isinstance(err, TimeoutError)
+                else f"could not be reached ({why})"
+            )
+            raise TextEncoderError(
+                name,
+                f"the {name!r} tokenizer is not on this machine and the Hugging Face Hub {what}",
+            ) from None
+        tmp = folder / (f + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(folder / f)
+    done.touch()
     return folder

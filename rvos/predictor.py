@@ -1007,7 +1007,8 @@ def run_predict_cli(args: argparse.Namespace, texts: list[str], out: Path) -> in
     except errors as err:
         if started:
             remove_outputs(out)
-        print(f"rvos predict: error: {err}", file=sys.stderr)
+        message = err.for_cli() if hasattr(err, "for_cli") else err  # CLI advice, not Python's
+        print(f"rvos predict: error: {message}", file=sys.stderr)
         return 2
     except BaseException:  # Ctrl-C, SIGTERM: what was written of this run goes
         if started:

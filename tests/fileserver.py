@@ -40,6 +40,9 @@ class FileServer:
         honour_range: answer ``Range`` with 206 (else send the whole file with 200).
         cut_after: send only this many body bytes of the next transfers, then hang up.
         rate: bytes per second of a transfer (None: as fast as possible).
+        stall: ``"answer"``: accept the connection and send nothing at all; ``"body"``: send the
+            headers and the first ``stall_after`` body bytes, then nothing. Either holds the
+            connection open (sending nothing) for ``stall_s`` seconds or until `close`.
         log: one dict per request: ``path``, ``range`` (the header or None), ``sent`` (bytes).
     """
 
@@ -49,6 +52,10 @@ class FileServer:
         self.honour_range = True
         self.cut_after: int | None = None
         self.rate: float | None = None
+        self.stall: str | None = None
+        self.stall_after = 0
+        self.stall_s = 120.0
+        self.released = threading.Event()  # set by close(): stalled handlers let go
         self.log: list[dict] = []
         server = self
 
@@ -60,6 +67,9 @@ class FileServer:
                 path = self.path.split("?")[0]
                 entry = {"path": self.path, "range": self.headers.get("Range"), "sent": 0}
                 server.log.append(entry)
+                if server.stall == "answer":
+                    server.released.wait(server.stall_s)
+                    return
                 if path in server.pages:
                     body = server.pages[path].encode()
                     self.send_response(200)
@@ -92,6 +102,12 @@ class FileServer:
                 self.end_headers()
                 if server.cut_after is not None:
                     body = body[: server.cut_after]
+                if server.stall == "body":
+                    self.wfile.write(body[: server.stall_after])
+                    self.wfile.flush()
+                    entry["sent"] = min(len(body), server.stall_after)
+                    server.released.wait(server.stall_s)
+                    return
                 step = 1 << 18
                 try:
                     for i in range(0, len(body), step):
@@ -117,5 +133,6 @@ class FileServer:
         return [e for e in self.log if e["path"].split("?")[0] == path]
 
     def close(self) -> None:
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()

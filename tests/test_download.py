@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,48 @@ def test_unreachable_server_names_url_and_destination(closed_port, tmp_path):
     assert f"download {url} by hand and save it as {dest}" in message
 
 
+@pytest.mark.parametrize("where", ["answer", "body"])
+def test_a_source_that_sends_nothing_fails_after_the_stall_time(
+    server, tmp_path, monkeypatch, where
+):
+    """A server that accepts and never answers, and one that stops mid-file, both fail once
+    they have sent nothing for $RVOS_DOWNLOAD_STALL_S seconds (15 by default), saying so."""
+    monkeypatch.setenv(dl.STALL_ENV, "1.5")
+    server.stall, server.stall_after = where, 1_000_000
+    dest = tmp_path / "model.pth"
+    started = time.monotonic()
+    with pytest.raises(dl.OfflineError) as err:
+        dl.download_file(server.url + "/model.pth", dest, progress=False)
+    assert 1.4 < time.monotonic() - started < 10
+    reason = err.value.reason
+    assert "sent no data for 1.5 s" in reason
+    if where == "answer":
+        assert "did not answer" in reason
+    else:
+        assert isinstance(err.value, dl.TransferInterrupted) and "after 1.0 MiB" in reason
+        assert (tmp_path / "model.pth.part").stat().st_size == 1_000_000
+
+
+def test_the_stall_time_defaults_to_15_s(monkeypatch):
+    monkeypatch.delenv(dl.STALL_ENV, raising=False)
+    assert dl.stall_timeout() == 15
+    monkeypatch.setenv(dl.STALL_ENV, "4")
+    assert dl.stall_timeout() == 4 and dl.stall_timeout(2) == 2
+
+
+def test_reasons_name_no_local_path_for_an_app_to_show(server, tmp_path):
+    """`reason` is what an app shows a visitor; the full message (with the cache path to save a
+    hand-made download under) is for the log and the command line."""
+    dest = tmp_path / "model.pth"
+    dest.write_bytes(b"not the file")
+    with pytest.raises(dl.IntegrityError) as err:
+        dl.download_file(server.url + "/model.pth", dest, sha256=PAYLOAD_SHA, progress=False)
+    assert str(tmp_path) in str(err.value) and str(tmp_path) not in err.value.reason
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download_file(server.url + "/nothing.pth", tmp_path / "n.pth", progress=False)
+    assert str(tmp_path) in str(err.value) and str(tmp_path) not in err.value.reason
+
+
 def test_dns_failure_reads_as_offline(tmp_path):
     # ".invalid" never resolves (RFC 6761), so this is a DNS failure without any network.
     url = "http://rvos-test.invalid/model.pth"
@@ -196,7 +239,10 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
 def test_download_by_name_lands_where_the_registry_looks(server, tmp_path):
     assert resolve_local("ytvos-r50", tmp_path) is None
     path = dl.download(
-        "ytvos-r50", cache_dir=tmp_path, url=server.url + "/model.pth", progress=False,
+        "ytvos-r50",
+        cache_dir=tmp_path,
+        url=server.url + "/model.pth",
+        progress=False,
         offline=False,
     )
     assert path == tmp_path / "referformer_ytvos_r50.pth"
@@ -209,8 +255,9 @@ def _cli(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-def test_cli_offline_prints_one_line_and_returns_nonzero(closed_port, tmp_path, capsys,
-                                                         monkeypatch):
+def test_cli_offline_prints_one_line_and_returns_nonzero(
+    closed_port, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setenv("RVOS_OFFLINE", "0")
     url = f"http://127.0.0.1:{closed_port}/x.pth"
     code = dl.run_cli(_cli("ytvos-r50", "--cache-dir", str(tmp_path), "--url", url, "--quiet"))
@@ -247,3 +294,113 @@ def test_python_m_rvos_download_offline_has_no_traceback(closed_port, tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert str(tmp_path / "referformer_ytvos_r50.pth") in proc.stderr
+
+
+# ------------------------------------------------------------- the text encoder (roberta-base)
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """A Hugging Face endpoint on 127.0.0.1, an empty Hub cache, online, no remembered failure."""
+    from huggingface_hub import constants
+
+    from rvos import hub as rvos_hub
+
+    srv = FileServer()
+    monkeypatch.setenv("HF_ENDPOINT", srv.url)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("RVOS_OFFLINE", "0")
+    monkeypatch.setattr(rvos_hub, "_failures", {})
+    yield srv
+    srv.close()
+
+
+@pytest.mark.parametrize("how", ["stall", "missing"])
+def test_an_unreachable_text_encoder_fails_within_10_s_and_is_remembered(hub, how):
+    from rvos.checkpoint import load_text_side
+    from rvos.hub import TextEncoderError
+
+    if how == "stall":
+        hub.stall = "answer"  # accepts, never answers
+    else:
+        hub.close()  # nothing listens any more: connection refused
+    started = time.monotonic()
+    with pytest.raises(TextEncoderError) as first:
+        load_text_side("roberta-base")
+    assert time.monotonic() - started < 10
+    message = str(first.value)
+    assert "offline" not in message  # offline mode is off: it must not say so
+    assert ("sent nothing" if how == "stall" else "could not be reached") in message
+    again = time.monotonic()
+    with pytest.raises(TextEncoderError) as second:
+        load_text_side("roberta-base")
+    assert time.monotonic() - again < 0.5  # remembered: no second wait within the minute
+    assert str(second.value) == message
+    assert len(hub.requests_for("/roberta-base/resolve/main/vocab.json")) <= 1
+
+
+def test_text_encoder_advice_is_per_door(hub):
+    """Python users get the keyword, command-line users the option, an app visitor only what
+    went wrong; the folder the advice names is what the advised command writes."""
+    from rvos.hub import TextEncoderError
+
+    err = TextEncoderError("roberta-base", "the Hub sent nothing")
+    assert "text_encoder='text_encoder'" in str(err) and "--text-encoder" not in str(err)
+    assert "--text-encoder text_encoder" in err.for_cli() and "text_encoder='" not in (
+        err.for_cli()
+    )
+    assert err.reason == "the Hub sent nothing"
+    assert ".save_pretrained('text_encoder')" in str(err)
+    assert "vocab.json and merges.txt" in str(err) and "config.json may" in str(err)
+
+
+def test_offline_text_encoder_says_offline(hub, monkeypatch):
+    from rvos.hub import TextEncoderError, text_encoder_folder
+
+    with pytest.raises(TextEncoderError, match="offline mode is on"):
+        text_encoder_folder("roberta-base", offline=True)
+    assert hub.log == []
+
+
+def test_a_tokenizer_saved_without_config_loads(tmp_path):
+    """What the advised command writes (tokenizer files, no config.json) is enough."""
+    from rvos.checkpoint import load_text_side
+    from rvos.tokenizer import TextTokenizer
+
+    src = _parity_text_encoder()
+    folder = tmp_path / "text_encoder"
+    folder.mkdir()
+    for name in ("vocab.json", "merges.txt"):
+        (folder / name).write_bytes((src / name).read_bytes())
+    config, tokenizer = load_text_side(folder)
+    assert config is None and isinstance(tokenizer, TextTokenizer)
+    assert tokenizer(["a dog"])["input_ids"][0][0] == 0  # <s>
+
+
+def test_the_text_encoder_is_fetched_from_the_hub_once(hub, tmp_path):
+    from rvos.checkpoint import load_text_side
+
+    src = _parity_text_encoder()
+    for name in ("vocab.json", "merges.txt", "config.json"):
+        hub.add_file(f"/roberta-base/resolve/main/{name}", src / name)
+    config, tokenizer = load_text_side("roberta-base")
+    assert config is not None and config["hidden_size"] > 0
+    expected, _ = load_text_side(src)
+    assert config["hidden_size"] == expected["hidden_size"]
+    assert (
+        tokenizer(["the rabbit"])["input_ids"]
+        == load_text_side(src)[1](["the rabbit"])["input_ids"]
+    )
+    before = len(hub.log)
+    load_text_side("roberta-base")  # the second time: from the folder, no request
+    assert len(hub.log) == before
+
+
+def _parity_text_encoder() -> Path:
+    from conftest import parity_root
+
+    src = parity_root() / "referformer_r50" / "text_encoder"
+    if not (src / "vocab.json").is_file():
+        pytest.skip(f"no parity text encoder at {src}")
+    return src

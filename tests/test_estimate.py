@@ -10,6 +10,7 @@ from rvos import app_support as sup
 from rvos.estimate import (
     CPU_BUDGET_S,
     FPS_STEPS,
+    IOSpeed,
     Speed,
     SpeedBook,
     estimate,
@@ -112,4 +113,93 @@ def test_the_app_measures_the_model_once_then_estimates_from_runs(tmp_path, one_
     assert after.per_frame(128 * 128, 1) == pytest.approx(per_frame)
     second = sup.estimate_run(models, "builtin", str(EXAMPLE), "the red circle", settings,
                               sup.Limits())
-    assert second.seconds == pytest.approx(16 * per_frame)
+    assert second.model_s == pytest.approx(16 * per_frame)
+    assert second.io_s > 0 and second.seconds == pytest.approx(second.model_s + second.io_s)
+
+
+def test_reading_and_writing_scale_with_the_source_and_the_model_with_its_input():
+    """The model's part follows the model's input pixels; decoding and writing follow the
+    source's (a 4K clip run at a small input size is mostly reading and writing)."""
+    speed = Speed(backbone_s=0.01, expression_s=0.005, pixels=10_000)
+    io = IOSpeed(frame_s=50e-9, mask_s=5e-9, fixed_s=0.5)
+
+    def run(pixels: int, source: tuple[int, int], expressions: int = 1):
+        return estimate(speed, pixels, expressions, "cuda", frames_at=lambda fps: 75, fps=None,
+                        window=36, source_fps=25, io=io, source_size=source)
+
+    small, big = run(10_000, (360, 640)), run(10_000, (2160, 3840))
+    assert big.model_s == pytest.approx(small.model_s)
+    assert (big.io_s - 0.5) == pytest.approx(36 * (small.io_s - 0.5))  # 36× the pixels
+    assert big.io_s == pytest.approx(0.5 + 75 * 3840 * 2160 * 55e-9)
+    wider = run(20_000, (360, 640))
+    assert wider.io_s == pytest.approx(small.io_s)
+    assert wider.model_s == pytest.approx(2 * small.model_s)
+    two = run(10_000, (360, 640), expressions=2)
+    assert two.io_s - 0.5 == pytest.approx(75 * 640 * 360 * 60e-9)  # a mask per expression
+    assert big.seconds == pytest.approx(big.model_s + big.io_s)
+    assert "3840×2160" in big.text()
+
+
+def test_a_finished_run_rescales_the_cost_of_reading_and_writing():
+    book = SpeedBook()
+    book._io = IOSpeed(frame_s=40e-9, mask_s=10e-9, fixed_s=0.5)
+    book.record_io(frames=100, source_pixels=1_000_000, expressions=1, seconds=10.5)
+    io = book.io()
+    assert io.seconds(100, 1_000_000, 1) == pytest.approx(10.5)
+    assert io.frame_s / io.mask_s == pytest.approx(4.0)  # the split is kept
+
+
+def test_measure_io_times_real_decoding_and_encoding():
+    from rvos.estimate import measure_io
+
+    io = measure_io()
+    # Any machine decodes and encodes a pixel in more than 0.1 ns and (for this small clip)
+    # less than 10 µs; the mask work is a fraction of it.
+    assert 1e-10 < io.frame_s < 1e-5 and 0 < io.mask_s < io.frame_s
+
+
+@pytest.fixture(scope="module")
+def clip_4k(tmp_path_factory) -> Path:
+    """0.4 s of the Big Buck Bunny example scaled to 3840×2160 (10 frames)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    out = tmp_path_factory.mktemp("4k") / "bbb_4k.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i",
+                    str(ROOT / "examples" / "bigbuckbunny.mp4"), "-t", "0.4", "-vf",
+                    "scale=3840:2160", "-an", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-pix_fmt", "yuv420p", str(out)], check=True)
+    return out
+
+
+def test_the_app_estimates_a_4k_clip_by_its_source_size(clip_4k, one_cpu_thread):
+    models = sup.ModelCache(sup.model_choices())
+    settings = sup.RunSettings(max_frames=300)
+    big = sup.estimate_run(models, "builtin", str(clip_4k), "the rabbit", settings,
+                           sup.Limits())
+    small = sup.estimate_run(models, "builtin", str(ROOT / "examples" / "bigbuckbunny.mp4"),
+                             "the rabbit", sup.RunSettings(max_frames=10), sup.Limits())
+    assert big.source_size == (2160, 3840) and big.frames == small.frames == 10
+    # the same model input size (the model's short side), 36× the source pixels
+    assert big.model_s == pytest.approx(small.model_s, rel=1e-6)
+    assert big.io_s > 5 * small.io_s and big.io_s > big.model_s
+
+
+def test_a_video_over_the_length_limit_is_estimated_for_the_frames_processed(one_cpu_thread):
+    """The limit is on the work: a 2-s clip (16 frames at 8 fps) against a 1-s limit is
+    estimated for its first 8 frames, and the note says so and what the visitor can change."""
+    models = sup.ModelCache(sup.model_choices())
+    est = sup.estimate_run(models, "builtin", str(EXAMPLE), "the red circle",
+                           sup.RunSettings(max_frames=300), sup.Limits(max_duration_s=1.0))
+    assert est is not None and est.frames == 8
+    assert "first 8 frames of 16" in est.text() and "fps" in est.text() and est.seconds > 0
+
+
+def test_a_model_that_fails_to_load_has_no_estimate(tmp_path, one_cpu_thread):
+    bad = tmp_path / "broken"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    models = sup.ModelCache(sup.model_choices(checkpoint=bad))
+    assert sup.estimate_run(models, None, str(EXAMPLE), "the red circle",
+                            sup.RunSettings(max_frames=300), sup.Limits()) is None

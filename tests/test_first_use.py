@@ -273,3 +273,49 @@ def test_app_fetches_its_model_before_serving_then_segments_and_compares(
             app.close()
     finally:
         mirror.close()
+
+
+# --------------------------------------------------------- roberta-base, by door
+
+
+@pytest.fixture
+def stalled_hub(monkeypatch, tmp_path):
+    """A Hugging Face endpoint that accepts and never answers, an empty Hub cache, online."""
+    from huggingface_hub import constants
+
+    from rvos import hub as rvos_hub
+
+    srv = FileServer()
+    srv.stall = "answer"
+    monkeypatch.setenv("HF_ENDPOINT", srv.url)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("RVOS_OFFLINE", "0")
+    monkeypatch.setattr(rvos_hub, "_failures", {})
+    yield srv
+    srv.close()
+
+
+def test_cli_without_roberta_base_names_the_cli_option(stalled_hub, parity_checkpoint, tmp_path,
+                                                       capsys):
+    import time
+
+    started = time.monotonic()
+    code = predict(str(REAL_CLIP), "--checkpoint", str(parity_checkpoint), "--text", "a rabbit",
+                   "--max-frames", "1", "--out", str(tmp_path / "out"))
+    assert time.monotonic() - started < 30  # the checkpoint's reading included; no retries
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--text-encoder text_encoder" in err and "text_encoder='" not in err
+    assert "offline" not in err and "roberta-base" in err
+
+
+def test_app_visitor_without_roberta_base_gets_no_operator_advice(stalled_hub,
+                                                                   parity_checkpoint):
+    models = sup.ModelCache(sup.model_choices("ytvos-r50", checkpoint=parity_checkpoint))
+    with pytest.raises(sup.AppInputError) as err:
+        models.get("ytvos-r50")
+    message = str(err.value)
+    assert "roberta-base" in message and "Hugging Face Hub" in message
+    for advice in ("text_encoder=", "--text-encoder", "python -c", "save_pretrained"):
+        assert advice not in message
