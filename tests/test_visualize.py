@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -379,3 +381,93 @@ def test_layer_score_plot_counts_layers_from_one() -> None:
     from_one = plot_scores(scores, chosen=0, x_start=1, x_label="decoder layer")
     assert not np.array_equal(from_zero, from_one)
     assert notice(300, "nothing kept " * 10).shape[1] == 300
+
+
+# ---------------------------------------------------------------------------------------------
+# text beyond Latin: fonts and words
+
+
+def _font_file(kind: int) -> tuple | None:
+    """The chain's font of one kind found here (0: text, 1: CJK, 2: emoji), or None."""
+    from rvos import visualize
+
+    groups = (visualize._TEXT_FONTS, visualize._CJK_FONTS, visualize._EMOJI_FONTS)
+    found = [f for f in visualize._font_chain() if f[:2] in groups[kind]]
+    return found[0] if found else None
+
+
+def _ink(strip: np.ndarray) -> np.ndarray:
+    """The text part of a one-line caption strip (right of its swatch)."""
+    return strip[:, strip.shape[0] + 4 :]
+
+
+def test_chinese_draws_as_glyphs_not_missing_boxes() -> None:
+    if _font_file(1) is None:
+        pytest.skip("no CJK font here: apt-get install fonts-noto-cjk (packages.txt)")
+    color = [(20, 20, 20)]
+    left, right, cat = (_ink(caption_strip(320, [t], color)) for t in ("左", "右", "猫"))
+    missing = _ink(caption_strip(320, ["\U0010fffe"], color))  # no font has it: .notdef
+    assert (left < 128).sum() > 20  # ink
+    assert not np.array_equal(left, right) and not np.array_equal(left, cat)
+    for glyph in (left, right, cat):
+        assert not np.array_equal(glyph, missing)
+    # Mixed with Latin on one line, each character still gets its glyph.
+    mixed = _ink(caption_strip(320, ["the 左 dog"], color))
+    assert not np.array_equal(mixed, _ink(caption_strip(320, ["the \U0010fffe dog"], color)))
+
+
+def test_emoji_draw_in_colour() -> None:
+    if _font_file(2) is None:
+        pytest.skip("no emoji font here: apt-get install fonts-noto-color-emoji (packages.txt)")
+    gray = [(90, 90, 90)]
+    car = _ink(caption_strip(320, ["a 🚗 car"], gray)).astype(int)
+    saturation = car.max(axis=-1) - car.min(axis=-1)
+    assert (saturation > 100).sum() > 20  # a colour emoji on gray text on a light strip
+    plain = _ink(caption_strip(320, ["a car"], gray)).astype(int)
+    assert ((plain.max(axis=-1) - plain.min(axis=-1)) > 100).sum() == 0
+
+
+def test_text_draws_without_any_system_font(monkeypatch) -> None:
+    from rvos import visualize
+
+    monkeypatch.setattr(visualize, "_TEXT_FONTS", ())
+    monkeypatch.setattr(visualize, "_CJK_FONTS", ())
+    monkeypatch.setattr(visualize, "_EMOJI_FONTS", ())
+    visualize._font_chain.cache_clear()
+    visualize._font.cache_clear()
+    try:
+        assert visualize._font_chain() == ()
+        strip = caption_strip(200, ["左边的狗 🚗 a dog", "سيارة"], [(200, 0, 0), (0, 0, 200)])
+        assert strip.dtype == np.uint8 and strip.shape[1] == 200
+        assert _near(strip, (200, 0, 0), 40).sum() > 30  # Pillow's built-in font still draws
+    finally:
+        visualize._font_chain.cache_clear()
+        visualize._font.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def builtin_tokenizer():
+    """The built-in model's tokenizer, loaded as a model folder's tokenizer is."""
+    from rvos.checkpoint import TOKENIZER_DIR
+    from rvos.registry import BUILTIN_DIR
+    from rvos.tokenizer import TextTokenizer
+
+    return TextTokenizer.from_pretrained(Path(BUILTIN_DIR) / TOKENIZER_DIR)
+
+
+def test_chinese_expression_gives_a_word_per_character(builtin_tokenizer) -> None:
+    from rvos.predictor import group_words
+
+    ids = builtin_tokenizer("左边的狗在跑。")["input_ids"]
+    words, groups = group_words(builtin_tokenizer, "左边的狗在跑。")
+    assert words == ["左", "边", "的", "狗", "在", "跑。"]  # punctuation stays with its word
+    assert sum(len(g) for g in groups) == len(ids) - 2  # every token but <s> and </s>
+    assert all(len(g) >= 1 for g in groups) and sorted(sum(groups, [])) == sum(groups, [])
+    words, _ = group_words(builtin_tokenizer, "the 红色car 🚗 moves")
+    assert words == ["the", "红", "色", "car", "🚗", "moves"]
+    words, _ = group_words(builtin_tokenizer, "にほんの猫")
+    assert words == ["に", "ほ", "ん", "の", "猫"]
+    # Latin, accented Latin and Arabic are split at whitespace as before.
+    assert group_words(builtin_tokenizer, "a dog, running")[0] == ["a", "dog,", "running"]
+    assert group_words(builtin_tokenizer, " café  naïve ")[0] == ["café", "naïve"]
+    assert group_words(builtin_tokenizer, "سيارة حمراء")[0] == ["سيارة", "حمراء"]
