@@ -1037,7 +1037,8 @@ def _check_layers(layer_boxes: np.ndarray, layer_scores: np.ndarray, layer_refs:
 def _path_points(boxes: np.ndarray, refs: np.ndarray) -> np.ndarray:
     """``[L + 1, 2]``: the reference point each layer started from, then the last box's
     centre."""
-    last = (boxes[-1, :2] + boxes[-1, 2:]) / 2
+    with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf: a NaN point, skipped
+        last = (boxes[-1, :2] + boxes[-1, 2:]) / 2
     return np.concatenate([refs, last[None]], axis=0)
 
 
