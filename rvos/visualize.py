@@ -7,8 +7,9 @@ runs a model: the predictor's result object calls these functions with what it s
 
 Colours: expression ``k`` (0-based) is drawn in ``palette(n)[k]``, which is DAVIS palette entry
 ``k + 1``, the colour of object ``k + 1`` in the palette PNG masks of :mod:`rvos.video`. Queries
-``q0..q(Q-1)`` have their own colours (:func:`query_colors`), shared by :func:`draw_queries`,
-:func:`draw_decoder`, :func:`query_mask_grid` and :func:`plot_scores`. Decoder layers have a
+``q1..qQ`` (labelled from 1, as people count; index ``q - 1`` in arrays) have their own colours
+(:func:`query_colors`), shared by :func:`draw_queries`, :func:`draw_decoder`,
+:func:`query_mask_grid` and :func:`plot_scores`. Decoder layers have a
 sequential ramp (:func:`layer_colors`), dark for the first layer, light for the last.
 """
 
@@ -129,7 +130,7 @@ def palette(n: int) -> list[Color]:
 
 
 def query_colors(n: int) -> list[Color]:
-    """Colours of queries ``q0..q(n-1)`` (a 10-colour cycle)."""
+    """Colours of query indices ``0..n-1`` (labelled q1..qn; a 10-colour cycle)."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     return [_QUERY_COLORS[i % len(_QUERY_COLORS)] for i in range(n)]
@@ -603,7 +604,8 @@ def draw_queries(
     Arguments:
         frame: ``uint8 [H, W, 3]``.
         boxes: ``[Q, 4]`` boxes ``(x0, y0, x1, y1)`` in pixels; Q may be 0.
-        scores: ``[Q]`` in [0, 1]; each box is labelled ``"q{i} {score:.2f}"``.
+        scores: ``[Q]`` in [0, 1]; box ``i`` is labelled ``"q{i + 1} {score:.2f}"`` (queries
+            counted from 1); labels that would cover each other are moved apart.
         chosen: index of the selected query (drawn last, thicker, with a yellow halo and a yellow
             label), or ``None``.
         ref_points: ``[Q, 2]`` reference points ``(x, y)`` in pixels, drawn as dots.
@@ -1145,12 +1147,15 @@ def draw_decoder(
             score after every layer; a query index draws that query's box after every layer
             (each in its layer's colour) over the faint paths of the others, the legend giving
             each layer's colour and score.
-        min_width: a smaller frame is scaled up to this width first, so markers and text stay
-            legible on small clips.
+        min_width: a frame whose long side is shorter is scaled up so that its long side is
+            this long, so markers and text stay legible on small clips.
 
     Returns:
-        ``uint8 [H' + h, W', 3]``: the frame (scaled to ``W' = max(W, min_width)`` and washed
-        out a little, so thin coloured lines stand out on any footage) and a legend of height h.
+        ``uint8``: the frame (scaled as above to ``[H', W']`` and washed out a little, so thin
+        coloured lines stand out on any footage) and a legend, below it (``[H' + h, W', 3]``)
+        when the frame is landscape or square, beside it (``[max(H', h), W' + w, 3]``) when it
+        is portrait: under a tall frame the legend would be a narrow column, and the whole
+        picture shrunk to fit a page's height. Queries are labelled from 1 (q1, q2, …).
     """
     frame = _check_frame(frame)
     boxes, scores, refs = _check_layers(layer_boxes, layer_scores, layer_refs)
