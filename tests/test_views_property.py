@@ -32,13 +32,25 @@ from rvos.result import (
     quantize_logits,
 )
 
-SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 SPECIAL = [math.nan, math.inf, -math.inf, 0.0, -1e9, 1e9, 1e30]
 WORDS = ["dog", "左边的狗", "سيارة", "🚗", "👨‍👩‍👧", "x" * 300, "naïve", "猫。", "a\tb"]
-TEXTS = ["a dog", "左边的狗在跑", "سيارة حمراء تتحرك", "the 🚗 car 👍🏽", "w" * 500, "ok",
-         "<b>not html</b>", "line\nbreak"]
+TEXTS = [
+    "a dog",
+    "左边的狗在跑",
+    "سيارة حمراء تتحرك",
+    "the 🚗 car 👍🏽",
+    "w" * 500,
+    "ok",
+    "<b>not html</b>",
+    "line\nbreak",
+]
 SIZES = [(1, 1), (1, 4000), (4000, 1), (64, 36), (36, 64), (2, 3), (1920, 1080)]
 
 
@@ -53,11 +65,13 @@ def _image(image: np.ndarray) -> np.ndarray:
 @st.composite
 def coords(draw, extent: int) -> float:
     """A coordinate: inside, on the edge, outside (negative, past the end) or not finite."""
-    return draw(st.one_of(
-        st.sampled_from(SPECIAL),
-        st.floats(-0.5, 1.5).map(lambda v: v * extent),
-        st.sampled_from([0.0, float(extent), extent - 1.0, 0.5]),
-    ))
+    return draw(
+        st.one_of(
+            st.sampled_from(SPECIAL),
+            st.floats(-0.5, 1.5).map(lambda v: v * extent),
+            st.sampled_from([0.0, float(extent), extent - 1.0, 0.5]),
+        )
+    )
 
 
 @st.composite
@@ -66,8 +80,9 @@ def scores_of(draw, shape: tuple[int, ...]) -> np.ndarray:
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     values = rng.random(shape)
     if kind == "special" and values.size:
-        values.flat[rng.integers(0, values.size, size=max(1, values.size // 2))] = (
-            draw(st.sampled_from([math.nan, math.inf, -math.inf, -1.0, 2.0])))
+        values.flat[rng.integers(0, values.size, size=max(1, values.size // 2))] = draw(
+            st.sampled_from([math.nan, math.inf, -math.inf, -1.0, 2.0])
+        )
     elif kind == "equal":
         values[:] = draw(st.sampled_from([0.0, 0.5, 1.0]))
     return values.astype(np.float32)
@@ -108,8 +123,9 @@ def boxes_of(draw, count: int, height: int, width: int) -> np.ndarray:
 @st.composite
 def results(draw, *, attention: bool = True):
     """``(VideoResult, frames uint8 [T, H, W, 3])`` with one or two expressions."""
-    height, width = draw(st.one_of(st.sampled_from(SIZES),
-                                   st.tuples(st.integers(1, 48), st.integers(1, 48))))
+    height, width = draw(
+        st.one_of(st.sampled_from(SIZES), st.tuples(st.integers(1, 48), st.integers(1, 48)))
+    )
     num_t = draw(st.integers(1, 3))
     num_q = draw(st.integers(1, 4))
     num_l = draw(st.integers(1, 3))
@@ -122,13 +138,17 @@ def results(draw, *, attention: bool = True):
         words = draw(st.lists(st.sampled_from(WORDS), min_size=0, max_size=3))
         text = " ".join(words) if words and draw(st.booleans()) else draw(st.sampled_from(TEXTS))
         layer_scores = draw(scores_of((num_t, num_q, num_l)))
-        layer_boxes = np.stack([
-            np.stack([draw(boxes_of(num_l, height, width)) for _ in range(num_q)])
-            for _ in range(num_t)]).astype(np.float32)
+        layer_boxes = np.stack(
+            [
+                np.stack([draw(boxes_of(num_l, height, width)) for _ in range(num_q)])
+                for _ in range(num_t)
+            ]
+        ).astype(np.float32)
         if draw(st.booleans()):  # every layer the same box: zero-length paths
             layer_boxes[:] = layer_boxes[:, :, :1]
-        init = np.array([[draw(coords(width)), draw(coords(height))] for _ in range(num_q)],
-                        np.float32)
+        init = np.array(
+            [[draw(coords(width)), draw(coords(height))] for _ in range(num_q)], np.float32
+        )
         if draw(st.booleans()):  # equal reference points
             init[:] = init[:1]
         chosen = np.array([draw(st.integers(0, num_q - 1)) for _ in range(num_t)], np.int64)
@@ -141,37 +161,68 @@ def results(draw, *, attention: bool = True):
             heads = draw(st.sampled_from([0, 2]))
             maps = []
             for stride in (1, 2):
-                shape = (num_t, len(words), *([heads] if heads else []),
-                         max(1, low_h // stride), max(1, low_w // stride))
+                shape = (
+                    num_t,
+                    len(words),
+                    *([heads] if heads else []),
+                    max(1, low_h // stride),
+                    max(1, low_w // stride),
+                )
                 m = rng.random(shape)
                 if draw(st.booleans()) and m.size:
                     m.flat[0] = draw(st.sampled_from([math.nan, math.inf, 0.0]))
                 maps.append(m.astype(np.float16))
-            att = AttentionMaps(words=list(words), levels=["fusion/8", "fpn/16"], maps=maps,
-                                num_heads=heads)
-        points = np.stack([[[[draw(coords(width)), draw(coords(height))] for _ in range(3)]
-                            for _ in range(num_q)] for _ in range(num_t)]).astype(np.float32)
+            att = AttentionMaps(
+                words=list(words), levels=["fusion/8", "fpn/16"], maps=maps, num_heads=heads
+            )
+        points = np.stack(
+            [
+                [
+                    [[draw(coords(width)), draw(coords(height))] for _ in range(3)]
+                    for _ in range(num_q)
+                ]
+                for _ in range(num_t)
+            ]
+        ).astype(np.float32)
         weights = draw(scores_of((num_t, num_q, 3)))
         logits = rng.normal(0, 4, size=(num_t, num_q, low_h, low_w)).astype(np.float32)
         if draw(st.booleans()):
             logits[:] = draw(st.sampled_from([-8.0, 8.0]))  # every query empty, or full
-        expressions.append(ExpressionResult(
-            text=text, words=list(words), size=(height, width), threshold=0.5,
-            chosen_query=chosen, window_index=np.zeros(num_t, np.int32),
-            scores=layer_scores[..., -1], boxes=boxes, reference_points=centres,
-            layer_boxes=layer_boxes, layer_scores=layer_scores,
-            initial_reference_points=init,
-            mask_areas=masks.reshape(num_t, -1).sum(1).astype(np.int64),
-            windows=[WindowChoice(0, 0, num_t, int(chosen[0]), "score")],
-            rle=[encode_rle(m) for m in masks], attention=att,
-            sampling=SamplingPoints(points, weights, np.zeros(3, np.int64),
-                                    np.zeros(3, np.int64)),
-            query_logits=quantize_logits(logits), lowres_shape=(low_h, low_w),
-        ))
+        expressions.append(
+            ExpressionResult(
+                text=text,
+                words=list(words),
+                size=(height, width),
+                threshold=0.5,
+                chosen_query=chosen,
+                window_index=np.zeros(num_t, np.int32),
+                scores=layer_scores[..., -1],
+                boxes=boxes,
+                reference_points=centres,
+                layer_boxes=layer_boxes,
+                layer_scores=layer_scores,
+                initial_reference_points=init,
+                mask_areas=masks.reshape(num_t, -1).sum(1).astype(np.int64),
+                windows=[WindowChoice(0, 0, num_t, int(chosen[0]), "score")],
+                rle=[encode_rle(m) for m in masks],
+                attention=att,
+                sampling=SamplingPoints(
+                    points, weights, np.zeros(3, np.int64), np.zeros(3, np.int64)
+                ),
+                query_logits=quantize_logits(logits),
+                lowres_shape=(low_h, low_w),
+            )
+        )
     fps = draw(st.sampled_from([1.0, 25.0, 120.0]))
-    source = SourceInfo(path=None, width=width, height=height, fps=fps,
-                        frame_rate=Fraction(fps).limit_denominator(1001), num_frames=num_t,
-                        source_fps=fps)
+    source = SourceInfo(
+        path=None,
+        width=width,
+        height=height,
+        fps=fps,
+        frame_rate=Fraction(fps).limit_denominator(1001),
+        num_frames=num_t,
+        source_fps=fps,
+    )
     result = VideoResult(expressions, source, "builtin", {"threshold": 0.5}, [(0, num_t)], {})
     return result, frames
 
@@ -191,12 +242,16 @@ def test_queries_overlay_and_scores_views(case, data) -> None:
         assert overlay.shape == (height, width, 3)
         for sampling in (False, True):
             assert _image(result.render_queries(k, t, overlay, sampling=sampling)).shape == (
-                height, width, 3)
+                height,
+                width,
+                3,
+            )
         assert _image(result.render_scores(k, t)).shape == (240, 640, 3)
         assert _image(result.render_scores(k)).shape == (240, 640, 3)
         strip_h = visualize.caption_strip(width, [x.text for x in result]).shape[0]
         composed = visualize.compose_overlay_frame(
-            frame, [x.mask(t) for x in result], [x.text for x in result])
+            frame, [x.mask(t) for x in result], [x.text for x in result]
+        )
         assert _image(composed).shape == (height + strip_h, width, 3)
         assert e.num_frames == result.num_frames
 
@@ -231,12 +286,10 @@ def test_attention_views(case, data) -> None:
         heads = [None, *range(e.attention.num_heads)]
         level = data.draw(st.sampled_from([0, 1, "fusion/8", "fpn/16"]))
         head = data.draw(st.sampled_from(heads))
-        image = _image(result.render_attention(k, t, frames[t], word="all", level=level,
-                                               head=head))
+        image = _image(result.render_attention(k, t, frames[t], word="all", level=level, head=head))
         assert image.shape[1] >= 320
         for w in range(len(e.words)):
-            one = _image(result.render_attention(k, t, frames[t], word=w, level=level,
-                                                 head=head))
+            one = _image(result.render_attention(k, t, frames[t], word=w, level=level, head=head))
             assert one.shape[1] == max(width, 320)
             assert one.shape[0] > result.source.height  # title and colour scale around it
 
@@ -255,8 +308,9 @@ def test_figure_gif_and_compare(case, columns) -> None:
             assert gif_w == min(width, exports.GIF_MAX_WIDTH) or gif_w <= width
             assert gif_h >= 1
     for t in range(result.num_frames):
-        pair = _image(exports.compare_frame([result, result], ["A: builtin", "B: 模型 🚀"], t,
-                                            frames[t]))
+        pair = _image(
+            exports.compare_frame([result, result], ["A: builtin", "B: 模型 🚀"], t, frames[t])
+        )
         assert pair.shape[0] % 2 == 0 and pair.shape[1] % 2 == 0
         assert pair.shape[1] >= 2 * min(width, 640)
 
@@ -266,8 +320,9 @@ def test_figure_gif_and_compare(case, columns) -> None:
 
 @st.composite
 def frames_(draw) -> np.ndarray:
-    height, width = draw(st.one_of(st.sampled_from(SIZES),
-                                   st.tuples(st.integers(1, 64), st.integers(1, 64))))
+    height, width = draw(
+        st.one_of(st.sampled_from(SIZES), st.tuples(st.integers(1, 64), st.integers(1, 64)))
+    )
     seed = draw(st.integers(0, 2**16))
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
@@ -279,10 +334,18 @@ def test_draw_queries_and_decoder_on_any_boxes(frame, num_q, data) -> None:
     boxes = data.draw(boxes_of(num_q, height, width))
     scores = data.draw(scores_of((num_q,)))
     chosen = data.draw(st.one_of(st.none(), st.integers(0, num_q - 1))) if num_q else None
-    refs = np.array([[data.draw(coords(width)), data.draw(coords(height))]
-                     for _ in range(num_q)]).reshape(num_q, 2)
-    out = visualize.draw_queries(frame, boxes, scores, chosen, ref_points=refs,
-                                 sampling_points=refs[:, None], sampling_weights=scores[:, None])
+    refs = np.array(
+        [[data.draw(coords(width)), data.draw(coords(height))] for _ in range(num_q)]
+    ).reshape(num_q, 2)
+    out = visualize.draw_queries(
+        frame,
+        boxes,
+        scores,
+        chosen,
+        ref_points=refs,
+        sampling_points=refs[:, None],
+        sampling_weights=scores[:, None],
+    )
     assert _image(out).shape == frame.shape
     if num_q:
         num_l = data.draw(st.integers(1, 3))
@@ -290,8 +353,7 @@ def test_draw_queries_and_decoder_on_any_boxes(frame, num_q, data) -> None:
         layer_refs = np.repeat(refs[:, None], num_l, axis=1)
         layer_scores = np.repeat(scores[:, None], num_l, axis=1)
         focus = data.draw(st.one_of(st.none(), st.integers(0, num_q - 1)))
-        _image(visualize.draw_decoder(frame, layer_boxes, layer_scores, layer_refs, chosen,
-                                      focus))
+        _image(visualize.draw_decoder(frame, layer_boxes, layer_scores, layer_refs, chosen, focus))
 
 
 @SETTINGS
@@ -304,11 +366,19 @@ def test_attention_drawing_on_any_heat(frame, data) -> None:
     assert _image(visualize.draw_attention(frame, heat)).shape == frame.shape
     labels = data.draw(st.lists(st.sampled_from(WORDS + [""]), min_size=1, max_size=5))
     grid = _image(visualize.attention_grid(frame, [heat] * len(labels), labels))
-    view = visualize.attention_view(grid, "word “" + labels[0] + "” · level 1/8 · head 1",
-                                    float(np.nanmin(heat)), float(np.nanmax(heat)))
+    view = visualize.attention_view(
+        grid,
+        "word “" + labels[0] + "” · level 1/8 · head 1",
+        float(np.nanmin(heat)),
+        float(np.nanmax(heat)),
+    )
     assert _image(view).shape[1] == max(grid.shape[1], 320)
-    assert _image(visualize.colorbar(data.draw(st.integers(1, 700)), math.nan, "high",
-                                     "attention")).shape[2] == 3
+    assert (
+        _image(
+            visualize.colorbar(data.draw(st.integers(1, 700)), math.nan, "high", "attention")
+        ).shape[2]
+        == 3
+    )
 
 
 @SETTINGS
@@ -333,12 +403,20 @@ def test_query_mask_grid_figure_and_side_by_side(frame, num_q, data) -> None:
     captions = data.draw(st.lists(st.sampled_from(TEXTS + WORDS), min_size=1, max_size=3))
     columns = data.draw(st.integers(1, 4))
     rows = [[masks[i % num_q]] * columns for i in range(len(captions))]
-    figure = visualize.paper_figure([frame] * columns, rows, captions, width=1200,
-                                    column_labels=[f"frame {j + 1}" for j in range(columns)])
+    figure = visualize.paper_figure(
+        [frame] * columns,
+        rows,
+        captions,
+        width=1200,
+        column_labels=[f"frame {j + 1}" for j in range(columns)],
+    )
     assert _image(figure).shape[1] == 1200
     panels = [frame, data.draw(frames_())]
-    both = _image(visualize.side_by_side(panels, data.draw(
-        st.lists(st.sampled_from(TEXTS), min_size=2, max_size=2))))
+    both = _image(
+        visualize.side_by_side(
+            panels, data.draw(st.lists(st.sampled_from(TEXTS), min_size=2, max_size=2))
+        )
+    )
     assert both.shape[0] % 2 == 0 and both.shape[1] % 2 == 0
     strip = visualize.caption_strip(width, captions)
     assert _image(strip).shape[1] == width
