@@ -10,10 +10,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     GRADIO_SERVER_PORT=7860 \
     GRADIO_ANALYTICS_ENABLED=False
 
-# One apt package, a font with accented glyphs for the caption strip; imageio-ffmpeg bundles its
-# own ffmpeg and opencv-python-headless needs no libGL. A non-root user owns the app and its
+# Fonts only: DejaVu (accented Latin, Greek, Cyrillic, Arabic), Noto Sans CJK (Chinese, Japanese,
+# Korean) and Noto Color Emoji, so that any expression draws as text in captions and figures
+# (the same packages as packages.txt, which Hugging Face Spaces installs). imageio-ffmpeg bundles
+# its own ffmpeg and opencv-python-headless needs no libGL. A non-root user owns the app and its
 # caches (~/.cache/rvos, ~/.cache/huggingface).
 RUN apt-get update && apt-get install -y --no-install-recommends fonts-dejavu-core \
+        fonts-noto-cjk fonts-noto-color-emoji \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 1000 rvos
 WORKDIR /home/rvos/app

@@ -131,7 +131,8 @@ def render_figure(result: VideoResult, frames: Frames = None, *, columns: int = 
     indices = figure_frames(result.num_frames, columns)
     images = _frames_at(result, frames, indices)
     masks = [[e.mask(t, threshold) for t in indices] for e in result]
-    labels = [f"frame {t} · {result.frame_time(t):.2f} s" for t in indices]
+    # Frames counted from 1, as people count them; the time from the first frame's 0 s.
+    labels = [f"frame {t + 1} · {result.frame_time(t):.2f} s" for t in indices]
     return visualize.paper_figure(images, masks, [e.text for e in result],
                                   column_labels=labels, width=width)
 

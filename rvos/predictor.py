@@ -256,12 +256,32 @@ def initial_reference_points(model: torch.nn.Module) -> np.ndarray | None:
 
 
 def group_words(tokenizer, text: str) -> tuple[list[str], list[list[int]]]:
-    """Split ``text`` at whitespace and map each word to its BPE token positions.
+    """Split ``text`` into words and map each word to its BPE token positions.
+
+    Words are split at whitespace; Chinese and Japanese, written without spaces, give one word
+    per character (a Han character or kana), and a run of other script that follows one without
+    a space is a word of its own ("红色car": "红", "色", "car"). A token never splits: one
+    token spanning several such characters is one word. (Thai, Lao, Khmer and Myanmar, also
+    written without spaces, keep a whole run as one word: their characters are letters.)
 
     Returns ``(words, groups)``: ``groups[i]`` lists the positions (in the tokenised sequence,
     special tokens included) of word i's tokens; special tokens belong to no word. Punctuation
-    stays with its word ("dog," is one word), as a reader would count words.
+    and combining marks stay with their word ("dog," and "狗。" are one word each), as a
+    reader would count words.
     """
+    import unicodedata
+
+    def unspaced(ch: str) -> bool:
+        """A Han character (CJK radicals, unified and compatibility ideographs) or kana."""
+        cp = ord(ch)
+        return (0x2E80 <= cp <= 0x2FDF or 0x3040 <= cp <= 0x31FF or 0x3400 <= cp <= 0x4DBF
+                or 0x4E00 <= cp <= 0x9FFF or 0xF900 <= cp <= 0xFAFF or 0xFF66 <= cp <= 0xFF9F
+                or 0x20000 <= cp <= 0x3FFFF)
+
+    def attaches(ch: str) -> bool:
+        """Punctuation and combining marks belong to the word before them."""
+        return unicodedata.category(ch)[0] in "PM"
+
     enc = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True)
     offsets = enc["offset_mapping"]
     special = enc["special_tokens_mask"]
@@ -274,15 +294,20 @@ def group_words(tokenizer, text: str) -> tuple[list[str], list[list[int]]]:
         if e <= s:
             pending.append(pos)
             continue
-        starts_word = (prev_end is None or s > prev_end or bool(pending)
-                       or text[s:e][:1].isspace())
+        first = text[s]
+        # A byte-level BPE cuts one character into several tokens with the same span: only a
+        # token that starts at or after the previous one's end can begin a word.
+        new_char = prev_end is not None and s >= prev_end
+        starts_word = (prev_end is None or s > prev_end or bool(pending) or first.isspace()
+                       or (new_char and not attaches(first)
+                           and (unspaced(first) or unspaced(text[prev_end - 1]))))
         if starts_word:
             spans.append([s, e, *pending, pos])
         else:
-            spans[-1][1] = e
+            spans[-1][1] = max(spans[-1][1], e)
             spans[-1].append(pos)
         pending = []
-        prev_end = e
+        prev_end = max(prev_end or 0, e)
     if pending and spans:
         spans[-1].extend(pending)
     words = [text[s:e].strip() for s, e, *_ in spans]

@@ -672,8 +672,9 @@ class VideoResult(Sequence[ExpressionResult]):
         e = self[expression]
         t = e._check_frame(frame_index)
         h0, w0 = frame.shape[:2]
-        tw = tile_width
-        th = max(1, round(h0 * tw / w0))
+        # tile_width wide, but at most twice as tall (a 4000×1 clip would make 1 GB tiles)
+        scale = min(tile_width / w0, 2 * tile_width / h0)
+        tw, th = max(1, round(w0 * scale)), max(1, round(h0 * scale))
         small = cv2.resize(frame, (tw, th), interpolation=cv2.INTER_AREA if tw < w0
                            else cv2.INTER_LINEAR)
         masks = e.query_masks(t, threshold, size=(th, tw))
@@ -683,31 +684,55 @@ class VideoResult(Sequence[ExpressionResult]):
                          word: int | str = "all", level: int | str = 0,
                          head: int | None = None) -> np.ndarray:
         """uint8 image: the attention of ``word`` (index) over ``frame`` at ``level``, or with
-        ``word="all"`` a grid with one panel per word; of one ``head`` or (None) their mean."""
+        ``word="all"`` a grid with one panel per word; of one ``head`` or (None) their mean.
+        A title line says which word, level and head it shows, and a colour scale below gives
+        the range (`rvos.visualize.attention_view`)."""
         from rvos import visualize
 
         e = self[expression]
         t = e._check_frame(frame_index)
         if e.attention is None:
             raise ValueError("no attention maps: predict with return_attention=True")
+        att = e.attention
+        lvl = att.levels.index(level) if isinstance(level, str) else int(level)
+        if not 0 <= lvl < len(att.levels):
+            raise IndexError(f"level {level} out of range; levels are {att.levels}")
+        kind, _, stride = att.levels[lvl].partition("/")
+        names = {"fusion": "early fusion", "fpn": "cross-modal FPN"}  # as the app's menu
+        where = f"level {names.get(kind, kind)}, 1/{stride}" if stride else f"level {kind}"
+        which = "mean of heads" if head is None else f"head {int(head) + 1}"
         if word == "all":
-            maps = [e.attention.get(t, w, level, head) for w in range(len(e.words))]
-            return visualize.attention_grid(frame, maps, e.words)
+            if e.words:
+                maps = [att.get(t, w, lvl, head) for w in range(len(e.words))]
+                grid = visualize.attention_grid(frame, maps, e.words)
+            else:  # nothing to pick words from: the whole expression's attention
+                grid = visualize.attention_grid(frame, [att.get(t, None, lvl, head)],
+                                                ["(no words)"])
+            return visualize.attention_view(
+                grid, f"every word · {where} · {which}", "low", "high",
+                "attention weight, each panel on its own scale")
         if isinstance(word, str):
             raise ValueError(f"word must be a word index or 'all', got {word!r}")
-        return visualize.draw_attention(frame, e.attention.get(t, word, level, head))
+        heat = att.get(t, word, lvl, head)
+        finite = heat[np.isfinite(heat)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        return visualize.attention_view(
+            visualize.draw_attention(frame, heat),
+            f"word “{e.words[word]}” · {where} · {which}", low, high)
 
     def render_scores(self, expression: int, frame_index: int | None = None, *,
                       size: tuple[int, int] = (640, 240)) -> np.ndarray:
-        """uint8 ``[H, W, 3]`` plot of every query's score over the frames of ``expression``,
-        with a cursor at ``frame_index``. The query chosen at ``frame_index`` (default: on the
-        first frame) is highlighted; query indices are per window, so a line that crosses a
-        window boundary joins two unrelated queries of the same index."""
+        """uint8 ``[H, W, 3]`` plot of every query's score over the frames of ``expression``
+        (frames counted from 1 on the axis), with a cursor at ``frame_index``. The query chosen
+        at ``frame_index`` (default: on the first frame) is highlighted; query indices are per
+        window, so a line that crosses a window boundary joins two unrelated queries of the
+        same index."""
         from rvos import visualize
 
         e = self[expression]
         t = 0 if frame_index is None else e._check_frame(frame_index)
-        return visualize.plot_scores(e.scores, int(e.chosen_query[t]), frame_index, size=size)
+        return visualize.plot_scores(e.scores, int(e.chosen_query[t]), frame_index, size=size,
+                                     x_start=1, x_label="frame")
 
 
 def _file_name(video: Any) -> str:

@@ -7,8 +7,9 @@ runs a model: the predictor's result object calls these functions with what it s
 
 Colours: expression ``k`` (0-based) is drawn in ``palette(n)[k]``, which is DAVIS palette entry
 ``k + 1``, the colour of object ``k + 1`` in the palette PNG masks of :mod:`rvos.video`. Queries
-``q0..q(Q-1)`` have their own colours (:func:`query_colors`), shared by :func:`draw_queries`,
-:func:`draw_decoder`, :func:`query_mask_grid` and :func:`plot_scores`. Decoder layers have a
+``q1..qQ`` (labelled from 1, as people count; index ``q - 1`` in arrays) have their own colours
+(:func:`query_colors`), shared by :func:`draw_queries`, :func:`draw_decoder`,
+:func:`query_mask_grid` and :func:`plot_scores`. Decoder layers have a
 sequential ramp (:func:`layer_colors`), dark for the first layer, light for the last.
 """
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +29,9 @@ from PIL import Image, ImageDraw, ImageFont
 __all__ = [
     "Color",
     "attention_grid",
+    "attention_view",
     "caption_strip",
+    "colorbar",
     "compose_overlay_frame",
     "davis_palette",
     "draw_attention",
@@ -57,13 +62,33 @@ _QUERY_COLORS: tuple[Color, ...] = (
     (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
 )
 
-_FONT_CANDIDATES = (
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/Library/Fonts/Arial Unicode.ttf",
-    "C:/Windows/Fonts/arial.ttf",
+# Fonts tried in order for each character (see `_TextFont`): DejaVu for Latin, Greek, Cyrillic,
+# Arabic and Hebrew; Noto Sans CJK (Debian: fonts-noto-cjk; the .ttc's Simplified Chinese face)
+# for Chinese, Japanese and Korean; Noto Color Emoji (fonts-noto-color-emoji) for emoji. Each
+# entry: (path, face index in a collection).
+_TEXT_FONTS: tuple[tuple[str, int], ...] = (
+    ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 0),
+    ("/usr/share/fonts/dejavu/DejaVuSans.ttf", 0),
+    ("/usr/share/fonts/TTF/DejaVuSans.ttf", 0),
+    ("/Library/Fonts/Arial Unicode.ttf", 0),
+    ("C:/Windows/Fonts/arial.ttf", 0),
 )
+_CJK_FONTS: tuple[tuple[str, int], ...] = (
+    ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc", 2),
+    ("/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc", 2),
+    ("/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc", 2),
+    ("/usr/share/fonts/opentype/noto/NotoSansCJKsc-Regular.otf", 0),
+    ("/System/Library/Fonts/PingFang.ttc", 0),
+    ("C:/Windows/Fonts/msyh.ttc", 0),
+)
+_EMOJI_FONTS: tuple[tuple[str, int], ...] = (
+    ("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf", 0),
+    ("/usr/share/fonts/noto/NotoColorEmoji.ttf", 0),
+    ("/usr/share/fonts/google-noto-emoji/NotoColorEmoji.ttf", 0),
+)
+# Noto Color Emoji is a bitmap font with one strike: FreeType loads it at 109 px only, so its
+# glyphs are drawn at that size and scaled to the text's.
+_EMOJI_STRIKE = 109
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,7 +130,7 @@ def palette(n: int) -> list[Color]:
 
 
 def query_colors(n: int) -> list[Color]:
-    """Colours of queries ``q0..q(n-1)`` (a 10-colour cycle)."""
+    """Colours of query indices ``0..n-1`` (labelled q1..qn; a 10-colour cycle)."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     return [_QUERY_COLORS[i % len(_QUERY_COLORS)] for i in range(n)]
@@ -156,25 +181,177 @@ def _thickness(height: int, width: int) -> int:
     return max(1, round(min(height, width) / 240))
 
 
+def _open_font(path: str, index: int, size: int) -> ImageFont.FreeTypeFont | None:
+    if not Path(path).is_file():
+        return None
+    try:
+        return ImageFont.truetype(path, size, index=index)
+    except (OSError, ValueError):
+        return None
+
+
 @functools.cache
-def _font(size: int) -> _Font:
-    # DejaVu covers accented Latin, Greek and Cyrillic; PIL's built-in font is the fallback so
-    # rendering never fails on a machine without system fonts.
-    for candidate in _FONT_CANDIDATES:
-        if Path(candidate).is_file():
-            try:
-                return ImageFont.truetype(candidate, size)
-            except OSError:
-                continue
-    return ImageFont.load_default(size=size)
+def _font_chain() -> tuple[tuple[str, int, bool], ...]:
+    """The fonts of the fallback chain found on this machine, ``(path, index, is_emoji)``: the
+    first text font, the first CJK font and the first emoji font that load."""
+    chain = []
+    for group, emoji in ((_TEXT_FONTS, False), (_CJK_FONTS, False), (_EMOJI_FONTS, True)):
+        for path, index in group:
+            if _open_font(path, index, _EMOJI_STRIKE if emoji else 16) is not None:
+                chain.append((path, index, emoji))
+                break
+    return tuple(chain)
 
 
-_Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+# An unassigned code point: every font draws it with its missing-glyph box (.notdef).
+_MISSING = "\U0010fffe"
+
+
+@functools.cache
+def _probe(path: str, index: int, emoji: bool) -> ImageFont.FreeTypeFont | None:
+    return _open_font(path, index, _EMOJI_STRIKE if emoji else 24)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _covers(path: str, index: int, emoji: bool, ch: str) -> bool:
+    """Whether the font has a glyph of ``ch``: it draws it unlike its missing-glyph box (Pillow
+    has no cmap lookup)."""
+    font = _probe(path, index, emoji)
+    if font is None:
+        return False
+    try:
+        if emoji:  # a colour bitmap font: a missing glyph has no ink at all
+            x0, y0, x1, y1 = font.getbbox(ch)
+            return x1 > x0 and y1 > y0
+
+        def key(c: str) -> tuple:
+            return font.getlength(c), font.getbbox(c), bytes(font.getmask(c))
+
+        return key(ch) != key(_MISSING)
+    except Exception:  # a glyph FreeType cannot render counts as missing
+        return False
+
+
+def _joins_previous(ch: str) -> bool:
+    """Characters drawn with the font of the character before them: combining marks, the
+    zero-width joiner, variation selectors, emoji skin tones, keycap and tag characters (so
+    that an emoji sequence or an accented letter stays one run, shaped as one glyph)."""
+    cp = ord(ch)
+    return (cp in (0x200C, 0x200D, 0xFE0E, 0xFE0F, 0x20E3) or 0x1F3FB <= cp <= 0x1F3FF
+            or 0xE0020 <= cp <= 0xE007F or unicodedata.category(ch) in ("Mn", "Me", "Mc"))
+
+
+def _clean_text(text: str) -> str:
+    """``text`` as one drawable line: whitespace runs as one space, control characters and
+    unpaired surrogates dropped."""
+    text = text.encode("utf-8", "ignore").decode("utf-8")
+    text = "".join(c for c in text if c.isspace() or unicodedata.category(c) != "Cc")
+    return " ".join(text.split())
+
+
+class _TextFont:
+    """Text of one pixel size drawn with a chain of fonts, character by character: each
+    character in the first font that has a glyph for it (emoji prefer the emoji font), so one
+    caption can mix Latin, Chinese and emoji. Without any system font, Pillow's built-in font
+    draws everything (and nothing fails)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.fonts: list[tuple[ImageFont.FreeTypeFont | ImageFont.ImageFont, bool, tuple]] = []
+        for path, index, emoji in _font_chain():
+            font = _open_font(path, index, _EMOJI_STRIKE if emoji else size)
+            if font is not None:
+                self.fonts.append((font, emoji, (path, index, emoji)))
+        if not self.fonts:
+            self.fonts.append((ImageFont.load_default(size=size), False, ()))
+        # A colour emoji is drawn at its one strike size, then scaled to about the text's height.
+        self.emoji_scale = size / (_EMOJI_STRIKE * 1.17)
+
+    def _has(self, k: int, ch: str) -> bool:
+        key = self.fonts[k][2]
+        return bool(key) and _covers(*key, ch)
+
+    def runs(self, text: str) -> list[tuple[int, str]]:
+        """``text`` cut into ``(font number, piece)`` runs."""
+        emoji_at = [k for k, (_, emoji, _) in enumerate(self.fonts) if emoji]
+        runs: list[tuple[int, list[str]]] = []
+        for i, ch in enumerate(text):
+            current = runs[-1][0] if runs else 0
+            if ch.isspace():
+                k = current if self._has(current, ch) else 0
+            elif _joins_previous(ch) and runs:
+                k = current
+            else:
+                order = list(range(len(self.fonts)))
+                nxt = text[i + 1] if i + 1 < len(text) else ""
+                if 0x1F000 <= ord(ch) <= 0x1FAFF or nxt == "\ufe0f":
+                    order = emoji_at + [k for k in order if k not in emoji_at]
+                k = next((k for k in order if self._has(k, ch)), 0)
+            if runs and runs[-1][0] == k:
+                runs[-1][1].append(ch)
+            else:
+                runs.append((k, [ch]))
+        return [(k, "".join(chars)) for k, chars in runs]
+
+    def _run_length(self, k: int, piece: str) -> float:
+        font, emoji, _ = self.fonts[k]
+        try:
+            length = float(font.getlength(piece))
+        except Exception:  # e.g. Pillow's bitmap font and a character outside Latin-1
+            length = float(font.getlength("?" * len(piece)))
+        return length * self.emoji_scale if emoji else length
+
+    def getlength(self, text: str) -> float:
+        """Width of ``text`` in pixels."""
+        return sum(self._run_length(k, piece) for k, piece in self.runs(text))
+
+    def draw(self, image: Image.Image, xy: tuple[float, float], text: str, fill: Color,
+             anchor: str = "lm") -> None:
+        """Draw ``text`` at ``xy`` on ``image`` (RGB). ``anchor``: horizontal ``l``/``m``/``r``
+        then vertical ``m`` (middle) or ``a`` (top), as in Pillow."""
+        text = _clean_text(text)
+        if not text:
+            return
+        runs = self.runs(text)
+        lengths = [self._run_length(k, piece) for k, piece in runs]
+        x = xy[0] - {"l": 0.0, "m": sum(lengths) / 2, "r": sum(lengths)}[anchor[0]]
+        vertical = anchor[1]
+        draw = ImageDraw.Draw(image)
+        for (k, piece), length in zip(runs, lengths, strict=True):
+            font, emoji, _ = self.fonts[k]
+            if emoji:
+                self._draw_emoji(image, font, x, xy[1], piece, length, vertical)
+            else:
+                try:
+                    draw.text((x, xy[1]), piece, fill=fill, font=font, anchor="l" + vertical)
+                except Exception:
+                    draw.text((x, xy[1]), "?" * len(piece), fill=fill, font=font,
+                              anchor="l" + vertical)
+            x += length
+
+    def _draw_emoji(self, image: Image.Image, font: ImageFont.FreeTypeFont, x: float, y: float,
+                    piece: str, length: float, vertical: str) -> None:
+        ascent, descent = font.getmetrics()
+        big_w = max(1, math.ceil(font.getlength(piece)))
+        big = Image.new("RGBA", (big_w, ascent + descent), (0, 0, 0, 0))
+        ImageDraw.Draw(big).text((0, 0), piece, font=font, embedded_color=True, anchor="la")
+        w, h = max(1, round(length)), max(1, round((ascent + descent) * self.emoji_scale))
+        small = big.resize((w, h), Image.Resampling.LANCZOS)
+        top = y - h / 2 if vertical == "m" else y
+        image.paste(small, (round(x), round(top)), small)
+
+
+@functools.cache
+def _font(size: int) -> _TextFont:
+    return _TextFont(max(1, int(size)))
+
+
+_Font = _TextFont
 
 
 def _fit_text(text: str, font: _Font, max_width: float) -> str:
     """``text`` on one line, cut with "…" so that it is at most ``max_width`` pixels wide."""
-    text = " ".join(text.split())  # newlines/tabs would break the one-line layout
+    text = _clean_text(text)  # newlines/tabs would break the one-line layout
     if font.getlength(text) <= max_width:
         return text
     lo, hi = 0, len(text)  # largest prefix length that fits together with the ellipsis
@@ -189,6 +366,11 @@ def _fit_text(text: str, font: _Font, max_width: float) -> str:
 
 def _default_font_size(width: int) -> int:
     return int(np.clip(round(width / 40), 12, 32))
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 frame"``, ``"2 frames"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,7 +479,7 @@ def caption_strip(
         draw.rectangle([pad, top, pad + size - 1, top + size - 1], fill=color)
         text = _fit_text(str(caption), font, width - text_x - pad)
         # anchor "lm": vertically centred on the swatch, whatever the font's ascent.
-        draw.text((text_x, top + size / 2), text, fill=color, font=font, anchor="lm")
+        font.draw(image, (text_x, top + size / 2), text, color, "lm")
     return np.asarray(image, dtype=np.uint8).copy()
 
 
@@ -354,18 +536,58 @@ def _blend_dot(image: np.ndarray, center: tuple[float, float], radius: int, colo
     roi[disc] = np.rint((1 - alpha) * roi[disc] + alpha * np.asarray(color)).astype(np.uint8)
 
 
+def _pt(x: float, y: float, limit: float) -> tuple[int, int]:
+    """An OpenCV point: rounded, and clamped to ±``limit`` (drawing far outside the image is
+    clipped anyway; a box at 1e30 would overflow OpenCV's int coordinates)."""
+    return (round(min(max(float(x), -limit), limit)), round(min(max(float(y), -limit), limit)))
+
+
+def _limit(image: np.ndarray) -> float:
+    return 4.0 * max(image.shape[:2]) + 64.0
+
+
+_Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
+
+
+def _free_spot(x: int, y: int, w: int, h: int, width: int, height: int,
+               placed: Sequence[_Rect]) -> tuple[int, int]:
+    """Top-left corner near (x, y) for a ``w``×``h`` rectangle inside the image that overlaps no
+    rectangle in ``placed``: the spot itself, else one a row or more below (or above), else one
+    a column to the right. Falls back to (x, y) when the image has no free spot."""
+    def inside(cx: int, cy: int) -> tuple[int, int]:
+        return (int(np.clip(cx, 0, max(width - w, 0))), int(np.clip(cy, 0, max(height - h, 0))))
+
+    def free(cx: int, cy: int) -> bool:
+        return all(cx >= r[2] or cx + w <= r[0] or cy >= r[3] or cy + h <= r[1] for r in placed)
+
+    x, y = inside(x, y)
+    for dx in range(4):
+        for k in (0, 1, 2, 3, -1, 4, 5, -2, 6, 7, 8):
+            cx, cy = inside(x + dx * (w + 1), y + k * (h + 1))
+            if free(cx, cy):
+                return cx, cy
+    return x, y
+
+
 def _label(
-    image: np.ndarray, text: str, x: int, y: int, bg: Color, fg: Color, scale: float
+    image: np.ndarray, text: str, x: int, y: int, bg: Color, fg: Color, scale: float,
+    placed: list[_Rect] | None = None,
 ) -> None:
-    """Text on a filled box whose bottom-left corner is at (x, y), kept inside the image."""
+    """Text on a filled box whose bottom-left corner is at (x, y), kept inside the image. With
+    ``placed`` (the rectangles of labels drawn before), the box moves down (or right) until it
+    covers none of them, and its rectangle is added to the list."""
     font = cv2.FONT_HERSHEY_SIMPLEX
     thick = max(1, round(scale * 2))
     (tw, th), base = cv2.getTextSize(text, font, scale, thick)
     height, width = image.shape[:2]
-    x = int(np.clip(x, 0, max(width - tw - 4, 0)))
-    y = int(np.clip(y, th + base + 2, height))
-    cv2.rectangle(image, (x, y - th - base - 2), (x + tw + 4, y), bg, -1)
-    cv2.putText(image, text, (x + 2, y - base), font, scale, fg, thick, cv2.LINE_AA)
+    w, h = tw + 4, th + base + 2
+    limit = _limit(image)
+    x, top = (round(min(max(float(v), -limit), limit)) for v in (x, y - h))
+    x, top = _free_spot(x, top, w, h, width, height, placed or [])
+    if placed is not None:
+        placed.append((x, top, x + w, top + h))
+    cv2.rectangle(image, (x, top), (x + w, top + h), bg, -1)
+    cv2.putText(image, text, (x + 2, top + h - base), font, scale, fg, thick, cv2.LINE_AA)
 
 
 def draw_queries(
@@ -382,7 +604,8 @@ def draw_queries(
     Arguments:
         frame: ``uint8 [H, W, 3]``.
         boxes: ``[Q, 4]`` boxes ``(x0, y0, x1, y1)`` in pixels; Q may be 0.
-        scores: ``[Q]`` in [0, 1]; each box is labelled ``"q{i} {score:.2f}"``.
+        scores: ``[Q]`` in [0, 1]; box ``i`` is labelled ``"q{i + 1} {score:.2f}"`` (queries
+            counted from 1); labels that would cover each other are moved apart.
         chosen: index of the selected query (drawn last, thicker, with a yellow halo and a yellow
             label), or ``None``.
         ref_points: ``[Q, 2]`` reference points ``(x, y)`` in pixels, drawn as dots.
@@ -430,12 +653,14 @@ def draw_queries(
     out = frame.copy()
     height, width = out.shape[:2]
     t = _thickness(height, width)
+    limit = _limit(out)
     cols = query_colors(num_q)
     order = [q for q in range(num_q) if q != chosen] + ([chosen] if chosen is not None else [])
 
     if sampling_points is not None and sampling_weights is not None:
         for q in order:
-            w = np.nan_to_num(sampling_weights[q], nan=0.0).clip(min=0)
+            w = sampling_weights[q]
+            w = np.where(np.isfinite(w), w, 0.0).clip(min=0)
             w_max = w.max() if w.size and w.max() > 0 else 1.0
             # Faint dots first so strong ones stay on top.
             for n in np.argsort(w, kind="stable"):
@@ -443,32 +668,44 @@ def draw_queries(
                 if not np.all(np.isfinite(p)):
                     continue
                 rel = w[n] / w_max
-                _blend_dot(out, (p[0], p[1]), 1 + round(2 * t * rel), cols[q], 0.25 + 0.7 * rel)
+                _blend_dot(out, _pt(p[0], p[1], limit), 1 + round(2 * t * rel), cols[q],
+                           0.25 + 0.7 * rel)
 
-    label_scale = 0.35 + 0.15 * t
     for q in order:
         box = boxes[q]
         if not np.all(np.isfinite(box)):
             continue
-        x0, y0, x1, y1 = (round(v) for v in box)
+        p0, p1 = _pt(box[0], box[1], limit), _pt(box[2], box[3], limit)
         if q == chosen:
-            cv2.rectangle(out, (x0, y0), (x1, y1), HIGHLIGHT, 3 * t + 2)
-            cv2.rectangle(out, (x0, y0), (x1, y1), cols[q], t + 1)
-            _label(out, f"q{q} {scores[q]:.2f}", x0, y0 - 2 * t, HIGHLIGHT, _TEXT_DARK,
-                   label_scale * 1.2)
+            cv2.rectangle(out, p0, p1, HIGHLIGHT, 3 * t + 2)
+            cv2.rectangle(out, p0, p1, cols[q], t + 1)
         else:
-            cv2.rectangle(out, (x0, y0), (x1, y1), cols[q], t)
-            _label(out, f"q{q} {scores[q]:.2f}", x0, y0 - t, cols[q], (255, 255, 255), label_scale)
+            cv2.rectangle(out, p0, p1, cols[q], t)
 
     if ref_points is not None:
         for q in order:
             p = ref_points[q]
             if not np.all(np.isfinite(p)):
                 continue
-            center = (round(p[0]), round(p[1]))
+            center = _pt(p[0], p[1], limit)
             r = 2 * t + 1 + (t if q == chosen else 0)
             cv2.circle(out, center, r + 1, (255, 255, 255), -1, cv2.LINE_AA)
             cv2.circle(out, center, r, cols[q], -1, cv2.LINE_AA)
+
+    # Labels last, the chosen query's first: it keeps its place above its box, and a label
+    # that would cover one placed before it moves down (or right) until it covers none.
+    label_scale = 0.35 + 0.15 * t
+    placed: list[_Rect] = []
+    for q in reversed(order):
+        box = boxes[q]
+        if not np.all(np.isfinite(box)):
+            continue
+        x0, y0 = _pt(box[0], box[1], limit)
+        text = f"q{q + 1} {scores[q]:.2f}"
+        if q == chosen:
+            _label(out, text, x0, y0 - 2 * t, HIGHLIGHT, _TEXT_DARK, label_scale * 1.2, placed)
+        else:
+            _label(out, text, x0, y0 - t, cols[q], (255, 255, 255), label_scale, placed)
     return out
 
 
@@ -496,7 +733,7 @@ def draw_attention(
         ``uint8 [H, W, 3]``: ``(1 - alpha) * frame + alpha * colormap(heat)``.
     """
     frame = _check_frame(frame)
-    heat = np.asarray(heat, dtype=np.float32)
+    heat = np.asarray(heat, dtype=np.float64)  # float64: max - min of float32 never overflows
     if heat.ndim != 2 or heat.size == 0:
         raise ValueError(f"heat must be a non-empty 2-D [h, w] array, got shape {heat.shape}")
     if not 0.0 <= alpha <= 1.0:
@@ -507,7 +744,7 @@ def draw_attention(
     heat = np.where(finite, heat, lo)
     norm = (heat - lo) / (hi - lo) if hi - lo > 1e-12 else np.zeros_like(heat)
     height, width = frame.shape[:2]
-    up = cv2.resize(norm, (width, height), interpolation=cv2.INTER_LINEAR)
+    up = cv2.resize(norm.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
     levels = np.clip(np.rint(up * 255), 0, 255).astype(np.uint8)
     colored = cv2.cvtColor(cv2.applyColorMap(levels, colormap), cv2.COLOR_BGR2RGB)
     blended = (1 - alpha) * frame.astype(np.float32) + alpha * colored.astype(np.float32)
@@ -563,13 +800,98 @@ def attention_grid(
         r, c = divmod(i, ncols)
         y, x = r * (cell_h + gap), c * (tw + gap)
         strip = Image.new("RGB", (tw, label_h), (255, 255, 255))
-        ImageDraw.Draw(strip).text(
-            (3, label_h / 2), _fit_text(str(label), font, tw - 6), fill=_TEXT_DARK, font=font,
-            anchor="lm",
-        )
+        font.draw(strip, (3, label_h / 2), _fit_text(str(label), font, tw - 6), _TEXT_DARK)
         grid[y : y + label_h, x : x + tw] = np.asarray(strip)
         grid[y + label_h : y + cell_h, x : x + tw] = draw_attention(small, heat, alpha=alpha)
     return grid
+
+
+def colorbar(
+    width: int,
+    low: float | str,
+    high: float | str,
+    label: str = "",
+    *,
+    colormap: int = cv2.COLORMAP_JET,
+    font_size: int | None = None,
+) -> np.ndarray:
+    """A horizontal colour scale: ``low`` at its left end, the colour map's ramp, ``high`` at
+    its right end, ``label`` (what the colours measure) above it.
+
+    Arguments:
+        width: strip width in pixels (at least 1; a narrow strip cuts its texts with "…").
+        low, high: the values (formatted with 3 significant digits) or words at the two ends.
+        label: a line above the ramp, or "" for none.
+        colormap: the OpenCV colormap the picture used.
+        font_size: pixel size; default scales with ``width`` (12..20).
+
+    Returns:
+        ``uint8 [h, width, 3]`` on white.
+    """
+    if width < 1:
+        raise ValueError(f"width must be >= 1, got {width}")
+    size = font_size or int(np.clip(round(width / 40), 12, 20))
+    font = _font(size)
+    pad = max(3, size // 3)
+
+    def text_of(v: float | str) -> str:
+        return v if isinstance(v, str) else f"{float(v):.3g}"
+
+    lo, hi = text_of(low), text_of(high)
+    label_h = size + pad if label else 0
+    bar_h = size + 2 * pad
+    image = Image.new("RGB", (width, pad + label_h + bar_h), (255, 255, 255))
+    if label:
+        font.draw(image, (pad, pad + size / 2), _fit_text(label, font, width - 2 * pad),
+                  _TEXT_DARK, "lm")
+    y = pad + label_h + bar_h / 2
+    side = min(max(font.getlength(lo), font.getlength(hi)), width / 4)  # room for each end
+    x0, x1 = round(pad + side + pad), round(width - pad - side - pad)
+    font.draw(image, (pad, y), _fit_text(lo, font, side), _TEXT_DARK, "lm")
+    font.draw(image, (width - pad, y), _fit_text(hi, font, side), _TEXT_DARK, "rm")
+    out = np.asarray(image, dtype=np.uint8).copy()
+    if x1 > x0:
+        ramp = np.linspace(0, 255, x1 - x0).round().astype(np.uint8).reshape(1, -1)
+        colored = cv2.cvtColor(cv2.applyColorMap(ramp, colormap), cv2.COLOR_BGR2RGB)
+        top = pad + label_h + pad
+        out[top : top + size, x0:x1] = colored
+    return out
+
+
+def attention_view(
+    image: np.ndarray,
+    title: str,
+    low: float | str,
+    high: float | str,
+    label: str = "attention weight",
+    *,
+    min_width: int = 320,
+    colormap: int = cv2.COLORMAP_JET,
+) -> np.ndarray:
+    """An attention picture (from :func:`draw_attention` or :func:`attention_grid`) with a
+    title line above it (what it shows: which word, level, head) and a colour scale below it
+    (:func:`colorbar`). The title is drawn as plain text, wrapped; user text in it stays text.
+
+    Arguments:
+        image: ``uint8 [H, W, 3]``.
+        title: e.g. ``word “dog” · level early fusion, 1/8 · mean of heads``.
+        low, high: the values (or words) at the ends of the colour scale.
+        label: what the colours measure.
+        min_width: a narrower picture is centred on a white strip this wide, so that the title
+            and the scale stay readable.
+
+    Returns:
+        ``uint8 [h_title + H + h_bar, max(W, min_width), 3]``.
+    """
+    image = _check_frame(image, "image")
+    h, w = image.shape[:2]
+    width = max(w, int(min_width), 1)
+    size = int(np.clip(round(width / 40), 14, 24))
+    head = _legend(width, [[(title, None)]], size)
+    body = np.full((h, width, 3), 255, np.uint8)
+    body[:, (width - w) // 2 : (width - w) // 2 + w] = image
+    bar = colorbar(width, low, high, label, colormap=colormap, font_size=size)
+    return np.concatenate([head, body, bar], axis=0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -584,21 +906,26 @@ def plot_scores(
     *,
     x_start: int = 0,
     x_label: str | None = None,
+    y_label: str | None = "score",
 ) -> np.ndarray:
     """Each query's score over time as a line plot (OpenCV only, no matplotlib).
 
     Arguments:
-        scores: ``[T, Q]`` in [0, 1] (values are clipped); T or Q may be 0 (empty axes).
+        scores: ``[T, Q]`` in [0, 1] (values are clipped, NaN drawn as 0); T or Q may be 0
+            (empty axes).
         chosen: the selected query, drawn thicker and marked with "*" in the legend; or ``None``.
-        current_frame: draw a vertical marker at this frame index, or ``None``.
+        current_frame: draw a vertical cursor at this index (0-based), or ``None``. The data
+            sit a few pixels inside the axes, so the cursor stays visible on the first and the
+            last index.
         size: ``(W, H)`` of the image.
-        x_start: the number the x axis starts at (tick labels are ``x_start + index``; 1 for
-            decoder layers counted from 1).
-        x_label: what the x axis counts, written at its right end (e.g. "decoder layer").
+        x_start: the number the x axis starts at (tick labels are ``x_start + index``; 1 to
+            count frames or decoder layers from 1, as people do).
+        x_label: the x axis title, written under the tick labels (e.g. "frame").
+        y_label: the y axis title, written upright along the axis.
 
     Returns:
-        ``uint8 [H, W, 3]``: white background, y axis 0..1, x axis frame index, legend q0..q(Q-1)
-        in :func:`query_colors`.
+        ``uint8 [H, W, 3]``: white background, y axis 0..1, x axis the index, legend q1..qQ
+        (queries counted from 1) in :func:`query_colors`.
     """
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 2:
@@ -611,12 +938,16 @@ def plot_scores(
         raise ValueError(f"size must be at least (120, 80), got {size}")
     img = np.full((height, width, 3), 255, np.uint8)
     font, fscale, axis_color = cv2.FONT_HERSHEY_SIMPLEX, 0.4, (90, 90, 90)
-    left, right, top, bottom = 38, 12, 24, 24
+    (_, text_h), _ = cv2.getTextSize("0", font, fscale, 1)
+    left = 38 + (text_h + 6 if y_label else 0)
+    right, top = 12, 24
+    bottom = 24 + (text_h + 6 if x_label else 0)
     x_end, y_end = width - right, height - bottom
-    plot_w, plot_h = x_end - left, y_end - top
+    inset = 8  # data stay this far inside the axes, so a cursor never hides in an axis line
+    plot_w, plot_h = x_end - left - 2 * inset, y_end - top
 
     def to_x(t: float) -> int:
-        return left + round(plot_w * (t / (num_t - 1) if num_t > 1 else 0.5))
+        return left + inset + round(plot_w * (t / (num_t - 1) if num_t > 1 else 0.5))
 
     def to_y(s: float) -> int:
         return top + round(plot_h * (1.0 - s))
@@ -629,7 +960,7 @@ def plot_scores(
             (tw, th), _ = cv2.getTextSize(label, font, fscale, 1)
             cv2.putText(img, label, (left - tw - 5, y + th // 2), font, fscale, axis_color, 1,
                         cv2.LINE_AA)
-    if num_t > 0:  # x ticks at up to 6 frame indices
+    if num_t > 0:  # x ticks at up to 6 indices
         for t in sorted({round(v) for v in np.linspace(0, num_t - 1, min(num_t, 6))}):
             x = to_x(t)
             tick = str(t + x_start)
@@ -639,15 +970,23 @@ def plot_scores(
                         cv2.LINE_AA)
     if x_label:
         (tw, th), _ = cv2.getTextSize(x_label, font, fscale, 1)
-        # Top right: the bottom margin holds the tick labels, the legend starts top left.
-        cv2.putText(img, x_label, (width - right - tw, top // 2 + th // 2), font, fscale,
+        cv2.putText(img, x_label, ((left + x_end - tw) // 2, height - 6), font, fscale,
                     axis_color, 1, cv2.LINE_AA)
+    if y_label:
+        (tw, th), base = cv2.getTextSize(y_label, font, fscale, 1)
+        patch = np.full((th + base + 2, tw + 2, 3), 255, np.uint8)
+        cv2.putText(patch, y_label, (1, th + 1), font, fscale, axis_color, 1, cv2.LINE_AA)
+        patch = np.rot90(patch)  # reads bottom to top, as a y axis title does
+        y0 = max(0, (top + y_end - patch.shape[0]) // 2)
+        ph, pw = min(patch.shape[0], height - y0), min(patch.shape[1], left - 2)
+        img[y0 : y0 + ph, 2 : 2 + pw] = patch[:ph, :pw]
     cv2.line(img, (left, top), (left, y_end), axis_color, 1)
     cv2.line(img, (left, y_end), (x_end, y_end), axis_color, 1)
 
     if current_frame is not None and num_t > 0:
         x = to_x(float(np.clip(current_frame, 0, num_t - 1)))
-        cv2.line(img, (x, top), (x, y_end), (60, 60, 60), 1)
+        cv2.line(img, (x, top), (x, y_end), (40, 40, 40), 1)
+        cv2.line(img, (x + 1, top), (x + 1, y_end), (40, 40, 40), 1)
 
     cols = query_colors(num_q)
     vals = np.clip(np.nan_to_num(scores, nan=0.0), 0.0, 1.0)
@@ -665,7 +1004,7 @@ def plot_scores(
 
     x = left + 4  # legend along the top margin
     for q in range(num_q):
-        label = f"q{q}*" if q == chosen else f"q{q}"
+        label = f"q{q + 1}*" if q == chosen else f"q{q + 1}"
         (tw, th), _ = cv2.getTextSize(label, font, fscale, 1)
         if x + 18 + tw > width:
             break
@@ -700,7 +1039,8 @@ def _check_layers(layer_boxes: np.ndarray, layer_scores: np.ndarray, layer_refs:
 def _path_points(boxes: np.ndarray, refs: np.ndarray) -> np.ndarray:
     """``[L + 1, 2]``: the reference point each layer started from, then the last box's
     centre."""
-    last = (boxes[-1, :2] + boxes[-1, 2:]) / 2
+    with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf: a NaN point, skipped
+        last = (boxes[-1, :2] + boxes[-1, 2:]) / 2
     return np.concatenate([refs, last[None]], axis=0)
 
 
@@ -708,7 +1048,8 @@ def _draw_path(image: np.ndarray, points: np.ndarray, color: Color, t: int,
                dot_colors: Sequence[Color] | None) -> None:
     """A polyline with arrowheads from ``points[0]`` to ``points[-1]``: a ring at the start,
     then one dot per later point (in ``dot_colors[i]``, default ``color``)."""
-    pts = [(round(p[0]), round(p[1])) for p in points if np.all(np.isfinite(p))]
+    limit = _limit(image)
+    pts = [_pt(p[0], p[1], limit) for p in points if np.all(np.isfinite(p))]
     if not pts:
         return
     for a, b in itertools.pairwise(pts):
@@ -766,7 +1107,7 @@ def _legend(width: int, lines: Sequence[Sequence[tuple[str, Color | None]]], fon
             draw.rectangle([x, top, x + font_size - 1, top + font_size - 1], fill=swatch)
             x += font_size + pad
         fitted = _fit_text(text, font, width - x - pad)
-        draw.text((x, top + font_size / 2), fitted, fill=_TEXT_DARK, font=font, anchor="lm")
+        font.draw(image, (x, top + font_size / 2), fitted, _TEXT_DARK, "lm")
     return np.asarray(image, dtype=np.uint8).copy()
 
 
@@ -806,12 +1147,15 @@ def draw_decoder(
             score after every layer; a query index draws that query's box after every layer
             (each in its layer's colour) over the faint paths of the others, the legend giving
             each layer's colour and score.
-        min_width: a smaller frame is scaled up to this width first, so markers and text stay
-            legible on small clips.
+        min_width: a frame whose long side is shorter is scaled up so that its long side is
+            this long, so markers and text stay legible on small clips.
 
     Returns:
-        ``uint8 [H' + h, W', 3]``: the frame (scaled to ``W' = max(W, min_width)`` and washed
-        out a little, so thin coloured lines stand out on any footage) and a legend of height h.
+        ``uint8``: the frame (scaled as above to ``[H', W']`` and washed out a little, so thin
+        coloured lines stand out on any footage) and a legend, below it (``[H' + h, W', 3]``)
+        when the frame is landscape or square, beside it (``[max(H', h), W' + w, 3]``) when it
+        is portrait: under a tall frame the legend would be a narrow column, and the whole
+        picture shrunk to fit a page's height. Queries are labelled from 1 (q1, q2, …).
     """
     frame = _check_frame(frame)
     boxes, scores, refs = _check_layers(layer_boxes, layer_scores, layer_refs)
@@ -821,7 +1165,8 @@ def draw_decoder(
     if focus is not None and not 0 <= focus < num_q:
         raise ValueError(f"focus must be a query index in [0, {num_q}) or None, got {focus}")
     height, width = frame.shape[:2]
-    scale = max(1.0, min_width / width)
+    # Scale by the long side, so a portrait frame is not blown up to a huge height.
+    scale = max(1.0, min_width / max(width, height))
     if scale > 1:
         frame = cv2.resize(frame, (round(width * scale), round(height * scale)),
                            interpolation=cv2.INTER_LINEAR)
@@ -829,11 +1174,13 @@ def draw_decoder(
     out = np.rint(0.7 * frame.astype(np.float32) + 0.3 * 255).astype(np.uint8)
     height, width = out.shape[:2]
     t = _thickness(height, width)
+    limit = _limit(out)
     qcols, lcols = query_colors(num_q), layer_colors(num_layers)
     order = [q for q in range(num_q) if q not in (chosen, focus)]
     order += [q for q in (chosen, focus) if q is not None and q not in order]
     order = list(dict.fromkeys(order))
     label_scale = 0.35 + 0.15 * t
+    placed: list[_Rect] = []
 
     if focus is None:
         for q in order:
@@ -842,18 +1189,25 @@ def draw_decoder(
             box = boxes[q, -1]
             if not np.all(np.isfinite(box)):
                 continue
-            x0, y0, x1, y1 = (round(v) for v in box)
+            p0, p1 = _pt(box[0], box[1], limit), _pt(box[2], box[3], limit)
             if q == chosen:
-                cv2.rectangle(out, (x0, y0), (x1, y1), HIGHLIGHT, 3 * t + 2)
-            cv2.rectangle(out, (x0, y0), (x1, y1), qcols[q], t + (q == chosen))
+                cv2.rectangle(out, p0, p1, HIGHLIGHT, 3 * t + 2)
+            cv2.rectangle(out, p0, p1, qcols[q], t + (q == chosen))
+        for q in reversed(order):  # labels last, the chosen query's first (see draw_queries)
+            box = boxes[q, -1]
+            if not np.all(np.isfinite(box)):
+                continue
+            x0, y0 = _pt(box[0], box[1], limit)
             bg, fg = (HIGHLIGHT, _TEXT_DARK) if q == chosen else (qcols[q], (255, 255, 255))
-            _label(out, f"q{q} {scores[q, -1]:.2f}", x0, y0 - t, bg, fg, label_scale)
-        lines = [[(f"Each query's path through the {num_layers} decoder layers (ring: start, "
-                   "dots: box centre after each layer); score after layer 1, 2, …:", None)]]
+            _label(out, f"q{q + 1} {scores[q, -1]:.2f}", x0, y0 - t, bg, fg, label_scale,
+                   placed)
+        lines = [[(f"Each query's path through the {_count(num_layers, 'decoder layer')} "
+                   "(ring: start, dots: box centre after each layer); score after layer 1, 2, …:",
+                   None)]]
         for q in range(num_q):
             trail = " → ".join(f"{s:.2f}" for s in scores[q])
             mark = " (chosen)" if q == chosen else ""
-            lines.append([(f"q{q}{mark}: {trail}", qcols[q])])
+            lines.append([(f"q{q + 1}{mark}: {trail}", qcols[q])])
     else:
         faint = out.copy()
         for q in order:
@@ -866,28 +1220,37 @@ def draw_decoder(
             box = boxes[focus, layer]
             if not np.all(np.isfinite(box)):
                 continue
-            x0, y0, x1, y1 = (round(v) for v in box)
+            p0, p1 = _pt(box[0], box[1], limit), _pt(box[2], box[3], limit)
             last = layer == num_layers - 1
             if last and focus == chosen:
-                cv2.rectangle(out, (x0, y0), (x1, y1), HIGHLIGHT, 4 * t + 2)
-            cv2.rectangle(out, (x0, y0), (x1, y1), lcols[layer], 2 * t if last else t)
+                cv2.rectangle(out, p0, p1, HIGHLIGHT, 4 * t + 2)
+            cv2.rectangle(out, p0, p1, lcols[layer], 2 * t if last else t)
         _draw_path(out, _path_points(boxes[focus], refs[focus]), qcols[focus], t, lcols)
-        # Layer numbers side by side above each box's corner, so they never hide each other.
-        font = cv2.FONT_HERSHEY_SIMPLEX
-        step = cv2.getTextSize("8", font, label_scale, max(1, round(label_scale * 2)))[0][0] + 8
+        # Layer numbers above each box's corner, moved aside where they would hide each other.
         for layer in range(num_layers):
             box = boxes[focus, layer]
             if np.all(np.isfinite(box)):
-                _label(out, str(layer + 1), round(box[0]) + layer * step, round(box[1]) - t,
-                       lcols[layer], (255, 255, 255), label_scale)
+                x0, y0 = _pt(box[0], box[1], limit)
+                _label(out, str(layer + 1), x0, y0 - t, lcols[layer], (255, 255, 255),
+                       label_scale, placed)
         mark = " (chosen)" if focus == chosen else ""
-        lines = [[(f"q{focus}{mark}: its box after each decoder layer (the ring is its learned "
-                   "start point; dot k: box centre after layer k). Score:", None)],
+        lines = [[(f"q{focus + 1}{mark}: its box after each decoder layer (the ring is its "
+                   "learned start point; dot k: box centre after layer k). Score:", None)],
                  [(f"layer {k + 1}: {scores[focus, k]:.2f}", lcols[k])
                   for k in range(num_layers)]]
     # Larger than a caption strip's text: the legend is read on a slide, next to the frame.
-    legend = _legend(width, lines, max(20, _default_font_size(width)))
-    return np.concatenate([out, legend], axis=0)
+    if height <= width:  # landscape: the legend below, as wide as the frame
+        legend = _legend(width, lines, max(20, _default_font_size(width)))
+        return np.concatenate([out, legend], axis=0)
+    # Portrait: below a tall frame the legend would be squeezed into a narrow column and the
+    # whole picture shrunk to fit the page's height; beside the frame it keeps its size.
+    size = max(20, int(np.clip(round(height / 40), 12, 32)))
+    legend = _legend(max(width, 16 * size), lines, size)
+    image = np.full((max(height, legend.shape[0]), width + legend.shape[1], 3), _STRIP_BG,
+                    np.uint8)
+    image[:height, :width] = out
+    image[: legend.shape[0], width:] = legend
+    return image
 
 
 def query_mask_grid(
@@ -899,8 +1262,9 @@ def query_mask_grid(
     *,
     alpha: float = 0.55,
 ) -> np.ndarray:
-    """Small multiples: every query's mask on the same frame, each tile titled with the
-    query's score; the chosen query's tile framed in yellow and titled "chosen".
+    """Small multiples: every query's mask on the same frame, each tile titled (below it) with
+    the query's number (from 1) and score; the chosen query's tile framed in yellow and titled
+    "chosen".
 
     Every query carries its own dynamic mask kernels, so every query has a mask, not only the
     chosen one; side by side they show what the other hypotheses were.
@@ -914,7 +1278,8 @@ def query_mask_grid(
         alpha: mask fill opacity.
 
     Returns:
-        ``uint8`` image on white: rows of tiles, each a title line over the frame, 6-pixel gaps.
+        ``uint8`` image on white: rows of tiles, each the framed frame over a title line,
+        6-pixel gaps.
     """
     frame = _check_frame(frame)
     masks = np.asarray(masks, dtype=bool)
@@ -933,7 +1298,10 @@ def query_mask_grid(
     size = int(np.clip(round(w / 14), 12, 24))
     font = _font(size)
     title_h, gap, border = size + 8, 6, 3
-    cell_h, cell_w = title_h + h + 2 * border, w + 2 * border
+    # A cell is the framed tile with its title line below it: above, the title of the top-right
+    # tile would sit under the toolbar a page shows over an image's top-right corner. A narrow
+    # frame is centred in a cell wide enough for its title.
+    cell_h, cell_w = h + 2 * border + title_h, max(w + 2 * border, 6 * size)
     grid = np.full((nrows * cell_h + (nrows - 1) * gap, ncols * cell_w + (ncols - 1) * gap, 3),
                    255, np.uint8)
     qcols = query_colors(num_q)
@@ -941,17 +1309,18 @@ def query_mask_grid(
         r, c = divmod(q, ncols)
         y, x = r * (cell_h + gap), c * (cell_w + gap)
         is_chosen = q == chosen
+        tile = overlay_masks(frame, masks[q : q + 1], colors=[qcols[q]], alpha=alpha)
+        edge = HIGHLIGHT if is_chosen else (255, 255, 255)
+        tx = x + (cell_w - w - 2 * border) // 2
+        grid[y : y + h + 2 * border, tx : tx + w + 2 * border] = edge
+        grid[y + border : y + border + h, tx + border : tx + border + w] = tile
         title = Image.new("RGB", (cell_w, title_h), HIGHLIGHT if is_chosen else (255, 255, 255))
         draw = ImageDraw.Draw(title)
         draw.rectangle([border, 4, border + size - 1, 3 + size], fill=qcols[q])
-        text = f"q{q}  {scores[q]:.2f}" + ("  chosen" if is_chosen else "")
-        draw.text((border + size + 6, title_h / 2), _fit_text(text, font, cell_w - size - 12),
-                  fill=_TEXT_DARK, font=font, anchor="lm")
-        grid[y : y + title_h, x : x + cell_w] = np.asarray(title)
-        tile = overlay_masks(frame, masks[q : q + 1], colors=[qcols[q]], alpha=alpha)
-        edge = HIGHLIGHT if is_chosen else (255, 255, 255)
-        grid[y + title_h : y + cell_h, x : x + cell_w] = edge
-        grid[y + title_h + border : y + cell_h - border, x + border : x + border + w] = tile
+        text = f"q{q + 1}  {scores[q]:.2f}" + ("  chosen" if is_chosen else "")
+        font.draw(title, (border + size + 6, title_h / 2),
+                  _fit_text(text, font, cell_w - size - 12), _TEXT_DARK, "lm")
+        grid[y + h + 2 * border : y + cell_h, x : x + cell_w] = np.asarray(title)
     return grid
 
 
@@ -1014,14 +1383,12 @@ def paper_figure(
     cols = _colors_for(len(captions), colors)
     lay = figure_layout(width, n, len(captions), (h0, w0), column_labels is not None)
     image = Image.new("RGB", (width, lay["height"]), (255, 255, 255))
-    draw = ImageDraw.Draw(image)
     font, small = _font(lay["caption_size"]), _font(lay["label_size"])
     if column_labels is not None:
         for j, label in enumerate(column_labels):
             x = lay["left"][j] + lay["tile_w"] / 2
-            draw.text((x, lay["margin"] + lay["label_h"] / 2),
-                      _fit_text(str(label), small, lay["tile_w"]), fill=(90, 90, 90), font=small,
-                      anchor="mm")
+            small.draw(image, (x, lay["margin"] + lay["label_h"] / 2),
+                       _fit_text(str(label), small, lay["tile_w"]), (90, 90, 90), "mm")
     tw, th = lay["tile_w"], lay["tile_h"]
     small_frames = [_resize_to(f, tw, th) for f in frames]
     canvas = np.asarray(image).copy()
@@ -1032,9 +1399,8 @@ def paper_figure(
         size = lay["caption_size"]
         sd.rectangle([0, (lay["caption_h"] - size) // 2, size - 1,
                       (lay["caption_h"] - size) // 2 + size - 1], fill=color)
-        sd.text((size * 1.5, lay["caption_h"] / 2),
-                _fit_text(f"“{caption}”", font, strip.width - size * 1.5), fill=color,
-                font=font, anchor="lm")
+        font.draw(strip, (size * 1.5, lay["caption_h"] / 2),
+                  _fit_text(f"“{caption}”", font, strip.width - size * 1.5), color, "lm")
         canvas[cap_top : cap_top + lay["caption_h"], lay["margin"] : width - lay["margin"]] = (
             np.asarray(strip))
         for j in range(n):
@@ -1051,9 +1417,10 @@ def paper_figure(
 
 def figure_layout(width: int, columns: int, rows: int, frame_size: tuple[int, int],
                   column_labels: bool = True) -> dict:
-    """Where :func:`paper_figure` puts things: ``tile_w``/``tile_h``, the x of each column
-    (``left``), the y of each row's caption (``caption_top``) and tiles (``tile_top``),
-    ``margin``, ``gap``, font sizes and the total ``height``."""
+    """Where :func:`paper_figure` puts things: ``tile_w``/``tile_h``, the x of each column's
+    tile (``left``; a frame more than twice as tall as wide is centred in its column), the y
+    of each row's caption (``caption_top``) and tiles (``tile_top``), ``margin``, ``gap``,
+    font sizes and the total ``height``."""
     if columns < 1 or rows < 1:
         raise ValueError(f"need at least one row and one column, got {rows}×{columns}")
     margin, gap = max(8, round(width * 0.015)), max(4, round(width * 0.006))
@@ -1061,12 +1428,16 @@ def figure_layout(width: int, columns: int, rows: int, frame_size: tuple[int, in
     if tile_w < 16:
         raise ValueError(f"width {width} is too small for {columns} columns")
     h0, w0 = frame_size
+    column_w = tile_w
     tile_h = max(1, round(tile_w * h0 / w0))
+    if tile_h > 2 * column_w:  # a very tall frame: at most twice as tall as its column is wide,
+        tile_h = 2 * column_w  # centred in the column (a 4000×1 clip would make a 9 GB image)
+        tile_w = max(1, round(tile_h * w0 / h0))
     caption_size = max(14, round(width / 60))
     label_size = max(12, round(caption_size * 0.75))
     label_h = label_size + gap if column_labels else 0
     caption_h = round(caption_size * 1.6)
-    left = [margin + j * (tile_w + gap) for j in range(columns)]
+    left = [margin + j * (column_w + gap) + (column_w - tile_w) // 2 for j in range(columns)]
     caption_top, tile_top = [], []
     y = margin + label_h
     for _ in range(rows):
@@ -1104,8 +1475,8 @@ def side_by_side(panels: Sequence[np.ndarray], titles: Sequence[str], *, gap: in
     parts = []
     for i, (panel, title) in enumerate(zip(scaled, titles, strict=True)):
         strip = Image.new("RGB", (panel.shape[1], title_h), _STRIP_BG)
-        ImageDraw.Draw(strip).text((6, title_h / 2), _fit_text(title, font, panel.shape[1] - 12),
-                                   fill=_TEXT_DARK, font=font, anchor="lm")
+        font.draw(strip, (6, title_h / 2), _fit_text(str(title), font, panel.shape[1] - 12),
+                  _TEXT_DARK, "lm")
         parts.append(np.concatenate([np.asarray(strip), panel], axis=0))
         if i < len(scaled) - 1:
             parts.append(np.full((h + title_h, gap, 3), 255, np.uint8))

@@ -170,3 +170,19 @@ def test_exports_never_run_the_model(clip, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.nn.Module, "__call__", lambda *a, **k: pytest.fail("model ran"))
     exports.write_figure(result, tmp_path, frames, columns=2)
     exports.write_gif(result, tmp_path / "o.gif", frames)
+
+
+def test_figure_columns_count_frames_from_one(clip, monkeypatch):
+    frames, result = clip
+    seen = {}
+    real = visualize.paper_figure
+
+    def spy(*args, **kwargs):
+        seen["labels"] = kwargs["column_labels"]
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(visualize, "paper_figure", spy)
+    exports.render_figure(result, frames, columns=3, width=1200)
+    last = result.num_frames
+    assert seen["labels"][0] == "frame 1 · 0.00 s"  # as people count, not "frame 0"
+    assert seen["labels"][-1].startswith(f"frame {last} · ")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -379,3 +381,197 @@ def test_layer_score_plot_counts_layers_from_one() -> None:
     from_one = plot_scores(scores, chosen=0, x_start=1, x_label="decoder layer")
     assert not np.array_equal(from_zero, from_one)
     assert notice(300, "nothing kept " * 10).shape[1] == 300
+
+
+# ---------------------------------------------------------------------------------------------
+# text beyond Latin: fonts and words
+
+
+def _font_file(kind: int) -> tuple | None:
+    """The chain's font of one kind found here (0: text, 1: CJK, 2: emoji), or None."""
+    from rvos import visualize
+
+    groups = (visualize._TEXT_FONTS, visualize._CJK_FONTS, visualize._EMOJI_FONTS)
+    found = [f for f in visualize._font_chain() if f[:2] in groups[kind]]
+    return found[0] if found else None
+
+
+def _ink(strip: np.ndarray) -> np.ndarray:
+    """The text part of a one-line caption strip (right of its swatch)."""
+    return strip[:, strip.shape[0] + 4 :]
+
+
+def test_chinese_draws_as_glyphs_not_missing_boxes() -> None:
+    if _font_file(1) is None:
+        pytest.skip("no CJK font here: apt-get install fonts-noto-cjk (packages.txt)")
+    color = [(20, 20, 20)]
+    left, right, cat = (_ink(caption_strip(320, [t], color)) for t in ("左", "右", "猫"))
+    missing = _ink(caption_strip(320, ["\U0010fffe"], color))  # no font has it: .notdef
+    assert (left < 128).sum() > 20  # ink
+    assert not np.array_equal(left, right) and not np.array_equal(left, cat)
+    for glyph in (left, right, cat):
+        assert not np.array_equal(glyph, missing)
+    # Mixed with Latin on one line, each character still gets its glyph.
+    mixed = _ink(caption_strip(320, ["the 左 dog"], color))
+    assert not np.array_equal(mixed, _ink(caption_strip(320, ["the \U0010fffe dog"], color)))
+
+
+def test_emoji_draw_in_colour() -> None:
+    if _font_file(2) is None:
+        pytest.skip("no emoji font here: apt-get install fonts-noto-color-emoji (packages.txt)")
+    gray = [(90, 90, 90)]
+    car = _ink(caption_strip(320, ["a 🚗 car"], gray)).astype(int)
+    saturation = car.max(axis=-1) - car.min(axis=-1)
+    assert (saturation > 100).sum() > 20  # a colour emoji on gray text on a light strip
+    plain = _ink(caption_strip(320, ["a car"], gray)).astype(int)
+    assert ((plain.max(axis=-1) - plain.min(axis=-1)) > 100).sum() == 0
+
+
+def test_text_draws_without_any_system_font(monkeypatch) -> None:
+    from rvos import visualize
+
+    monkeypatch.setattr(visualize, "_TEXT_FONTS", ())
+    monkeypatch.setattr(visualize, "_CJK_FONTS", ())
+    monkeypatch.setattr(visualize, "_EMOJI_FONTS", ())
+    visualize._font_chain.cache_clear()
+    visualize._font.cache_clear()
+    try:
+        assert visualize._font_chain() == ()
+        strip = caption_strip(200, ["左边的狗 🚗 a dog", "سيارة"], [(200, 0, 0), (0, 0, 200)])
+        assert strip.dtype == np.uint8 and strip.shape[1] == 200
+        assert _near(strip, (200, 0, 0), 40).sum() > 30  # Pillow's built-in font still draws
+    finally:
+        visualize._font_chain.cache_clear()
+        visualize._font.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def builtin_tokenizer():
+    """The built-in model's tokenizer, loaded as a model folder's tokenizer is."""
+    from rvos.checkpoint import TOKENIZER_DIR
+    from rvos.registry import BUILTIN_DIR
+    from rvos.tokenizer import TextTokenizer
+
+    return TextTokenizer.from_pretrained(Path(BUILTIN_DIR) / TOKENIZER_DIR)
+
+
+def test_chinese_expression_gives_a_word_per_character(builtin_tokenizer) -> None:
+    from rvos.predictor import group_words
+
+    ids = builtin_tokenizer("左边的狗在跑。")["input_ids"]
+    words, groups = group_words(builtin_tokenizer, "左边的狗在跑。")
+    assert words == ["左", "边", "的", "狗", "在", "跑。"]  # punctuation stays with its word
+    assert sum(len(g) for g in groups) == len(ids) - 2  # every token but <s> and </s>
+    assert all(len(g) >= 1 for g in groups) and sorted(sum(groups, [])) == sum(groups, [])
+    words, _ = group_words(builtin_tokenizer, "the 红色car 🚗 moves")
+    assert words == ["the", "红", "色", "car", "🚗", "moves"]
+    words, _ = group_words(builtin_tokenizer, "にほんの猫")
+    assert words == ["に", "ほ", "ん", "の", "猫"]
+    # Latin, accented Latin and Arabic are split at whitespace as before.
+    assert group_words(builtin_tokenizer, "a dog, running")[0] == ["a", "dog,", "running"]
+    assert group_words(builtin_tokenizer, " café  naïve ")[0] == ["café", "naïve"]
+    assert group_words(builtin_tokenizer, "سيارة حمراء")[0] == ["سيارة", "حمراء"]
+
+
+# ---------------------------------------------------------------------------------------------
+# drawings people read: labels apart, legends readable, scales and titles, counting from 1
+
+
+def test_query_labels_do_not_hide_each_other(frame: np.ndarray) -> None:
+    boxes = np.array([[30, 40, 120, 100], [30, 40, 120, 100], [31, 41, 119, 99]], float)
+    out = draw_queries(frame, boxes, np.array([0.2, 0.4, 0.6]), chosen=None)
+    for color in query_colors(3):
+        # Each label is a filled box of at least ~30x8 pixels in its query's colour; the box
+        # lines under it are drawn over by the next query's.
+        assert _near(out, color, 0).sum() > 150
+    layers = np.repeat(boxes[:, None], 2, axis=1)
+    refs = np.repeat(((boxes[:, :2] + boxes[:, 2:]) / 2)[:, None], 2, axis=1)
+    picture = draw_decoder(frame, layers, np.full((3, 2), 0.5), refs, None, min_width=160)[:120]
+    for color in query_colors(3):
+        assert _near(picture, color, 0).sum() > 150
+
+
+def test_queries_are_counted_from_one(frame: np.ndarray, monkeypatch) -> None:
+    from rvos import visualize
+
+    texts: list[str] = []
+    real = visualize._label
+    monkeypatch.setattr(visualize, "_label", lambda image, text, *a, **k: (
+        texts.append(text), real(image, text, *a, **k)))
+    draw_queries(frame, np.array([[10, 10, 50, 50], [60, 10, 90, 50]], float),
+                 np.array([0.25, 0.5]), chosen=1)
+    assert sorted(texts) == ["q1 0.25", "q2 0.50"]
+    lines: list[str] = []
+    real_legend = visualize._legend
+    monkeypatch.setattr(visualize, "_legend", lambda width, rows, size: (
+        lines.extend(text for row in rows for text, _ in row), real_legend(width, rows, size))[1])
+    one_layer = np.array([[[10, 10, 50, 50]]], float)
+    draw_decoder(frame, one_layer, np.array([[0.5]]), np.array([[[30.0, 30.0]]]), chosen=0)
+    assert any("1 decoder layer " in line for line in lines)  # not "1 decoder layers"
+    assert "q1 (chosen): 0.50" in lines
+
+
+def test_portrait_decoder_keeps_its_legend_readable_beside_the_frame() -> None:
+    tall = np.full((640, 360, 3), 120, np.uint8)
+    boxes, scores, refs = _layers()
+    out = draw_decoder(tall, boxes, scores, refs, chosen=0)
+    assert out.shape[0] == 640  # the frame's height: not scaled to 640 wide (1138 tall)
+    assert out.shape[1] > 360 + 300  # the legend to its right
+    np.testing.assert_array_equal(out[:640, :360], draw_decoder(
+        tall, boxes, scores, refs, chosen=0)[:640, :360])
+    legend = out[:, 360:]
+    text_rows = np.flatnonzero(_near(legend, (20, 20, 20), 40).any(axis=1))
+    assert len(text_rows) > 0 and text_rows.max() < 640
+    # Shown at most 960 px on its long side (the app's views), text stays over 12 px high: the
+    # legend's font is at least 1/60 of the picture's long side.
+    first_line = text_rows[text_rows < text_rows.min() + 40]
+    assert (first_line.max() - first_line.min() + 1) / max(out.shape[:2]) > 1 / 80
+    # A 4000x1 clip is not blown up to 640 pixels wide (2.5 million tall).
+    thin = draw_decoder(np.zeros((4000, 1, 3), np.uint8), boxes, scores, refs, chosen=None)
+    assert thin.shape[0] == 4000 and thin.size < 20e6
+
+
+def test_chosen_tile_title_is_below_its_tile(frame: np.ndarray) -> None:
+    masks = np.zeros((3, *frame.shape[:2]), bool)  # no fill: dark pixels are title text only
+    grid = query_mask_grid(frame, masks, np.array([0.1, 0.2, 0.9]), chosen=2)
+    text_rows = np.flatnonzero(_near(grid, (20, 20, 20), 10).any(axis=1))
+    assert len(text_rows) > 0 and text_rows.min() > frame.shape[0]  # under the frames
+    # The top-right corner, where a page's toolbar sits, is the chosen tile's frame.
+    np.testing.assert_array_equal(grid[3:23, -23:-3], frame[:20, -20:])
+    assert _near(grid[:3, -40:], HIGHLIGHT, 0).all()
+
+
+def test_word_attention_has_a_title_and_a_colour_scale(frame: np.ndarray) -> None:
+    from rvos.visualize import attention_view, colorbar
+
+    heat = np.random.default_rng(1).random((6, 8))
+    picture = draw_attention(frame, heat)
+    dog = attention_view(picture, "word “dog” · level early fusion, 1/8 · head 2", 0.01, 0.3)
+    cat = attention_view(picture, "word “cat” · level early fusion, 1/8 · head 2", 0.01, 0.3)
+    assert dog.shape[1] == 320 and dog.shape[0] > frame.shape[0]  # widened to 320 for text
+    rows = np.flatnonzero((dog != cat).any(axis=(1, 2)))
+    assert len(rows) > 0 and rows.max() < dog.shape[0] - frame.shape[0]  # the title differs
+    top = np.flatnonzero((dog[:, :, 0] == 255).all(axis=1) == 0)[0]
+    assert top < 40
+    bar = dog[-40:]
+    assert _near(bar, (0, 0, 140), 30).sum() > 10 and _near(bar, (140, 0, 0), 30).sum() > 10
+    other_range = attention_view(picture, "word “dog” · level early fusion, 1/8 · head 2",
+                                 0.01, 0.9)
+    assert not np.array_equal(other_range[-40:], bar)  # the range is written on the scale
+    assert colorbar(200, 0.0, 1.0).shape[1] == 200
+
+
+def test_score_plot_has_axis_titles_and_a_cursor_on_the_first_and_last_frame() -> None:
+    scores = np.full((11, 1), 0.5)
+    base = plot_scores(scores, 0, x_start=1, x_label="frame")
+    assert not np.array_equal(base, plot_scores(scores, 0, x_start=1))  # x title
+    assert not np.array_equal(base, plot_scores(scores, 0, x_start=1, x_label="frame",
+                                                y_label=None))  # y title
+    gray = _near(base, (90, 90, 90), 0)
+    axis_x = int(np.argmax(gray.sum(axis=0)))  # the y axis: the longest gray column
+    right = int(np.flatnonzero(_near(base, (228, 228, 228), 0).any(axis=0)).max())
+    for t in (0, 10):
+        cols = np.flatnonzero((plot_scores(scores, 0, t, x_start=1, x_label="frame")
+                               != base).any(axis=(0, 2)))
+        assert 0 < len(cols) <= 3
+        assert cols.min() > axis_x + 2 and cols.max() < right - 2  # inside the plot area
