@@ -948,8 +948,9 @@ def progress_text(p: Progress) -> str:
     """One line for a progress bar, e.g. ``"window 2/4: 64/120 frames"``."""
     windows = f"window {p.window + 1}/{p.total_windows}" if p.total_windows else \
         f"window {p.window + 1}"
-    frames = f"{p.frames_done}/{p.total_frames}" if p.total_frames else f"{p.frames_done}"
-    return f"{windows}: {frames} frames"
+    if p.total_frames:
+        return f"{windows}: {p.frames_done}/{plural(p.total_frames, 'frame')}"
+    return f"{windows}: {plural(p.frames_done, 'frame')}"
 
 
 def _export(result: VideoResult, out: Path, video: str) -> dict[str, Path]:
@@ -1148,7 +1149,7 @@ class Session:
         then each query."""
         q = self.result[0].scores.shape[1]
         return [("all queries", "all"), ("the chosen query", "chosen")] + [
-            (f"q{k}", str(k)) for k in range(q)]
+            (f"q{k + 1}", str(k)) for k in range(q)]  # counted from 1, as the drawings
 
     def render_decoder(self, expression: int, frame: int, query: str | int | None = "all"
                        ) -> np.ndarray:

@@ -121,7 +121,7 @@ def test_a_failed_segment_says_why_as_text_without_server_paths(page, tmp_path):
     junk = tmp_path / "my holiday.mp4"
     junk.write_text("not a video")
     *_, status, fresh = _segment(fns, junk, "a circle")
-    assert "cannot read this video" in status and "my holiday.mp4" in status
+    assert "Not a video ffmpeg can read" in status and "my holiday.mp4" in status
     assert str(tmp_path) not in status and "/tmp" not in status, status
     # An API error is as clean.
     with pytest.raises(Exception) as err:

@@ -407,7 +407,9 @@ def test_typed_markup_shows_as_text_and_errors_stay_visible(app, tmp_path):
             text = summary.inner_text()
             for typed in MARKUP:
                 assert typed in text, (typed, text)
-            # The expression menu shows them as typed too.
+            # The expression menu shows them as typed too (once the explorer has filled).
+            page.wait_for_function("() => document.querySelectorAll('#expr label').length == 3",
+                                   timeout=60_000)
             labels = page.locator("#expr label").all_inner_texts()
             assert [label.split(": ", 1)[1] for label in labels] == MARKUP
             _assert_every_view_has_a_picture(page)
