@@ -598,7 +598,8 @@ def test_rendering_reads_the_result(tiny_model, bikes_frames):
     grid = result.render_attention(1, 0, frames[0], word="all", level="fusion/8")
     assert grid.ndim == 3 and grid.shape[2] == 3
     one = result.render_attention(1, 0, frames[0], word=1, level=0)
-    assert one.shape == frames[0].shape
+    # the frame, then its title and colour scale below it
+    assert one.shape[1:] == frames[0].shape[1:] and one.shape[0] > frames[0].shape[0]
     plot = result.render_scores(0, 2)
     assert plot.shape == (240, 640, 3)
     with pytest.raises(IndexError, match="out of range"):
