@@ -45,10 +45,25 @@ from pathlib import Path
 
 import gradio as gr
 
-from rvos.cli import passive_openmp
+from rvos.cli.main import passive_openmp
 
-passive_openmp()  # before torch is imported (by app_support): see rvos.cli.passive_openmp
-from rvos import app_support as sup  # noqa: E402
+passive_openmp()  # before torch is imported (by app_support): see rvos.cli.main.passive_openmp
+from rvos.app.compare import Comparison, prepare_compare  # noqa: E402
+from rvos.app.inputs import (  # noqa: E402
+    RUN_ERRORS,
+    SHORT_SIDE_RANGE,
+    SHORT_SIDE_STEP,
+    WINDOW_RANGE,
+    AppInputError,
+    Limits,
+    RunSettings,
+    available_devices,
+    precision_choices,
+)
+from rvos.app.models import ModelCache, RunSlot, model_choices  # noqa: E402
+from rvos.app.runs import download_before_run, estimate_run, prepare_run, progress_text  # noqa: E402
+from rvos.app.session import Session, first_frame, safe_view  # noqa: E402
+from rvos.app.text import escape_markdown, public_message  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 log = logging.getLogger("rvos.app")
@@ -74,19 +89,19 @@ def _error_text(err: BaseException) -> str:
     Call it inside the ``except`` block."""
     if isinstance(err, gr.Error):
         text = err.message
-    elif isinstance(err, sup.RUN_ERRORS):
+    elif isinstance(err, RUN_ERRORS):
         text = str(err)
     else:
         log.exception("an action failed")
         text = "something went wrong on the server; try again, or with other settings"
     log.info("shown to the visitor: %s", text)
-    return f"**Error:** {sup.escape_markdown(sup.public_message(text))}"
+    return f"**Error:** {escape_markdown(public_message(text))}"
 
 
 def _to_gr_error(err: BaseException) -> gr.Error:
     """``err`` for an API client: its message without server paths (the log keeps them)."""
     log.info("run failed: %s", err)
-    return gr.Error(sup.public_message(err), print_exception=False)
+    return gr.Error(public_message(err), print_exception=False)
 
 
 def _try(fallback, make, *args):
@@ -184,20 +199,20 @@ def load_examples() -> tuple[list[list[str]], list[list[str]]]:
                   for e in spec.get(kind, [])] for kind in ("synthetic", "real"))
 
 
-def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
+def build_demo(models: ModelCache, limits: Limits, device: str,
                work_dir: Path) -> gr.Blocks:
-    """The Blocks UI; every callback converts UI values and calls `rvos.app_support`."""
+    """The Blocks UI; every callback converts UI values and calls `rvos.app.session`."""
     default = models.default
-    devices = sup.available_devices()
+    devices = available_devices()
     if device not in devices:
         devices.insert(0, device)  # e.g. --device cuda:1
 
     def _before_the_slot(place, keys, video, expressions, settings, progress):
         """Check the inputs and download what `keys` need, then wait for the one-run slot
-        (``place``, of `sup.RunSlot`), yielding a status text as it goes; the caller releases
+        (``place``, of `RunSlot`), yielding a status text as it goes; the caller releases
         the place. Segment and Compare run outside Gradio's one-at-a-time limit: this slot is
         what keeps runs one at a time, and a download does not hold it."""
-        for step in sup.download_before_run(models, keys, video, expressions, settings,
+        for step in download_before_run(models, keys, video, expressions, settings,
                                             limits):
             progress(step.fraction, desc=step.text)
             yield step.text
@@ -210,12 +225,12 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
     def segment(video: str | None, expressions: str, model: str = default.key,
                 threshold: float = 0.5, window: int = 36, fps: float = 0.0,
                 max_frames: int = limits.max_frames, short_side: int = 0, device: str = device,
-                precision: str = "fp32", previous: sup.Session | None = None,
+                precision: str = "fp32", previous: Session | None = None,
                 progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's injection idiom)
         """Segment what each expression (one per line, at most 4) refers to in the video.
         precision: fp32 (default), or the faster bf16 / int8 (CPU) / fp16 (GPU).
         Returns the overlay video, the masks (zip of PNGs), result.json and a summary."""
-        settings = sup.RunSettings(threshold, window, fps, max_frames, short_side, device,
+        settings = RunSettings(threshold, window, fps, max_frames, short_side, device,
                                    precision)
         place = models.slot.place()
         progress(0.0, desc="checking the input and loading the model")
@@ -224,22 +239,22 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
             for text in _before_the_slot(place, [model], video, expressions, settings,
                                          progress):
                 yield gr.skip(), gr.skip(), gr.skip(), text, gr.skip()
-            run = sup.prepare_run(models, model, video, expressions, settings, limits,
+            run = prepare_run(models, model, video, expressions, settings, limits,
                                   work_dir, on_download=lambda p: progress(p.fraction,
                                                                            desc=p.text))
             result = None
             # Stop cancels this generator; closing the steps then ends the model and ffmpeg.
             with contextlib.closing(run.steps()) as steps:
                 for step in steps:
-                    progress(step.fraction, desc=sup.progress_text(step))
+                    progress(step.fraction, desc=progress_text(step))
                     if step.result is not None:
                         result = step.result
                     else:
-                        yield (gr.skip(), gr.skip(), gr.skip(), sup.progress_text(step),
+                        yield (gr.skip(), gr.skip(), gr.skip(), progress_text(step),
                                gr.skip())
             progress(1.0, desc="finishing the overlay video and masks")
             session = run.finish(result)
-        except sup.RUN_ERRORS as err:
+        except RUN_ERRORS as err:
             raise _to_gr_error(err) from None
         finally:
             place.release()
@@ -262,11 +277,11 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                                             max_frames, short_side, device, precision,
                                             previous, progress=progress)) as steps:
                 for values in steps:
-                    yield *values, "", isinstance(values[4], sup.Session)
+                    yield *values, "", isinstance(values[4], Session)
         except Exception as err:
             yield *keep, _error_text(err), False
 
-    def rethreshold(session: sup.Session | None, threshold: float):
+    def rethreshold(session: Session | None, threshold: float):
         if session is None:
             return (gr.skip(),) * 5 + ("",)
         try:
@@ -276,7 +291,7 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         return (str(session.paths["overlay"]), str(session.paths["masks_zip"]),
                 str(session.paths["result"]), session.summary(), session, "")
 
-    def explore(session: sup.Session | None, fresh: bool = True):
+    def explore(session: Session | None, fresh: bool = True):
         """Explorer controls for a new result, and its views at frame 0 of expression 1. Each
         view and control is guarded: one that fails shows a notice (views) or stays as it was
         (controls), and every other one still fills."""
@@ -301,9 +316,9 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
     def decoder_views(session, expression, frame, query):
         if session is None:
             return gr.skip(), gr.skip(), gr.skip()
-        return (sup.safe_view("Decoder", session.render_decoder, expression, frame, query),
-                sup.safe_view("Layer scores", session.render_layer_scores, expression, frame),
-                sup.safe_view("Every query's mask", session.render_query_masks, expression,
+        return (safe_view("Decoder", session.render_decoder, expression, frame, query),
+                safe_view("Layer scores", session.render_layer_scores, expression, frame),
+                safe_view("Every query's mask", session.render_query_masks, expression,
                               frame))
 
     def views(session, expression, frame, word, level, head, sampling, query):
@@ -311,7 +326,7 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
             return (gr.skip(),) * 6
         return (queries(session, expression, frame, sampling),
                 attention(session, expression, frame, word, level, head),
-                sup.safe_view("Scores", session.render_scores, expression, frame),
+                safe_view("Scores", session.render_scores, expression, frame),
                 *decoder_views(session, expression, frame, query))
 
     def change_expression(session, expression, frame, level, head, sampling, query):
@@ -324,7 +339,7 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
     def decoder(session, expression, frame, query):
         if session is None:
             return gr.skip()
-        return sup.safe_view("Decoder", session.render_decoder, expression, frame, query)
+        return safe_view("Decoder", session.render_decoder, expression, frame, query)
 
     def mask_views(session, expression, frame, sampling, query):
         """The views that draw masks, after the threshold changed."""
@@ -332,10 +347,10 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
             return gr.skip(), gr.skip(), gr.skip()
         return (queries(session, expression, frame, sampling),
                 decoder(session, expression, frame, query),
-                sup.safe_view("Every query's mask", session.render_query_masks, expression,
+                safe_view("Every query's mask", session.render_query_masks, expression,
                               frame))
 
-    def export_slides(session: sup.Session | None, columns: float):
+    def export_slides(session: Session | None, columns: float):
         """figure.png and figure.pdf of the current result, for the download buttons (the GIF
         has its own button: it takes far longer)."""
         if session is None:
@@ -348,7 +363,7 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         return (*(gr.DownloadButton(value=str(paths[k]), interactive=True)
                   for k in ("figure_png", "figure_pdf")), "")
 
-    def export_gif(session: sup.Session | None):
+    def export_gif(session: Session | None):
         """overlay.gif of the current result, for its download button."""
         if session is None:
             return gr.skip(), "Segment a video first: the GIF is drawn from its result."
@@ -362,13 +377,13 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                 model_b: str = default.key, threshold: float = 0.5, window: int = 36,
                 fps: float = 0.0, max_frames: int = limits.max_frames, short_side: int = 0,
                 device: str = device, precision: str = "fp32",
-                previous: sup.Comparison | None = None,
+                previous: Comparison | None = None,
                 progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's injection idiom)
         """The same video and expressions through model_a and model_b (the same model twice is
         allowed; a model that is not here yet is downloaded first, as for /segment). Returns
         each model's overlay video and result.json, both overlays side by side in one video, and
         a summary."""
-        settings = sup.RunSettings(threshold, window, fps, max_frames, short_side, device,
+        settings = RunSettings(threshold, window, fps, max_frames, short_side, device,
                                    precision)
         place = models.slot.place()
         progress(0.0, desc="checking the input and loading the models")
@@ -377,7 +392,7 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
             for text in _before_the_slot(place, [model_a, model_b], video, expressions,
                                          settings, progress):
                 yield (gr.skip(),) * 5 + (text, gr.skip())
-            run = sup.prepare_compare(models, model_a, model_b, video, expressions, settings,
+            run = prepare_compare(models, model_a, model_b, video, expressions, settings,
                                       limits, work_dir, on_download=lambda p: progress(
                                           p.fraction, desc=p.text))
             with contextlib.closing(run.steps()) as steps:
@@ -386,7 +401,7 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                     yield (gr.skip(),) * 5 + (text, gr.skip())
             progress(1.0, desc="writing the overlays and the side-by-side video")
             result = run.finish()
-        except sup.RUN_ERRORS as err:
+        except RUN_ERRORS as err:
             raise _to_gr_error(err) from None
         finally:
             place.release()
@@ -409,11 +424,11 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                                             window, fps, max_frames, short_side, device,
                                             precision, previous, progress=progress)) as steps:
                 for values in steps:
-                    yield *values, "", isinstance(values[6], sup.Comparison)
+                    yield *values, "", isinstance(values[6], Comparison)
         except Exception as err:
             yield *keep, _error_text(err), False
 
-    def compare_explore(comparison: sup.Comparison | None, fresh: bool = True):
+    def compare_explore(comparison: Comparison | None, fresh: bool = True):
         if comparison is None or not fresh:
             return (gr.skip(),) * 5
         last = comparison.num_frames - 1
@@ -426,27 +441,27 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
     def compare_views(comparison, frame, expression):
         if comparison is None:
             return gr.skip(), gr.skip(), gr.skip()
-        return (sup.safe_view("A | B", comparison.render_frame, frame),
-                sup.safe_view("Model A's scores", comparison.render_scores, 0, expression,
+        return (safe_view("A | B", comparison.render_frame, frame),
+                safe_view("Model A's scores", comparison.render_scores, 0, expression,
                               frame),
-                sup.safe_view("Model B's scores", comparison.render_scores, 1, expression,
+                safe_view("Model B's scores", comparison.render_scores, 1, expression,
                               frame))
 
     def attention(session, expression, frame, word, level, head):
         if session is None:
             return gr.skip()
-        return sup.safe_view("Word attention", session.render_attention, expression, frame,
+        return safe_view("Word attention", session.render_attention, expression, frame,
                              word, level, head)
 
     def queries(session, expression, frame, sampling):
         if session is None:
             return gr.skip()
-        return sup.safe_view("Queries", session.render_queries, expression, frame,
+        return safe_view("Queries", session.render_queries, expression, frame,
                              sampling=sampling)
 
     def preview(video: str | None):
         """The upload's first frame (any format the run reads; the browser need not play it)."""
-        return sup.first_frame(video)
+        return first_frame(video)
 
     def menu_updates():
         """Every model menu (Segment's, Compare's A and B) relabelled as of now."""
@@ -461,7 +476,7 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
             for step in models.fetch_steps(model):
                 yield f"{prefix}**{step.text}**", gr.skip(), gr.skip(), gr.skip()
             yield prefix + models.note(model), *menu_updates()
-        except sup.AppInputError as err:
+        except AppInputError as err:
             yield f"{prefix}**Download failed**: {err}", gr.skip(), gr.skip(), gr.skip()
 
     def choose_a(model: str):
@@ -474,8 +489,8 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                  precision_):
         """How long Segment would take (the model's speed measured on this device), and, for
         a long CPU run, buttons for a frame rate or a frame cap that fit."""
-        settings = sup.RunSettings(0.5, window, fps, max_frames, short_side, device_, precision_)
-        est = sup.estimate_run(models, model, video, expressions, settings, limits)
+        settings = RunSettings(0.5, window, fps, max_frames, short_side, device_, precision_)
+        est = estimate_run(models, model, video, expressions, settings, limits)
         hidden = gr.Button(visible=False)
         if est is None:
             return "", hidden, hidden, (None, None)
@@ -494,7 +509,7 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
         with gr.Row():
             with gr.Column(scale=1):
                 # A file, not a gr.Video: the browser need not be able to play the upload
-                # (AVI, GIF, a PNG...); the server reads whatever `sup.check_video` reads, the
+                # (AVI, GIF, a PNG...); the server reads whatever `check_video` reads, the
                 # same for the page and the API, and the preview is its first frame.
                 video_in = gr.File(label="Video (mp4, mov, webm, mkv, avi, gif, ... or an "
                                          "image)", type="filepath", elem_id="vin")
@@ -511,22 +526,22 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                                           label="Mask threshold",
                                           info="changing it after a run re-thresholds the "
                                                "stored masks (no new model run)")
-                    window = gr.Slider(*sup.WINDOW_RANGE, value=36, step=1,
+                    window = gr.Slider(*WINDOW_RANGE, value=36, step=1,
                                        label="Window length (frames)",
                                        info="frames per model call; consecutive windows share "
                                             "up to 8 frames to keep following the same object")
-                    # No minimum/maximum on these: rvos.app_support's checks name the field.
+                    # No minimum/maximum on these: rvos.app.session's checks name the field.
                     fps = gr.Number(value=0, label="Processing fps (0 = every frame)")
                     max_frames = gr.Number(value=limits.max_frames, precision=0,
                                            label=f"Max frames (at most {limits.max_frames})")
-                    short_side = gr.Slider(0, sup.SHORT_SIDE_RANGE[1], value=0,
-                                           step=sup.SHORT_SIDE_STEP,
+                    short_side = gr.Slider(0, SHORT_SIDE_RANGE[1], value=0,
+                                           step=SHORT_SIDE_STEP,
                                            label="Input short side (0 = the model's own)",
-                                           info=f"otherwise {sup.SHORT_SIDE_RANGE[0]}-"
-                                                f"{sup.SHORT_SIDE_RANGE[1]} pixels")
+                                           info=f"otherwise {SHORT_SIDE_RANGE[0]}-"
+                                                f"{SHORT_SIDE_RANGE[1]} pixels")
                     device_in = gr.Dropdown(choices=devices, value=device, label="Device")
                     precision = gr.Dropdown(
-                        choices=sup.precision_choices(devices), value="fp32", label="Precision",
+                        choices=precision_choices(devices), value="fp32", label="Precision",
                         elem_id="precision",
                         info="fp32 computes what the original computes; bf16 (CPUs with AMX or "
                              "AVX-512 BF16, GPUs), int8 (CPUs) and fp16 (GPUs) are faster and "
@@ -669,7 +684,7 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
                       device_in, precision, session]
         # Runs wait for the one-run slot inside the handler (after any download, so a download
         # never holds up another visitor's run): Gradio lets them all in, up to IN_FLIGHT.
-        runs = {"concurrency_limit": sup.RunSlot.IN_FLIGHT, "concurrency_id": "runs"}
+        runs = {"concurrency_limit": RunSlot.IN_FLIGHT, "concurrency_id": "runs"}
         api_segment_btn.click(segment, segment_in, outputs, api_name="segment", **runs)
         run_event = run_btn.click(
             segment_page, segment_in, [*outputs, status_md, fresh], api_visibility="private",
@@ -750,7 +765,7 @@ def build_demo(models: sup.ModelCache, limits: sup.Limits, device: str,
     return demo
 
 
-def _close_session(session: sup.Session | None) -> None:
+def _close_session(session: Session | None) -> None:
     if session is not None:
         session.close()
 
@@ -777,8 +792,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s: "
                                                       "%(message)s")
     logging.getLogger("rvos").setLevel(logging.INFO)
-    device = args.device or sup.available_devices()[0]
-    if device.startswith("cuda") and "cuda" not in sup.available_devices():
+    device = args.device or available_devices()[0]
+    if device.startswith("cuda") and "cuda" not in available_devices():
         print(f"app.py: error: --device {device}: no CUDA GPU is usable here; use --device cpu",
               file=sys.stderr)
         return 2
@@ -787,13 +802,13 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(max(1, args.threads))
     try:
-        limits = sup.Limits(args.max_duration, args.max_frames, args.max_upload_mb)
-        choices = sup.model_choices(args.model, args.checkpoint, offline=args.offline)
-        models = sup.ModelCache(choices, text_encoder=args.text_encoder, offline=args.offline)
+        limits = Limits(args.max_duration, args.max_frames, args.max_upload_mb)
+        choices = model_choices(args.model, args.checkpoint, offline=args.offline)
+        models = ModelCache(choices, text_encoder=args.text_encoder, offline=args.offline)
         if models.needs_download(models.default.key):
             print(f"app.py: downloading {models.default.key} before serving", flush=True)
         models.get(models.default.key, device)  # built once, before the first visitor
-    except (sup.AppInputError, ValueError) as err:
+    except (AppInputError, ValueError) as err:
         print(f"app.py: error: {err}", file=sys.stderr)
         return 2
     # Under $RVOS_WORK_DIR when set (else the system's temp folder); removed on exit, on

@@ -1,6 +1,7 @@
 """Seconds per video of ``rvos dataset predict`` on splits shaped like the benchmarks' valid sets.
 
-Writes a synthetic split in the official layout (`rvos.synth_layouts`) at the shape of a typical
+Writes a synthetic split in the official layout (`rvos.data.synth_layouts`) at the shape of a
+typical
 video of the dataset, runs ``rvos dataset predict`` on it in this process, and prints seconds per
 video (median over videos, after ``--warmup`` videos that are not counted), split into the model
 (frame reading, resizing and network) and writing the PNGs, from ``predict-<split>.json``; and
@@ -61,8 +62,8 @@ def main() -> int:
 
     import torch
 
-    from rvos.cli import main as rvos_main
-    from rvos.synth_layouts import write_official_split
+    from rvos.cli.main import main as rvos_main
+    from rvos.data.synth_layouts import write_official_split
 
     if args.threads:
         torch.set_num_threads(args.threads)

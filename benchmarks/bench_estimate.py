@@ -43,8 +43,10 @@ def main() -> int:
 
     import torch
 
-    from rvos import app_support as sup
-    from rvos.estimate import SpeedBook, format_seconds
+    from rvos.app.inputs import Limits, RunSettings
+    from rvos.app.models import ModelCache, model_choices
+    from rvos.app.runs import estimate_run, prepare_run
+    from rvos.predictor.estimate import SpeedBook, format_seconds
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -52,9 +54,9 @@ def main() -> int:
     clips = sorted((ROOT / "examples").glob("*.mp4")) + [make_4k_clip(work)]
     if args.only:
         clips = [c for c in clips if c.name in args.only]
-    models = sup.ModelCache(sup.model_choices(args.model))
-    limits = sup.Limits(max_duration_s=600, max_frames=10_000)
-    settings = sup.RunSettings(max_frames=limits.max_frames, device=args.device)
+    models = ModelCache(model_choices(args.model))
+    limits = Limits(max_duration_s=600, max_frames=10_000)
+    settings = RunSettings(max_frames=limits.max_frames, device=args.device)
     expressions = "the main object"
     print(f"{'clip':<24} {'size':>10} {'frames':>6} {'estimate':>9} {'actual':>8} "
           f"{'ratio':>6} {'refined':>8} {'ratio':>6}   (model + reading/writing)")
@@ -62,14 +64,14 @@ def main() -> int:
     for clip in clips:
         models.get(args.model, args.device)  # loading is not part of a run
         models.speeds = SpeedBook()  # a first estimate, as on a fresh instance
-        est = sup.estimate_run(models, args.model, str(clip), expressions, settings, limits)
+        est = estimate_run(models, args.model, str(clip), expressions, settings, limits)
         started = time.perf_counter()
-        run = sup.prepare_run(models, args.model, str(clip), expressions, settings, limits,
+        run = prepare_run(models, args.model, str(clip), expressions, settings, limits,
                               work)
         *_, last = run.steps()
         run.finish(last.result)
         actual = time.perf_counter() - started
-        again = sup.estimate_run(models, args.model, str(clip), expressions, settings, limits)
+        again = estimate_run(models, args.model, str(clip), expressions, settings, limits)
         h, w = est.source_size
         ratio = est.seconds / actual
         ratios.append(ratio)

@@ -1,4 +1,5 @@
-"""How far the faster precisions (`rvos.precision`) move the answers from fp32, and how fast.
+"""How far the faster precisions (`rvos.modeling.precision`) move the answers from fp32, and how
+fast.
 
 Two measurements, each mode against fp32 in the same run:
 
@@ -43,9 +44,9 @@ def parity_dir() -> Path:
 def parity_clip(precisions: list[str], device: str, repeats: int) -> dict:
     import torch
 
-    from rvos.checkpoint import load_official
-    from rvos.inference import run_original
-    from rvos.precision import prepare_model
+    from rvos.modeling.precision import prepare_model
+    from rvos.modeling.processing import run_original
+    from rvos.zoo.checkpoint import load_official
 
     case = parity_dir() / "referformer_r50"
     if not (case / "checkpoint.pth").is_file():
@@ -95,10 +96,10 @@ def parity_clip(precisions: list[str], device: str, repeats: int) -> dict:
 
 # ------------------------------------------------------------------------------ built-in
 def builtin_split(precisions: list[str], device: str, split: Path | None) -> dict:
-    from rvos.evaluate import evaluate_videos, input_short_side
-    from rvos.precision import prepare_model
-    from rvos.registry import load_model
-    from rvos.synth import read_split
+    from rvos.data.synth_split import read_split
+    from rvos.eval.evaluate import evaluate_videos, input_short_side
+    from rvos.modeling.precision import prepare_model
+    from rvos.zoo.loader import load_model
 
     if split is None:
         split = Path(tempfile.mkdtemp(prefix="rvos-test-split-"))

@@ -60,8 +60,8 @@ def run_cli(clip: Path, out: Path, threads: int | None) -> float:
 
 def model_only(clips: tuple[Path, Path], repeats: int) -> dict:
     """Seconds of `Predictor.predict` (no writing) on both clips, in this process."""
-    from rvos.predictor import Predictor
-    from rvos.registry import load_model
+    from rvos.predictor.predictor import Predictor
+    from rvos.zoo.loader import load_model
 
     predictor = Predictor(load_model("builtin"), model_name="builtin")
     predictor.predict(clips[0], TEXT)  # warm-up

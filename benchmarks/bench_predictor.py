@@ -1,4 +1,4 @@
-"""Time and peak memory of `rvos.predictor.Predictor` on long 720p videos.
+"""Time and peak memory of `rvos.predictor.predictor.Predictor` on long 720p videos.
 
 Streams a synthetic 1280×720 video (two coloured shapes moving over a textured background,
 generated frame by frame, never held whole) through the built-in model for each requested
@@ -53,12 +53,13 @@ def synthetic_720p(num_frames: int, seed: int = 0) -> Iterator[np.ndarray]:
 
 def load_builtin(device: str):
     """(model, note): the shipped built-in model, or a random one of its architecture."""
-    from rvos.registry import ModelFileMissingError, load_model
+    from rvos.zoo.loader import load_model
+    from rvos.zoo.registry import ModelFileMissingError
 
     try:
         return load_model("builtin", device=device), "built-in (shipped weights)"
     except ModelFileMissingError:
-        from rvos.builtin import build_builtin_model, train_tokenizer
+        from rvos.zoo.builtin import build_builtin_model, train_tokenizer
 
         folder = Path(tempfile.mkdtemp(prefix="rvos-bench-tok-"))
         tokenizer = train_tokenizer(EXPRESSIONS * 50 + ["the green triangle on the left"] * 50,
@@ -73,7 +74,7 @@ def run_one(minutes: float, fps: float, window: int, device: str,
     """Predict on ``minutes`` of synthetic video in this process; return figures."""
     import torch
 
-    from rvos.predictor import Predictor
+    from rvos.predictor.predictor import Predictor
 
     torch.manual_seed(0)
     model, note = load_builtin(device)

@@ -161,7 +161,7 @@ def build_model(device: str, precision: str = "fp32"):
     from rvos.modeling import ReferFormerConfig, build_referformer
 
     try:
-        from rvos.precision import prepare_model
+        from rvos.modeling.precision import prepare_model
     except ImportError:  # a checkout from before precision modes, for "before" figures
         if precision != "fp32":
             raise

@@ -3,8 +3,8 @@
 Each run is a fresh Python process (imports are what is measured, so nothing may be cached in
 the process), timed from the moment it is launched:
 
-* **import**: interpreter start + ``import rvos.predictor`` (torch, numpy, video I/O);
-* **model load**: ``rvos.registry.load_model("builtin")`` with the imports it triggers
+* **import**: interpreter start + ``import rvos.predictor.predictor`` (torch, numpy, video I/O);
+* **model load**: ``rvos.zoo.registry.load_model("builtin")`` with the imports it triggers
   (the network, the tokenizer — and, before rvos had its own RoBERTa, ``transformers``);
 * **first window**: `Predictor.iter_predict` up to its first `Progress`, i.e. the clip decoded,
   preprocessed and segmented (with the CLI's default window of 36 frames, a clip of 16 frames is
@@ -45,16 +45,16 @@ CHILD = r"""
 import json, sys, time
 stamps = {"python": time.time()}
 seen = {}
-import rvos.predictor
+import rvos.predictor.predictor
 stamps["import"] = time.time(); seen["import"] = "transformers" in sys.modules
 from rvos.registry import load_model
 model = load_model("builtin", device="cpu")
 stamps["model load"] = time.time(); seen["model load"] = "transformers" in sys.modules
-predictor = rvos.predictor.Predictor(model, device="cpu")
+predictor = rvos.predictor.predictor.Predictor(model, device="cpu")
 progress = next(iter(predictor.iter_predict(sys.argv[1], [sys.argv[2]])))
 stamps["first window"] = time.time(); seen["first window"] = "transformers" in sys.modules
 print(json.dumps({"stamps": stamps, "transformers": seen, "frames": progress.frames_done,
-                  "rvos": rvos.predictor.__file__}))
+                  "rvos": rvos.predictor.predictor.__file__}))
 """
 
 

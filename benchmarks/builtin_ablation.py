@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rvos.evaluate import EvalResult
-from rvos.inference import postprocess_masks, preprocess, select_query
-from rvos.metrics import f_measure, jaccard
-from rvos.synth import make_clip
+from rvos.data.synth import make_clip
+from rvos.eval.evaluate import EvalResult
+from rvos.eval.metrics import f_measure, jaccard
+from rvos.modeling.processing import postprocess_masks, preprocess, select_query
 
 PROCEDURES = ("original", "frames reversed", "best query (oracle)")
 
@@ -73,8 +73,8 @@ def ablate(model, split: str, count: int) -> tuple[dict[str, EvalResult], float]
 
 
 def main() -> None:
-    from rvos.checkpoint import load_pretrained
-    from rvos.registry import BUILTIN_DIR
+    from rvos.zoo.checkpoint import load_pretrained
+    from rvos.zoo.registry import BUILTIN_DIR
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=BUILTIN_DIR)

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rvos.checkpoint import load_pretrained
-from rvos.inference import normalize
-from rvos.synth import make_clip
+from rvos.data.synth import make_clip
+from rvos.modeling.processing import normalize
+from rvos.zoo.checkpoint import load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SEED = 123  # train clips the shipped model never saw (it trained on seeds 0, 5 and 6)

@@ -25,9 +25,11 @@ import cv2
 import numpy as np
 import torch
 
-from rvos.inference import postprocess_masks, preprocess, select_query
-from rvos.synth import COLOUR_WORDS, SHAPE_WORDS, make_clip
-from rvos.visualize import attention_grid, overlay_masks
+from rvos.data.synth import make_clip
+from rvos.data.synth_language import COLOUR_WORDS, SHAPE_WORDS
+from rvos.modeling.processing import postprocess_masks, preprocess, select_query
+from rvos.viz.draw import overlay_masks
+from rvos.viz.explorer import attention_grid
 
 COLOUR_OF = {w: c for c, ws in COLOUR_WORDS.items() for w in ws}
 # One-word shape names only ("plus sign" spans two words).
@@ -175,8 +177,8 @@ def figure(model, examples: list, colour_head: int, shape_head: int, frame: int 
 
 
 def main() -> None:
-    from rvos.checkpoint import load_pretrained
-    from rvos.registry import BUILTIN_DIR
+    from rvos.zoo.checkpoint import load_pretrained
+    from rvos.zoo.registry import BUILTIN_DIR
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("png", type=Path)

@@ -3,7 +3,7 @@
     python examples/make_examples.py [--checkpoint DIR] [--count 5] [--frames 16] [--size 256]
                                      [--fps 8] [--min-j 0.7] [--search 40] [--no-verify]
 
-Clips come from the fixed ``test`` split of `rvos.synth` (never trained on), rendered at
+Clips come from the fixed ``test`` split of `rvos.data.synth_scene` (never trained on), rendered at
 ``--size`` (twice the built-in model's 128 px training size, so the browser shows them at a
 readable size; the predictor scales them down to the model's size). Each clip is written as
 an H.264 mp4, then read back from that file (what the app does) and segmented by the model with
@@ -30,16 +30,18 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from rvos import synth  # noqa: E402
-from rvos.builtin import INPUT_SHORT_SIDE  # noqa: E402
-from rvos.metrics import jaccard  # noqa: E402
-from rvos.video import write_video  # noqa: E402
+from rvos.data.synth import make_clip  # noqa: E402
+from rvos.data.synth_language import CATEGORIES  # noqa: E402
+from rvos.data.synth_scene import Clip  # noqa: E402
+from rvos.eval.metrics import jaccard  # noqa: E402
+from rvos.media.video import write_video  # noqa: E402
+from rvos.zoo.builtin import INPUT_SHORT_SIDE  # noqa: E402
 
 # The real-footage entry is examples/make_real_example.py's; it is kept as that script wrote it.
 REAL: list[dict] = []
 
 
-def score_clip(predictor, path: Path, clip: synth.Clip) -> list[float]:
+def score_clip(predictor, path: Path, clip: Clip) -> list[float]:
     """Mean J of every expression of ``clip``, predicted from the mp4 at ``path``."""
     result = predictor.predict(path, [e.text for e in clip.expressions])
     scores = []
@@ -67,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
     predictor = None
     if not args.no_verify:
-        from rvos.predictor import Predictor
-        from rvos.registry import load_model
+        from rvos.predictor.predictor import Predictor
+        from rvos.zoo.loader import load_model
 
         model = load_model("builtin", checkpoint=args.checkpoint)
         predictor = Predictor(model, model_name="builtin")
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(args.search):
             if len(chosen) >= args.count:
                 break
-            clip = synth.make_clip("test", index, num_frames=args.frames,
+            clip = make_clip("test", index, num_frames=args.frames,
                                    size=(args.size, args.size))
             path = Path(tmp) / f"{clip.name}.mp4"
             write_video(path, clip.frames, args.fps)
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             picked = kept[:2] if need_pair else [
                 max(kept, key=lambda es: (es[0].category not in shown, es[1]))]
-            unshown = set(synth.CATEGORIES) - shown
+            unshown = set(CATEGORIES) - shown
             if not need_pair and unshown and picked[0][0].category in shown and (
                     len(chosen) < args.count - 1):
                 continue  # prefer a clip that shows a new kind of expression

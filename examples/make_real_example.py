@@ -27,7 +27,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from rvos.video import iter_frames, probe, write_video  # noqa: E402
+from rvos.media.probe import probe  # noqa: E402
+from rvos.media.video import iter_frames, write_video  # noqa: E402
 
 SIZE = (640, 360)  # (width, height)
 ENTRY = {

@@ -1,5 +1,5 @@
 import sys
 
-from rvos.cli import main
+from rvos.cli.main import main
 
 sys.exit(main())

@@ -101,7 +101,7 @@ def tiny_text_config(vocab_size: int) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_builtin() -> Callable:
-    """``tiny_builtin(**changes)`` -> `rvos.builtin.builtin_config` overrides (a fresh dict) for
+    """``tiny_builtin(**changes)`` -> `rvos.zoo.builtin.builtin_config` overrides (a fresh dict) for
     a built-in model small enough to take a few training steps in seconds on a CPU: width 32,
     1 encoder and 2 decoder layers, 2 heads, with the built-in model's own tokenizer."""
 

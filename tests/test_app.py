@@ -1,5 +1,5 @@
 """The Gradio app: `/segment` through gradio_client on a running ``python app.py``, its error
-messages, and the explorer logic of `rvos.app_support` (rendering never runs the model).
+messages, and the explorer logic of `rvos.app.session` (rendering never runs the model).
 
 The end-to-end tests use the built-in model (rvos/weights/builtin) and are skipped, saying so,
 when it has not been trained yet; ``RVOS_APP_TEST_CHECKPOINT=<model folder>`` runs them with
@@ -25,10 +25,23 @@ import jsonschema
 import numpy as np
 import pytest
 
-from rvos import app_support as sup
-from rvos.predictor import plan_windows
-from rvos.result import RESULT_SCHEMA
-from rvos.video import probe, write_video
+from rvos.app.compare import prepare_compare
+from rvos.app.inputs import AppInputError, Limits, RunSettings, parse_expressions
+from rvos.app.models import ModelCache, ModelChoice, model_choices
+from rvos.app.runs import prepare_run
+from rvos.app.session import (
+    DISPLAY_MAX_SIDE,
+    WORDS_ESTIMATE,
+    FrameStore,
+    Session,
+    head_maps_fit,
+    query_masks_fit,
+)
+from rvos.app.text import escape_markdown
+from rvos.media.probe import probe
+from rvos.media.video import write_video
+from rvos.predictor.windows import plan_windows
+from rvos.result.schema import RESULT_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILTIN = ROOT / "rvos" / "weights" / "builtin"
@@ -238,15 +251,15 @@ def test_bad_input_gives_a_clear_error_and_the_app_keeps_running(client, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def session(make_tiny_model, tmp_path_factory, one_cpu_thread) -> sup.Session:
+def session(make_tiny_model, tmp_path_factory, one_cpu_thread) -> Session:
     """A finished run of a tiny random model on an example clip (the model's calls counted)."""
-    from rvos.checkpoint import save_pretrained
+    from rvos.zoo.checkpoint import save_pretrained
 
     folder = save_pretrained(make_tiny_model(), tmp_path_factory.mktemp("tiny") / "model")
-    models = sup.ModelCache([sup.ModelChoice("tiny", "tiny", "checkpoint", folder)])
+    models = ModelCache([ModelChoice("tiny", "tiny", "checkpoint", folder)])
     video, expressions = two_expression_example()
-    run = sup.prepare_run(models, "tiny", str(video), "\n".join(expressions),
-                          sup.RunSettings(window=6, max_frames=10), sup.Limits(),
+    run = prepare_run(models, "tiny", str(video), "\n".join(expressions),
+                          RunSettings(window=6, max_frames=10), Limits(),
                           tmp_path_factory.mktemp("work"))
     model = models.get("tiny", "cpu")
     calls = {"encode": 0}
@@ -316,7 +329,7 @@ def test_decoder_view_draws_every_layer_and_every_querys_mask(session):
     assert plot.shape == (240, 640, 3)
     grid = session.render_query_masks(1, 4)
     full = q * 246 + (q - 1) * 6  # one 240-pixel tile (and its border) per query, in a row
-    assert grid.shape[1] == min(full, sup.DISPLAY_MAX_SIDE)
+    assert grid.shape[1] == min(full, DISPLAY_MAX_SIDE)
     assert layers == 2
     assert session.model_calls["encode"] == calls
 
@@ -334,33 +347,33 @@ def test_slides_are_exported_from_the_session(session):
     with Image.open(paths["gif"]) as gif:
         assert gif.n_frames <= session.num_frames  # (identical frames merge)
     assert Image.open(paths["figure_png"]).width >= 1200
-    with pytest.raises(sup.AppInputError, match="between 1 and 12"):
+    with pytest.raises(AppInputError, match="between 1 and 12"):
         session.export_slides(0)
     assert session.model_calls["encode"] == calls
 
 
 def test_query_masks_are_kept_only_when_they_fit_the_budget(make_tiny_model):
-    from rvos.predictor import Predictor
+    from rvos.predictor.predictor import Predictor
 
     predictor = Predictor(make_tiny_model(), short_side=360)
     # 360x640 input: 90x160 mask logits per query, one int8 byte each, 5 queries.
     per_frame = 5 * 90 * 160
-    assert sup.query_masks_fit(predictor, (720, 1280), 300, 4)  # the app's limits: 86 MB
+    assert query_masks_fit(predictor, (720, 1280), 300, 4)  # the app's limits: 86 MB
     budget = 300 * 4 * per_frame / 2**20
-    assert sup.query_masks_fit(predictor, (720, 1280), 300, 4, budget_mb=budget)
-    assert not sup.query_masks_fit(predictor, (720, 1280), 300, 4, budget_mb=budget - 0.01)
+    assert query_masks_fit(predictor, (720, 1280), 300, 4, budget_mb=budget)
+    assert not query_masks_fit(predictor, (720, 1280), 300, 4, budget_mb=budget - 0.01)
 
 
 @pytest.fixture(scope="module")
 def two_models(make_tiny_model, tmp_path_factory):
     """A model cache with two different tiny models, their backbone calls counted."""
-    from rvos.checkpoint import save_pretrained
+    from rvos.zoo.checkpoint import save_pretrained
 
     root = tmp_path_factory.mktemp("two")
-    choices = [sup.ModelChoice(name, name, "checkpoint",
+    choices = [ModelChoice(name, name, "checkpoint",
                                save_pretrained(make_tiny_model(seed=seed), root / name))
                for name, seed in (("tiny_a", 0), ("tiny_b", 1))]
-    models = sup.ModelCache(choices)
+    models = ModelCache(choices)
     calls = {}
     for c in choices:
         model = models.get(c.key, "cpu")
@@ -378,10 +391,10 @@ def test_compare_runs_each_model_once_and_shows_them_in_step(two_models, tmp_pat
                                                              one_cpu_thread):
     models, calls = two_models
     video, expressions = two_expression_example()
-    settings = sup.RunSettings(window=8, max_frames=6)
+    settings = RunSettings(window=8, max_frames=6)
     before = dict(calls)
-    run = sup.prepare_compare(models, "tiny_a", "tiny_b", str(video), "\n".join(expressions),
-                              settings, sup.Limits(), tmp_path)
+    run = prepare_compare(models, "tiny_a", "tiny_b", str(video), "\n".join(expressions),
+                              settings, Limits(), tmp_path)
     fractions = [f for f, _ in run.steps()]
     assert fractions[-1] == 1.0 and fractions == sorted(fractions)
     comparison = run.finish()
@@ -399,14 +412,14 @@ def test_compare_runs_each_model_once_and_shows_them_in_step(two_models, tmp_pat
     assert view.shape[1] > 2 * a.source.width
     assert not np.array_equal(comparison.render_scores(0, 0, 3), comparison.render_scores(1, 0, 3))
     summary = comparison.summary()  # Markdown: names and expressions escaped
-    assert sup.escape_markdown("A: tiny_a") in summary
-    assert "| " + sup.escape_markdown(expressions[1]) in summary
+    assert escape_markdown("A: tiny_a") in summary
+    assert "| " + escape_markdown(expressions[1]) in summary
     assert re.search(r"A \d+\.\d s, B \d+\.\d s", summary)  # each model's own time
 
     # The same model twice runs once.
     before = dict(calls)
-    same = sup.prepare_compare(models, "tiny_b", "tiny_b", str(video), expressions[0],
-                               settings, sup.Limits(), tmp_path)
+    same = prepare_compare(models, "tiny_b", "tiny_b", str(video), expressions[0],
+                               settings, Limits(), tmp_path)
     list(same.steps())
     twice = same.finish()
     assert calls["tiny_b"] - before["tiny_b"] == 1 and twice.results[0] is twice.results[1]
@@ -432,12 +445,12 @@ def test_rethresholding_rewrites_the_outputs_without_the_model(session):
 def test_frames_are_kept_small_and_given_back_at_source_size():
     rng = np.random.default_rng(0)
     small = rng.integers(0, 255, (3, 48, 64, 3), dtype=np.uint8)
-    store = sup.FrameStore.from_frames(small)
+    store = FrameStore.from_frames(small)
     assert store.stored_size == (48, 64) and store.frame(2).shape == (48, 64, 3)
     # JPEG keeps a smooth image within a few grey levels.
     ramp = np.broadcast_to(np.linspace(0, 255, 1600, dtype=np.uint8)[None, :, None],
                            (1200, 1600, 3)).copy()
-    store = sup.FrameStore.from_frames([ramp], max_side=sup.DISPLAY_MAX_SIDE)
+    store = FrameStore.from_frames([ramp], max_side=DISPLAY_MAX_SIDE)
     assert store.stored_size == (720, 960)
     back = store.frame(0)
     assert back.shape == ramp.shape
@@ -445,36 +458,36 @@ def test_frames_are_kept_small_and_given_back_at_source_size():
 
 
 def test_input_checks_say_what_to_do(tmp_path):
-    assert sup.parse_expressions("  the red  circle \n\n a square\n") == ["the red circle",
+    assert parse_expressions("  the red  circle \n\n a square\n") == ["the red circle",
                                                                           "a square"]
-    with pytest.raises(sup.AppInputError, match="no expression"):
-        sup.parse_expressions("\n  \n")
-    with pytest.raises(sup.AppInputError, match="at most 4"):
-        sup.parse_expressions("a\nb\nc\nd\ne")
-    limits = sup.Limits(max_frames=50)
-    checked = sup.RunSettings(window=12.0, fps=0, max_frames=50.0, short_side=0).checked(limits)
+    with pytest.raises(AppInputError, match="no expression"):
+        parse_expressions("\n  \n")
+    with pytest.raises(AppInputError, match="at most 4"):
+        parse_expressions("a\nb\nc\nd\ne")
+    limits = Limits(max_frames=50)
+    checked = RunSettings(window=12.0, fps=0, max_frames=50.0, short_side=0).checked(limits)
     assert (checked.window, checked.fps, checked.max_frames, checked.short_side) == (
         12, None, 50, None)
     for bad, match in [({"threshold": 1.0}, "threshold"), ({"max_frames": 51}, "1..50"),
                        ({"window": 2.5}, "window"), ({"short_side": 7}, "short_side"),
                        ({"device": "tpu"}, "not available")]:
-        with pytest.raises(sup.AppInputError, match=match):
-            sup.RunSettings(**{"max_frames": 50, **bad}).checked(limits)
-    with pytest.raises(sup.AppInputError, match="checkpoint not found"):
-        sup.model_choices(checkpoint=tmp_path / "missing")
-    with pytest.raises(sup.AppInputError, match="unknown model"):
-        sup.model_choices("ytvos-r5O")
+        with pytest.raises(AppInputError, match=match):
+            RunSettings(**{"max_frames": 50, **bad}).checked(limits)
+    with pytest.raises(AppInputError, match="checkpoint not found"):
+        model_choices(checkpoint=tmp_path / "missing")
+    with pytest.raises(AppInputError, match="unknown model"):
+        model_choices("ytvos-r5O")
 
 
 def test_every_heads_maps_are_kept_only_when_they_fit_the_budget(make_tiny_model):
-    from rvos.predictor import Predictor
+    from rvos.predictor.predictor import Predictor
 
     predictor = Predictor(make_tiny_model(), short_side=360)
     heads = predictor.model.config.fpn_nheads
     # 360x640 input: 23,980 positions over the eight levels, 2 bytes per head and word.
-    per_frame = 23_980 * heads * sup.WORDS_ESTIMATE * 2
-    assert sup.head_maps_fit(predictor, (720, 1280), 10, 1)
-    assert not sup.head_maps_fit(predictor, (720, 1280), 300, 4,
+    per_frame = 23_980 * heads * WORDS_ESTIMATE * 2
+    assert head_maps_fit(predictor, (720, 1280), 10, 1)
+    assert not head_maps_fit(predictor, (720, 1280), 300, 4,
                                  budget_mb=300 * 4 * per_frame / 2**20 - 1)
-    assert sup.head_maps_fit(predictor, (720, 1280), 300, 4,
+    assert head_maps_fit(predictor, (720, 1280), 300, 4,
                              budget_mb=300 * 4 * per_frame / 2**20)

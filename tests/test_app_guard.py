@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 from test_app import ROOT, start_app, two_expression_example
 
-from rvos import app_support as sup
+from rvos.app.inputs import Limits, RunSettings
+from rvos.app.models import ModelCache, ModelChoice
+from rvos.app.runs import prepare_run
+from rvos.app.session import Session
 
 XSS = ["<img src=x>", "![t](http://127.0.0.1:9/track.png)", '"><iframe src=about:blank>']
 
@@ -29,13 +32,13 @@ def _load_app():
 @pytest.fixture(scope="module")
 def page(make_tiny_model, tmp_path_factory, one_cpu_thread):
     """The demo built around a tiny model: ``(callbacks by name, models, work folder)``."""
-    from rvos.checkpoint import save_pretrained
+    from rvos.zoo.checkpoint import save_pretrained
 
     folder = save_pretrained(make_tiny_model(), tmp_path_factory.mktemp("tiny") / "model")
-    models = sup.ModelCache([sup.ModelChoice("tiny", "tiny", "checkpoint", folder)])
+    models = ModelCache([ModelChoice("tiny", "tiny", "checkpoint", folder)])
     work = tmp_path_factory.mktemp("work")
     app = _load_app()
-    demo = app.build_demo(models, sup.Limits(max_frames=12), "cpu", work)
+    demo = app.build_demo(models, Limits(max_frames=12), "cpu", work)
     fns = {}
     for block_fn in demo.fns.values():
         fns.setdefault(block_fn.fn.__name__ if block_fn.fn else None, block_fn.fn)
@@ -61,12 +64,12 @@ def test_a_failing_view_shows_a_notice_and_every_other_view_fills(page, segmente
                                                                   monkeypatch, caplog):
     fns, _, _ = page
     session = segmented[4]
-    assert isinstance(session, sup.Session)
+    assert isinstance(session, Session)
 
     def broken(*args, **kwargs):
         raise ValueError("tipLength > 0 asserted")
 
-    monkeypatch.setattr(sup.Session, "render_scores", broken)
+    monkeypatch.setattr(Session, "render_scores", broken)
     with caplog.at_level(logging.ERROR, logger="rvos.app"):
         values = fns["explore"](session, True)
     controls, images = values[:6], values[6:]
@@ -75,7 +78,7 @@ def test_a_failing_view_shows_a_notice_and_every_other_view_fills(page, segmente
     # The controls were filled, the expression menu included.
     assert [c for c, _ in controls[1].choices][1].startswith("2: ")
     # The scores view (third) is a notice that says which view failed and why.
-    from rvos import visualize
+    from rvos.viz import draw as visualize
 
     notice = images[2]
     assert notice.shape[1] == 640
@@ -90,7 +93,7 @@ def test_a_failing_view_shows_a_notice_and_every_other_view_fills(page, segmente
 def test_a_failing_control_still_lets_the_views_fill(page, segmented, monkeypatch):
     fns, _, _ = page
     session = segmented[4]
-    monkeypatch.setattr(sup.Session, "word_choices", lambda *a: 1 / 0)
+    monkeypatch.setattr(Session, "word_choices", lambda *a: 1 / 0)
     values = fns["explore"](session, True)
     assert all(isinstance(v, np.ndarray) for v in values[6:])
 
@@ -135,16 +138,16 @@ def test_a_stopped_or_failed_run_removes_its_folder(page, monkeypatch):
     fns, models, work = page
     video, expressions = two_expression_example()
     before = set(work.glob("run-*"))
-    run = sup.prepare_run(models, "tiny", str(video), expressions[0],
-                          sup.RunSettings(window=4, max_frames=12), sup.Limits(), work)
+    run = prepare_run(models, "tiny", str(video), expressions[0],
+                          RunSettings(window=4, max_frames=12), Limits(), work)
     steps = run.steps()
     next(steps)
     assert set(work.glob("run-*")) - before  # it writes while it runs
     steps.close()  # what Stop does
     assert set(work.glob("run-*")) == before
 
-    run = sup.prepare_run(models, "tiny", str(video), expressions[0],
-                          sup.RunSettings(window=4, max_frames=12), sup.Limits(), work)
+    run = prepare_run(models, "tiny", str(video), expressions[0],
+                          RunSettings(window=4, max_frames=12), Limits(), work)
     original = run.predictor.iter_predict
 
     def failing(*args, **kwargs):
@@ -174,18 +177,18 @@ def test_slides_come_without_the_gif_and_the_gif_on_request(page, segmented):
 def test_a_long_video_is_processed_up_to_the_frame_limit(page, tmp_path):
     """The limit is on the work: a video longer than --max-duration is not refused; a run
     covers its first frames up to the limit, and the summary says what to change on the page."""
-    from rvos.video import write_video
+    from rvos.media.video import write_video
 
     _, models, work = page
     clip = tmp_path / "long.mp4"
     write_video(clip, np.random.default_rng(0).integers(0, 255, (40, 32, 32, 3), np.uint8), 4)
-    limits = sup.Limits(max_duration_s=5, max_frames=30)  # the clip lasts 10 s: 40 frames
-    run = sup.prepare_run(models, "tiny", str(clip), "a circle",
-                          sup.RunSettings(window=6, max_frames=8), limits, work)
+    limits = Limits(max_duration_s=5, max_frames=30)  # the clip lasts 10 s: 40 frames
+    run = prepare_run(models, "tiny", str(clip), "a circle",
+                          RunSettings(window=6, max_frames=8), limits, work)
     assert run.num_frames == 8
     # Max frames 30 asked, 5 s at 4 fps allowed: the first 20 frames.
-    run = sup.prepare_run(models, "tiny", str(clip), "a circle",
-                          sup.RunSettings(window=6, max_frames=30), limits, work)
+    run = prepare_run(models, "tiny", str(clip), "a circle",
+                          RunSettings(window=6, max_frames=30), limits, work)
     assert run.num_frames == 20
     result = list(run.steps())[-1].result
     assert result.num_frames == 20
@@ -193,8 +196,8 @@ def test_a_long_video_is_processed_up_to_the_frame_limit(page, tmp_path):
     assert "first 20 of 40 frames" in note and "at most 20 frames" in note
     assert "processing fps" in note and "--" not in note  # no advice for the operator
     run.discard()
-    run = sup.prepare_run(models, "tiny", str(clip), "a circle",
-                          sup.RunSettings(window=6, max_frames=30, fps=1), limits, work)
+    run = prepare_run(models, "tiny", str(clip), "a circle",
+                          RunSettings(window=6, max_frames=30, fps=1), limits, work)
     assert run.num_frames == 10  # 10 s at 1 fps: all of it
 
 

@@ -10,7 +10,16 @@ import markdown_it
 import pytest
 from test_app import ROOT
 
-from rvos import app_support as sup
+from rvos.app.inputs import (
+    SHORT_SIDE_RANGE,
+    SHORT_SIDE_STEP,
+    WINDOW_RANGE,
+    AppInputError,
+    Limits,
+    RunSettings,
+    check_video,
+)
+from rvos.app.text import escape_markdown, plural, public_message
 
 PAYLOADS = [
     "<img src=x>",
@@ -40,7 +49,7 @@ def _text_of(html: str) -> str:
 
 @pytest.mark.parametrize("text", PAYLOADS)
 def test_escaped_text_renders_as_itself_and_nothing_else(text):
-    escaped = sup.escape_markdown(text)
+    escaped = escape_markdown(text)
     for where in (escaped, f"1. *{escaped}*: score 0.5", f"| {escaped} | 0.5 |"):
         html = _html(where if not where.startswith("|") else f"| a | b |\n| --- | --- |\n{where}")
         assert "<img" not in html and "<iframe" not in html and "<script" not in html
@@ -50,26 +59,26 @@ def test_escaped_text_renders_as_itself_and_nothing_else(text):
 
 
 def test_messages_name_files_not_server_folders():
-    message = sup.public_message("cannot read '/tmp/gradio/3f9a/clip name.avi': moov atom")
+    message = public_message("cannot read '/tmp/gradio/3f9a/clip name.avi': moov atom")
     assert message == "cannot read 'clip name.avi': moov atom"
-    assert sup.public_message("save it as /root/.cache/rvos/r50.pth") == "save it as r50.pth"
-    assert sup.public_message(r"open C:\Users\me\v.mp4") == "open v.mp4"
+    assert public_message("save it as /root/.cache/rvos/r50.pth") == "save it as r50.pth"
+    assert public_message(r"open C:\Users\me\v.mp4") == "open v.mp4"
     # URLs, fractions and endpoint names are not paths.
     kept = "from http://mirror.local/files/a.pth at 1/8 scale via /segment"
-    assert sup.public_message(kept) == kept
+    assert public_message(kept) == kept
 
 
 def test_unreadable_video_says_why_without_the_folder(tmp_path):
     junk = tmp_path / "holiday.avi"
     junk.write_bytes(b"RIFF not really")
-    with pytest.raises(sup.AppInputError) as err:
-        sup.check_video(str(junk), sup.Limits())
+    with pytest.raises(AppInputError) as err:
+        check_video(str(junk), Limits())
     assert "holiday.avi" in str(err.value) and str(tmp_path) not in str(err.value)
 
 
 def test_counts_read_as_english():
-    assert sup.plural(1, "frame") == "1 frame" and sup.plural(2, "frame") == "2 frames"
-    assert sup.plural(0, "window") == "0 windows"
+    assert plural(1, "frame") == "1 frame" and plural(2, "frame") == "2 frames"
+    assert plural(0, "window") == "0 windows"
 
 
 def test_the_pages_controls_offer_exactly_what_the_server_accepts():
@@ -80,20 +89,20 @@ def test_the_pages_controls_offer_exactly_what_the_server_accepts():
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
                 and getattr(node.value.func, "attr", "") == "Slider":
             sliders[node.targets[0].id] = ast.unparse(node.value)
-    assert "sup.WINDOW_RANGE" in sliders["window"]
-    assert "sup.SHORT_SIDE_RANGE[1]" in sliders["short_side"]
-    lo, hi = sup.WINDOW_RANGE
-    checked = sup.RunSettings(window=hi, short_side=sup.SHORT_SIDE_RANGE[1]).checked(
-        sup.Limits())
-    assert checked.window == hi and checked.short_side == sup.SHORT_SIDE_RANGE[1]
+    assert "WINDOW_RANGE" in sliders["window"]
+    assert "SHORT_SIDE_RANGE[1]" in sliders["short_side"]
+    lo, hi = WINDOW_RANGE
+    checked = RunSettings(window=hi, short_side=SHORT_SIDE_RANGE[1]).checked(
+        Limits())
+    assert checked.window == hi and checked.short_side == SHORT_SIDE_RANGE[1]
     for bad in ({"window": lo - 1}, {"window": hi + 1},
-                {"short_side": sup.SHORT_SIDE_RANGE[1] + sup.SHORT_SIDE_STEP}):
-        with pytest.raises(sup.AppInputError):
-            sup.RunSettings(**bad).checked(sup.Limits())
+                {"short_side": SHORT_SIDE_RANGE[1] + SHORT_SIDE_STEP}):
+        with pytest.raises(AppInputError):
+            RunSettings(**bad).checked(Limits())
 
 
 def test_the_frame_limit_follows_the_source_rate():
-    limits = sup.Limits(max_duration_s=120, max_frames=300)
+    limits = Limits(max_duration_s=120, max_frames=300)
     assert limits.frame_limit(25) == 300  # 120 s at 25 fps is 3000: --max-frames binds
-    assert sup.Limits(max_duration_s=5, max_frames=300).frame_limit(6) == 30
-    assert sup.Limits(max_duration_s=0.1, max_frames=300).frame_limit(1) == 1
+    assert Limits(max_duration_s=5, max_frames=300).frame_limit(6) == 30
+    assert Limits(max_duration_s=0.1, max_frames=300).frame_limit(1) == 1

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rvos.box_ops import (
+from rvos.modeling.box_ops import (
     box_area,
     box_cxcywh_to_xyxy,
     box_iou,

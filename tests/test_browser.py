@@ -27,8 +27,9 @@ import pytest
 from fileserver import FileServer
 from test_app import ROOT, start_app, two_expression_example
 
-from rvos.registry import get_model_info
-from rvos.video import iter_frames, probe, write_video
+from rvos.media.probe import probe
+from rvos.media.video import iter_frames, write_video
+from rvos.zoo.registry import get_model_info
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = ROOT / "docs" / "screenshot.png"

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rvos.checkpoint import (
+from rvos.modeling import ReferFormerConfig, build_referformer
+from rvos.zoo.checkpoint import (
     IGNORED_KEYS,
     CheckpointError,
     detect_backbone,
@@ -25,7 +26,6 @@ from rvos.checkpoint import (
     rename_official_key,
     save_pretrained,
 )
-from rvos.modeling import ReferFormerConfig, build_referformer
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 

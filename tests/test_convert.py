@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rvos import convert as cv
-from rvos.checkpoint import load_official
-from rvos.download import sha256_of
-from rvos.inference import preprocess
-from rvos.registry import get_model_info
-from rvos.zoo import load_model
+from rvos.cli import convert as cv
+from rvos.modeling.processing import preprocess
+from rvos.zoo.checkpoint import load_official
+from rvos.zoo.download import sha256_of
+from rvos.zoo.loader import load_model
+from rvos.zoo.registry import get_model_info
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO_ID = "rvos-test/referformer-ytvos-r50"
@@ -157,7 +157,7 @@ torch.save({{k: v for k, v in out.items() if isinstance(v, torch.Tensor)}}, sys.
 
 
 def test_hf_uri_not_in_the_cache_offline_is_one_clear_line(tmp_path, capsys):
-    from rvos.predictor import add_cli_arguments, run_cli
+    from rvos.cli.predict import add_cli_arguments, run_cli
 
     parser = argparse.ArgumentParser()
     add_cli_arguments(parser)

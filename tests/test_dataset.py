@@ -19,9 +19,9 @@ import pytest
 import torch
 from PIL import Image
 
-from rvos.cli import main
-from rvos.distributed import Workers, split_work
-from rvos.layouts import PredictionFolder, read_frames, read_split
+from rvos.cli.main import main
+from rvos.data.layouts import PredictionFolder, read_frames, read_split
+from rvos.eval.distributed import Workers, split_work
 
 REPO = Path(__file__).resolve().parents[1]
 # The synthetic frames are 64 px: predict at that size (the built-in model was trained at 128).
@@ -276,8 +276,8 @@ def test_resume_refuses_to_mix_settings(davis_root, tmp_path):
 
 
 def test_ytvos_windows_keep_the_object_like_the_predictor(tmp_path):
-    from rvos.predictor import Predictor
-    from rvos.registry import load_model
+    from rvos.predictor.predictor import Predictor
+    from rvos.zoo.loader import load_model
 
     root = synth(tmp_path / "root", "ytvos", "--count", "1", "--frames", "10")
     whole, cut, one = tmp_path / "whole", tmp_path / "cut", tmp_path / "one"
@@ -297,9 +297,10 @@ def test_ytvos_windows_keep_the_object_like_the_predictor(tmp_path):
 def test_ytvos_one_pass_and_davis_clips_give_the_original_procedures_answer(tmp_path):
     # The original, written out: a full forward per expression and clip, the best query by
     # mean score, logits resized to the frame, sigmoid; ytvos > 0.5, davis merged.
-    from rvos.davis import merge_probabilities, read_label_png
-    from rvos.inference import run_original
-    from rvos.registry import load_model
+    from rvos.eval.davis import merge_probabilities
+    from rvos.media.labels import read_label_png
+    from rvos.modeling.processing import run_original
+    from rvos.zoo.loader import load_model
 
     model = load_model("builtin")
 
@@ -534,7 +535,7 @@ def test_workers_come_from_the_torchrun_environment():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the messages of a CPU-only machine")
 def test_rank_device_explains_a_missing_gpu():
-    from rvos.distributed import rank_device
+    from rvos.eval.distributed import rank_device
 
     assert rank_device(Workers(), None).type == "cpu"
     assert rank_device(Workers(1, 2, 1), "cpu").type == "cpu"

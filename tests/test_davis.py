@@ -6,20 +6,18 @@ import pytest
 import torch
 from PIL import Image
 
-from rvos.davis import (
+from rvos.eval.davis import (
     DavisScores,
     ObjectScores,
     decay_quarters,
     merge_probabilities,
-    palette,
-    read_label_png,
     score_folder,
     score_sequence,
     score_statistics,
-    write_label_png,
     write_tables,
 )
-from rvos.metrics import f_measure, jaccard
+from rvos.eval.metrics import f_measure, jaccard
+from rvos.media.labels import palette, read_label_png, write_label_png
 
 
 def test_palette_is_the_pascal_voc_colour_map_of_the_davis_annotations():

@@ -1,6 +1,6 @@
 """A model download never holds the one-run slot: while one visitor's run waits for a download
 (even a stalled one), other visitors' runs go ahead; runs themselves still go one at a time, in
-order of arrival (`rvos.app_support.RunSlot`).
+order of arrival (`rvos.app.models.RunSlot`).
 
 The mirror is a real HTTP server on 127.0.0.1 (tests/fileserver.py) that stalls mid-file.
 """
@@ -14,8 +14,8 @@ import pytest
 from fileserver import FileServer
 from test_app import ROOT, start_app
 
-from rvos import app_support as sup
-from rvos import registry
+from rvos.app import models as sup
+from rvos.zoo import registry
 
 REAL_CLIP = ROOT / "examples" / "bigbuckbunny.mp4"
 R50 = registry.get_model_info("ytvos-r50")

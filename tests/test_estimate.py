@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from rvos import app_support as sup
-from rvos.estimate import (
+from rvos.app.inputs import Limits, RunSettings
+from rvos.app.models import ModelCache, model_choices
+from rvos.app.runs import estimate_run, prepare_run
+from rvos.predictor.estimate import (
     CPU_BUDGET_S,
     FPS_STEPS,
     IOSpeed,
@@ -17,7 +19,7 @@ from rvos.estimate import (
     format_seconds,
     processed_frames,
 )
-from rvos.predictor import plan_windows
+from rvos.predictor.windows import plan_windows
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "shapes_00001.mp4"  # 16 frames of 256×256 at 8 fps
@@ -91,28 +93,28 @@ def test_a_finished_run_rescales_the_measured_speed():
 
 
 def test_the_app_measures_the_model_once_then_estimates_from_runs(tmp_path, one_cpu_thread):
-    models = sup.ModelCache(sup.model_choices())
-    settings = sup.RunSettings(max_frames=300)
-    first = sup.estimate_run(models, "builtin", str(EXAMPLE), "the red circle", settings,
-                             sup.Limits())
+    models = ModelCache(model_choices())
+    settings = RunSettings(max_frames=300)
+    first = estimate_run(models, "builtin", str(EXAMPLE), "the red circle", settings,
+                             Limits())
     assert first is not None and first.frames == 16 and first.seconds > 0
     measured = models.speeds.get("builtin", "cpu", "fp32", 128 * 128)
     assert measured is not None  # at the built-in model's input size, 128 × 128
     # Nothing to estimate yet: no video, or a video that is not one.
-    assert sup.estimate_run(models, "builtin", None, "x", settings, sup.Limits()) is None
+    assert estimate_run(models, "builtin", None, "x", settings, Limits()) is None
     bad = tmp_path / "bad.mp4"
     bad.write_text("not a video")
-    assert sup.estimate_run(models, "builtin", str(bad), "x", settings, sup.Limits()) is None
+    assert estimate_run(models, "builtin", str(bad), "x", settings, Limits()) is None
     # A run refines it: the estimate then follows that run's speed.
-    run = sup.prepare_run(models, "builtin", str(EXAMPLE), "the red circle", settings,
-                          sup.Limits(), tmp_path)
+    run = prepare_run(models, "builtin", str(EXAMPLE), "the red circle", settings,
+                          Limits(), tmp_path)
     *_, last = run.steps()
     run.finish(last.result)
     after = models.speeds.get("builtin", "cpu", "fp32", 128 * 128)
     per_frame = last.result.timings["model_s"] / 16
     assert after.per_frame(128 * 128, 1) == pytest.approx(per_frame)
-    second = sup.estimate_run(models, "builtin", str(EXAMPLE), "the red circle", settings,
-                              sup.Limits())
+    second = estimate_run(models, "builtin", str(EXAMPLE), "the red circle", settings,
+                              Limits())
     assert second.model_s == pytest.approx(16 * per_frame)
     assert second.io_s > 0 and second.seconds == pytest.approx(second.model_s + second.io_s)
 
@@ -150,7 +152,7 @@ def test_a_finished_run_rescales_the_cost_of_reading_and_writing():
 
 
 def test_measure_io_times_real_decoding_and_encoding():
-    from rvos.estimate import measure_io
+    from rvos.predictor.estimate import measure_io
 
     io = measure_io()
     # Any machine decodes and encodes a pixel in more than 0.1 ns and (for this small clip)
@@ -174,12 +176,12 @@ def clip_4k(tmp_path_factory) -> Path:
 
 
 def test_the_app_estimates_a_4k_clip_by_its_source_size(clip_4k, one_cpu_thread):
-    models = sup.ModelCache(sup.model_choices())
-    settings = sup.RunSettings(max_frames=300)
-    big = sup.estimate_run(models, "builtin", str(clip_4k), "the rabbit", settings,
-                           sup.Limits())
-    small = sup.estimate_run(models, "builtin", str(ROOT / "examples" / "bigbuckbunny.mp4"),
-                             "the rabbit", sup.RunSettings(max_frames=10), sup.Limits())
+    models = ModelCache(model_choices())
+    settings = RunSettings(max_frames=300)
+    big = estimate_run(models, "builtin", str(clip_4k), "the rabbit", settings,
+                           Limits())
+    small = estimate_run(models, "builtin", str(ROOT / "examples" / "bigbuckbunny.mp4"),
+                             "the rabbit", RunSettings(max_frames=10), Limits())
     assert big.source_size == (2160, 3840) and big.frames == small.frames == 10
     # the same model input size (the model's short side), 36× the source pixels
     assert big.model_s == pytest.approx(small.model_s, rel=1e-6)
@@ -189,9 +191,9 @@ def test_the_app_estimates_a_4k_clip_by_its_source_size(clip_4k, one_cpu_thread)
 def test_a_video_over_the_length_limit_is_estimated_for_the_frames_processed(one_cpu_thread):
     """The limit is on the work: a 2-s clip (16 frames at 8 fps) against a 1-s limit is
     estimated for its first 8 frames, and the note says so and what the visitor can change."""
-    models = sup.ModelCache(sup.model_choices())
-    est = sup.estimate_run(models, "builtin", str(EXAMPLE), "the red circle",
-                           sup.RunSettings(max_frames=300), sup.Limits(max_duration_s=1.0))
+    models = ModelCache(model_choices())
+    est = estimate_run(models, "builtin", str(EXAMPLE), "the red circle",
+                           RunSettings(max_frames=300), Limits(max_duration_s=1.0))
     assert est is not None and est.frames == 8
     assert "first 8 frames of 16" in est.text() and "fps" in est.text() and est.seconds > 0
 
@@ -200,6 +202,6 @@ def test_a_model_that_fails_to_load_has_no_estimate(tmp_path, one_cpu_thread):
     bad = tmp_path / "broken"
     bad.mkdir()
     (bad / "config.json").write_text("{not json")
-    models = sup.ModelCache(sup.model_choices(checkpoint=bad))
-    assert sup.estimate_run(models, None, str(EXAMPLE), "the red circle",
-                            sup.RunSettings(max_frames=300), sup.Limits()) is None
+    models = ModelCache(model_choices(checkpoint=bad))
+    assert estimate_run(models, None, str(EXAMPLE), "the red circle",
+                            RunSettings(max_frames=300), Limits()) is None

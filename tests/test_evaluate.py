@@ -3,16 +3,18 @@
 import pytest
 import torch
 
-from rvos import evaluate
-from rvos.builtin import build_builtin_model
-from rvos.evaluate import EvalResult, clip_to_video, evaluate_videos, input_short_side, run_cli
-from rvos.synth import make_clip, write_split
-from rvos.train import make_tokenizer
+from rvos.cli.eval import add_cli_arguments, run_cli
+from rvos.data.synth import make_clip
+from rvos.data.synth_split import write_split
+from rvos.eval.evaluate import EvalResult, clip_to_video, evaluate_videos, input_short_side
+from rvos.modeling.processing import DEFAULT_SHORT_SIDE
+from rvos.training.train import make_tokenizer
+from rvos.zoo.builtin import build_builtin_model
 
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory, tiny_builtin):
-    from rvos.checkpoint import save_pretrained
+    from rvos.zoo.checkpoint import save_pretrained
 
     root = tmp_path_factory.mktemp("model")
     torch.manual_seed(0)
@@ -91,7 +93,7 @@ def test_input_short_side_reads_the_model_metadata():
         metadata = {"input_short_side": 96}
 
     assert input_short_side(M()) == 96
-    assert input_short_side(object()) == evaluate.DEFAULT_SHORT_SIDE
+    assert input_short_side(object()) == DEFAULT_SHORT_SIDE
 
 
 def test_cli_end_to_end_prints_the_last_line_format(tmp_path, tiny_model_dir, capsys):
@@ -99,7 +101,7 @@ def test_cli_end_to_end_prints_the_last_line_format(tmp_path, tiny_model_dir, ca
 
     data = write_split(tmp_path / "test", "test", 2, num_frames=3, size=(64, 64))
     parser = argparse.ArgumentParser()
-    evaluate.add_cli_arguments(parser)
+    add_cli_arguments(parser)
     out_json = tmp_path / "scores.json"
     args = parser.parse_args(
         [str(data), "--checkpoint", str(tiny_model_dir), "--json", str(out_json)]
@@ -117,7 +119,7 @@ def test_cli_reports_a_missing_split_clearly(tmp_path, capsys):
     import argparse
 
     parser = argparse.ArgumentParser()
-    evaluate.add_cli_arguments(parser)
+    add_cli_arguments(parser)
     assert run_cli(parser.parse_args([str(tmp_path / "nowhere")])) == 2
     err = capsys.readouterr().err
     assert "rvos eval: error:" in err and "expressions.json" in err
@@ -125,14 +127,16 @@ def test_cli_reports_a_missing_split_clearly(tmp_path, capsys):
 
 def test_evaluate_never_imports_train_so_the_two_form_no_cycle():
     # Training imports evaluation for its validation scores; evaluation loads training
-    # checkpoints through rvos.train_checkpoint, not through rvos.train (not even lazily).
+    # checkpoints through rvos.zoo.training_checkpoint, not through rvos.training.train (not even
+    # lazily).
     import ast
     import inspect
+
+    from rvos.eval import evaluate
 
     tree = ast.parse(inspect.getsource(evaluate))
     imported = {
         node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
     } | {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
          for alias in node.names}
-    assert "rvos.train" not in imported
-    assert "rvos.train_checkpoint" in imported
+    assert "rvos.training.train" not in imported

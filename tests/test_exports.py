@@ -1,4 +1,5 @@
-"""Slide exports (rvos.exports): the paper-style figure as PNG and PDF, the GIF, two models side
+"""Slide exports (rvos.result.exports): the paper-style figure as PNG and PDF, the GIF, two models
+side
 by side. The figure is checked by its pixels: bands of tiles, one per expression, each cut into
 one tile per chosen frame, every tile in its expression's colour and showing its own frame."""
 
@@ -14,10 +15,14 @@ import torch
 from PIL import Image
 from test_app import BUILTIN, two_expression_example
 
-from rvos import exports, visualize
-from rvos.predictor import Predictor
-from rvos.registry import load_model
-from rvos.video import probe, read_video
+from rvos.media.probe import probe
+from rvos.media.video import read_video
+from rvos.predictor.predictor import Predictor
+from rvos.result import exports
+from rvos.viz.colors import palette
+from rvos.viz.draw import caption_strip
+from rvos.viz.figures import paper_figure
+from rvos.zoo.loader import load_model
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
@@ -66,7 +71,7 @@ def test_figure_is_a_grid_of_expressions_by_frames(clip, tmp_path, columns):
     rows = _bands(ink.mean(1) > 0.8)
     assert len(rows) == len(result) == 2
     indices = exports.figure_frames(result.num_frames, columns)
-    colours = visualize.palette(len(result))
+    colours = palette(len(result))
     for k, (top, bottom) in enumerate(rows):
         tiles = _bands(ink[(top + bottom) // 2])
         assert len(tiles) == columns
@@ -119,7 +124,7 @@ def test_gif_has_every_frame_at_the_video_pace(clip, tmp_path):
     assert sum(durations) == pytest.approx(1000 * 16 / result.source.fps, abs=10)  # 2 s
     assert set(durations) <= {120, 130}  # 8 fps in the GIF's 10 ms steps
     assert path.stat().st_size <= exports.GIF_MAX_MB * 1e6
-    strip = visualize.caption_strip(256, [e.text for e in result])
+    strip = caption_strip(256, [e.text for e in result])
     assert size == (256, 256 + strip.shape[0])  # the frame and the expressions below it
 
 
@@ -149,7 +154,7 @@ def test_side_by_side_video_shows_both_models_on_every_frame(clip, tmp_path):
     left, right = still[:, :256], still[:, 264:520]
     assert not np.array_equal(left, right)  # a higher threshold, smaller masks
     same = exports.compare_frame([result, result], titles, 3, frames[3])
-    top = same.shape[0] - 256 - visualize.caption_strip(520, [e.text for e in result]).shape[0]
+    top = same.shape[0] - 256 - caption_strip(520, [e.text for e in result]).shape[0]
     np.testing.assert_array_equal(same[top:top + 256, :256], same[top:top + 256, 264:520])
     with pytest.raises(ValueError, match="same frames"):
         exports.write_side_by_side([result, _first_frames(other)], titles, tmp_path / "x.mp4",
@@ -175,13 +180,13 @@ def test_exports_never_run_the_model(clip, tmp_path, monkeypatch):
 def test_figure_columns_count_frames_from_one(clip, monkeypatch):
     frames, result = clip
     seen = {}
-    real = visualize.paper_figure
+    real = paper_figure
 
     def spy(*args, **kwargs):
         seen["labels"] = kwargs["column_labels"]
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(visualize, "paper_figure", spy)
+    monkeypatch.setattr(exports, "paper_figure", spy)
     exports.render_figure(result, frames, columns=3, width=1200)
     last = result.num_frames
     assert seen["labels"][0] == "frame 1 · 0.00 s"  # as people count, not "frame 0"

@@ -21,11 +21,13 @@ import pytest
 from fileserver import DRIVE_CONFIRM_PAGE, DRIVE_QUOTA_PAGE, FileServer
 from test_app import ROOT, start_app
 
-from rvos import app_support as sup
-from rvos import download as dl
-from rvos import registry, zoo
-from rvos.predictor import add_cli_arguments, run_cli
-from rvos.video import probe
+from rvos.app.inputs import AppInputError
+from rvos.app.models import ModelCache, model_choices
+from rvos.cli.predict import add_cli_arguments, run_cli
+from rvos.media.probe import probe
+from rvos.zoo import download as dl
+from rvos.zoo import loader as zoo
+from rvos.zoo import registry
 
 REAL_CLIP = ROOT / "examples" / "bigbuckbunny.mp4"  # real footage that ships with the app
 R50 = registry.get_model_info("ytvos-r50")
@@ -170,7 +172,7 @@ def test_two_sessions_choosing_the_same_missing_model_share_one_download(server,
     monkeypatch.setenv("RVOS_MIRROR", server.url)
     server.add_file(FILE, PAYLOAD)
     server.rate = 2_000_000  # bytes/s: both sessions are still waiting when the second asks
-    models = sup.ModelCache(sup.model_choices(offline=False), offline=False)
+    models = ModelCache(model_choices(offline=False), offline=False)
     assert "Downloads on first use" in models.note("ytvos-r50")
     assert "downloads on first use" in {k: v for v, k in models.menu()}["ytvos-r50"]
     seen: dict[str, list] = {}
@@ -197,8 +199,8 @@ def test_two_sessions_choosing_the_same_missing_model_share_one_download(server,
 def test_a_failed_download_is_a_clear_message_and_a_later_one_works(server, online,
                                                                      monkeypatch):
     link = registry_link_on(server, monkeypatch)  # serves nothing yet: HTTP 404
-    models = sup.ModelCache(sup.model_choices(offline=False), offline=False)
-    with pytest.raises(sup.AppInputError) as err:
+    models = ModelCache(model_choices(offline=False), offline=False)
+    with pytest.raises(AppInputError) as err:
         list(models.fetch_steps("ytvos-r50"))
     assert str(err.value).startswith("could not download ytvos-r50: ")
     assert "HTTP 404" in str(err.value) and link in str(err.value)
@@ -209,16 +211,16 @@ def test_a_failed_download_is_a_clear_message_and_a_later_one_works(server, onli
 def test_offline_menu_lists_only_the_models_on_this_machine(online, monkeypatch):
     (online).mkdir(parents=True)
     (online / R50.filename).write_bytes(b"x")
-    keys = [c.key for c in sup.model_choices(offline=True)]
+    keys = [c.key for c in model_choices(offline=True)]
     assert keys == ["builtin", "ytvos-r50"]
-    everything = [c.key for c in sup.model_choices(offline=False)]
+    everything = [c.key for c in model_choices(offline=False)]
     assert everything == [m.name for m in registry.list_models(supported_only=True)]
-    with pytest.raises(sup.AppInputError, match="python -m rvos download ytvos-r101"):
-        sup.model_choices("ytvos-r101", offline=True)
-    hub = sup.model_choices("hf://rvos-test/referformer-ytvos-r50@v1", offline=True)[0]
+    with pytest.raises(AppInputError, match="python -m rvos download ytvos-r101"):
+        model_choices("ytvos-r101", offline=True)
+    hub = model_choices("hf://rvos-test/referformer-ytvos-r50@v1", offline=True)[0]
     assert (hub.key, hub.kind) == ("hf://rvos-test/referformer-ytvos-r50@v1", "hub")
-    with pytest.raises(sup.AppInputError, match="hf://OWNER/REPO"):
-        sup.model_choices("hf://just-a-name")
+    with pytest.raises(AppInputError, match="hf://OWNER/REPO"):
+        model_choices("hf://just-a-name")
 
 
 def test_app_fetches_its_model_before_serving_then_segments_and_compares(
@@ -283,7 +285,7 @@ def stalled_hub(monkeypatch, tmp_path):
     """A Hugging Face endpoint that accepts and never answers, an empty Hub cache, online."""
     from huggingface_hub import constants
 
-    from rvos import hub as rvos_hub
+    from rvos.zoo import hub as rvos_hub
 
     srv = FileServer()
     srv.stall = "answer"
@@ -312,8 +314,8 @@ def test_cli_without_roberta_base_names_the_cli_option(stalled_hub, parity_check
 
 def test_app_visitor_without_roberta_base_gets_no_operator_advice(stalled_hub,
                                                                    parity_checkpoint):
-    models = sup.ModelCache(sup.model_choices("ytvos-r50", checkpoint=parity_checkpoint))
-    with pytest.raises(sup.AppInputError) as err:
+    models = ModelCache(model_choices("ytvos-r50", checkpoint=parity_checkpoint))
+    with pytest.raises(AppInputError) as err:
         models.get("ytvos-r50")
     message = str(err.value)
     assert "roberta-base" in message and "Hugging Face Hub" in message

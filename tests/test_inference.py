@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rvos.inference import (
+from rvos.modeling.processing import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     postprocess_masks,

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rvos.losses import LossWeights, ReferringCriterion, dice_loss, sigmoid_focal_loss
+from rvos.training.losses import LossWeights, ReferringCriterion, dice_loss, sigmoid_focal_loss
 
 T, Q, H, W = 2, 3, 8, 8
 

@@ -4,7 +4,7 @@ nothing; malformed targets raise."""
 import pytest
 import torch
 
-from rvos.matcher import HungarianMatcher, downsample_masks, upsample_masks
+from rvos.training.matcher import HungarianMatcher, downsample_masks, upsample_masks
 
 T, Q, H, W = 3, 5, 16, 16
 

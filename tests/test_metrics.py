@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rvos.metrics import boundary_map, f_measure, jaccard, jf
+from rvos.eval.metrics import boundary_map, f_measure, jaccard, jf
 
 
 def square(shape, r0, c0, side):

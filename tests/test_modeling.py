@@ -202,7 +202,7 @@ def test_model_without_tokenizer_says_how_to_get_one(make_tiny_model):
 # -------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(("frames", "captions", "error", "message"), [
     (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), [SHORT], TypeError,
-     r"normalised float tensor, got torch.uint8; use rvos.inference.preprocess"),
+     r"normalised float tensor, got torch.uint8; use rvos.modeling.processing.preprocess"),
     (torch.zeros(3, 32, 32), [SHORT], ValueError,
      r"frames must be \[T, 3, H, W\] or \[B, T, 3, H, W\], got shape \(3, 32, 32\)"),
     (torch.zeros(2, 32, 32, 3), [SHORT], ValueError, r"got shape \(1, 2, 32, 32, 3\)"),

@@ -14,7 +14,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import pytest
 
-from rvos.result import OUTPUT_NAMES
+from rvos.result.writer import OUTPUT_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 BUNNY = REPO / "examples" / "bigbuckbunny.mp4"
@@ -131,7 +131,7 @@ def test_a_bad_video_fails_before_torch_is_imported(tmp_path, make, message):
     assert done.returncode == 2
     imported = [ln.split("|")[-1].strip() for ln in done.stderr.splitlines()
                 if ln.startswith("import time:")]
-    assert "rvos.video" in imported and "torch" not in imported
+    assert "rvos.media.probe" in imported and "torch" not in imported
     [line] = [ln for ln in done.stderr.splitlines() if not ln.startswith("import time:")]
     assert line.startswith("rvos predict: error:") and message in line
     assert str(bad.parent) not in line  # the file's name at most, never its folder
@@ -142,8 +142,8 @@ def test_a_cancelled_or_failed_prediction_leaves_nothing_in_its_folder(make_tiny
                                                                         long_video, tmp_path):
     """What the app's run folders rely on: closing `iter_predict` (a cancelled run) or a
     failing `write_outputs` removes every file the run wrote, partial or complete."""
-    from rvos.predictor import Predictor
-    from rvos.result import write_outputs
+    from rvos.predictor.predictor import Predictor
+    from rvos.result.writer import write_outputs
 
     predictor = Predictor(make_tiny_model(), window=4, overlap=1, short_side=32, device="cpu")
     out = tmp_path / "run-1"

@@ -20,9 +20,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from rvos.checkpoint import load_official, load_text_side
-from rvos.inference import preprocess, run_original
+from rvos.modeling.processing import preprocess, run_original
 from rvos.modeling.text_encoder import tokenize
+from rvos.zoo.checkpoint import load_official, load_text_side
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
@@ -147,7 +147,7 @@ def test_tokenizer_reproduces_the_recorded_tokens(case_dir):
 
 
 def test_preprocess_reproduces_the_recorded_resize(case_dir):
-    """rvos.inference.preprocess == torchvision Resize(360) on PIL + normalisation."""
+    """rvos.modeling.processing.preprocess == torchvision Resize(360) on PIL + normalisation."""
     inputs = torch.load(case_dir / "inputs.pt", weights_only=True)
     h, w = (int(s) for s in inputs["size"])
     got = preprocess(inputs["frames_uint8"].numpy())

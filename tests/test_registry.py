@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from rvos import registry, zoo
-from rvos.registry import (
+from rvos.cli import models as zoo
+from rvos.zoo import registry
+from rvos.zoo.loader import load_model, resolve_local
+from rvos.zoo.registry import (
     MODELS,
     ModelFileMissingError,
     UnknownModelError,
     UnsupportedModelError,
     get_model_info,
     list_models,
-    load_model,
-    resolve_local,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -267,10 +267,11 @@ def test_listing_and_downloading_models_do_not_import_torch():
     import sys
 
     code = (
-        "import sys, rvos, rvos.cli, rvos.registry, rvos.download, rvos.synth, rvos.zoo\n"
-        "import rvos.hub, rvos.convert\n"
-        "rvos.cli.build_parser(only='models')\n"
-        "rvos.cli.build_parser(only='convert')\n"
+        "import sys, rvos, rvos.cli.main, rvos.zoo.registry, rvos.zoo.download\n"
+        "import rvos.data.synth_scene, rvos.zoo.loader\n"
+        "import rvos.zoo.hub, rvos.zoo.convert\n"
+        "rvos.cli.main.build_parser(only='models')\n"
+        "rvos.cli.main.build_parser(only='convert')\n"
         "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
         "assert callable(rvos.load_pretrained)  # the public API still works, on first use\n"

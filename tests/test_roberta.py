@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from rvos.builtin import builtin_config
-from rvos.checkpoint import IGNORED_KEYS, read_checkpoint
 from rvos.modeling.referformer import ROBERTA_BASE
 from rvos.modeling.roberta import RobertaConfig, RobertaModel, roberta_position_ids
-from rvos.tokenizer import TextTokenizer
+from rvos.modeling.tokenizer import TextTokenizer
+from rvos.zoo.builtin import builtin_config
+from rvos.zoo.checkpoint import IGNORED_KEYS, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILTIN_TEXT = json.loads((ROOT / "rvos/weights/builtin/config.json").read_text())["config"]["text"]
@@ -193,12 +193,12 @@ def test_the_builtin_model_runs_without_importing_transformers():
     code = (
         "import sys, numpy as np, torch\n"
         "torch.set_num_threads(1)\n"
-        "import rvos.predictor, rvos.cli\n"
-        "rvos.cli.build_parser(only='predict')\n"
-        "from rvos.zoo import load_model\n"
+        "import rvos.predictor.predictor, rvos.cli.main\n"
+        "rvos.cli.main.build_parser(only='predict')\n"
+        "from rvos.zoo.loader import load_model\n"
         "model = load_model('builtin')\n"
         "frames = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)\n"
-        "result = rvos.predictor.Predictor(model).predict(frames, 'the red circle')\n"
+        "result = rvos.predictor.predictor.Predictor(model).predict(frames, 'the red circle')\n"
         "assert result.num_frames == 2\n"
         "assert 'transformers' not in sys.modules, 'transformers was imported'\n"
     )

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rvos.checkpoint import IGNORED_KEYS, detect_backbone, load_official, rename_official_key
-from rvos.inference import normalize
 from rvos.modeling import ReferFormerConfig, build_referformer
 from rvos.modeling import swin as swin_module
 from rvos.modeling.backbone import build_backbone
+from rvos.modeling.processing import normalize
 from rvos.modeling.swin import SWIN_CONFIGS, build_swin, relative_position_index
+from rvos.zoo.checkpoint import IGNORED_KEYS, detect_backbone, load_official, rename_official_key
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 

@@ -17,18 +17,35 @@ import cv2
 import numpy as np
 import pytest
 
-from rvos import synth
+from rvos.cli.synth import add_cli_arguments, run_cli
+from rvos.data.synth import SPLIT_SEEDS, generate_clip, generate_split, make_clip
+from rvos.data.synth_language import (
+    CATEGORIES,
+    COLOUR_WORDS,
+    FILLER_WORDS,
+    GENERIC_NOUNS,
+    MOTION_ADJECTIVES,
+    MOTION_PHRASES,
+    REGION_PHRASES,
+    RELATION_TEMPLATES,
+    SHAPE_WORDS,
+    SIZE_WORDS,
+    sample_expression_texts,
+    vocabulary,
+)
+from rvos.data.synth_scene import COLOURS, DIRECTIONS, _photo_textures
+from rvos.data.synth_split import SynthDataset, read_split, write_split
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def clips():
-    train = [synth.make_clip("train", i, seed=11) for i in range(30)]
+    train = [make_clip("train", i, seed=11) for i in range(30)]
     # Short, non-square clips, as training may ask for.
-    train += [synth.make_clip("train", i, seed=12, num_frames=3, size=(96, 160))
+    train += [make_clip("train", i, seed=12, num_frames=3, size=(96, 160))
               for i in range(10)]
-    val = list(synth.generate_split("val", 20))
+    val = list(generate_split("val", 20))
     return train + val
 
 
@@ -38,22 +55,22 @@ def clips():
 
 def _phrase_table() -> dict[str, tuple[str, object]]:
     table: dict[str, tuple[str, object]] = {}
-    for colour, words in synth.COLOUR_WORDS.items():
+    for colour, words in COLOUR_WORDS.items():
         table.update(dict.fromkeys(words, ("colour", colour)))
-    for shape, pairs in synth.SHAPE_WORDS.items():
+    for shape, pairs in SHAPE_WORDS.items():
         for sing, plur in pairs:
             table[sing] = table[plur] = ("shape", shape)
-    for sing, plur in synth.GENERIC_NOUNS:
+    for sing, plur in GENERIC_NOUNS:
         table[sing] = table[plur] = ("generic", None)
-    for size, words in synth.SIZE_WORDS.items():
+    for size, words in SIZE_WORDS.items():
         table.update(dict.fromkeys(words, ("size", size)))
-    for region, phrases in synth.REGION_PHRASES.items():
+    for region, phrases in REGION_PHRASES.items():
         table.update(dict.fromkeys(phrases, ("region", region)))
-    for motion, phrases in synth.MOTION_PHRASES.items():
+    for motion, phrases in MOTION_PHRASES.items():
         table.update(dict.fromkeys(phrases, ("motion", motion)))
-    for motion, words in synth.MOTION_ADJECTIVES.items():
+    for motion, words in MOTION_ADJECTIVES.items():
         table.update(dict.fromkeys(words, ("motion", motion)))
-    for relation, forms in synth.RELATION_TEMPLATES.items():
+    for relation, forms in RELATION_TEMPLATES.items():
         for form, templates in forms.items():
             for tpl in templates:
                 for part in tpl.replace("{nps}", "|").replace("{np}", "|").split("|"):
@@ -87,7 +104,7 @@ def parse(text: str) -> dict:
                 i += n
                 break
         else:
-            assert words[i] in synth.FILLER_WORDS, f"{text!r}: unexpected word {words[i]!r}"
+            assert words[i] in FILLER_WORDS, f"{text!r}: unexpected word {words[i]!r}"
             i += 1
     return out
 
@@ -106,8 +123,8 @@ def unoccluded(clip, k, t) -> bool:
 
 
 def nearest_colour(rgb) -> str:
-    names = list(synth.COLOURS)
-    dist = [np.linalg.norm(np.asarray(rgb) - synth.COLOURS[c]) for c in names]
+    names = list(COLOURS)
+    dist = [np.linalg.norm(np.asarray(rgb) - COLOURS[c]) for c in names]
     return names[int(np.argmin(dist))]
 
 
@@ -159,7 +176,7 @@ class Geometry:
             return ratio > 1.05 if grows else ratio < 1 / 1.05
         if motion == "bouncing":
             return self.bounces
-        d = np.array(synth.DIRECTIONS[motion])
+        d = np.array(DIRECTIONS[motion])
         cos = self.steps @ d / np.maximum(np.linalg.norm(self.steps, axis=1), 1e-9)
         if clearly:
             return bool(np.all(cos > 0.99) and self.displacement >= 0.15 and not self.bounces)
@@ -195,8 +212,8 @@ def describes(g: Geometry, attrs: dict, clearly: bool) -> bool:
 
 
 def test_same_split_index_seed_gives_identical_clip():
-    a = synth.make_clip("train", 7, seed=3)
-    b = synth.make_clip("train", 7, seed=3)
+    a = make_clip("train", 7, seed=3)
+    b = make_clip("train", 7, seed=3)
     assert a.frames.tobytes() == b.frames.tobytes()
     assert a.masks.tobytes() == b.masks.tobytes()
     assert a.boxes.tobytes() == b.boxes.tobytes()
@@ -204,24 +221,24 @@ def test_same_split_index_seed_gives_identical_clip():
 
 
 def test_different_seed_or_index_gives_different_clip():
-    a = synth.make_clip("train", 7, seed=3)
-    assert a.frames.tobytes() != synth.make_clip("train", 7, seed=4).frames.tobytes()
-    assert a.frames.tobytes() != synth.make_clip("train", 8, seed=3).frames.tobytes()
+    a = make_clip("train", 7, seed=3)
+    assert a.frames.tobytes() != make_clip("train", 7, seed=4).frames.tobytes()
+    assert a.frames.tobytes() != make_clip("train", 8, seed=3).frames.tobytes()
 
 
 def test_val_and_test_ignore_seed_and_differ_from_train():
-    v = synth.make_clip("val", 2, seed=0)
-    assert v.frames.tobytes() == synth.make_clip("val", 2, seed=123).frames.tobytes()
-    assert [c.name for c in synth.generate_split("test", 2, seed=9)] == ["test_00000", "test_00001"]
+    v = make_clip("val", 2, seed=0)
+    assert v.frames.tobytes() == make_clip("val", 2, seed=123).frames.tobytes()
+    assert [c.name for c in generate_split("test", 2, seed=9)] == ["test_00000", "test_00001"]
     # Even the train seed equal to val's fixed seed draws different clips.
-    seed = synth.SPLIT_SEEDS["val"]
-    assert v.frames.tobytes() != synth.make_clip("train", 2, seed=seed).frames.tobytes()
-    assert v.frames.tobytes() != synth.make_clip("test", 2).frames.tobytes()
+    seed = SPLIT_SEEDS["val"]
+    assert v.frames.tobytes() != make_clip("train", 2, seed=seed).frames.tobytes()
+    assert v.frames.tobytes() != make_clip("test", 2).frames.tobytes()
 
 
 def test_generator_and_seed_arguments():
-    a = synth.generate_clip(np.random.default_rng(5), num_frames=3, size=(96, 160))
-    b = synth.generate_clip(5, num_frames=3, size=(96, 160))
+    a = generate_clip(np.random.default_rng(5), num_frames=3, size=(96, 160))
+    b = generate_clip(5, num_frames=3, size=(96, 160))
     assert a.frames.shape == (3, 96, 160, 3) and a.frames.tobytes() == b.frames.tobytes()
     n = len(a.objects)
     assert a.masks.shape == (n, 3, 96, 160) and a.boxes.shape == (n, 3, 4)
@@ -229,14 +246,16 @@ def test_generator_and_seed_arguments():
 
 
 def test_missing_photo_textures_change_only_backgrounds(monkeypatch):
-    with_photos = [synth.make_clip("val", i) for i in range(12)]
+    from rvos.data import synth_scene as synth
+
+    with_photos = [make_clip("val", i) for i in range(12)]
     monkeypatch.setattr(synth, "_PHOTOS", [])
-    without = [synth.make_clip("val", i) for i in range(12)]
+    without = [make_clip("val", i) for i in range(12)]
     for a, b in zip(with_photos, without, strict=True):
         assert a.masks.tobytes() == b.masks.tobytes()
         assert a.expressions == b.expressions
     monkeypatch.undo()
-    if synth._photo_textures():
+    if _photo_textures():
         assert any(a.frames.tobytes() != b.frames.tobytes()
                    for a, b in zip(with_photos, without, strict=True))
 
@@ -352,7 +371,7 @@ def test_expressions_per_clip_and_categories(clips):
     assert np.mean(np.array(counts) >= 2) > 0.8
     for split_clips in (clips[:40], clips[40:]):
         cats = {e.category for c in split_clips for e in c.expressions}
-        assert cats == set(synth.CATEGORIES)
+        assert cats == set(CATEGORIES)
     # Expressions in a clip mostly refer to different objects.
     multi = [c for c in clips if len(c.objects) >= len(c.expressions) >= 2]
     distinct = [len({e.object_index for e in c.expressions}) == len(c.expressions) for c in multi]
@@ -360,18 +379,18 @@ def test_expressions_per_clip_and_categories(clips):
 
 
 def test_generated_words_are_in_the_vocabulary(clips):
-    vocab = set(synth.vocabulary())
-    texts = [e.text for c in clips for e in c.expressions] + synth.sample_expression_texts(300)
+    vocab = set(vocabulary())
+    texts = [e.text for c in clips for e in c.expressions] + sample_expression_texts(300)
     for text in texts:
         assert set(text.split()) <= vocab, text
-    for words in synth.COLOUR_WORDS.values():
+    for words in COLOUR_WORDS.values():
         assert set(words) <= vocab
 
 
 def test_sample_expression_texts_is_seeded():
-    a = synth.sample_expression_texts(50, seed=1)
-    assert a == synth.sample_expression_texts(50, seed=1)
-    assert a != synth.sample_expression_texts(50, seed=2)
+    a = sample_expression_texts(50, seed=1)
+    assert a == sample_expression_texts(50, seed=1)
+    assert a != sample_expression_texts(50, seed=2)
     assert len(a) == 50 and all(a)
 
 
@@ -380,12 +399,12 @@ def test_sample_expression_texts_is_seeded():
 
 
 def test_dataset_view():
-    ds = synth.SynthDataset("val", 3)
+    ds = SynthDataset("val", 3)
     assert len(ds) == 3
-    assert ds[1].frames.tobytes() == synth.make_clip("val", 1).frames.tobytes()
+    assert ds[1].frames.tobytes() == make_clip("val", 1).frames.tobytes()
     with pytest.raises(IndexError):
         ds[3]
-    train = synth.SynthDataset("train", 2, seed=4, num_frames=3)
+    train = SynthDataset("train", 2, seed=4, num_frames=3)
     assert train[10].frames.shape[0] == 3  # train clips can be drawn past len()
 
 
@@ -396,19 +415,19 @@ def test_dataset_view():
 )
 def test_bad_clip_settings_are_value_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        synth.generate_clip(0, **kwargs)
+        generate_clip(0, **kwargs)
 
 
 def test_bad_split_is_value_error():
     with pytest.raises(ValueError, match="split must be one of"):
-        synth.make_clip("training", 0)
+        make_clip("training", 0)
     with pytest.raises(ValueError, match="index"):
-        synth.make_clip("train", -1)
+        make_clip("train", -1)
 
 
 def test_fixed_object_count():
     for n in (1, 5):
-        assert len(synth.generate_clip(n, num_objects=n).objects) == n
+        assert len(generate_clip(n, num_objects=n).objects) == n
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,9 +435,9 @@ def test_fixed_object_count():
 
 
 def test_write_read_round_trip(tmp_path):
-    out = synth.write_split(tmp_path / "val", "val", 3)
-    clips = list(synth.generate_split("val", 3))
-    videos = synth.read_split(out)
+    out = write_split(tmp_path / "val", "val", 3)
+    clips = list(generate_split("val", 3))
+    videos = read_split(out)
     assert [v.name for v in videos] == [c.name for c in clips]
     meta = json.loads((out / "expressions.json").read_text())
     for clip, video in zip(clips, videos, strict=True):
@@ -438,12 +457,12 @@ def test_write_read_round_trip(tmp_path):
 
 def test_read_split_without_index_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="rvos synth"):
-        synth.read_split(tmp_path)
+        read_split(tmp_path)
 
 
 def _cli_args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    synth.add_cli_arguments(parser)
+    add_cli_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -451,15 +470,16 @@ def test_run_cli_writes_a_split_and_refuses_to_overwrite(tmp_path, capsys):
     out = tmp_path / "s"
     args = _cli_args("--split", "train", "--count", "2", "--seed", "5", "--out", str(out),
                      "--frames", "3")
-    assert synth.run_cli(args) == 0
-    assert len(synth.read_split(out)) == 2
-    assert synth.run_cli(args) == 2
+    assert run_cli(args) == 0
+    assert len(read_split(out)) == 2
+    assert run_cli(args) == 2
     err = capsys.readouterr().err.strip()
     assert "already holds a split" in err and len(err.splitlines()) == 1
-    assert synth.run_cli(_cli_args("--count", "0", "--out", str(tmp_path / "z"))) == 2
+    assert run_cli(_cli_args("--count", "0", "--out", str(tmp_path / "z"))) == 2
 
 
-@pytest.mark.skipif(not (REPO / "rvos" / "cli.py").is_file(), reason="rvos/cli.py not written yet")
+@pytest.mark.skipif(not (REPO / "rvos" / "cli" / "main.py").is_file(),
+                    reason="rvos/cli/main.py not written yet")
 def test_cli_subprocess(tmp_path):
     out = tmp_path / "cli"
     proc = subprocess.run(
@@ -467,4 +487,4 @@ def test_cli_subprocess(tmp_path):
          str(out)], cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert [v.name for v in synth.read_split(out)] == ["test_00000", "test_00001"]
+    assert [v.name for v in read_split(out)] == ["test_00000", "test_00001"]

@@ -1,4 +1,5 @@
-"""rvos.tokenizer gives the tokens transformers' AutoTokenizer gives, on every kind of folder
+"""rvos.modeling.tokenizer gives the tokens transformers' AutoTokenizer gives, on every kind of
+folder
 rvos reads: the built-in tokenizer (a saved tokenizers pipeline that lower-cases), the parity
 fixture's RoBERTa tokenizer, a bare vocab.json + merges.txt, an older transformers' config.
 
@@ -15,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rvos.builtin import train_tokenizer
-from rvos.tokenizer import TextTokenizer, TokenizerError
+from rvos.modeling.tokenizer import TextTokenizer, TokenizerError
+from rvos.zoo.builtin import train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILTIN = ROOT / "rvos" / "weights" / "builtin" / "tokenizer"

@@ -6,19 +6,19 @@ import json
 import pytest
 import torch
 
-from rvos.builtin import SPECIAL_TOKENS, build_builtin_model, builtin_config
-from rvos.losses import ReferringCriterion
-from rvos.train import (
+from rvos.training.losses import ReferringCriterion
+from rvos.training.train import (
     TrainClips,
     TrainConfig,
     collate,
     fit_total_steps,
     learning_rate,
-    load_training_checkpoint,
     make_tokenizer,
     select_videos,
     train,
 )
+from rvos.zoo.builtin import SPECIAL_TOKENS, build_builtin_model, builtin_config
+from rvos.zoo.training_checkpoint import load_training_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def _run_dir(tmp_path, tokenizer_dir):
 
 
 def test_train_resumes_and_exports_a_loadable_model(tmp_path, tokenizer_dir, tiny_builtin):
-    from rvos.checkpoint import load_pretrained
+    from rvos.zoo.checkpoint import load_pretrained
 
     out = _run_dir(tmp_path, tokenizer_dir)
     common = {

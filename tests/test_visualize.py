@@ -1,4 +1,4 @@
-"""rvos.visualize: drawing functions on plain arrays."""
+"""rvos.viz.draw: drawing functions on plain arrays."""
 
 from __future__ import annotations
 
@@ -8,26 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from rvos.visualize import (
-    HIGHLIGHT,
-    attention_grid,
-    caption_strip,
-    compose_overlay_frame,
-    davis_palette,
-    draw_attention,
-    draw_decoder,
-    draw_queries,
-    figure_layout,
-    layer_colors,
-    notice,
-    overlay_masks,
-    palette,
-    paper_figure,
-    plot_scores,
-    query_colors,
-    query_mask_grid,
-    side_by_side,
-)
+from rvos.media.labels import davis_palette
+from rvos.viz import decoder, explorer
+from rvos.viz.colors import HIGHLIGHT, layer_colors, palette, query_colors
+from rvos.viz.decoder import draw_decoder, query_mask_grid
+from rvos.viz.draw import caption_strip, compose_overlay_frame, notice, overlay_masks
+from rvos.viz.explorer import attention_grid, draw_attention, draw_queries, plot_scores
+from rvos.viz.figures import figure_layout, paper_figure, side_by_side
 
 
 @pytest.fixture
@@ -389,10 +376,10 @@ def test_layer_score_plot_counts_layers_from_one() -> None:
 
 def _font_file(kind: int) -> tuple | None:
     """The chain's font of one kind found here (0: text, 1: CJK, 2: emoji), or None."""
-    from rvos import visualize
+    from rvos.viz.text import _CJK_FONTS, _EMOJI_FONTS, _TEXT_FONTS, _font_chain
 
-    groups = (visualize._TEXT_FONTS, visualize._CJK_FONTS, visualize._EMOJI_FONTS)
-    found = [f for f in visualize._font_chain() if f[:2] in groups[kind]]
+    groups = (_TEXT_FONTS, _CJK_FONTS, _EMOJI_FONTS)
+    found = [f for f in _font_chain() if f[:2] in groups[kind]]
     return found[0] if found else None
 
 
@@ -428,35 +415,36 @@ def test_emoji_draw_in_colour() -> None:
 
 
 def test_text_draws_without_any_system_font(monkeypatch) -> None:
-    from rvos import visualize
+    from rvos.viz import text as viz_text
+    from rvos.viz.text import _font, _font_chain
 
-    monkeypatch.setattr(visualize, "_TEXT_FONTS", ())
-    monkeypatch.setattr(visualize, "_CJK_FONTS", ())
-    monkeypatch.setattr(visualize, "_EMOJI_FONTS", ())
-    visualize._font_chain.cache_clear()
-    visualize._font.cache_clear()
+    monkeypatch.setattr(viz_text, "_TEXT_FONTS", ())
+    monkeypatch.setattr(viz_text, "_CJK_FONTS", ())
+    monkeypatch.setattr(viz_text, "_EMOJI_FONTS", ())
+    _font_chain.cache_clear()
+    _font.cache_clear()
     try:
-        assert visualize._font_chain() == ()
+        assert _font_chain() == ()
         strip = caption_strip(200, ["左边的狗 🚗 a dog", "سيارة"], [(200, 0, 0), (0, 0, 200)])
         assert strip.dtype == np.uint8 and strip.shape[1] == 200
         assert _near(strip, (200, 0, 0), 40).sum() > 30  # Pillow's built-in font still draws
     finally:
-        visualize._font_chain.cache_clear()
-        visualize._font.cache_clear()
+        _font_chain.cache_clear()
+        _font.cache_clear()
 
 
 @pytest.fixture(scope="module")
 def builtin_tokenizer():
     """The built-in model's tokenizer, loaded as a model folder's tokenizer is."""
-    from rvos.checkpoint import TOKENIZER_DIR
-    from rvos.registry import BUILTIN_DIR
-    from rvos.tokenizer import TextTokenizer
+    from rvos.modeling.tokenizer import TextTokenizer
+    from rvos.zoo.checkpoint import TOKENIZER_DIR
+    from rvos.zoo.registry import BUILTIN_DIR
 
     return TextTokenizer.from_pretrained(Path(BUILTIN_DIR) / TOKENIZER_DIR)
 
 
 def test_chinese_expression_gives_a_word_per_character(builtin_tokenizer) -> None:
-    from rvos.predictor import group_words
+    from rvos.predictor.predictor import group_words
 
     ids = builtin_tokenizer("左边的狗在跑。")["input_ids"]
     words, groups = group_words(builtin_tokenizer, "左边的狗在跑。")
@@ -492,18 +480,18 @@ def test_query_labels_do_not_hide_each_other(frame: np.ndarray) -> None:
 
 
 def test_queries_are_counted_from_one(frame: np.ndarray, monkeypatch) -> None:
-    from rvos import visualize
+    from rvos.viz.draw import _label, _legend
 
     texts: list[str] = []
-    real = visualize._label
-    monkeypatch.setattr(visualize, "_label", lambda image, text, *a, **k: (
+    real = _label
+    monkeypatch.setattr(explorer, "_label", lambda image, text, *a, **k: (
         texts.append(text), real(image, text, *a, **k)))
     draw_queries(frame, np.array([[10, 10, 50, 50], [60, 10, 90, 50]], float),
                  np.array([0.25, 0.5]), chosen=1)
     assert sorted(texts) == ["q1 0.25", "q2 0.50"]
     lines: list[str] = []
-    real_legend = visualize._legend
-    monkeypatch.setattr(visualize, "_legend", lambda width, rows, size: (
+    real_legend = _legend
+    monkeypatch.setattr(decoder, "_legend", lambda width, rows, size: (
         lines.extend(text for row in rows for text, _ in row), real_legend(width, rows, size))[1])
     one_layer = np.array([[[10, 10, 50, 50]]], float)
     draw_decoder(frame, one_layer, np.array([[0.5]]), np.array([[[30.0, 30.0]]]), chosen=0)
@@ -542,7 +530,7 @@ def test_chosen_tile_title_is_below_its_tile(frame: np.ndarray) -> None:
 
 
 def test_word_attention_has_a_title_and_a_colour_scale(frame: np.ndarray) -> None:
-    from rvos.visualize import attention_view, colorbar
+    from rvos.viz.explorer import attention_view, colorbar
 
     heat = np.random.default_rng(1).random((6, 8))
     picture = draw_attention(frame, heat)

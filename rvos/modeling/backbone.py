@@ -10,6 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rvos.modeling.small_backbone import SmallVideoBackbone
+from rvos.modeling.swin import SWIN_CONFIGS, build_swin
+
 RESNET_DEPTHS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
 
 
@@ -142,15 +145,11 @@ def build_backbone(name: str, **kwargs) -> nn.Module:
     """Backbone by name: ``resnet50``, ``resnet101``, the released Swin / Video-Swin backbones
     (``swin_{t,s,b,l}_p4w7``, ``video_swin_{t,s,b}_p4w7``; ``kwargs`` may change fields of their
     `rvos.modeling.swin.SwinConfig`), or ``small3d`` (the built-in model's)."""
-    from rvos.modeling.swin import SWIN_CONFIGS, build_swin
-
     if name in RESNET_DEPTHS:
         return ResNetBackbone(name)
     if name in SWIN_CONFIGS:
         return build_swin(name, **kwargs)
     if name == "small3d":
-        from rvos.modeling.small_backbone import SmallVideoBackbone
-
         return SmallVideoBackbone(**kwargs)
     raise ValueError(
         f"backbone {name!r} is not supported; rvos builds "

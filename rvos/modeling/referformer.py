@@ -20,10 +20,10 @@ from rvos.modeling.backbone import build_backbone
 from rvos.modeling.fpn import CrossModalFPN
 from rvos.modeling.mask_head import dynamic_masks, dynamic_param_count
 from rvos.modeling.position import PositionEmbeddingSine1D, PositionEmbeddingSine2D
+from rvos.modeling.precision import autocast, full_precision
 from rvos.modeling.roberta import RobertaConfig, RobertaModel
 from rvos.modeling.text_encoder import FeatureResizer, tokenize
 from rvos.modeling.transformer import MLP, DeformableTransformer, inverse_sigmoid
-from rvos.precision import autocast, full_precision
 
 # The released models' text encoder, ``roberta-base`` (its published config.json). A bare
 # ``RobertaConfig()`` (transformers' defaults) is *not* this: it has 512 positions, 2 token types
@@ -126,7 +126,8 @@ class ReferFormer(nn.Module):
         super().__init__()
         self.config = config
         self.tokenizer = tokenizer
-        # "fp32", or a faster mode set by `rvos.precision.prepare_model` (bf16 / fp16 run the
+        # "fp32", or a faster mode set by `rvos.modeling.precision.prepare_model` (bf16 / fp16 run
+        # the
         # visual path under autocast; the text encoder, the heads and the masks stay fp32).
         self.precision = "fp32"
         c = config.hidden_dim
@@ -383,7 +384,7 @@ def _check_frames(frames: Tensor) -> Tensor:
     if not frames.is_floating_point():
         raise TypeError(
             f"frames must be a normalised float tensor, got {frames.dtype}; "
-            "use rvos.inference.preprocess() on uint8 frames")
+            "use rvos.modeling.processing.preprocess() on uint8 frames")
     if frames.dim() == 4:
         frames = frames[None]
     if frames.dim() != 5 or frames.shape[2] != 3:

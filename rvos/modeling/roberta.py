@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rvos.errors import RvosError
+
 __all__ = ["RobertaConfig", "RobertaModel", "roberta_position_ids"]
 
 # transformers' names for activation functions, for the ones a RoBERTa config may name.
@@ -39,7 +41,7 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
-class CaptionTooLongError(ValueError):
+class CaptionTooLongError(RvosError, ValueError):
     """A caption with more tokens than the text encoder has positions for."""
 
 

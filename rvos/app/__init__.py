@@ -1,0 +1,1 @@
+"""What the Gradio app does that is not UI: inputs, models, runs, sessions, comparison."""

@@ -1,0 +1,187 @@
+"""``rvos dataset``: predict and score Ref-YouTube-VOS / Ref-DAVIS17 splits."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rvos.data.layouts import (
+    FORMATS,
+    DatasetError,
+)
+from rvos.eval.benchmark import _predict
+from rvos.eval.dataset_scores import evaluate_predictions
+from rvos.eval.distributed import ProcessGroup, Workers
+from rvos.modeling.precision import PRECISIONS
+from rvos.zoo import registry
+from rvos.zoo.checkpoint import CheckpointError
+from rvos.zoo.download import DownloadError
+from rvos.zoo.hub import HubError
+
+__all__ = ["add_cli_arguments", "run_cli"]
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    try:
+        workers = Workers.from_env()
+    except ValueError as exc:
+        print(f"rvos dataset predict: error: {exc}", file=sys.stderr)
+        return 2
+    rank = f"[rank {workers.rank}] " if workers.distributed else ""
+    try:
+        for opt, low in (("max_videos", 1), ("short_side", 8), ("window", 0), ("overlap", 0)):
+            value = getattr(args, opt)
+            if value is not None and value < low:
+                raise DatasetError(f"--{opt.replace('_', '-')} must be >= {low}, got {value}")
+        with ProcessGroup(workers) as group:
+            return _predict(args, workers, group)
+    except _user_errors() as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"rvos dataset predict: error: {rank}{msg}", file=sys.stderr)
+        return 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    return (
+        DatasetError,
+        CheckpointError,
+        DownloadError,
+        HubError,
+        ValueError,
+        OSError,
+        registry.UnknownModelError,
+        registry.ModelFileMissingError,
+        registry.UnsupportedModelError,
+    )
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    try:
+        rows = evaluate_predictions(
+            args.root, args.split, args.format, args.pred, args.gt, progress=not args.quiet
+        )
+    except (DatasetError, OSError, ValueError) as exc:
+        print(f"rvos dataset eval: error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{'':<8} {'J&F':>6} {'J':>6} {'F':>6} {'J-Rec':>6} {'J-Dec':>6} {'F-Rec':>6} {'F-Dec':>6}"
+    )
+    for name, r in rows.items():
+        values = [
+            r[c]
+            for c in ("J&F-Mean", "J-Mean", "F-Mean", "J-Recall", "J-Decay", "F-Recall", "F-Decay")
+        ]
+        print(f"{name:<8} " + " ".join(f"{100 * v:>6.1f}" for v in values))
+    final = rows["mean" if args.format == "davis" else "all"]["J&F-Mean"]
+    print(f"J&F: {100 * final:.1f}")
+    return 0
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = sub.add_parser(
+        "predict",
+        help="predict a split of Ref-YouTube-VOS or Ref-DAVIS17",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("root", metavar="ROOT", help="dataset folder (the official layout)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        required=True,
+        help="ytvos: Ref-YouTube-VOS; davis: Ref-DAVIS17",
+    )
+    p.add_argument("--split", default="valid", help="split folder name (default valid)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="registry name or hf://OWNER/REPO (`rvos models`; fetched on first use, once per "
+        "machine; default builtin)",
+    )
+    which.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="PATH",
+        help="an official .pth, an rvos model folder or a `rvos train` checkpoint.pt",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        default=None,
+        help="never download a model (also $RVOS_OFFLINE=1)",
+    )
+    p.add_argument(
+        "--text-encoder",
+        default=None,
+        metavar="NAME_OR_DIR",
+        help="official checkpoints: RoBERTa weights and tokenizer (default roberta-base)",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda (the GPU of each local rank) or cuda:N (default: cuda when available)",
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="frames per model call: 0 = the whole video (ytvos default, as the "
+        "original); davis default 36 (the original's clips)",
+    )
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=None,
+        help="frames shared by consecutive windows (ytvos default 8 when a window "
+        "is set; davis default 0, independent clips as the original)",
+    )
+    p.add_argument(
+        "--short-side",
+        type=int,
+        default=None,
+        help="resize frames to this short side (default: the model's; 360 for the released models)",
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="fp32 (default, the original's and the one to reproduce published numbers), or a "
+        "faster mode: bf16, fp16 (CUDA), int8 (CPU); see rvos.modeling.precision",
+    )
+    again = p.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume", action="store_true", help="skip the videos already complete in DIR"
+    )
+    again.add_argument(
+        "--overwrite", action="store_true", help="delete the predictions already in DIR first"
+    )
+    p.add_argument(
+        "--max-videos", type=int, default=None, help="predict only the first N videos (by name)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("eval", help="score predictions (DAVIS-2017 measures)")
+    e.add_argument("root", metavar="ROOT", help="dataset folder (the official layout)")
+    e.add_argument("--format", choices=FORMATS, required=True)
+    e.add_argument("--split", default="valid", help="split folder name (default valid)")
+    e.add_argument(
+        "--pred", required=True, metavar="DIR", help="the --out folder of `rvos dataset predict`"
+    )
+    e.add_argument(
+        "--gt",
+        default=None,
+        metavar="DIR",
+        help="ground-truth label PNGs <video>/<frame>.png (default "
+        "ROOT/<split>/Annotations; e.g. DAVIS/Annotations_unsupervised/480p)",
+    )
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    if args.action == "predict":
+        return _run_predict(args)
+    return _run_eval(args)

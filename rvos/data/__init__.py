@@ -1,0 +1,1 @@
+"""Data: the synthetic generator and the official dataset layouts."""

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, DAVIS conventions, benchmark-split inference and scoring."""

@@ -1,0 +1,1 @@
+"""Media: reading and writing video, label PNGs and the one DAVIS palette."""

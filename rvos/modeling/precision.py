@@ -1,0 +1,116 @@
+"""Numeric precision of inference: fp32 (the default, checked against the original), or an
+opt-in faster mode.
+
+* ``fp32``: the model as it is; the parity tests hold on this path.
+* ``bf16``: matrix products and convolutions in bfloat16 under ``torch.autocast`` (CPU or CUDA);
+  the weights stay fp32 and the model is not modified. Fast where the hardware multiplies
+  bfloat16 natively (CPUs with AMX or AVX-512 BF16, GPUs since Ampere); elsewhere slower than
+  fp32.
+* ``fp16``: the same with float16, CUDA only.
+* ``int8``: the large linear layers of the encoder and the cross-modal FPN (their FFNs, the
+  deformable attention's value and output projections) replaced by dynamically quantised int8
+  ones (int8 weights, activations quantised on the fly); CPU only. In place: `with_precision`
+  quantises a copy.
+
+None of the faster modes is the default: their deviation from fp32 is measured
+(`benchmarks/bench_precision.py`) but cannot be validated here on the released weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+from rvos.errors import RvosError
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# int8 quantises the linear layers of these parts, where the time goes (their FFNs and the
+# deformable attention's value and output projections), except the layers that predict where
+# deformable attention samples and with which weights: an int8 pixel offset is off by pixels.
+# The text encoder runs once per expression, the decoder on 5 queries and the heads are tiny:
+# quantising them would cost accuracy and gain nothing.
+_INT8_PARTS = ("transformer.encoder", "pixel_decoder")
+_INT8_KEEP = ("sampling_offsets", "attention_weights")
+
+
+class PrecisionError(RvosError, ValueError):
+    """A precision this device cannot run, or an unknown one."""
+
+
+def check_precision(precision: str, device: str | torch.device) -> str:
+    """``precision`` if ``device`` can run it; else a `PrecisionError` that says what can."""
+    device_type = torch.device(device).type
+    if precision not in PRECISIONS:
+        raise PrecisionError(f"unknown precision {precision!r}; choose one of "
+                             f"{', '.join(PRECISIONS)}")
+    if precision == "fp16" and device_type != "cuda":
+        raise PrecisionError("fp16 needs a CUDA GPU; on a CPU use bf16 or int8")
+    if precision == "int8" and device_type != "cpu":
+        raise PrecisionError("int8 runs on the CPU only; on a GPU use bf16 or fp16")
+    return precision
+
+
+def prepare_model(model: nn.Module, precision: str = "fp32") -> nn.Module:
+    """Set ``model`` (a `rvos.modeling.ReferFormer`) to run in ``precision``; returns it.
+
+    fp32, bf16 and fp16 only record the choice (`ReferFormer.forward` then runs under autocast)
+    and can be changed back; int8 replaces linear layers in place and cannot.
+    """
+    device = next(model.parameters()).device
+    check_precision(precision, device)
+    current = getattr(model, "precision", "fp32")
+    if current == "int8" and precision != "int8":
+        raise PrecisionError("this model was quantised to int8 in place; load it again for "
+                             f"{precision}")
+    if precision == "int8" and current != "int8":
+        _quantize_dynamic(model)
+    model.precision = precision
+    return model
+
+
+def with_precision(model: nn.Module, precision: str) -> nn.Module:
+    """``model`` in ``precision``, leaving ``model`` itself as it is: the model when it is
+    already in that precision, else a shallow copy sharing its weights (fp32 / bf16 / fp16), or
+    a quantised deep copy (int8)."""
+    device = next(model.parameters()).device
+    check_precision(precision, device)
+    current = getattr(model, "precision", "fp32")
+    if current == precision:
+        return model
+    if current == "int8":
+        raise PrecisionError(f"this model was quantised to int8; load it again for {precision}")
+    derived = copy.deepcopy(model) if precision == "int8" else copy.copy(model)
+    return prepare_model(derived, precision)
+
+
+def autocast(precision: str, device: str | torch.device) -> contextlib.AbstractContextManager:
+    """The autocast context of ``precision`` on ``device`` (a no-op for fp32 and int8)."""
+    dtype = _AUTOCAST.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def full_precision(device: str | torch.device) -> Iterator[None]:
+    """Turn autocast off inside: for small, accuracy-critical parts (heads, mask logits)."""
+    with torch.autocast(torch.device(device).type, enabled=False):
+        yield
+
+
+def _quantize_dynamic(model: nn.Module) -> None:
+    names = {name: default_dynamic_qconfig for name, module in model.named_modules()
+             if type(module) is nn.Linear and name.startswith(_INT8_PARTS)
+             and not name.endswith(_INT8_KEEP)}
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated in favour of torchao, which rvos does not depend
+        # on; it is complete in the pinned torch 2.13.
+        warnings.simplefilter("ignore")
+        quantize_dynamic(model, names, dtype=torch.qint8, inplace=True)

@@ -1,0 +1,1 @@
+"""A run's result: the data model, run-length masks, the JSON schema, the writer, exports."""

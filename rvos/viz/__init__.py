@@ -1,0 +1,1 @@
+"""Drawing: colours, basic drawing, the frame explorer's diagrams, paper figures."""
