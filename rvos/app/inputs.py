@@ -11,10 +11,9 @@ from typing import Any
 import torch
 
 from rvos.app.text import log, public_message
-from rvos.errors import PredictorError, RvosError
+from rvos.errors import RvosError
 from rvos.media.probe import VideoError, check_video_file
 from rvos.modeling.precision import PrecisionError, check_precision
-from rvos.modeling.roberta import CaptionTooLongError
 
 __all__ = [
     "MAX_EXPRESSIONS",
@@ -37,9 +36,9 @@ class AppInputError(RvosError, ValueError):
     """Input the app cannot run on; the message says what is wrong and what to do."""
 
 
-# What a run can fail with because of its input: the app shows the message and keeps serving.
-RUN_ERRORS: tuple[type[Exception], ...] = (AppInputError, PredictorError, VideoError,
-                                           CaptionTooLongError)
+# What a run can fail with because of its input: every such error stands on RvosError, so the
+# app shows its message and keeps serving (anything else is a bug: logged with its traceback).
+RUN_ERRORS: tuple[type[Exception], ...] = (RvosError,)
 
 
 # What a run may ask for, whoever asks (the page's controls are built from these, and

@@ -9,14 +9,11 @@ from rvos.data.layouts import (
     FORMATS,
     DatasetError,
 )
+from rvos.errors import RvosError
 from rvos.eval.benchmark import _predict
 from rvos.eval.dataset_scores import evaluate_predictions
 from rvos.eval.distributed import ProcessGroup, Workers
 from rvos.modeling.precision import PRECISIONS
-from rvos.zoo import registry
-from rvos.zoo.checkpoint import CheckpointError
-from rvos.zoo.download import DownloadError
-from rvos.zoo.hub import HubError
 
 __all__ = ["add_cli_arguments", "run_cli"]
 
@@ -35,24 +32,10 @@ def _run_predict(args: argparse.Namespace) -> int:
                 raise DatasetError(f"--{opt.replace('_', '-')} must be >= {low}, got {value}")
         with ProcessGroup(workers) as group:
             return _predict(args, workers, group)
-    except _user_errors() as exc:
+    except (RvosError, ValueError, OSError) as exc:  # bad input, or the user's own files
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"rvos dataset predict: error: {rank}{msg}", file=sys.stderr)
         return 2
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    return (
-        DatasetError,
-        CheckpointError,
-        DownloadError,
-        HubError,
-        ValueError,
-        OSError,
-        registry.UnknownModelError,
-        registry.ModelFileMissingError,
-        registry.UnsupportedModelError,
-    )
 
 
 def _run_eval(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from rvos.data.synth_split import read_split
+from rvos.errors import RvosError
 from rvos.eval.evaluate import evaluate_videos, input_short_side
 from rvos.zoo.loader import load_model_from
 
@@ -49,7 +50,7 @@ def run_cli(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.data_dir} holds no expressions to score")
         model, _ = load_model_from(args.model if args.checkpoint is None else None,
                                    args.checkpoint, device=device, progress=False)
-    except (FileNotFoundError, ValueError, KeyError, NotImplementedError, OSError) as exc:
+    except (RvosError, ValueError, OSError) as exc:  # bad input, or the user's own files
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         msg = exc.for_cli() if hasattr(exc, "for_cli") else msg  # CLI advice, not Python's
         print(f"rvos eval: error: {msg}", file=sys.stderr)

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import torch
 
-from rvos.errors import PredictorError
-from rvos.media.probe import VideoError
-from rvos.modeling.roberta import CaptionTooLongError
+from rvos.errors import PredictorError, RvosError
 from rvos.predictor.predictor import Predictor
 from rvos.predictor.windows import DEFAULT_WINDOW, _check_window, default_overlap
 from rvos.result import exports
@@ -19,20 +17,9 @@ from rvos.result.video_result import (
     VideoResult,
 )
 from rvos.result.writer import remove_outputs
-from rvos.zoo import registry
-from rvos.zoo.checkpoint import CheckpointError
-from rvos.zoo.download import DownloadError
-from rvos.zoo.hub import HubError
 from rvos.zoo.loader import load_model_from
 
 __all__ = ["run_predict_cli"]
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    return (PredictorError, VideoError, CheckpointError, ExportError, CaptionTooLongError,
-            registry.UnknownModelError,
-            registry.ModelFileMissingError, registry.UnsupportedModelError, DownloadError,
-            HubError, OSError)
 
 
 def run_predict_cli(args: argparse.Namespace, texts: list[str], out: Path) -> int:
@@ -40,7 +27,7 @@ def run_predict_cli(args: argparse.Namespace, texts: list[str], out: Path) -> in
     expressions and the output folder: loads the model, predicts, writes the outputs. Returns
     the exit code (0 ok, 2 bad input). Interrupted (KeyboardInterrupt, which the CLI also raises
     on SIGTERM), it removes what it wrote before passing the interruption on."""
-    errors = _user_errors()
+    errors = (RvosError, OSError)  # bad input, or the user's own files
     started = False
     try:
         window = DEFAULT_WINDOW if args.window is None else args.window
