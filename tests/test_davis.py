@@ -17,11 +17,13 @@ from rvos.eval.davis import (
     write_tables,
 )
 from rvos.eval.metrics import f_measure, jaccard
-from rvos.media.labels import palette, read_label_png, write_label_png
+from rvos.media.labels import davis_palette, read_label_png, write_label_png
 
 
-def test_palette_is_the_pascal_voc_colour_map_of_the_davis_annotations():
-    colours = np.array(palette()).reshape(256, 3)
+def test_one_palette_the_davis_annotations_one():
+    """Every mask rvos writes (rvos predict, the app, rvos dataset) uses the DAVIS palette: the
+    PASCAL VOC colour map with 191 for 192 in its first 22 entries and a grey ramp after."""
+    colours = davis_palette()
     assert colours[:6].tolist() == [
         [0, 0, 0],
         [128, 0, 0],
@@ -30,7 +32,8 @@ def test_palette_is_the_pascal_voc_colour_map_of_the_davis_annotations():
         [0, 0, 128],
         [128, 0, 128],
     ]
-    assert colours[8].tolist() == [64, 0, 0] and colours[255].tolist() == [224, 224, 192]
+    assert colours[8].tolist() == [64, 0, 0] and colours[9].tolist() == [191, 0, 0]
+    assert colours[22].tolist() == [22, 22, 22] and colours[255].tolist() == [255, 255, 255]
 
 
 def test_label_pngs_are_indexed_and_read_back_as_ids(tmp_path):

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from rvos.errors import PredictorError
-from rvos.media.labels import read_palette_png
+from rvos.media.labels import read_label_png
 from rvos.media.probe import VideoError, probe
 from rvos.media.video import read_video
 from rvos.modeling import ReferFormerConfig
@@ -552,7 +552,7 @@ def test_outputs_of_a_real_video(tiny_model, tmp_path):
     for k in range(2):
         files = sorted((tmp_path / "out" / "masks" / str(k)).glob("*.png"))
         assert [f.name for f in files] == [f"{t:05d}.png" for t in range(6)]
-        labels = read_palette_png(files[4])
+        labels = read_label_png(files[4])
         assert labels.shape == (src.height, src.width) and set(np.unique(labels)) <= {0, 1}
         np.testing.assert_array_equal(labels == 1, result[k].mask(4))
     doc = json.loads(paths["result"].read_text())
@@ -581,7 +581,7 @@ def test_portrait_phone_video_keeps_orientation_audio_and_rate(tiny_model, tmp_p
     assert out.has_audio and out.num_frames == 12 and out.fps == pytest.approx(10)
     assert (out.width, out.height) == (122, 162) and out.rotation == 0
     assert out.duration == pytest.approx(1.2, abs=0.1)
-    assert read_palette_png(paths["masks"] / "0" / "00011.png").shape == (162, 122)
+    assert read_label_png(paths["masks"] / "0" / "00011.png").shape == (162, 122)
 
 
 def test_rendering_reads_the_result(tiny_model, bikes_frames):

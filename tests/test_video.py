@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rvos.media.labels import davis_palette, read_palette_png, write_palette_png, zip_folder
+from rvos.media.labels import davis_palette, read_label_png, write_label_png, zip_folder
 from rvos.media.probe import VIDEO_EXTENSIONS, VideoError, check_video_file, probe
 from rvos.media.video import VideoWriter, iter_frames, read_video, write_video
 from rvos.viz.colors import palette
@@ -330,8 +330,8 @@ def test_palette_png_round_trip(tmp_path: Path) -> None:
     labels[5:20, 4:30] = 1
     labels[22:30, 10:50] = 2
     labels[0, 0] = 3
-    path = write_palette_png(tmp_path / "masks" / "00000.png", labels)
-    np.testing.assert_array_equal(read_palette_png(path), labels)
+    path = write_label_png(tmp_path / "masks" / "00000.png", labels)
+    np.testing.assert_array_equal(read_label_png(path), labels)
     with Image.open(path) as image:
         assert image.mode == "P"
         rgb = np.asarray(image.convert("RGB"))
@@ -344,26 +344,26 @@ def test_palette_png_round_trip(tmp_path: Path) -> None:
 
 def test_palette_png_rejects_bad_labels(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="2-D"):
-        write_palette_png(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+        write_label_png(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(ValueError, match="0..255"):
-        write_palette_png(tmp_path / "a.png", np.full((4, 4), 300))
+        write_label_png(tmp_path / "a.png", np.full((4, 4), 300))
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "rgb.png")
     with pytest.raises(ValueError, match="palette"):
-        read_palette_png(tmp_path / "rgb.png")
+        read_label_png(tmp_path / "rgb.png")
 
 
 def test_zip_folder(tmp_path: Path) -> None:
     folder = tmp_path / "Annotations"
     for expr in range(2):
         for t in range(3):
-            write_palette_png(folder / f"expr{expr}" / f"{t:05d}.png",
+            write_label_png(folder / f"expr{expr}" / f"{t:05d}.png",
                               np.full((8, 8), expr + 1, np.uint8))
     out = zip_folder(folder, tmp_path / "masks.zip")
     with zipfile.ZipFile(out) as zf:
         names = sorted(zf.namelist())
         assert names == [f"expr{e}/{t:05d}.png" for e in range(2) for t in range(3)]
         zf.extract("expr1/00002.png", tmp_path / "x")
-    assert read_palette_png(tmp_path / "x" / "expr1" / "00002.png").max() == 2
+    assert read_label_png(tmp_path / "x" / "expr1" / "00002.png").max() == 2
     with pytest.raises(FileNotFoundError):
         zip_folder(tmp_path / "nothing", tmp_path / "n.zip")
 

@@ -9,7 +9,7 @@ ffmpeg knows. The main pieces:
   a processing frame rate and downscaled.
 - :class:`VideoWriter` / :func:`write_video`: browser-playable H.264 (yuv420p, ``+faststart``) MP4,
   optionally carrying the audio track of a source video.
-- :func:`write_palette_png` / :func:`read_palette_png` / :func:`zip_folder`: DAVIS-style masks.
+- :func:`write_label_png` / :func:`read_label_png` / :func:`zip_folder`: DAVIS-style masks.
 
 Problems a user can cause (missing file, not a video, no frames) raise :class:`VideoError`.
 """

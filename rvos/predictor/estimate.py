@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import torch
 
-from rvos.media.labels import write_palette_png
+from rvos.media.labels import write_label_png
 from rvos.media.video import VideoWriter, iter_frames
 from rvos.predictor.windows import default_overlap, plan_windows
 
@@ -110,7 +110,7 @@ def measure_io() -> IOSpeed:
                 low = np.full((h // 16, w // 16), float(t % 2), np.float32)
                 low[: h // 32] = 1 - low[0, 0]
                 mask = cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
-                write_palette_png(folder / f"{attempt}-{t}.png", mask.astype(np.uint8))
+                write_label_png(folder / f"{attempt}-{t}.png", mask.astype(np.uint8))
             end = time.perf_counter()
             if attempt:
                 best = IOSpeed((middle - start) / pixels, (end - middle) / pixels)

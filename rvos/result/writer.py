@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rvos.media.labels import palette_png_bytes
+from rvos.media.labels import label_png_bytes
 from rvos.media.probe import PARTIAL_GLOB, partial_path
 from rvos.media.video import VideoWriter, iter_frames
 from rvos.result.video_result import SourceInfo, VideoResult, _file_name, _write_json
@@ -214,7 +214,7 @@ class OutputWriter:
                 if zipped is not None:
                     for k, mask in enumerate(masks):
                         name = f"{k}/{t:05d}.png"
-                        data = palette_png_bytes(mask.astype(np.uint8))
+                        data = label_png_bytes(mask.astype(np.uint8))
                         (self._mask_tmp / name).write_bytes(data)
                         zipped.writestr(name, data)
                 if writer is not None:
