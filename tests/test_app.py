@@ -491,3 +491,35 @@ def test_every_heads_maps_are_kept_only_when_they_fit_the_budget(make_tiny_model
                                  budget_mb=300 * 4 * per_frame / 2**20 - 1)
     assert head_maps_fit(predictor, (720, 1280), 300, 4,
                              budget_mb=300 * 4 * per_frame / 2**20)
+
+
+def test_a_segment_run_decodes_its_video_once(tmp_path, monkeypatch):
+    """The frame explorer keeps the frames the predictor decodes: a run reads the video once
+    (it read it again for the explorer before), and the explorer still has every frame."""
+    import sys
+
+    import rvos.media.video
+    from rvos.app.inputs import Limits, RunSettings
+    from rvos.app.models import ModelCache, model_choices
+    from rvos.app.runs import prepare_run
+
+    real, calls = rvos.media.video.iter_frames, []
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    for module in list(sys.modules.values()):  # every module that imported it by name
+        if getattr(module, "__name__", "").startswith("rvos") and \
+                getattr(module, "iter_frames", None) is real:
+            monkeypatch.setattr(module, "iter_frames", counting)
+    clip = ROOT / "examples" / "bigbuckbunny.mp4"
+    run = prepare_run(ModelCache(model_choices()), "builtin", str(clip), "the big grey rabbit",
+                      RunSettings(max_frames=40), Limits(), tmp_path)
+    result = None
+    for step in run.steps():
+        result = step.result or result
+    session = run.finish(result)
+    assert len(calls) == 1
+    assert len(session.frames) == result.num_frames == 40
+    assert session.frames.frame(39).shape == (result.source.height, result.source.width, 3)

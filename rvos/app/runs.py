@@ -54,6 +54,7 @@ class Run:
         self._started: float | None = None
         self._out: Path | None = None
         self._paths: dict[str, Path] | None = None
+        self._frames: FrameStore | None = None  # filled while the run decodes the video
         self.predictor, self.video, self.expressions = predictor, video, expressions
         asked = settings.max_frames
         if limits is not None:  # the limit is on the work: frames processed
@@ -81,12 +82,15 @@ class Run:
         out = None
         if self.details:
             self._out = out = Path(tempfile.mkdtemp(prefix="run-", dir=self.work_dir))
+        # The explorer's frames come from the predictor's own decoding: one pass over the video.
+        self._frames = FrameStore([], (0, 0), (0, 0)) if self.details else None
         try:
             for progress in self.predictor.iter_predict(
                     self.video, self.expressions, fps=self.settings.fps,
                     max_frames=self.settings.max_frames, return_attention=self.details,
                     return_sampling=self.details, attention_heads=self.attention_heads,
-                    return_query_masks=self.query_masks, out_dir=out):
+                    return_query_masks=self.query_masks, out_dir=out,
+                    on_frame=None if self._frames is None else self._frames.add):
                 if progress.paths is not None:
                     self._paths = progress.paths
                 yield progress
@@ -113,7 +117,9 @@ class Run:
         try:
             if not paths:
                 paths = _export(result, out, self.video)
-            frames = FrameStore.from_result(result, self.video)
+            frames = self._frames
+            if frames is None or len(frames) != result.num_frames:
+                frames = FrameStore.from_result(result, self.video)  # a run without details
         except BaseException:
             self.discard()
             raise

@@ -163,18 +163,20 @@ class FrameStore:
     @classmethod
     def from_frames(cls, frames: Iterator[np.ndarray] | Sequence[np.ndarray],
                     max_side: int = DISPLAY_MAX_SIDE) -> FrameStore:
-        jpegs: list[bytes] = []
-        source = stored = (0, 0)
+        store = cls([], (0, 0), (0, 0))
         for frame in frames:
-            source = frame.shape[:2]
-            small = _fit(frame, max_side)
-            stored = small.shape[:2]
-            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
-                                   [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-            if not ok:
-                raise OSError("could not JPEG-encode a frame")
-            jpegs.append(buf.tobytes())
-        return cls(jpegs, source, stored)
+            store.add(frame, max_side)
+        return store
+
+    def add(self, frame: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> None:
+        """Keep the next frame (uint8 ``[H0, W0, 3]`` RGB), e.g. as the predictor decodes it."""
+        small = _fit(frame, max_side)
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise OSError("could not JPEG-encode a frame")
+        self.jpegs.append(buf.tobytes())
+        self.source_size, self.stored_size = frame.shape[:2], small.shape[:2]
 
     @classmethod
     def from_result(cls, result: VideoResult, video: str) -> FrameStore:

@@ -312,12 +312,17 @@ class Predictor:
                      max_frames: int | None = None, return_attention: bool = False,
                      return_sampling: bool = False, attention_heads: bool = False,
                      return_query_masks: bool = False,
-                     out_dir: str | os.PathLike | None = None) -> Iterator[Progress]:
+                     out_dir: str | os.PathLike | None = None,
+                     on_frame: Callable[[np.ndarray], None] | None = None
+                     ) -> Iterator[Progress]:
         """Like `predict`, as a generator: yields a `Progress` after every window, the last
         one carrying the `VideoResult`. Stop iterating to cancel (the video reader is closed).
 
         Frames are decoded and resized by a background thread, up to a window ahead of the
-        model; with ``out_dir`` another thread writes the outputs as windows finish."""
+        model; with ``out_dir`` another thread writes the outputs as windows finish.
+        ``on_frame`` is called with every decoded source frame (uint8 ``[H0, W0, 3]``), in
+        order, on the reader thread: a caller that needs the frames again (the app's frame
+        explorer) keeps them from this one decoding instead of decoding the video twice."""
         texts = _check_expressions(expressions)
         if out_dir is not None and not isinstance(video, (str, os.PathLike, np.ndarray)):
             raise PredictorError("out_dir needs a video file or a frame array (an iterable "
@@ -387,6 +392,11 @@ class Predictor:
                 out = resize(index, frame)
                 writer.push_frame(frame)
                 return out
+
+        if on_frame is not None:
+            def resize(index: int, frame: np.ndarray, resize=resize) -> np.ndarray:
+                on_frame(frame)
+                return resize(index, frame)
 
         frames = _Prefetch(source.frames, resize, ahead=self.window)
         finished = False
