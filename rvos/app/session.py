@@ -1,25 +1,9 @@
-"""What the Gradio app (``app.py``) does that is not UI: models, input checks, runs, rendering.
-
-``app.py`` only wires components to the functions here, so everything the demo computes can be
-used and tested without a browser:
-
-* `model_choices` / `ModelCache`: the model menu (the built-in model, every released checkpoint
-  rvos can load, each marked as on this machine or downloading on first use, a ``--checkpoint``
-  file or folder, an ``hf://`` model) and models built once per (model, device), the first time
-  they are asked for; a missing official checkpoint is downloaded first, once however many
-  sessions ask (`ModelCache.fetch_steps` reports the download's progress for the page).
-* `parse_expressions`, `check_video`, `RunSettings.checked`: bad input becomes an `AppInputError`
-  whose message says what is wrong and what to do (the app shows it as a ``gr.Error``).
-* `prepare_run` → `Run`: a `rvos.predictor.predictor.Predictor` run that reports progress per window
-and
-  `Run.finish` → `Session`: the outputs on disk plus what the frame explorer needs.
-* `Session`: renders the explorer's views (queries, the decoder layer by layer, every query's
-  mask, word attention, scores over time) from the stored result at any frame, expression,
-  word, level or threshold, and writes the slide exports (`Session.export_slides`): never the
-  model again.
-* `prepare_compare` → `CompareRun` → `Comparison`: the same clip and expressions through two
-  models, their overlays side by side in one video (frame-synchronised by construction) and
-  both score plots.
+"""One finished app run: `Session` holds the result, the outputs on disk and the frames,
+and renders the frame explorer's views (queries, the decoder layer by layer, every query's
+mask, word attention, scores over time) at any frame, expression, word, level or threshold,
+each view guarded so that one that fails shows a notice in its place; it re-thresholds and
+writes the slide exports (`Session.export_slides`, `Session.export_gif`): never the model
+again. `FrameStore` keeps the frames under the drawings.
 
 Source frames for the explorer. Rendering needs the frame under the drawing. Re-decoding frame k
 from the file costs decoding k frames (ffmpeg cannot seek exactly to a frame index of a
@@ -29,8 +13,8 @@ processed frame once as a JPEG (quality 90) no larger than `DISPLAY_MAX_SIDE`: 1
 256-pixel example frame, ~120 kB for a 960×540 one (measured on Big Buck Bunny), decoded in a few
 milliseconds, where the raw 960×540 frame would take 1.5 MB. Frames larger than that are scaled
 back to the source size before drawing, because boxes, points and masks are in source pixels,
-and the drawing is scaled down again for the browser. The predictor streams frames and keeps
-none, so `Run.finish` reads them once more from the source (same fps and frame limit).
+and the drawing is scaled down again for the browser. The store is filled from the
+predictor's own decoding (`Predictor.iter_predict(on_frame=)`): a run reads its video once.
 """
 
 from __future__ import annotations

@@ -4,10 +4,9 @@
 length, several expressions at once. The model sees one clip tensor at a time, so the video is
 streamed through windows of ``window`` frames that overlap by ``overlap`` frames:
 
-* **Preprocessing** is the original one (`rvos.modeling.processing.preprocess`: short side 360,
-ImageNet
-  normalisation), applied to each frame as it is decoded, so a 4K frame never reaches the
-  model; masks and boxes are still reported at the source size.
+* **Preprocessing** is the original one (`rvos.modeling.processing.preprocess`: short side
+  360, ImageNet normalisation), applied to each frame as it is decoded, so a 4K frame never
+  reaches the model; masks and boxes are still reported at the source size.
 * **Shared backbone.** Each window runs the visual backbone once (`ReferFormer.encode_video`)
   and decodes every expression from those features (`ReferFormer.decode`), one expression at a
   time so each expression's numbers are exactly those of running it alone.
@@ -24,8 +23,7 @@ ImageNet
   every frame is reported once and has context on both sides where possible.
 * **Memory** does not grow with video length beyond the compact per-frame results
   (`rvos.result.video_result`): one window of preprocessed frames is held at a time, masks are
-  stored as
-  run-length encodings at the source size.
+  stored as run-length encodings at the source size.
 
 Why ``window=36, overlap=8`` by default: the released models were evaluated on whole
 Ref-YouTube-VOS validation videos in one pass, a few dozen frames each, so windows of that
@@ -34,16 +32,7 @@ several frames of evidence, enough that a brief occlusion or the moment two look
 cross does not decide the link alone, while costing 36 / 28 ≈ 1.29× the compute of
 non-overlapping windows.
 
-Command line::
-
-    python -m rvos predict VIDEO --text "a dog" [--text ...] --out DIR
-        [--model NAME | --checkpoint PATH] [--window N] [--overlap N] [--fps F]
-        [--max-frames N] [--threshold P] [--short-side N] [--device D] [--text-encoder NAME]
-        [--figure [--figure-frames N]] [--gif]
-
-writes ``DIR/overlay.mp4``, ``DIR/masks/<k>/<frame:05d>.png``, ``DIR/masks.zip`` and
-``DIR/result.json`` (schema in `rvos.result.video_result`); ``--figure`` adds ``DIR/figure.png`` and
-``DIR/figure.pdf``, ``--gif`` adds ``DIR/overlay.gif`` (slide exports, `rvos.result.exports`).
+The command line over it is ``rvos predict`` (`rvos.cli.predict`).
 """
 
 from __future__ import annotations
