@@ -96,7 +96,7 @@ def parity_clip(precisions: list[str], device: str, repeats: int) -> dict:
 
 # ------------------------------------------------------------------------------ built-in
 def builtin_split(precisions: list[str], device: str, split: Path | None) -> dict:
-    from rvos.data.synth_split import read_split
+    from rvos.data.synth_split import read_synth_split
     from rvos.eval.evaluate import evaluate_videos, input_short_side
     from rvos.modeling.precision import prepare_model
     from rvos.zoo.loader import load_model
@@ -106,7 +106,7 @@ def builtin_split(precisions: list[str], device: str, split: Path | None) -> dic
         subprocess.run([sys.executable, "-m", "rvos", "synth", "--split", "test", "--count",
                         "100", "--out", str(split), "--overwrite"], check=True, cwd=ROOT,
                        stdout=subprocess.DEVNULL)
-    videos = read_split(split)
+    videos = read_synth_split(split)
     report = {"split": str(split), "modes": {}}
     for precision in ["fp32", *precisions]:
         model = prepare_model(load_model("builtin", device=device), precision)

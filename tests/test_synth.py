@@ -34,7 +34,7 @@ from rvos.data.synth_language import (
     vocabulary,
 )
 from rvos.data.synth_scene import COLOURS, DIRECTIONS, _photo_textures
-from rvos.data.synth_split import SynthDataset, read_split, write_split
+from rvos.data.synth_split import SynthDataset, read_synth_split, write_split
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -437,7 +437,7 @@ def test_fixed_object_count():
 def test_write_read_round_trip(tmp_path):
     out = write_split(tmp_path / "val", "val", 3)
     clips = list(generate_split("val", 3))
-    videos = read_split(out)
+    videos = read_synth_split(out)
     assert [v.name for v in videos] == [c.name for c in clips]
     meta = json.loads((out / "expressions.json").read_text())
     for clip, video in zip(clips, videos, strict=True):
@@ -457,7 +457,7 @@ def test_write_read_round_trip(tmp_path):
 
 def test_read_split_without_index_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="rvos synth"):
-        read_split(tmp_path)
+        read_synth_split(tmp_path)
 
 
 def _cli_args(*argv: str) -> argparse.Namespace:
@@ -471,7 +471,7 @@ def test_run_cli_writes_a_split_and_refuses_to_overwrite(tmp_path, capsys):
     args = _cli_args("--split", "train", "--count", "2", "--seed", "5", "--out", str(out),
                      "--frames", "3")
     assert run_cli(args) == 0
-    assert len(read_split(out)) == 2
+    assert len(read_synth_split(out)) == 2
     assert run_cli(args) == 2
     err = capsys.readouterr().err.strip()
     assert "already holds a split" in err and len(err.splitlines()) == 1
@@ -487,4 +487,4 @@ def test_cli_subprocess(tmp_path):
          str(out)], cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert [v.name for v in read_split(out)] == ["test_00000", "test_00001"]
+    assert [v.name for v in read_synth_split(out)] == ["test_00000", "test_00001"]

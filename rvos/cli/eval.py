@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from rvos.data.synth_split import read_split
+from rvos.data.synth_split import read_synth_split
 from rvos.errors import RvosError
 from rvos.eval.evaluate import evaluate_videos, input_short_side
 from rvos.zoo.loader import load_model_from
@@ -43,7 +43,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        videos = read_split(args.data_dir)
+        videos = read_synth_split(args.data_dir)
         if args.max_videos is not None:
             videos = videos[: args.max_videos]
         if not any(v.expressions for v in videos):

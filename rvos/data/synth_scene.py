@@ -14,15 +14,16 @@ satisfy the expression strictly ("its centre stays in the left third"), and no o
 satisfy it even loosely ("its centre is never left of the middle"). Comparisons ("the bigger
 red circle") need a clear margin over every other member of the compared set.
 
-Public API:
-    generate_clip(rng_or_seed, *, num_frames, size, num_objects, num_expressions) -> Clip
-    make_clip(split, index, seed=0, **kw) -> Clip; generate_split(split, count, seed) -> Iterator
-    SynthDataset(split, length, seed) (torch-free, indexable)
-    write_split(out_dir, split, count, seed) / read_split(dir) -> list[SplitVideo]
-    describe_object(clip, k, count, rng) / annotated_expressions(clip, per_object, seed)
-        (several annotators' descriptions of each object, as Ref-DAVIS17 has them; the official
-        Ref-YouTube-VOS / Ref-DAVIS17 layouts are written by rvos.data.synth_layouts)
-    vocabulary() -> list[str]; sample_expression_texts(n, seed) -> list[str]
+Where the rest of the generator lives:
+    rvos.data.synth: generate_clip(rng_or_seed, *, num_frames, size, num_objects,
+        num_expressions) -> Clip; make_clip(split, index, seed=0, **kw) -> Clip;
+        generate_split(split, count, seed) -> Iterator
+    rvos.data.synth_language: describe_object(clip, k, count, rng) / annotated_expressions(clip,
+        per_object, seed) (several annotators' descriptions of each object, as Ref-DAVIS17 has
+        them); vocabulary() -> list[str]; sample_expression_texts(n, seed) -> list[str]
+    rvos.data.synth_split: write_split(out_dir, split, count, seed) / read_synth_split(dir) ->
+        list[SynthVideo]; SynthDataset(split, length, seed) (torch-free, indexable)
+    rvos.data.synth_layouts: the official Ref-YouTube-VOS / Ref-DAVIS17 layouts of a split
     add_cli_arguments / run_cli  (``python -m rvos synth``)
 """
 

@@ -14,7 +14,7 @@ from rvos.data.synth import _check_split, clip_seed, generate_split, make_clip
 from rvos.data.synth_language import annotated_expressions
 from rvos.data.synth_scene import Clip
 
-__all__ = ["SplitExpression", "SplitVideo", "SynthDataset", "read_split", "write_split"]
+__all__ = ["SynthExpression", "SynthVideo", "SynthDataset", "read_synth_split", "write_split"]
 
 
 class SynthDataset:
@@ -40,7 +40,7 @@ class SynthDataset:
 
 
 @dataclass
-class SplitExpression:
+class SynthExpression:
     """One expression read back from disk; masks: bool [T,H,W] of its object."""
 
     expr_id: str
@@ -51,13 +51,13 @@ class SplitExpression:
 
 
 @dataclass
-class SplitVideo:
+class SynthVideo:
     """One video read back from disk; frames: uint8 [T,H,W,3] RGB."""
 
     name: str
     frame_names: list[str]
     frames: np.ndarray
-    expressions: list[SplitExpression]
+    expressions: list[SynthExpression]
 
 
 def write_split(
@@ -118,7 +118,7 @@ def _read_image(path: Path, flags: int) -> np.ndarray:
     return img
 
 
-def read_split(split_dir: str | os.PathLike) -> list[SplitVideo]:
+def read_synth_split(split_dir: str | os.PathLike) -> list[SynthVideo]:
     """Load a folder written by ``write_split`` (or laid out the same way)."""
     root = Path(split_dir)
     meta_path = root / "expressions.json"
@@ -142,9 +142,9 @@ def read_split(split_dir: str | os.PathLike) -> list[SplitVideo]:
                             cv2.IMREAD_GRAYSCALE) > 127
                 for f in frame_names
             ])
-            exprs.append(SplitExpression(expr_id=e_id, text=e["exp"],
+            exprs.append(SynthExpression(expr_id=e_id, text=e["exp"],
                                          category=e.get("category", "unknown"),
                                          obj_id=int(e.get("obj_id", -1)), masks=masks))
-        videos.append(SplitVideo(name=name, frame_names=frame_names, frames=frames,
+        videos.append(SynthVideo(name=name, frame_names=frame_names, frames=frames,
                                  expressions=exprs))
     return videos

@@ -127,7 +127,7 @@ def evaluate_videos(
         model: a ReferFormer in eval mode.
         videos: objects with ``name``, ``frames`` (uint8 [T,H,W,3]) and ``expressions`` (each
             with ``expr_id``, ``text``, ``category`` and ``masks`` bool [T,H,W]), e.g. from
-            `rvos.data.synth_split.read_split` or `clip_to_video`.
+            `rvos.data.synth_split.read_synth_split` or `clip_to_video`.
         short_side: resize frames so their short side is this (None: keep the size).
     """
     result = EvalResult()
