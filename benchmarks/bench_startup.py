@@ -45,16 +45,16 @@ CHILD = r"""
 import json, sys, time
 stamps = {"python": time.time()}
 seen = {}
-import rvos.predictor.predictor
+import rvos.predictor  # old flat checkouts and the package layout alike
 stamps["import"] = time.time(); seen["import"] = "transformers" in sys.modules
-from rvos.registry import load_model
+from rvos import load_model
 model = load_model("builtin", device="cpu")
 stamps["model load"] = time.time(); seen["model load"] = "transformers" in sys.modules
-predictor = rvos.predictor.predictor.Predictor(model, device="cpu")
+predictor = rvos.predictor.Predictor(model, device="cpu")
 progress = next(iter(predictor.iter_predict(sys.argv[1], [sys.argv[2]])))
 stamps["first window"] = time.time(); seen["first window"] = "transformers" in sys.modules
 print(json.dumps({"stamps": stamps, "transformers": seen, "frames": progress.frames_done,
-                  "rvos": rvos.predictor.predictor.__file__}))
+                  "rvos": rvos.predictor.__file__}))
 """
 
 
