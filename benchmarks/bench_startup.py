@@ -3,8 +3,8 @@
 Each run is a fresh Python process (imports are what is measured, so nothing may be cached in
 the process), timed from the moment it is launched:
 
-* **import**: interpreter start + ``import rvos.predictor.predictor`` (torch, numpy, video I/O);
-* **model load**: ``rvos.zoo.registry.load_model("builtin")`` with the imports it triggers
+* **import**: interpreter start + ``import rvos.predictor`` (torch, numpy, video I/O);
+* **model load**: ``rvos.load_model("builtin")`` with the imports it triggers
   (the network, the tokenizer — and, before rvos had its own RoBERTa, ``transformers``);
 * **first window**: `Predictor.iter_predict` up to its first `Progress`, i.e. the clip decoded,
   preprocessed and segmented (with the CLI's default window of 36 frames, a clip of 16 frames is
