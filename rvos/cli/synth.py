@@ -25,10 +25,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frame height and width (default 128 128)")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a folder that already holds a split")
-    parser.add_argument("--layout", choices=("rvos", "ytvos", "davis"), default="rvos",
+    parser.add_argument("--layout", choices=("rvos", "ytvos", "davis", "mevis"), default="rvos",
                         help="rvos: the folder `rvos eval` reads (default); ytvos / davis: the "
                              "official Ref-YouTube-VOS / Ref-DAVIS17 layout that `rvos dataset` "
-                             "reads, val written as valid (see rvos.data.synth_layouts)")
+                             "reads, val written as valid (see rvos.data.synth_layouts); mevis: "
+                             "the MeViS layout with mask_dict.json and expressions about two "
+                             "or three objects, val written as valid_u (rvos.data.synth_mevis)")
     parser.add_argument("--per-object", type=int, default=None, metavar="K",
                         help="K expressions for every describable object (davis default 4, one "
                              "per annotator) instead of the clip's own 2-4")
@@ -47,6 +49,11 @@ def run_cli(args: argparse.Namespace) -> int:
             raise ValueError(f"--per-object must be >= 1, got {args.per_object}")
         if args.layout == "rvos":
             meta = out / "expressions.json"
+        elif args.layout == "mevis":
+            # lazy: only the MeViS layout needs its writer (and cv2)
+            from rvos.data.synth_mevis import MEVIS_SPLIT_FOLDERS, write_mevis_split
+
+            meta = out / MEVIS_SPLIT_FOLDERS[args.split] / "meta_expressions.json"
         else:
             # lazy: only the official layouts need their writer (and cv2)
             from rvos.data.synth_layouts import SPLIT_FOLDERS, meta_path
@@ -59,6 +66,9 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.layout == "rvos":
             write_split(out, args.split, args.count, args.seed, per_object=args.per_object,
                         **clip_kwargs)
+        elif args.layout == "mevis":
+            write_mevis_split(out, args.split, args.count, args.seed,
+                              per_object=args.per_object, **clip_kwargs)
         else:
             # lazy: only the official layouts need their writer (and cv2)
             from rvos.data.synth_layouts import write_official_split
