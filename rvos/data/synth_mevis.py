@@ -75,15 +75,11 @@ def _video_entry(
     """The meta entry of one clip; adds its objects' masks to ``masks`` under anno_ids
     ``anno_start``, ``anno_start + 1``, ..."""
     groups = group_expressions(expressions)
-    referred = sorted(
-        {e.object_index for e in expressions} | {k for _, ks in groups for k in ks}
-    )
+    referred = sorted({e.object_index for e in expressions} | {k for _, ks in groups for k in ks})
     obj_ids = {k: i for i, k in enumerate(referred)}
     anno_ids = {k: anno_start + i for i, k in enumerate(referred)}
     for k in referred:
-        masks[str(anno_ids[k])] = [
-            encode_coco_rle(m) if m.any() else None for m in clip.masks[k]
-        ]
+        masks[str(anno_ids[k])] = [encode_coco_rle(m) if m.any() else None for m in clip.masks[k]]
     entries = [(e.text, (e.object_index,), e.category) for e in expressions]
     entries += [(text, ks, "multiple") for text, ks in groups]
     return {
