@@ -1,4 +1,4 @@
-"""``rvos dataset``: predict and score Ref-YouTube-VOS / Ref-DAVIS17 splits."""
+"""``rvos dataset``: predict and score Ref-YouTube-VOS / Ref-DAVIS17 / MeViS splits."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             for c in ("J&F-Mean", "J-Mean", "F-Mean", "J-Recall", "J-Decay", "F-Recall", "F-Decay")
         ]
         print(f"{name:<8} " + " ".join(f"{100 * v:>6.1f}" for v in values))
-    final = rows["mean" if args.format == "davis" else "all"]["J&F-Mean"]
+    final = rows["mean" if args.format == "davis" else "all"]["J&F-Mean"]  # ytvos, mevis: all
     print(f"J&F: {100 * final:.1f}")
     return 0
 
@@ -64,7 +64,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = sub.add_parser(
         "predict",
-        help="predict a split of Ref-YouTube-VOS or Ref-DAVIS17",
+        help="predict a split of Ref-YouTube-VOS, Ref-DAVIS17 or MeViS",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -73,7 +73,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--format",
         choices=FORMATS,
         required=True,
-        help="ytvos: Ref-YouTube-VOS; davis: Ref-DAVIS17",
+        help="ytvos: Ref-YouTube-VOS; davis: Ref-DAVIS17; mevis: MeViS (--split valid_u|valid)",
     )
     p.add_argument("--split", default="valid", help="split folder name (default valid)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -159,7 +159,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="DIR",
         help="ground-truth label PNGs <video>/<frame>.png (default "
-        "ROOT/<split>/Annotations; e.g. DAVIS/Annotations_unsupervised/480p)",
+        "ROOT/<split>/Annotations; e.g. DAVIS/Annotations_unsupervised/480p); mevis: the "
+        "mask_dict.json (default ROOT/<split>/mask_dict.json)",
     )
     e.add_argument("--quiet", action="store_true", help="no progress bar")
 

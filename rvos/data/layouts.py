@@ -1,7 +1,7 @@
-"""The official Ref-YouTube-VOS and Ref-DAVIS17 folder layouts: reading a split, and the
+"""The official Ref-YouTube-VOS, Ref-DAVIS17 and MeViS folder layouts: reading a split, and the
 prediction folders ``rvos dataset predict`` writes.
 
-Input (both datasets, as ReferFormer's data preparation leaves them)::
+Input (Ref-YouTube-VOS and Ref-DAVIS17, as ReferFormer's data preparation leaves them)::
 
     ROOT/<split>/JPEGImages/<video>/<frame>.jpg
     ROOT/meta_expressions/<split>/meta_expressions.json
@@ -14,11 +14,24 @@ lists, which leaves the 202 validation videos. In Ref-DAVIS17 every object has f
 one per annotator, stored object after object: expression ``4 * o + a`` is annotator a's
 description of object o + 1.
 
+MeViS keeps its meta file beside the frames, and an expression may refer to several objects::
+
+    ROOT/<split>/JPEGImages/<video>/<frame>.jpg
+    ROOT/<split>/meta_expressions.json
+        {"videos": {<video>: {"expressions": {<exp_id>: {"exp": <text>, "obj_id": [...],
+                                                          "anno_id": [...]}},
+                              "frames": [<frame>, ...]}}}
+    ROOT/<split>/mask_dict.json     (train, valid_u) {<anno_id>: [<COCO RLE or null>, ...]}
+
+(`rvos.data.mevis` reads the masks.)
+
 Output::
 
     ytvos: DIR/<split>/<video>/<exp_id>/<frame>.png      binary mask (0 / 255) at frame size
            DIR/submission.zip                            Annotations/<video>/<exp_id>/<frame>.png
     davis: DIR/<split>/anno_<a>/<video>/<frame>.png      indexed PNG, object o + 1 = id o + 1
+    mevis: DIR/<split>/<video>/<exp_id>/<frame>.png      binary mask (0 / 255) at frame size
+           DIR/submission.zip                            <video>/<exp_id>/<frame>.png
 
 A video is written under ``DIR/.partial/<split>/`` and renamed into place when complete, so a
 video folder that exists is a whole video (`PredictionFolder`).
@@ -42,6 +55,7 @@ from rvos.errors import RvosError
 __all__ = [
     "DAVIS_ANNOTATORS",
     "FORMATS",
+    "PER_EXPRESSION_FORMATS",
     "DatasetError",
     "DatasetVideo",
     "Expression",
@@ -53,7 +67,9 @@ __all__ = [
     "write_submission",
 ]
 
-FORMATS = ("ytvos", "davis")
+FORMATS = ("ytvos", "davis", "mevis")
+# Formats whose predictions are one binary mask per expression and frame, zipped for a server.
+PER_EXPRESSION_FORMATS = ("ytvos", "mevis")
 DAVIS_ANNOTATORS = 4
 
 
@@ -66,11 +82,15 @@ class DatasetError(RvosError, ValueError):
 class Expression:
     """One referring expression of a video: its id in the meta file, its words as written
     (not normalised: the original feeds them to the tokenizer as they are) and, where the meta
-    file has one, the ground-truth object id."""
+    file has one, the ground-truth object id. MeViS expressions carry lists instead: the ids
+    of every object they refer to (``obj_ids``) and of those objects' masks (``anno_ids``,
+    keys of ``mask_dict.json``)."""
 
     exp_id: str
     text: str
     obj_id: str | None = None
+    obj_ids: tuple[str, ...] = ()
+    anno_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,8 +123,11 @@ class Split:
     meta_file: Path | None = None
 
 
-def meta_path(root: str | os.PathLike, split: str) -> Path:
-    """``ROOT/meta_expressions/<split>/meta_expressions.json``."""
+def meta_path(root: str | os.PathLike, split: str, fmt: str = "ytvos") -> Path:
+    """``ROOT/meta_expressions/<split>/meta_expressions.json`` (MeViS:
+    ``ROOT/<split>/meta_expressions.json``)."""
+    if fmt == "mevis":
+        return Path(root) / split / "meta_expressions.json"
     return Path(root) / "meta_expressions" / split / "meta_expressions.json"
 
 
@@ -120,8 +143,13 @@ def _check_name(kind: str, value: object, where: str) -> str:
     return value
 
 
-def _load_meta(path: Path) -> dict:
+def _load_meta(path: Path, fmt: str = "ytvos") -> dict:
     if not path.is_file():
+        if fmt == "mevis":
+            raise DatasetError(
+                f"{path} not found: ROOT must hold <split>/meta_expressions.json and "
+                "<split>/JPEGImages/ (the MeViS layout)"
+            )
         raise DatasetError(
             f"{path} not found: ROOT must hold meta_expressions/<split>/"
             "meta_expressions.json and <split>/JPEGImages/ (the official layout)"
@@ -159,6 +187,9 @@ def _parse_video(name: str, entry: object, image_root: Path, fmt: str, where: st
         _check_name("expression id", exp_id, where)
         if not isinstance(e, dict) or not isinstance(e.get("exp"), str):
             raise DatasetError(f"{where}: expression {exp_id!r} needs an 'exp' string")
+        if fmt == "mevis":
+            parsed.append(_mevis_expression(exp_id, e, where))
+            continue
         obj = e.get("obj_id")
         parsed.append(Expression(exp_id, e["exp"], None if obj is None else str(obj)))
     if fmt == "davis" and len(parsed) % DAVIS_ANNOTATORS:
@@ -169,13 +200,33 @@ def _parse_video(name: str, entry: object, image_root: Path, fmt: str, where: st
     return DatasetVideo(name, tuple(frames), tuple(parsed), image_root / name)
 
 
+def _id_list(e: dict, key: str, exp_id: str, where: str) -> tuple[str, ...]:
+    values = e.get(key)
+    if not isinstance(values, list) or not values:
+        raise DatasetError(f"{where}: expression {exp_id!r} needs a non-empty {key!r} list")
+    if not all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in values):
+        raise DatasetError(f"{where}: expression {exp_id!r}: {key!r} must list ids")
+    return tuple(str(v) for v in values)
+
+
+def _mevis_expression(exp_id: str, e: dict, where: str) -> Expression:
+    obj_ids = _id_list(e, "obj_id", exp_id, where)
+    anno_ids = _id_list(e, "anno_id", exp_id, where)
+    if len(obj_ids) != len(anno_ids):
+        raise DatasetError(
+            f"{where}: expression {exp_id!r} lists {len(obj_ids)} obj_id and "
+            f"{len(anno_ids)} anno_id; MeViS gives one anno_id per object"
+        )
+    return Expression(exp_id, e["exp"], None, obj_ids, anno_ids)
+
+
 def read_split(
     root: str | os.PathLike, split: str, fmt: str, *, check_frames: bool = True
 ) -> Split:
     """Read and check a split of the official layout.
 
     Arguments:
-        fmt: ``ytvos`` or ``davis``.
+        fmt: ``ytvos``, ``davis`` or ``mevis``.
         check_frames: verify that every listed frame's JPEG exists (one stat per frame), so a
             missing frame is reported before any model runs.
     Raises:
@@ -184,8 +235,8 @@ def read_split(
     if fmt not in FORMATS:
         raise DatasetError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     root = Path(root)
-    path = meta_path(root, split)
-    entries = _load_meta(path)
+    path = meta_path(root, split, fmt)
+    entries = _load_meta(path, fmt)
     image_root = root / split / "JPEGImages"
     videos = [
         _parse_video(name, entries[name], image_root, fmt, str(path)) for name in sorted(entries)
@@ -255,7 +306,7 @@ class PredictionFolder:
             raise DatasetError(f"cannot write predictions under {self.out}: {exc}") from None
 
     def final_dirs(self, video: str) -> list[Path]:
-        if self.format == "ytvos":
+        if self.format in PER_EXPRESSION_FORMATS:
             return [self.split_dir / video]
         return [self.split_dir / f"anno_{a}" / video for a in range(DAVIS_ANNOTATORS)]
 
@@ -263,7 +314,7 @@ class PredictionFolder:
         return self.partial_dir / video
 
     def temp_dirs(self, video: str) -> list[Path]:
-        if self.format == "ytvos":
+        if self.format in PER_EXPRESSION_FORMATS:
             return [self._temp_root(video)]
         return [self._temp_root(video) / f"anno_{a}" for a in range(DAVIS_ANNOTATORS)]
 
@@ -309,10 +360,14 @@ def write_submission(
 ) -> Path:
     """``DIR/submission.zip`` for the Ref-YouTube-VOS server: every PNG of ``videos`` as
     ``Annotations/<video>/<exp_id>/<frame>.png`` (what ReferFormer's instructions produce by
-    renaming ``valid`` to ``Annotations`` and zipping it). Entries are sorted and stored (PNGs
-    do not compress further), with fixed timestamps."""
-    if folder.format != "ytvos":
-        raise DatasetError("a submission zip is for Ref-YouTube-VOS predictions (--format ytvos)")
+    renaming ``valid`` to ``Annotations`` and zipping it); for the MeViS server the video
+    folders sit at the root of the zip, ``<video>/<exp_id>/<frame>.png``. Entries are sorted and
+    stored (PNGs do not compress further), with fixed timestamps."""
+    if folder.format not in PER_EXPRESSION_FORMATS:
+        raise DatasetError(
+            "a submission zip is for Ref-YouTube-VOS or MeViS predictions (--format ytvos|mevis)"
+        )
+    prefix = "Annotations/" if folder.format == "ytvos" else ""
     target = folder.out / name
     tmp = target.with_name(target.name + ".tmp")
     try:
@@ -321,7 +376,7 @@ def write_submission(
                 root = folder.split_dir / video
                 for path in sorted(root.rglob("*.png")):
                     info = zipfile.ZipInfo(
-                        f"Annotations/{video}/{path.relative_to(root).as_posix()}", _ZIP_TIME
+                        f"{prefix}{video}/{path.relative_to(root).as_posix()}", _ZIP_TIME
                     )
                     info.external_attr = 0o644 << 16
                     zf.writestr(info, path.read_bytes())

@@ -1,16 +1,18 @@
-"""Benchmark runs on Ref-YouTube-VOS and Ref-DAVIS17: predictions and scores, sharded with torchrun.
+"""Benchmark runs on Ref-YouTube-VOS, Ref-DAVIS17 and MeViS: predictions and scores, sharded with
+torchrun.
 
 Command line::
 
-    python -m rvos dataset predict --format ytvos|davis ROOT --split valid --out DIR
+    python -m rvos dataset predict --format ytvos|davis|mevis ROOT --split valid --out DIR
         [--model NAME | --checkpoint PATH] [--device D] [--resume | --overwrite] [--offline]
         [--window N] [--overlap N] [--short-side N] [--precision P] [--max-videos N] [--quiet]
     torchrun --nproc-per-node N -m rvos dataset predict ...      (also --nnodes M, rendezvous)
-    python -m rvos dataset eval --format davis|ytvos ROOT --split valid --pred DIR [--gt DIR]
+    python -m rvos dataset eval --format davis|ytvos|mevis ROOT --split valid --pred DIR [--gt DIR]
 
 **predict** reads the official layout (`rvos.data.layouts`) and writes what ReferFormer writes
 (`rvos.eval.dataset_inference`): ytvos ``DIR/<split>/<video>/<exp_id>/<frame>.png`` and
-``DIR/submission.zip`` for the server; davis ``DIR/<split>/anno_<a>/<video>/<frame>.png``.
+``DIR/submission.zip`` for the server; davis ``DIR/<split>/anno_<a>/<video>/<frame>.png``;
+mevis as ytvos (``--split valid_u`` or ``valid``), the zip holding the video folders at its root.
 ``DIR/predict-<split>.json`` records the model, the settings and the seconds spent on each
 video.
 
@@ -30,7 +32,9 @@ video.
 measures for each annotator's folder and their mean over annotators (`rvos.eval.davis`; tables
 written into each ``anno_<a>`` folder and the mean into ``DIR/<split>``); ytvos, where the
 ground truth is available (``obj_id`` in the meta file and ``<split>/Annotations``; not for the
-valid split, which only the server scores), the same measures per expression. The last line
+valid split, which only the server scores), the same measures per expression; mevis per
+expression against the union of its objects' masks in ``<split>/mask_dict.json`` (valid_u; the
+valid split only the server scores). The last line
 printed is ``J&F: <percent>``.
 """
 
@@ -48,6 +52,7 @@ from pathlib import Path
 
 from rvos import __version__
 from rvos.data.layouts import (
+    PER_EXPRESSION_FORMATS,
     DatasetError,
     PredictionFolder,
     Split,
@@ -251,7 +256,7 @@ def _finish(
         f"predictions in {folder.split_dir}"
     )
     missing = [v.name for v in split.videos if not folder.is_complete(v.name)]
-    if args.format == "ytvos":
+    if args.format in PER_EXPRESSION_FORMATS:
         if missing:
             print(
                 f"{len(missing)} videos of the split are not predicted (e.g. {missing[0]}); "
@@ -260,4 +265,5 @@ def _finish(
             )
         else:
             zipped = write_submission(folder, by_name)
-            print(f"wrote {zipped} for the Ref-YouTube-VOS server")
+            server = "Ref-YouTube-VOS" if args.format == "ytvos" else "MeViS"
+            print(f"wrote {zipped} for the {server} server")

@@ -1,5 +1,5 @@
-"""ReferFormer's benchmark inference on one video of Ref-YouTube-VOS or Ref-DAVIS17, written as
-the original writes it.
+"""ReferFormer's benchmark inference on one video of Ref-YouTube-VOS, Ref-DAVIS17 or MeViS,
+written as the original writes it.
 
 The procedure is the paper's, expression by expression: the frames of a clip are resized to the
 model's short side and normalised (`rvos.modeling.processing.preprocess`), the backbone runs once
@@ -13,6 +13,8 @@ its mask logits are resized bilinearly to the frame size.
   window of N frames, a longer video is cut into rvos's overlapping windows and every window
   after the first keeps the object of the one before (`rvos.predictor.windows.link_query`, the rule
   `rvos.predictor.predictor.Predictor` uses); a video of at most N frames is still one pass.
+* **mevis**: as ytvos: one answer per expression, the paper's best query, also where the
+  expression refers to several objects (the MeViS layout and scoring are ytvos's otherwise).
 * **davis**: the original cuts each video into clips of 36 frames, each choosing its query on
   its own (``window=36, overlap=0``). For each annotator, the probabilities of that annotator's
   expressions (one per object) are merged into one label map per frame
@@ -42,7 +44,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from rvos.data.layouts import DAVIS_ANNOTATORS, DatasetError, DatasetVideo, read_frames
+from rvos.data.layouts import (
+    DAVIS_ANNOTATORS,
+    PER_EXPRESSION_FORMATS,
+    DatasetError,
+    DatasetVideo,
+    read_frames,
+)
 from rvos.eval.davis import merge_probabilities
 from rvos.media.labels import write_label_png
 from rvos.modeling.processing import preprocess, select_query
@@ -90,11 +98,11 @@ class PredictSettings:
         """The original's settings unless overridden: ytvos one pass per video, davis 36-frame
         clips without overlap. A ytvos window defaults to rvos's overlap for it."""
         if window is None:
-            window = 0 if fmt == "ytvos" else DAVIS_WINDOW
+            window = 0 if fmt in PER_EXPRESSION_FORMATS else DAVIS_WINDOW
         if window < 0:
             raise ValueError(f"window must be >= 0 (0: the whole video), got {window}")
         if overlap is None:
-            overlap = default_overlap(window) if fmt == "ytvos" and window else 0
+            overlap = default_overlap(window) if fmt in PER_EXPRESSION_FORMATS and window else 0
         if overlap < 0 or (window and overlap >= window):
             raise ValueError(f"overlap must be in [0, window={window}), got {overlap}")
         return cls(fmt, int(window), int(overlap), short_side, precision)
@@ -238,7 +246,7 @@ def predict_video(
             names = video.frames[plan.keep_start : plan.keep_end]
             now = time.perf_counter()
             model_s += now - tick
-            if settings.format == "ytvos":
+            if settings.format in PER_EXPRESSION_FORMATS:
                 _write_ytvos(video, names, logits, size, out_dirs[0], writer)
             else:
                 _write_davis(video, names, logits, size, out_dirs, writer)
