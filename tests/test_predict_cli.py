@@ -145,10 +145,10 @@ def test_the_torch_free_cli_states_the_predictors_defaults():
     (so that a bad
     video fails before torch is imported): the two must agree."""
     from rvos.cli import predict as predict_cli
-    from rvos.modeling.precision import PRECISIONS
+    from rvos.modeling.precision import AUTO, PRECISIONS
     from rvos.predictor import windows as predictor
 
-    assert tuple(predict_cli.PRECISION_CHOICES) == tuple(PRECISIONS)
+    assert tuple(predict_cli.PRECISION_CHOICES) == (*PRECISIONS, AUTO)
     parser = argparse.ArgumentParser()
     add_cli_arguments(parser)
     text = parser.format_help()
