@@ -181,6 +181,14 @@ def test_on_a_cpu_without_bfloat16_hardware_the_app_does_not_offer_bf16(monkeypa
     amx = precision_choices(["cpu"], _cpu(AMX))
     assert [value for _, value in amx] == ["fp32", "bf16", "int8", "auto"]
     assert "AMX" in {v: k for k, v in amx}["bf16"]
+    # With a GPU as well, bf16 and fp16 are offered for it (today's behaviour), still not bf16
+    # for this CPU: the label says where each mode is faster.
+    both = {value: label for label, value in precision_choices(["cuda", "cpu"], _cpu(AVX2))}
+    assert list(both) == ["fp32", "bf16", "fp16", "int8", "auto"]
+    assert both["bf16"] == "bf16 (faster on GPU)" and both["int8"] == "int8 (faster on CPU: AVX2)"
+    with pytest.raises(PrecisionError, match="bf16 is slower than fp32 on this CPU"):
+        choose_precision("bf16", "cpu", _cpu(AVX2))
+    assert choose_precision("bf16", "cuda", _cpu(AVX2)) == "bf16"
     # A visitor who sends bf16 anyway (the API) is told why, in one line.
     monkeypatch.setenv(ENV_FLAGS, AVX2)
     with pytest.raises(AppInputError, match="bf16 is slower than fp32 on this CPU"):
