@@ -72,8 +72,8 @@ def offered_precisions(device: str | torch.device,
     and fp16; elsewhere fp32 only."""
     device_type = torch.device(device).type
     if device_type == "cuda":
-        return (_cuda_fastest(device), *(p for p in ("bf16", "fp16")
-                                         if p != _cuda_fastest(device)), "fp32")
+        return ("bf16", "fp16", "fp32") if _cuda_fastest(device) == "bf16" else (
+            "fp16", "bf16", "fp32")
     if device_type == "cpu":
         return (*(features or cpu_features()).fast_precisions, "fp32")
     return ("fp32",)
