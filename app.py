@@ -228,7 +228,8 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
                 precision: str = "fp32", previous: Session | None = None,
                 progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's injection idiom)
         """Segment what each expression (one per line, at most 4) refers to in the video.
-        precision: fp32 (default), or the faster bf16 / int8 (CPU) / fp16 (GPU).
+        precision: fp32 (default), a mode faster on this machine (bf16 / int8 where the CPU
+            runs them natively, bf16 / fp16 on a GPU), or auto (the fastest).
         Returns the overlay video, the masks (zip of PNGs), result.json and a summary."""
         settings = RunSettings(threshold, window, fps, max_frames, short_side, device,
                                    precision)
@@ -543,9 +544,9 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
                     precision = gr.Dropdown(
                         choices=precision_choices(devices), value="fp32", label="Precision",
                         elem_id="precision",
-                        info="fp32 computes what the original computes; bf16 (CPUs with AMX or "
-                             "AVX-512 BF16, GPUs), int8 (CPUs) and fp16 (GPUs) are faster and "
-                             "move the masks a little (see the README)")
+                        info="fp32 computes what the original computes; the others are "
+                             "faster on this machine's hardware and move the masks a little "
+                             "(see the README)")
                 with gr.Row():
                     run_btn = gr.Button("Segment", variant="primary", elem_id="run")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")

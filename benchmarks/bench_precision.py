@@ -133,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cuda = args.device.startswith("cuda")
     precisions = args.precision or (["bf16", "fp16"] if cuda else ["bf16", "int8"])
-    results: dict = {"device": args.device}
+    from rvos.modeling.cpu_features import cpu_features  # after argument parsing, as the others
+
+    cpu = cpu_features()  # the figures hold for this CPU (and its ISA caps) only
+    results: dict = {"device": args.device, "cpu": cpu.as_dict()}
+    print(cpu.header())
 
     if not args.skip_parity:
         r = results["parity"] = parity_clip(precisions, args.device, args.repeats)

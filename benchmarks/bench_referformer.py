@@ -346,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     cuda = device.startswith("cuda")
     precisions = args.precision or (["fp32", "bf16", "fp16"] if cuda else ["fp32"])
+    from rvos.modeling.cpu_features import cpu_features  # the parent process needs rvos only here
+
+    cpu = cpu_features()  # the figures hold for this CPU (and its ISA caps) only
+    print(cpu.header())
     print(f"ReferFormer-R50 (released architecture, random weights), {args.size[0]}×"
           f"{args.size[1]}, one caption, {device}; median of {args.repeats} repeats; "
           f"'×trunk' = time per frame / a plain fp32 NCHW ResNet-50 trunk's, same run")
@@ -367,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             r = json.loads(lines[-1][len("RESULT "):])
             r.update(summarise(r))
+            r["cpu"] = cpu.as_dict()
             reference = scratch / f"masks-fp32-{frames}.pt"
             if cuda and precision != "fp32" and reference.exists() and masks_out.exists():
                 r["masks_identical_to_fp32"] = _mask_agreement(reference, masks_out)

@@ -128,9 +128,10 @@ def start_app(log_dir: Path, *extra: str, env: dict[str, str] | None = None,
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory) -> Iterator[RunningApp]:
-    # --max-duration 5: the examples last 2 s, so a 6 s clip tests the length limit.
+    # --max-duration 5: the examples last 2 s, so a 6 s clip tests the length limit. The app
+    # believes it runs on a laptop-class CPU without bfloat16 hardware (AVX2 only).
     yield from start_app(tmp_path_factory.mktemp("app"), "--max-duration", "5",
-                         "--max-frames", "60")
+                         "--max-frames", "60", env={"RVOS_CPU_FLAGS": "sse4_2 avx avx2 fma"})
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +149,31 @@ def test_page_is_served_and_describes_the_demo(app):
         page = response.read().decode()
     assert "ReferFormer" in page
     assert app.startup_s < STARTUP_TIMEOUT_S  # measured and printed by start_app
+
+
+def test_on_a_cpu_without_bfloat16_hardware_the_page_does_not_offer_bf16(app, client):
+    """The app runs with RVOS_CPU_FLAGS of an AVX2-only CPU: its Precision menu offers fp32,
+    int8 (1.29× fp32 on such a CPU) and "Fastest on this machine", not bf16 (8× slower there);
+    bf16 sent through the API is refused, and auto runs int8 and records it."""
+    from gradio_client import handle_file
+
+    with urllib.request.urlopen(app.url + "config", timeout=10) as response:
+        config = json.loads(response.read())
+    [menu] = [c["props"] for c in config["components"]
+              if c.get("props", {}).get("elem_id") == "precision"]
+    assert [value for _, value in menu["choices"]] == ["fp32", "int8", "auto"]
+    assert menu["value"] == "fp32"
+    assert [label for label, _ in menu["choices"]][-1] == "Fastest on this machine"
+
+    video, expressions = two_expression_example()
+    clip = handle_file(str(video))
+    # Gradio itself refuses a value its menu does not hold, naming what it offers (the reason
+    # is the app's own line when the check runs in process: test_precision.py).
+    message = _error_of(client, video=clip, expressions=expressions[0], precision="bf16")
+    assert "bf16 is not in the list of choices: ['fp32', 'int8', 'auto']" in message
+    _, _, result_json, _ = client.predict(video=clip, expressions=expressions[0], max_frames=3,
+                                          precision="auto", api_name="/segment")
+    assert json.loads(Path(result_json).read_text())["settings"]["precision"] == "int8"
 
 
 def test_segment_api_returns_the_overlay_and_result_json(client):

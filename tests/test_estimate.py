@@ -8,7 +8,7 @@ import pytest
 
 from rvos.app.inputs import Limits, RunSettings
 from rvos.app.models import ModelCache, model_choices
-from rvos.app.runs import estimate_run, prepare_run
+from rvos.app.runs import estimate_run, prepare_run, speedup_note
 from rvos.predictor.estimate import (
     CPU_BUDGET_S,
     FPS_STEPS,
@@ -205,3 +205,33 @@ def test_a_model_that_fails_to_load_has_no_estimate(tmp_path, one_cpu_thread):
     models = ModelCache(model_choices(checkpoint=bad))
     assert estimate_run(models, None, str(EXAMPLE), "the red circle",
                             RunSettings(max_frames=300), Limits()) is None
+
+
+def test_the_estimate_says_how_much_faster_than_fp32_a_mode_ran_here(monkeypatch,
+                                                                      one_cpu_thread):
+    """Once fp32 and a faster mode were both measured on this machine (the estimate's passes),
+    the estimate says by how much the mode beat fp32 here, or that it did not."""
+    book = SpeedBook()
+    book.record("m", "cpu", "fp32", pixels=1000, frames=10, expressions=1, model_s=3.0)
+    fast = Speed(backbone_s=0.1, expression_s=0.05, pixels=1000)  # 0.15 s a frame vs 0.3
+    assert speedup_note(book, "m", "cpu", "int8", 1000, 1, fast) == (
+        "int8 runs this model 2.00× as fast as fp32 on this machine.")
+    slow = Speed(backbone_s=0.5, expression_s=0.1, pixels=1000)
+    assert "2.00× slower than fp32" in speedup_note(book, "m", "cpu", "int8", 1000, 1, slow)
+    assert speedup_note(book, "m", "cpu", "fp32", 1000, 1, fast) == ""
+    assert speedup_note(book, "other", "cpu", "int8", 1000, 1, fast) == ""  # no fp32 figure
+
+    monkeypatch.setenv("RVOS_CPU_FLAGS", "sse4_2 avx avx2 fma")  # int8 is offered here
+    models = ModelCache(model_choices())
+    plain = estimate_run(models, "builtin", str(EXAMPLE), "the red circle",
+                         RunSettings(max_frames=300), Limits())
+    assert plain is not None and "as fast as fp32" not in plain.text()
+    auto = estimate_run(models, "builtin", str(EXAMPLE), "the red circle",
+                        RunSettings(max_frames=300, precision="auto"), Limits())
+    base = models.speeds.get("builtin", "cpu", "fp32", 128 * 128)
+    int8 = models.speeds.get("builtin", "cpu", "int8", 128 * 128)
+    assert int8 is not None  # auto ran int8 on this (faked) AVX2 CPU
+    ratio = base.per_frame(128 * 128, 1) / int8.per_frame(128 * 128, 1)
+    words = (f"runs this model {ratio:.2f}× as fast as fp32" if ratio >= 1
+             else f"ran this model {1 / ratio:.2f}× slower than fp32")
+    assert f"int8 {words} on this machine" in auto.text()

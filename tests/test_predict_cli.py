@@ -145,12 +145,42 @@ def test_the_torch_free_cli_states_the_predictors_defaults():
     (so that a bad
     video fails before torch is imported): the two must agree."""
     from rvos.cli import predict as predict_cli
-    from rvos.modeling.precision import PRECISIONS
+    from rvos.modeling.precision import AUTO, PRECISIONS
     from rvos.predictor import windows as predictor
 
-    assert tuple(predict_cli.PRECISION_CHOICES) == tuple(PRECISIONS)
+    assert tuple(predict_cli.PRECISION_CHOICES) == (*PRECISIONS, AUTO)
     parser = argparse.ArgumentParser()
     add_cli_arguments(parser)
     text = parser.format_help()
     assert f"(default {predictor.DEFAULT_WINDOW})" in " ".join(text.split())
     assert f"(default {predictor.DEFAULT_OVERLAP}," in " ".join(text.split())
+
+
+AVX2_FLAGS = "sse4_2 avx avx2 fma"  # a laptop-class CPU: no bfloat16 hardware
+AMX_FLAGS = AVX2_FLAGS + " avx512f avx512_vnni avx512_bf16 amx_tile amx_bf16 amx_int8"
+
+
+def test_a_precision_slower_than_fp32_on_this_cpu_is_refused_before_the_model_loads(
+        model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RVOS_CPU_FLAGS", AVX2_FLAGS)
+    out = tmp_path / "out"
+    assert run([str(BIKES), "--text", "a bike", "--checkpoint", str(model_dir), "--out",
+                str(out), "--max-frames", "2", "--short-side", "32", "--device", "cpu",
+                "--precision", "bf16", "--quiet"]) == 2
+    line = _one_error_line(capsys)
+    assert line == ("rvos predict: error: bf16 is slower than fp32 on this CPU (no AMX or "
+                    "AVX-512 BF16): use fp32, or int8 (faster here)")
+    assert not (out / "result.json").exists()
+
+
+@pytest.mark.parametrize(("flags", "fastest"), [(AVX2_FLAGS, "int8"), (AMX_FLAGS, "bf16")])
+def test_precision_auto_runs_the_fastest_native_mode_and_records_it(
+        flags, fastest, model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("RVOS_CPU_FLAGS", flags)
+    out = tmp_path / "out"
+    assert run([str(BIKES), "--text", "a bike", "--checkpoint", str(model_dir), "--out",
+                str(out), "--max-frames", "2", "--short-side", "32", "--device", "cpu",
+                "--precision", "auto", "--quiet"]) == 0
+    doc = json.loads((out / "result.json").read_text())
+    jsonschema.validate(doc, RESULT_SCHEMA)
+    assert doc["settings"]["precision"] == fastest  # the mode that ran, not "auto"

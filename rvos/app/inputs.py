@@ -13,12 +13,20 @@ import torch
 from rvos.app.text import log, public_message
 from rvos.errors import RvosError
 from rvos.media.probe import VideoError, check_video_file
-from rvos.modeling.precision import PrecisionError, check_precision
+from rvos.modeling.cpu_features import CpuFeatures, cpu_features
+from rvos.modeling.precision import (
+    AUTO,
+    PRECISIONS,
+    PrecisionError,
+    choose_precision,
+    offered_precisions,
+)
 
 __all__ = [
     "MAX_EXPRESSIONS",
     "RUN_ERRORS",
     "AppInputError",
+    "FASTEST_LABEL",
     "Limits",
     "RunSettings",
     "available_devices",
@@ -123,10 +131,32 @@ def check_work(info: Any, settings: RunSettings, limits: Limits) -> RunSettings:
     return dataclasses.replace(settings, max_frames=allowed)
 
 
-def precision_choices(devices: Sequence[str]) -> list[str]:
-    """The precisions the app offers for these devices (`rvos.modeling.precision`)."""
-    gpu = any(d.startswith("cuda") for d in devices)
-    return ["fp32", "bf16", "int8"] + (["fp16"] if gpu else [])
+FASTEST_LABEL = "Fastest on this machine"
+
+
+def precision_choices(devices: Sequence[str],
+                      features: CpuFeatures | None = None) -> list[tuple[str, str]]:
+    """The Precision menu for these devices, as (label, value) pairs: fp32 (exact) first, then
+    each mode faster than fp32 on one of them (on a CPU only those its hardware runs natively,
+    `rvos.modeling.precision.offered_precisions`; ``features``: this CPU's when None), then
+    "Fastest on this machine" (``"auto"``)."""
+    where: dict[str, list[str]] = {}
+    for device in devices:
+        kind = "GPU" if device.startswith("cuda") else "CPU"
+        for precision in offered_precisions(device, features):
+            if precision != "fp32" and kind not in where.setdefault(precision, []):
+                where[precision].append(kind)
+    cpu = features or cpu_features()
+    units = {"bf16": cpu.bf16_unit, "int8": cpu.int8_unit}
+
+    def label(precision: str) -> str:
+        kinds = [f"CPU: {units[precision]}" if k == "CPU" and units.get(precision) else k
+                 for k in where[precision]]
+        return f"{precision} (faster on {', '.join(kinds)})"
+
+    return ([("fp32 (exact, default)", "fp32")]
+            + [(label(p), p) for p in PRECISIONS if p in where]
+            + [(FASTEST_LABEL, AUTO)])
 
 
 def available_devices() -> list[str]:
@@ -145,8 +175,9 @@ class RunSettings:
         max_frames: process at most this many frames (from the start).
         short_side: model input short side; None or 0 uses the model's own.
         device: torch device of the run.
-        precision: "fp32" (the default, checked against the original) or a faster mode of
-            `rvos.modeling.precision` the device can run.
+        precision: "fp32" (the default, checked against the original), a mode of
+            `rvos.modeling.precision` faster than fp32 on the device, or "auto" (the fastest);
+            `checked` turns "auto" into the mode it picks.
     """
 
     threshold: float = 0.5
@@ -196,7 +227,7 @@ class RunSettings:
                                 f"{', '.join(devices)}")
 
         try:
-            precision = check_precision(str(self.precision or "fp32"), device)
+            precision = choose_precision(str(self.precision or "fp32"), device)
         except PrecisionError as err:
             raise AppInputError(str(err)) from None
         return RunSettings(threshold, int(window), fps or None, int(max_frames),

@@ -32,11 +32,11 @@ from rvos.app.text import plural
 from rvos.errors import PredictorError
 from rvos.media.probe import VideoError, probe
 from rvos.modeling.processing import model_short_side, resized_size
-from rvos.predictor.estimate import Estimate, estimate
+from rvos.predictor.estimate import Estimate, Speed, SpeedBook, estimate
 from rvos.predictor.predictor import Predictor, Progress
 from rvos.result.video_result import VideoResult
 
-__all__ = ["Run", "estimate_run", "prepare_run", "progress_text"]
+__all__ = ["Run", "estimate_run", "prepare_run", "progress_text", "speedup_note"]
 
 
 class Run:
@@ -245,6 +245,9 @@ def estimate_run(models: ModelCache, model: str | None, video: str | None,
             speed = models.speeds.measure(net, choice.key, settings.device, settings.precision,
                                           (h, w))
         io = models.speeds.io()
+        gain = speedup_note(models.speeds, choice.key, settings.device, settings.precision,
+                            h * w, len(texts), speed)
+        note = f"{gain} {note}".strip()
     except Exception:  # e.g. out of memory: no estimate rather than a stale one
         logging.getLogger("rvos.app").exception("could not measure the run-time estimate")
         return None
@@ -256,6 +259,20 @@ def estimate_run(models: ModelCache, model: str | None, video: str | None,
                     frames_at=frames_at, fps=settings.fps, window=settings.window,
                     source_fps=info.fps, io=io, source_size=(info.height, info.width),
                     note=note)
+
+
+def speedup_note(book: SpeedBook, key: str, device: str, precision: str, pixels: int,
+                 expressions: int, speed: Speed) -> str:
+    """How much faster than fp32 ``precision`` ran this model on this machine, once both were
+    measured here (the estimate's passes, refined by runs); "" otherwise or for fp32."""
+    base = None if precision == "fp32" else book.get(key, device, "fp32", pixels)
+    if base is None:
+        return ""
+    ratio = base.per_frame(pixels, expressions) / speed.per_frame(pixels, expressions)
+    if ratio >= 1:
+        return f"{precision} runs this model {ratio:.2f}× as fast as fp32 on this machine."
+    return (f"{precision} ran this model {1 / ratio:.2f}× slower than fp32 on this machine: "
+            "fp32 is faster here.")
 
 
 def progress_text(p: Progress) -> str:

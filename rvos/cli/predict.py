@@ -25,9 +25,9 @@ from rvos.media.probe import VideoError, check_video_file
 __all__ = ["PRECISION_CHOICES", "add_cli_arguments", "check_out_dir", "run_cli"]
 
 
-# `rvos.modeling.precision.PRECISIONS`, spelled out so that --help needs no torch (a test compares
-# them).
-PRECISION_CHOICES = ("fp32", "bf16", "fp16", "int8")
+# `rvos.modeling.precision.PRECISIONS` and `AUTO`, spelled out so that --help needs no torch (a
+# test compares them).
+PRECISION_CHOICES = ("fp32", "bf16", "fp16", "int8", "auto")
 
 
 class CliError(RvosError, ValueError):
@@ -71,7 +71,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES,
                         help="fp32 (default, checked against the original), or a faster opt-in "
                              "mode: bf16 (CPUs with AMX/AVX-512 BF16, GPUs), fp16 (GPUs), int8 "
-                             "(CPUs); see the README for how far each moves the masks")
+                             "(CPUs with AVX2/VNNI/ARM dot product), or auto (the fastest on "
+                             "this machine); a mode slower than fp32 on this CPU is refused; "
+                             "see the README for how far each moves the masks")
     parser.add_argument("--offline", action="store_true", default=None,
                         help="never download a model (also $RVOS_OFFLINE=1)")
     parser.add_argument("--figure", action="store_true",

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from rvos.errors import PredictorError, RvosError
+from rvos.modeling.precision import choose_precision
 from rvos.predictor.predictor import Predictor
 from rvos.predictor.windows import DEFAULT_WINDOW, _check_window, default_overlap
 from rvos.result import exports
@@ -41,13 +42,16 @@ def run_predict_cli(args: argparse.Namespace, texts: list[str], out: Path) -> in
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise PredictorError(f"--device {device}: no CUDA GPU is usable here; "
                                  "use --device cpu")
+        # Before the model loads: a mode slower than fp32 here is refused at once; auto is resolved
+        # (result.json records the mode that ran).
+        precision = choose_precision(args.precision, device)
         model, name = load_model_from(
             args.model, args.checkpoint, device=device, text_encoder=args.text_encoder,
             offline=getattr(args, "offline", None), progress=not args.quiet)
         predictor = Predictor(model, device=device, window=window, overlap=overlap,
                               short_side="auto" if args.short_side is None else args.short_side,
                               threshold=args.threshold,
-                              model_name=name, precision=args.precision)
+                              model_name=name, precision=precision)
         # From here on the folder holds this run's outputs only, or none.
         started = True
         remove_outputs(out)

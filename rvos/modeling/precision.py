@@ -14,6 +14,11 @@ opt-in faster mode.
 
 None of the faster modes is the default: their deviation from fp32 is measured
 (`benchmarks/bench_precision.py`) but cannot be validated here on the released weights.
+
+The doors (the app, ``rvos predict``, `rvos.predictor.Predictor`) offer on a CPU only the modes
+faster than fp32 there (`rvos.modeling.cpu_features`) and resolve ``"auto"`` to the fastest
+(`choose_precision`); `check_precision`, `prepare_model` and `with_precision` run any mode the
+device can run at all, so that the benchmarks can measure a slow one.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from torch import nn
 from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
 
 from rvos.errors import RvosError
+from rvos.modeling.cpu_features import CpuFeatures, cpu_features
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+AUTO = "auto"  # a request, not a precision: the fastest mode this device runs natively
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # int8 quantises the linear layers of these parts, where the time goes (their FFNs and the
 # deformable attention's value and output projections), except the layers that predict where
@@ -51,10 +58,54 @@ def check_precision(precision: str, device: str | torch.device) -> str:
         raise PrecisionError(f"unknown precision {precision!r}; choose one of "
                              f"{', '.join(PRECISIONS)}")
     if precision == "fp16" and device_type != "cuda":
-        raise PrecisionError("fp16 needs a CUDA GPU; on a CPU use bf16 or int8")
+        raise PrecisionError("fp16 needs a CUDA GPU; on this CPU use "
+                             + " or ".join(offered_precisions("cpu")))
     if precision == "int8" and device_type != "cpu":
         raise PrecisionError("int8 runs on the CPU only; on a GPU use bf16 or fp16")
     return precision
+
+
+def offered_precisions(device: str | torch.device,
+                       features: CpuFeatures | None = None) -> tuple[str, ...]:
+    """The precisions the doors offer on ``device``, fastest first, fp32 last: on a CPU those
+    faster than fp32 there (``features``: this CPU's, `cpu_features`, when None); on a GPU bf16
+    and fp16; elsewhere fp32 only."""
+    device_type = torch.device(device).type
+    if device_type == "cuda":
+        return ("bf16", "fp16", "fp32") if _cuda_fastest(device) == "bf16" else (
+            "fp16", "bf16", "fp32")
+    if device_type == "cpu":
+        return (*(features or cpu_features()).fast_precisions, "fp32")
+    return ("fp32",)
+
+
+def choose_precision(precision: str, device: str | torch.device,
+                     features: CpuFeatures | None = None) -> str:
+    """The precision a door runs for the request ``precision`` (a `PRECISIONS` name or
+    ``"auto"``) on ``device``: ``"auto"`` becomes the fastest offered one; a mode the device
+    cannot run, or one slower than fp32 on this CPU, raises a `PrecisionError` that says why and
+    what is faster."""
+    if precision == AUTO:
+        return offered_precisions(device, features)[0]
+    if precision not in PRECISIONS:
+        raise PrecisionError(f"unknown precision {precision!r}; choose one of "
+                             f"{', '.join(PRECISIONS)} or {AUTO}")
+    check_precision(precision, device)
+    if torch.device(device).type != "cpu" or precision == "fp32":
+        return precision
+    features = features or cpu_features()
+    if precision in features.fast_precisions:
+        return precision
+    faster = [p for p in features.fast_precisions if p != precision]
+    instead = "use fp32" + "".join(f", or {p} (faster here)" for p in faster)
+    raise PrecisionError(f"{precision} is slower than fp32 on this CPU "
+                         f"({features.why_slow(precision)}): {instead}")
+
+
+def _cuda_fastest(device: str | torch.device) -> str:
+    """bf16 on GPUs that multiply it natively (compute capability 8+, Ampere on), else fp16."""
+    major = torch.cuda.get_device_capability(device)[0] if torch.cuda.is_available() else 0
+    return "bf16" if major >= 8 else "fp16"
 
 
 def prepare_model(model: nn.Module, precision: str = "fp32") -> nn.Module:

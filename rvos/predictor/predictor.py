@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from rvos.errors import PredictorError
-from rvos.modeling.precision import PrecisionError, with_precision
+from rvos.modeling.precision import PrecisionError, choose_precision, with_precision
 from rvos.modeling.processing import (
     model_short_side,
     normalize,
@@ -208,10 +208,12 @@ class Predictor:
         keep_logits: keep the chosen query's low-resolution mask logits (int8) so masks can be
             re-thresholded later (`ExpressionResult.mask(k, threshold=...)`).
         model_name: stored in results (default: the model's ``name`` attribute, if any).
-        precision: ``"fp32"``, or a faster opt-in mode (`rvos.modeling.precision`: ``"bf16"``,
-            ``"fp16"`` on CUDA, ``"int8"`` on a CPU); ``model`` itself is left unchanged.
-            Default: the model's own (fp32 unless `rvos.modeling.precision.prepare_model` set
-            another).
+        precision: ``"fp32"``, a faster opt-in mode (`rvos.modeling.precision`: ``"bf16"`` on
+            GPUs and on CPUs with AMX / AVX-512 BF16, ``"fp16"`` on CUDA, ``"int8"`` on CPUs
+            with AVX2 / VNNI / ARM dot product), or ``"auto"``: the fastest of them here. A mode
+            slower than fp32 on this CPU is refused (`choose_precision`); ``model`` itself is
+            left unchanged. Default: the model's own (fp32 unless
+            `rvos.modeling.precision.prepare_model` set another).
 
     Example::
 
@@ -244,7 +246,7 @@ class Predictor:
         model = model.to(self.device).eval()
         if precision is not None:
             try:
-                model = with_precision(model, precision)
+                model = with_precision(model, choose_precision(precision, self.device))
             except PrecisionError as err:
                 raise PredictorError(str(err)) from None
         self.model = model
