@@ -143,6 +143,19 @@ def _check_name(kind: str, value: object, where: str) -> str:
     return value
 
 
+def read_json(path: Path) -> object:
+    """A dataset's JSON file; a missing, unreadable or malformed one is a `DatasetError` that
+    says where."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DatasetError(
+            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from None
+
+
 def _load_meta(path: Path, fmt: str = "ytvos") -> dict:
     if not path.is_file():
         if fmt == "mevis":
@@ -154,14 +167,7 @@ def _load_meta(path: Path, fmt: str = "ytvos") -> dict:
             f"{path} not found: ROOT must hold meta_expressions/<split>/"
             "meta_expressions.json and <split>/JPEGImages/ (the official layout)"
         )
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DatasetError(
-            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from None
+    meta = read_json(path)
     if not isinstance(meta, dict) or not isinstance(meta.get("videos"), dict):
         raise DatasetError(f'{path}: expected {{"videos": {{<video>: {{...}}}}}} at the top')
     return meta["videos"]

@@ -8,14 +8,13 @@ the union of their masks, which is how the MeViS evaluation scores it.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from rvos.data.coco_rle import RleError, decode_coco_rle
-from rvos.data.layouts import DatasetError, DatasetVideo, Expression
+from rvos.data.layouts import DatasetError, DatasetVideo, Expression, read_json
 
 __all__ = ["expression_masks", "mask_dict_path", "mask_size", "read_mask_dict"]
 
@@ -37,14 +36,7 @@ def read_mask_dict(path: str | os.PathLike, split: str = "") -> dict[str, list]:
             else " (--gt points elsewhere)"
         )
         raise DatasetError(f"ground truth {path} not found{hint}")
-    try:
-        masks = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DatasetError(
-            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from None
+    masks = read_json(path)
     if not isinstance(masks, dict) or not all(isinstance(v, list) for v in masks.values()):
         raise DatasetError(f"{path}: expected {{<anno_id>: [<RLE or null per frame>, ...]}}")
     return masks
