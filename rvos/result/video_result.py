@@ -344,7 +344,8 @@ class ExpressionResult:
         n, q, layers = self.layer_boxes.shape[:3]
         first = np.broadcast_to(self.initial_reference_points, (n, q, 2))[:, :, None]
         corners = self.layer_boxes[:, :, :-1]
-        centres = (corners[..., :2] + corners[..., 2:]) / 2
+        with np.errstate(invalid="ignore"):  # a degenerate box (inf, -inf) has no centre: NaN
+            centres = (corners[..., :2] + corners[..., 2:]) / 2
         return np.concatenate([first, centres], axis=2).astype(np.float32)
 
     @property
