@@ -552,3 +552,16 @@ def test_precision_is_part_of_the_settings_and_checked_for_the_device(davis_root
     assert record["settings"]["precision"] == "fp32"
     assert predict(davis_root, "davis", out, "--resume", "--precision", "int8") == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_dataset_precision_follows_what_this_cpu_runs_fast(davis_root, tmp_path, capsys,
+                                                           monkeypatch):
+    """On a CPU without bfloat16 hardware (flags faked: AVX2 only) bf16 is refused saying why,
+    and auto runs int8 and records the mode that ran, not "auto"."""
+    monkeypatch.setenv("RVOS_CPU_FLAGS", "sse4_2 avx avx2 fma")
+    out = tmp_path / "out"
+    assert predict(davis_root, "davis", out, "--max-videos", "1", "--precision", "bf16") == 2
+    assert "bf16 is slower than fp32 on this CPU" in capsys.readouterr().err
+    assert predict(davis_root, "davis", out, "--max-videos", "1", "--precision", "auto") == 0
+    record = json.loads((out / "predict-valid.json").read_text())
+    assert record["settings"]["precision"] == "int8"

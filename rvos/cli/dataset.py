@@ -13,7 +13,7 @@ from rvos.errors import RvosError
 from rvos.eval.benchmark import _predict
 from rvos.eval.dataset_scores import evaluate_predictions
 from rvos.eval.distributed import ProcessGroup, Workers
-from rvos.modeling.precision import PRECISIONS
+from rvos.modeling.precision import AUTO, PRECISIONS
 
 __all__ = ["add_cli_arguments", "run_cli"]
 
@@ -131,9 +131,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         default="fp32",
-        choices=PRECISIONS,
+        choices=(*PRECISIONS, AUTO),
         help="fp32 (default, the original's and the one to reproduce published numbers), or a "
-        "faster mode: bf16, fp16 (CUDA), int8 (CPU); see rvos.modeling.precision",
+        "faster mode: bf16, fp16 (CUDA), int8 (CPU), or auto (this machine's fastest); a mode "
+        "slower than fp32 on this CPU is refused; see rvos.modeling.precision",
     )
     again = p.add_mutually_exclusive_group()
     again.add_argument(

@@ -61,7 +61,7 @@ from rvos.data.layouts import (
 )
 from rvos.eval.dataset_inference import PredictSettings, predict_video
 from rvos.eval.distributed import rank_device, split_work
-from rvos.modeling.precision import with_precision
+from rvos.modeling.precision import choose_precision, with_precision
 from rvos.modeling.processing import model_short_side
 from rvos.zoo.loader import load_model_from
 
@@ -181,8 +181,10 @@ def _predict(args: argparse.Namespace, workers, group) -> int:
     device = rank_device(workers, args.device)
     model, model_name = _load_model(args, str(device), workers, group)
     short_side = args.short_side if args.short_side is not None else model_short_side(model)
+    # "auto" becomes this machine's fastest mode; one slower than fp32 here is refused, saying why
+    precision = choose_precision(args.precision, device)
     settings = PredictSettings.for_format(
-        args.format, short_side, args.window, args.overlap, args.precision
+        args.format, short_side, args.window, args.overlap, precision
     )
     if settings.precision != "fp32":
         model = with_precision(model, settings.precision)
