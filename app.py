@@ -617,7 +617,10 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
                     "learned start point (ring) through its box centre after each layer (dots, "
                     "dark to light); pick one query to see its box after every layer. Below, "
                     "every query's own mask on this frame: each query has its dynamic mask "
-                    "kernels, so each has a mask, not only the chosen one.",
+                    "kernels, so each has a mask, not only the chosen one. In the paper's "
+                    "figure all queries crowd around the referred object; the built-in model's "
+                    "do not (on its test clips most of the other queries sit on other objects "
+                    "or empty ground: README, The app).",
                     elem_id="decoder_section")
         with gr.Row():
             with gr.Column(scale=3):
