@@ -27,8 +27,9 @@ A pixel is "object" where its PNG value is > 0. Per mask (one frame of one expre
 annotator): IoU of the two object masks (1 when both are empty) and the share of identical
 pixels. Per video: the mean IoU of its masks and identical pixels over all its pixels.
 The last line, `agreement: v`, is the mean IoU over every compared mask of the split
-(truncated to 4 decimals: 1.0 means every mask agrees). Both sets must hold the same
-masks: a video or frame missing from either is an error that names a few."""
+(4 decimals; 1.0 only when every mask agrees). Both sets must hold the same
+masks: a video or frame missing from either is an error that names a few
+(--pred-videos-only lets the reference hold more videos)."""
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -75,7 +76,9 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 def _run_compare(args: argparse.Namespace) -> int:
     try:
-        result = compare_predictions(args.pred, args.reference)
+        result = compare_predictions(
+            args.pred, args.reference, pred_videos_only=args.pred_videos_only
+        )
         pred = Path(args.pred)
         csv_path = write_csv(
             result,
@@ -230,6 +233,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR_OR_ZIP",
         help="the other set: a prediction folder or a submission zip (video folders at its "
         "root or under one top folder such as Annotations/)",
+    )
+    c.add_argument(
+        "--pred-videos-only",
+        action="store_true",
+        help="compare only the videos --pred holds (a reproduction of part of a split, e.g. "
+        "--max-videos); the reference may hold more",
     )
     c.add_argument(
         "--csv",

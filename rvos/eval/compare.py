@@ -21,7 +21,6 @@ mean IoU over every compared PNG of the set.
 from __future__ import annotations
 
 import csv
-import math
 import os
 import re
 import shutil
@@ -202,17 +201,25 @@ def _check_same_keys(pred: PredictionSet, ref: PredictionSet) -> None:
     for missing, there, absent in ((only_ref, ref, pred), (only_pred, pred, ref)):
         if missing:
             videos = sorted({video_of(k) for k in missing} - set(absent.videos()))
-            what = f"{len(videos)} videos" if videos else f"{len(missing)} masks"
             names = videos or missing
+            noun = ("video" if videos else "mask") + ("s" if len(names) > 1 else "")
+            what = f"{len(names)} {noun}"
             raise CompareError(
                 f"{what} of {there.path} are missing from {absent.path}: {_few(names)}"
             )
 
 
-def compare_predictions(pred: str | os.PathLike, reference: str | os.PathLike) -> Comparison:
+def compare_predictions(
+    pred: str | os.PathLike, reference: str | os.PathLike, *, pred_videos_only: bool = False
+) -> Comparison:
     """Compare every mask of ``pred`` with the mask of the same key in ``reference``; both must
-    hold the same masks (else `CompareError` naming a few that are missing)."""
+    hold the same masks (else `CompareError` naming a few that are missing). With
+    ``pred_videos_only`` the reference may hold more videos (a reproduction of part of a split);
+    the videos ``pred`` holds must still match mask for mask."""
     a, b = PredictionSet(pred), PredictionSet(reference)
+    if pred_videos_only:
+        ours = set(a.videos())
+        b.keys = {k: v for k, v in b.keys.items() if video_of(k) in ours}
     _check_same_keys(a, b)
     by_video: dict[str, list[str]] = {}
     for key in sorted(a.keys):
@@ -259,6 +266,8 @@ def write_csv(comparison: Comparison, path: str | os.PathLike) -> Path:
 
 
 def format_agreement(value: float, digits: int = 4) -> str:
-    """``value`` truncated (never rounded up) to ``digits`` decimals: 1.0 only when every mask
-    agrees."""
-    return str(math.floor(value * 10**digits) / 10**digits)
+    """``value`` with ``digits`` decimals, as the tables print it, except that 1 prints as
+    ``1.0`` and only when every mask agrees (0.99996 prints as 0.9999, not 1.0000)."""
+    if value >= 1:
+        return "1.0"
+    return f"{min(value, 1 - 10**-digits):.{digits}f}"
