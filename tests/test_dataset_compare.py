@@ -177,3 +177,13 @@ def test_missing_masks_are_one_clear_error(runs, tmp_path, capsys):
     assert compare(ref, runs["double"], "--pred-videos-only", "--csv", str(tmp_path / "c.csv")) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == "agreement: 1.0"
     assert [r["video"] for r in read_csv(tmp_path / "c.csv")] == [key.split("/")[0]]
+
+
+def test_an_unreadable_mask_is_named(runs, tmp_path, capsys):
+    ref = tmp_path / "ref"
+    shutil.copytree(runs["single"] / "valid", ref)
+    key = sorted(masks(ref))[-1]
+    (ref / key).write_bytes(b"not a png")
+    assert compare(runs["double"], ref) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"rvos dataset compare: error: {key} of {ref}: cannot identify image file"]

@@ -195,6 +195,14 @@ def frame_agreement(key: str, a: np.ndarray, b: np.ndarray) -> FrameAgreement:
     return FrameAgreement(key, float(iou), int(np.count_nonzero(fa == fb)), int(fa.size))
 
 
+def _read(path: Path, key: str, where: PredictionSet) -> np.ndarray:
+    try:
+        return read_label_png(path)
+    except (OSError, ValueError) as exc:  # not a PNG, or an RGB one
+        reason = str(exc).replace(f" {str(path)!r}", "").replace(f"{str(path)!r}", "it")
+        raise CompareError(f"{key} of {where.path}: {reason}") from None
+
+
 def _check_same_keys(pred: PredictionSet, ref: PredictionSet) -> None:
     only_pred = sorted(set(pred.keys) - set(ref.keys))
     only_ref = sorted(set(ref.keys) - set(pred.keys))
@@ -228,14 +236,7 @@ def compare_predictions(
     videos: list[VideoAgreement] = []
     for video, keys in sorted(by_video.items()):
         with a.open_video(keys) as fa, b.open_video(keys) as fb:
-            try:
-                rows = [
-                    frame_agreement(k, read_label_png(fa[k]), read_label_png(fb[k])) for k in keys
-                ]
-            except (OSError, ValueError) as exc:
-                if isinstance(exc, CompareError):
-                    raise
-                raise CompareError(f"video {video!r}: {exc}") from None
+            rows = [frame_agreement(k, _read(fa[k], k, a), _read(fb[k], k, b)) for k in keys]
         frames.extend(rows)
         videos.append(
             VideoAgreement(
