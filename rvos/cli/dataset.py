@@ -1,9 +1,11 @@
-"""``rvos dataset``: predict and score Ref-YouTube-VOS / Ref-DAVIS17 / MeViS splits."""
+"""``rvos dataset``: predict and score Ref-YouTube-VOS / Ref-DAVIS17 / MeViS splits, and compare
+two prediction sets of one split."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from rvos.data.layouts import (
     FORMATS,
@@ -11,11 +13,23 @@ from rvos.data.layouts import (
 )
 from rvos.errors import RvosError
 from rvos.eval.benchmark import _predict
+from rvos.eval.compare import CompareError, compare_predictions, format_agreement, write_csv
 from rvos.eval.dataset_scores import evaluate_predictions
 from rvos.eval.distributed import ProcessGroup, Workers
 from rvos.modeling.precision import AUTO, PRECISIONS
 
 __all__ = ["add_cli_arguments", "run_cli"]
+
+COMPARE_HELP = """Compare two prediction sets of the same split, mask by mask (ytvos, mevis:
+<video>/<exp_id>/<frame>.png; davis: anno_<a>/<video>/<frame>.png).
+
+A pixel is "object" where its PNG value is > 0. Per mask (one frame of one expression or
+annotator): IoU of the two object masks (1 when both are empty) and the share of identical
+pixels. Per video: the mean IoU of its masks and identical pixels over all its pixels.
+The last line, `agreement: v`, is the mean IoU over every compared mask of the split
+(4 decimals; 1.0 only when every mask agrees). Both sets must hold the same
+masks: a video or frame missing from either is an error that names a few
+(--pred-videos-only lets the reference hold more videos)."""
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -57,6 +71,43 @@ def _run_eval(args: argparse.Namespace) -> int:
         print(f"{name:<8} " + " ".join(f"{100 * v:>6.1f}" for v in values))
     final = rows["mean" if args.format == "davis" else "all"]["J&F-Mean"]  # ytvos, mevis: all
     print(f"J&F: {100 * final:.1f}")
+    return 0
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    try:
+        result = compare_predictions(
+            args.pred, args.reference, pred_videos_only=args.pred_videos_only
+        )
+        pred = Path(args.pred)
+        csv_path = write_csv(
+            result,
+            args.csv
+            or (pred / "compare.csv" if pred.is_dir() else pred.with_suffix(".compare.csv")),
+        )
+    except CompareError as exc:
+        print(f"rvos dataset compare: error: {exc}", file=sys.stderr)
+        return 2
+    width = max(8, *(len(v.video) for v in result.videos))
+    print(f"{'video':<{width}} {'frames':>7} {'mean IoU':>9} {'identical':>10}")
+    for v in result.videos:
+        print(f"{v.video:<{width}} {v.frames:>7} {v.mean_iou:>9.4f} {v.identical_share:>10.4f}")
+    print(
+        f"{'overall':<{width}} {len(result.frames):>7} {result.agreement:>9.4f} "
+        f"{result.identical_share:>10.4f}"
+    )
+    worst_videos, worst_frames = result.worst_videos(), result.worst_frames()
+    if worst_frames:
+        print("videos that differ most:")
+        for v in worst_videos:
+            print(f"  {v.video}  mean IoU {v.mean_iou:.4f}  identical {v.identical_share:.4f}")
+        print("frames that differ most:")
+        for f in worst_frames:
+            print(f"  {f.key}  IoU {f.iou:.4f}  identical {f.identical_share:.4f}")
+    else:
+        print(f"all {len(result.frames)} masks are identical")
+    print(f"wrote {csv_path}")
+    print(f"agreement: {format_agreement(result.agreement)}")
     return 0
 
 
@@ -165,8 +216,42 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     )
     e.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    c = sub.add_parser(
+        "compare",
+        help="compare two prediction sets of one split (a reproduction and the authors' zip)",
+        description=COMPARE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument(
+        "--pred",
+        required=True,
+        metavar="DIR",
+        help="the --out folder of `rvos dataset predict` (or its split folder, or a zip)",
+    )
+    c.add_argument(
+        "--reference",
+        required=True,
+        metavar="DIR_OR_ZIP",
+        help="the other set: a prediction folder or a submission zip (video folders at its "
+        "root or under one top folder such as Annotations/)",
+    )
+    c.add_argument(
+        "--pred-videos-only",
+        action="store_true",
+        help="compare only the videos --pred holds (a reproduction of part of a split, e.g. "
+        "--max-videos); the reference may hold more",
+    )
+    c.add_argument(
+        "--csv",
+        default=None,
+        metavar="PATH",
+        help="per-video CSV: video, frames, mean_iou, identical_share (default DIR/compare.csv)",
+    )
+
 
 def run_cli(args: argparse.Namespace) -> int:
     if args.action == "predict":
         return _run_predict(args)
+    if args.action == "compare":
+        return _run_compare(args)
     return _run_eval(args)
