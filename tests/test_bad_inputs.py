@@ -637,7 +637,9 @@ def test_a_client_that_leaves_mid_run_leaves_nothing_behind(media: Path, app):
     from gradio_client import Client, handle_file
     from gradio_client.utils import Status
 
-    long_run = badmedia.clip(media / "busy.mp4", w=320, h=240, frames=36, fps=8)  # 4.5 s
+    # 6 s at 30 fps (the app's limit here): 180 frames in windows of 8, several seconds of
+    # work, so the client leaves while the run is still going
+    long_run = badmedia.clip(media / "busy.mp4", w=320, h=240, frames=180, fps=30)
     before = app.work_folders()
     leaver = Client(app.url, verbose=False)
     job = leaver.submit(
@@ -652,7 +654,8 @@ def test_a_client_that_leaves_mid_run_leaves_nothing_behind(media: Path, app):
         time.sleep(0.05)
     time.sleep(1.0)  # under way: the model runs and the outputs are being written
     assert not job.done(), "the run ended before the client could leave; use a longer clip"
-    job.cancel()
+    # a run that finished first keeps its outputs (they are its session's): this must cancel
+    assert job.cancel(), "the run ended before the client could leave; use a longer clip"
     leaver.close()
     deadline = time.monotonic() + 30
     while (app.work_folders() - before) and time.monotonic() < deadline:
