@@ -85,6 +85,20 @@ def env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(REPO))
 
 
+def torchrun_rvos(argv: list[str], cwd: Path) -> dict[int, str]:
+    """``torchrun --nproc-per-node 2 -m rvos ARGV`` on gloo: each rank's stderr, by rank (the
+    run fails the test with all of them)."""
+    logs = cwd / "torchrun-logs"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "--log-dir", str(logs), "--redirects", "3", "-m", "rvos", *argv],
+        capture_output=True, text=True, env=env(), cwd=cwd, timeout=600,
+    )  # fmt: skip
+    rank_logs = {int(p.parent.name): p.read_text() for p in logs.rglob("stderr.log")}
+    assert proc.returncode == 0, proc.stderr + "".join(rank_logs.values())
+    return rank_logs
+
+
 @pytest.fixture(scope="module")
 def davis_root(tmp_path_factory) -> Path:
     return synth(
@@ -182,31 +196,8 @@ def test_torchrun_two_processes_write_the_same_bytes_as_one(
     fmt, davis_root, ytvos_root, single_runs, tmp_path
 ):
     root = davis_root if fmt == "davis" else ytvos_root
-    out, logs = tmp_path / "out", tmp_path / "logs"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            "--log-dir",
-            str(logs),
-            "--redirects",
-            "3",
-            "-m",
-            "rvos",
-            *predict_argv(root, fmt, out),
-        ],
-        capture_output=True,
-        text=True,
-        env=env(),
-        cwd=tmp_path,
-        timeout=600,
-    )
-    rank_logs = {int(p.parent.name): p.read_text() for p in logs.rglob("stderr.log")}
-    assert proc.returncode == 0, proc.stderr + "".join(rank_logs.values())
+    out = tmp_path / "out"
+    rank_logs = torchrun_rvos(predict_argv(root, fmt, out), tmp_path)
     assert outputs(out) == outputs(single_runs[fmt])
     record = json.loads((out / "predict-valid.json").read_text())
     assert {v["rank"] for v in record["videos"].values()} == {0, 1}  # both ranks worked

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import csv
 import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_dataset import env, predict, predict_argv, synth
+from test_dataset import predict, predict_argv, synth, torchrun_rvos
 
 from rvos.cli.main import main
 from rvos.media.labels import read_label_png, write_label_png
@@ -26,32 +24,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     """A tiny Ref-YouTube-VOS split predicted by one process and by two under torchrun."""
     base = tmp_path_factory.mktemp("compare")
     root = synth(base / "ref-ytvos", "ytvos", "--count", "2", "--frames", "3")
-    single, double, logs = base / "single", base / "double", base / "logs"
+    single, double = base / "single", base / "double"
     assert predict(root, "ytvos", single) == 0
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            "--log-dir",
-            str(logs),
-            "--redirects",
-            "3",
-            "-m",
-            "rvos",
-            *predict_argv(root, "ytvos", double),
-        ],
-        capture_output=True,
-        text=True,
-        env=env(),
-        cwd=base,
-        timeout=600,
-    )
-    rank_logs = "".join(p.read_text() for p in logs.rglob("stderr.log"))
-    assert proc.returncode == 0, proc.stderr + rank_logs
+    torchrun_rvos(predict_argv(root, "ytvos", double), base)
     return {"single": single, "double": double}
 
 

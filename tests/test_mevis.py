@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from test_dataset import env, outputs, synth
+from test_dataset import outputs, synth, torchrun_rvos
 
 from rvos.cli.main import main
 from rvos.data.coco_rle import (
@@ -293,12 +291,7 @@ def test_eval_of_valid_says_only_the_server_scores_it(mevis_root, tmp_path, caps
 @pytest.mark.slow
 def test_torchrun_two_processes_write_the_same_bytes_as_one(mevis_root, single_run, tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "rvos", *predict_argv(mevis_root, out), "--quiet"],
-        capture_output=True, text=True, env=env(), cwd=tmp_path, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    torchrun_rvos([*predict_argv(mevis_root, out), "--quiet"], tmp_path)
     assert outputs(out) == outputs(single_run)
     record = json.loads((out / "predict-valid_u.json").read_text())
     assert {v["rank"] for v in record["videos"].values()} == {0, 1}
