@@ -136,3 +136,17 @@ class FileServer:
         self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def serve_as_hub(server: FileServer, monkeypatch, tmp_path: Path) -> None:
+    """Point the Hugging Face client and rvos at ``server`` as the Hub: an empty Hub cache,
+    online, and no text-encoder failure remembered from an earlier test."""
+    from huggingface_hub import constants
+
+    from rvos.zoo import hub as rvos_hub
+
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("RVOS_OFFLINE", "0")
+    monkeypatch.setattr(rvos_hub, "_failures", {})

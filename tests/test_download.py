@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fileserver import FileServer
+from fileserver import FileServer, serve_as_hub
 
 from rvos.cli.download import add_cli_arguments, run_cli
 from rvos.zoo.download import (
@@ -316,16 +316,8 @@ def test_python_m_rvos_download_offline_has_no_traceback(closed_port, tmp_path):
 @pytest.fixture
 def hub(monkeypatch, tmp_path):
     """A Hugging Face endpoint on 127.0.0.1, an empty Hub cache, online, no remembered failure."""
-    from huggingface_hub import constants
-
-    from rvos.zoo import hub as rvos_hub
-
     srv = FileServer()
-    monkeypatch.setenv("HF_ENDPOINT", srv.url)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("RVOS_OFFLINE", "0")
-    monkeypatch.setattr(rvos_hub, "_failures", {})
+    serve_as_hub(srv, monkeypatch, tmp_path)
     yield srv
     srv.close()
 

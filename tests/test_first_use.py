@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from fileserver import DRIVE_CONFIRM_PAGE, DRIVE_QUOTA_PAGE, FileServer
+from fileserver import DRIVE_CONFIRM_PAGE, DRIVE_QUOTA_PAGE, FileServer, serve_as_hub
 from test_app import ROOT, start_app
 
 from rvos.app.inputs import AppInputError
@@ -283,17 +283,9 @@ def test_app_fetches_its_model_before_serving_then_segments_and_compares(
 @pytest.fixture
 def stalled_hub(monkeypatch, tmp_path):
     """A Hugging Face endpoint that accepts and never answers, an empty Hub cache, online."""
-    from huggingface_hub import constants
-
-    from rvos.zoo import hub as rvos_hub
-
     srv = FileServer()
     srv.stall = "answer"
-    monkeypatch.setenv("HF_ENDPOINT", srv.url)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("RVOS_OFFLINE", "0")
-    monkeypatch.setattr(rvos_hub, "_failures", {})
+    serve_as_hub(srv, monkeypatch, tmp_path)
     yield srv
     srv.close()
 
