@@ -92,7 +92,7 @@ def test_rvos_masks_zip_scores_itself_100(predicted, tmp_path):
     paths = write_scores(scored, tmp_path)
     doc = json.loads(paths["json"].read_text())
     assert doc["overall"]["J&F"] == 100 and len(doc["expressions"][1]["frames"]) == 16
-    rows = list(csv.DictReader(paths["csv"].open()))
+    rows = list(csv.DictReader(io.StringIO(paths["csv"].read_text())))
     assert len(rows) == 2 * 16 + 2 + 1
     assert rows[-1]["expression"] == "all" and rows[-1]["J&F"] == "100.00"
     assert rows[0]["text"] == expressions[0] and rows[0]["frame"] == "0"
