@@ -289,3 +289,51 @@ def test_compare_with_another_systems_masks_as_b(predicted, builtin_models, tmp_
     with pytest.raises(MasksZipError):
         prepare_compare(builtin_models, "builtin", None, str(video), expressions[0], settings,
                         Limits(), tmp_path, masks_b=str(tmp_path / "other_system.zip"))
+
+
+def test_the_examples_true_masks_give_the_j_make_examples_recorded(predicted, tmp_path):
+    """The first example is clip test_00001 of the synthetic test split, whose true masks the
+    generator gives back: as a DAVIS-style zip (one folder, pixel value k = expression k),
+    Evaluate reproduces the mean J that examples/make_examples.py recorded for each
+    expression, and the F and J&F that go with it."""
+    from rvos.data.synth import make_clip
+
+    video, expressions, result, _ = predicted
+    spec = json.loads((video.parent / "examples.json").read_text())["synthetic"]
+    entry = next(e for e in spec if e["video"] == video.name)
+    clip = make_clip("test", int(entry["clip"].split("_")[1]), num_frames=16, size=(256, 256))
+    objects = [next(e.object_index for e in clip.expressions if e.text == text)
+               for text in expressions]
+    masks = np.asarray(clip.masks)
+    files = {}
+    for t in range(16):
+        labels = np.zeros((256, 256), np.uint8)
+        for k, obj in enumerate(objects):
+            labels[masks[obj, t]] = k + 1
+        files[f"Annotations/{entry['clip']}/{t:05d}.png"] = label_png_bytes(labels)
+    truth = read_truth(str(_zip(tmp_path / "truth.zip", files)), expressions, 16, (256, 256))
+    scored = evaluate_result(result, truth, model="builtin")
+    rows = scored.per_expression()
+    for row, recorded in zip(rows, entry["mean_j"], strict=True):
+        assert row["J"] == pytest.approx(100 * recorded, abs=1.0)
+    assert all(60 < row["F"] <= 100 for row in rows)
+    print(f"\n{video.name} against its true masks: " + scored.summary().splitlines()[0])
+
+
+def test_curves_draw_each_series_at_its_height_and_any_length():
+    from rvos.viz.curves import plot_curves
+
+    red, blue = (200, 0, 0), (0, 0, 200)
+    image = plot_curves([np.ones(16), np.zeros(16)], [red, blue], ["one", "zero"],
+                        current_frame=3, y_label="J")
+    assert image.shape == (200, 640, 3)
+    plot = image[26:]  # below the legend
+
+    def rows_of(color):
+        return np.unique(np.nonzero((plot == color).all(axis=2))[0])
+
+    top, bottom = rows_of(red), rows_of(blue)
+    assert top.size and bottom.size and top.max() < bottom.min()
+    # No frames, one frame, gaps (NaN), values out of range: drawn, never an error.
+    for series in ([], [0.5], [np.nan, 0.2, np.nan, 0.9], [-3.0, 7.0]):
+        assert plot_curves([np.asarray(series)], [red], ["x"]).shape == (200, 640, 3)

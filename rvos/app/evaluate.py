@@ -4,8 +4,8 @@ expression, the curves, the worst frames, and the numbers as JSON and CSV.
 
 Per expression J and F are the means over the frames and J&F their average (the DAVIS
 definitions, as `rvos evaluate` computes them); the clip's J, F and J&F are the means over the
-expressions. Frames are counted from 0, as the frame sliders, result.json and the mask files
-count them.
+expressions. In the JSON and the CSV frames are counted from 0, as result.json and the mask
+files count them; the pictures count them from 1, as the page's other plots do.
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ class Evaluation:
             image = frames.frame(t)
             panels = [_at_least(overlay_masks(image, [masks[k].mask(t)], colors=[colors[k]]),
                                 MIN_PANEL_HEIGHT) for masks in (prediction, truth)]
-            titles = [f"prediction: expression {k + 1}, frame {t}",
+            titles = [f"prediction: expression {k + 1}, frame {t + 1} of {self.num_frames}",
                       f"truth: J {100 * self.j[k, t]:.0f}, F {100 * self.f[k, t]:.0f}"]
             rows.append(side_by_side(panels, titles))
         width = max(r.shape[1] for r in rows)

@@ -18,9 +18,9 @@ _AXIS: Color = (90, 90, 90)
 
 def plot_curves(series: Sequence[np.ndarray], colors: Sequence[Color], labels: Sequence[str],
                 *, current_frame: int | None = None, size: tuple[int, int] = (640, 200),
-                y_label: str = "", title: str = "") -> np.ndarray:
-    """One line per series over the frames, the y axis 0..1, frames counted from 0 on the x
-    axis (as the frame sliders and the mask files count them).
+                y_label: str = "", title: str = "", x_start: int = 1) -> np.ndarray:
+    """One line per series over the frames, the y axis 0..1, the x axis the frame (counted
+    from ``x_start``: 1, as the score plots of `rvos.viz.explorer.plot_scores` count).
 
     Arguments:
         series: K arrays of T values in [0, 1] (clipped; NaN leaves a gap). T may be 0.
@@ -43,7 +43,7 @@ def plot_curves(series: Sequence[np.ndarray], colors: Sequence[Color], labels: S
     img = np.full((height, width, 3), 255, np.uint8)
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4
     (_, text_h), _ = cv2.getTextSize("0", font, scale, 1)
-    left, right, top, bottom = 44, 12, 26, 22 + text_h
+    left, right, top, bottom = 44 + (26 if y_label else 0), 12, 26, 22 + text_h
     x_end, y_end = width - right, height - bottom
     inset = 6
     plot_w, plot_h = x_end - left - 2 * inset, y_end - top
@@ -67,8 +67,9 @@ def plot_curves(series: Sequence[np.ndarray], colors: Sequence[Color], labels: S
     for t in sorted({round(v) for v in np.linspace(0, num_t - 1, min(num_t, 8))}):
         x = to_x(t)
         cv2.line(img, (x, y_end), (x, y_end + 3), _AXIS, 1)
-        (tw, th), _ = cv2.getTextSize(str(t), font, scale, 1)
-        cv2.putText(img, str(t), (x - tw // 2, y_end + 6 + th), font, scale, _AXIS, 1,
+        tick = str(t + x_start)
+        (tw, th), _ = cv2.getTextSize(tick, font, scale, 1)
+        cv2.putText(img, tick, (x - tw // 2, y_end + 6 + th), font, scale, _AXIS, 1,
                     cv2.LINE_AA)
     cv2.line(img, (left, top), (left, y_end), _AXIS, 1)
     cv2.line(img, (left, y_end), (x_end, y_end), _AXIS, 1)
