@@ -96,6 +96,14 @@ def test_rvos_masks_zip_scores_itself_100(predicted, tmp_path):
     assert len(rows) == 2 * 16 + 2 + 1
     assert rows[-1]["expression"] == "all" and rows[-1]["J&F"] == "100.00"
     assert rows[0]["text"] == expressions[0] and rows[0]["frame"] == "0"
+    # What a visitor typed shows as text in the summary (the CSV and JSON keep it as typed).
+    typed = ["<img src=x onerror=alert(1)>", "![t](http://127.0.0.1:9/x.png) | *b*"]
+    marked = evaluate_result(result, read_truth(str(zipped), typed, result.num_frames,
+                                                result.source.size))
+    for text in typed:
+        assert escape_markdown(text) in marked.summary() and text not in marked.summary()
+        assert text in marked.to_csv() and text in json.dumps(marked.to_json(),
+                                                              ensure_ascii=False)
 
 
 def test_eroded_and_shifted_truth_score_lower_by_the_right_amount(predicted, tmp_path):
