@@ -447,11 +447,15 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         if comparison is None or not fresh:
             return (gr.skip(),) * 5
         last = comparison.num_frames - 1
+        view, plot_a, plot_b = compare_views(comparison, 0, "0")
         return (gr.Slider(minimum=0, maximum=max(last, 1), value=0, step=1,
                           interactive=last > 0),
                 _try(gr.skip(), lambda: gr.Radio(choices=comparison.expression_choices(),
                                                  value="0")),
-                *compare_views(comparison, 0, "0"))
+                view, plot_a,
+                # B's plot: its query scores, or for masks (no scores) A and B's agreement
+                gr.Image(plot_b, label="B (masks): A–B IoU per frame" if comparison.b_is_masks
+                         else "Model B: query scores over time"))
 
     def compare_views(comparison, frame, expression):
         if comparison is None:

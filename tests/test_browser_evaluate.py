@@ -137,6 +137,7 @@ def test_evaluate_upload_and_compare_with_masks(app, tmp_path):
             assert all(r[2] == "–" and 0.3 < float(r[3]) < 1 for r in rows)
             _wait_new_src(page, "cview", None)
             timeline = _wait_new_src(page, "cscores_b", None)
+            assert "A–B IoU per frame" in page.inner_text("#cscores_b")  # not query scores
             page.wait_for_function("() => document.querySelector('#cvideo video')?.src"
                                    "?.startsWith('http')", timeout=30_000)
             page.locator("#cframe input[type=range]").fill("9")
