@@ -484,12 +484,15 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         except RUN_ERRORS as err:
             raise _to_gr_error(err) from None
         session = None
-        for values in segment(video, expressions, model, threshold, window, fps, max_frames,
-                              short_side, device, precision, None, progress=progress):
-            if isinstance(values[4], Session):
-                session = values[4]
-            else:
-                yield gr.skip(), gr.skip()
+        # A client that leaves closes this generator; closing the run's ends the model.
+        with contextlib.closing(segment(video, expressions, model, threshold, window, fps,
+                                        max_frames, short_side, device, precision, None,
+                                        progress=progress)) as steps:
+            for values in steps:
+                if isinstance(values[4], Session):
+                    session = values[4]
+                else:
+                    yield gr.skip(), gr.skip()
         try:
             scored = evaluate_result(session.exported, truth, model=session.exported.model_name
                                      or "", threshold=session.threshold)

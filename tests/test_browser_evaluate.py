@@ -2,20 +2,23 @@
 an example, download the page's own masks.zip, upload it as ground truth and see J&F 100 with
 the curves and the worst frames; upload an eroded copy and see the score drop; a broken zip
 shows its one-line message; then give the eroded copy to Compare as B and see the agreement
-table and B's timeline.
+table and B's timeline. With RVOS_UPDATE_SCREENSHOT=1 it also saves the evaluation as
+docs/evaluate_view.png (the README shows it).
 """
 
 from __future__ import annotations
 
 import io
+import os
 import re
+import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from test_app import start_app, two_expression_example
+from test_app import ROOT, start_app, two_expression_example
 from test_browser import (
     CHROMIUM,
     _badges,
@@ -23,6 +26,7 @@ from test_browser import (
     _give_clip,
     _launch,
     _open,
+    _region,
     _src,
     _wait_new_src,
 )
@@ -101,7 +105,7 @@ def test_evaluate_upload_and_compare_with_masks(app, tmp_path):
             text = _wait_text(page, "esummary", r"J&F 100\.0")
             assert expressions[0] in text and "against masks.zip" in text
             curves = _wait_new_src(page, "jf_curves", None)
-            _wait_new_src(page, "worst", None)
+            worst = _wait_new_src(page, "worst", None)
             assert page.evaluate("() => document.querySelector('#worst img').naturalHeight") \
                 >= 3 * 360
             page.wait_for_function("() => [...document.querySelectorAll('#scores_csv a')]"
@@ -114,6 +118,12 @@ def test_evaluate_upload_and_compare_with_masks(app, tmp_path):
             score = float(re.search(r"J&F (\d+\.\d)", text).group(1))
             assert score < 95
             assert _wait_new_src(page, "jf_curves", curves) != curves
+            _wait_new_src(page, "worst", worst)
+            page.locator("#evaluate").scroll_into_view_if_needed()
+            page.wait_for_timeout(500)
+            shot = tmp_path / "evaluate_view.png"
+            page.screenshot(path=str(shot), full_page=True,
+                            clip=_region(page, "#evaluate", "#worst"))
 
             # A broken zip: one line under the button, the scores stay, no error badges.
             broken = tmp_path / "broken.zip"
@@ -149,3 +159,6 @@ def test_evaluate_upload_and_compare_with_masks(app, tmp_path):
             raise _failure(page, app, tmp_path, exc) from exc
         finally:
             browser.close()
+    assert shot.stat().st_size > 30_000
+    if os.environ.get("RVOS_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(shot, ROOT / "docs" / shot.name)

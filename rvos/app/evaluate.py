@@ -176,8 +176,9 @@ class Evaluation:
 
     def render_worst(self, prediction: Any, truth: MaskSet, frames: Any,
                      n: int = WORST_FRAMES) -> np.ndarray:
-        """uint8 image: the ``n`` worst frames, one row each: the prediction's mask next to
-        the truth's. ``prediction`` draws as a `VideoResult` (``[k].mask(t)``), ``frames``
+        """uint8 image: the ``n`` worst frames, one row each: the prediction's mask (titled
+        with the frame, counted from 1, and the expression) next to the truth's (titled with the
+        frame's J and F). ``prediction`` draws as a `VideoResult` (``[k].mask(t)``), ``frames``
         gives frame t (``frames.frame(t)``, e.g. a `FrameStore`)."""
         colors = palette(len(self.texts))
         rows = []
@@ -185,8 +186,9 @@ class Evaluation:
             image = frames.frame(t)
             panels = [_at_least(overlay_masks(image, [masks[k].mask(t)], colors=[colors[k]]),
                                 MIN_PANEL_HEIGHT) for masks in (prediction, truth)]
-            titles = [f"prediction: expression {k + 1}, frame {t + 1} of {self.num_frames}",
-                      f"truth: J {100 * self.j[k, t]:.0f}, F {100 * self.f[k, t]:.0f}"]
+            # Short titles: a 256-pixel clip's panel holds about 30 characters.
+            titles = [f"frame {t + 1}, expression {k + 1}",
+                      f"truth · J {100 * self.j[k, t]:.0f}, F {100 * self.f[k, t]:.0f}"]
             rows.append(side_by_side(panels, titles))
         width = max(r.shape[1] for r in rows)
         padded = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255)
