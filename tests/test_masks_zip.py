@@ -182,6 +182,11 @@ def test_other_tools_layouts_read_as_the_same_masks(predicted, tmp_path):
     files = {f"obj{9 + k}/{t + 1}.png": _png(masks[k][t].astype(np.uint8) * 255)
              for k in range(2) for t in range(16)}
     same(_zip(tmp_path / "natural.zip", files), "numeric order")
+    # A Ref-YouTube-VOS submission (ReferFormer's, ReferDINO's): Annotations/<video>/<exp_id>/
+    # with the source frames' names, every 5th number, as 0/255 PNGs.
+    files = {f"Annotations/abc123/{k}/{5 * t:05d}.png": _png(masks[k][t].astype(np.uint8) * 255)
+             for k in range(2) for t in range(16)}
+    same(_zip(tmp_path / "ytvos.zip", files), "Ref-YouTube-VOS layout")
     # One expression: any non-zero pixel of a single folder is the object.
     one = MasksZip.open(_per_folder(tmp_path / "one.zip", masks[:1], folder="")).read(
         expressions[:1], 16, size)
