@@ -33,6 +33,8 @@ from test_browser import (
 
 pytestmark = pytest.mark.browser
 
+WAIT_MS = 60_000  # generous: the machine's two cores are shared
+
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
@@ -66,10 +68,10 @@ def _upload(page, elem_id: str, path: Path) -> None:
     page.wait_for_function(
         f"""(name) => [...document.querySelectorAll('#{elem_id} a[download]')].some(
                a => a.href.startsWith('http') && a.getAttribute('download') === name)""",
-        arg=path.name, timeout=30_000)
+        arg=path.name, timeout=WAIT_MS)
 
 
-def _wait_text(page, elem_id: str, pattern: str, timeout_ms: int = 60_000) -> str:
+def _wait_text(page, elem_id: str, pattern: str, timeout_ms: int = WAIT_MS) -> str:
     page.wait_for_function(
         f"(p) => new RegExp(p).test(document.querySelector('#{elem_id}')?.innerText ?? '')",
         arg=pattern, timeout=timeout_ms)
@@ -104,12 +106,13 @@ def test_evaluate_upload_and_compare_with_masks(app, tmp_path):
             page.click("#evaluate_run")
             text = _wait_text(page, "esummary", r"J&F 100\.0")
             assert expressions[0] in text and "against masks.zip" in text
-            curves = _wait_new_src(page, "jf_curves", None)
-            worst = _wait_new_src(page, "worst", None)
+            curves = _wait_new_src(page, "jf_curves", None, WAIT_MS)
+            worst = _wait_new_src(page, "worst", None, WAIT_MS)
             assert page.evaluate("() => document.querySelector('#worst img').naturalHeight") \
                 >= 3 * 360
             page.wait_for_function("() => [...document.querySelectorAll('#scores_csv a')]"
-                                   ".some(a => a.getAttribute('download') === 'scores.csv')")
+                                   ".some(a => a.getAttribute('download') === 'scores.csv')",
+                                   timeout=WAIT_MS)
 
             # Eroded truth: the score drops and the curves change.
             _upload(page, "truth", eroded)
@@ -117,8 +120,8 @@ def test_evaluate_upload_and_compare_with_masks(app, tmp_path):
             text = _wait_text(page, "esummary", r"against eroded_truth\.zip")
             score = float(re.search(r"J&F (\d+\.\d)", text).group(1))
             assert score < 95
-            assert _wait_new_src(page, "jf_curves", curves) != curves
-            _wait_new_src(page, "worst", worst)
+            assert _wait_new_src(page, "jf_curves", curves, WAIT_MS) != curves
+            _wait_new_src(page, "worst", worst, WAIT_MS)
             page.locator("#evaluate").scroll_into_view_if_needed()
             page.wait_for_timeout(500)
             shot = tmp_path / "evaluate_view.png"
@@ -145,13 +148,13 @@ def test_evaluate_upload_and_compare_with_masks(app, tmp_path):
             rows = [r for r in rows if r]
             assert [r[0] for r in rows] == expressions
             assert all(r[2] == "–" and 0.3 < float(r[3]) < 1 for r in rows)
-            _wait_new_src(page, "cview", None)
-            timeline = _wait_new_src(page, "cscores_b", None)
+            _wait_new_src(page, "cview", None, WAIT_MS)
+            timeline = _wait_new_src(page, "cscores_b", None, WAIT_MS)
             assert "A–B IoU per frame" in page.inner_text("#cscores_b")  # not query scores
             page.wait_for_function("() => document.querySelector('#cvideo video')?.src"
-                                   "?.startsWith('http')", timeout=30_000)
+                                   "?.startsWith('http')", timeout=WAIT_MS)
             page.locator("#cframe input[type=range]").fill("9")
-            assert _wait_new_src(page, "cscores_b", timeout_ms=30_000, old=timeline) \
+            assert _wait_new_src(page, "cscores_b", timeout_ms=WAIT_MS, old=timeline) \
                 != timeline
             assert _src(page, "cscores_a")
             assert not _badges(page), _badges(page)
