@@ -25,7 +25,8 @@ it is removed when the app ends, on Ctrl-C and on SIGTERM alike.
 Visitors see errors as text under the button they pressed (escaped, without server paths); the
 log (stderr) keeps the full message, and the traceback of any view that could not be drawn.
 
-API: ``/segment`` and ``/compare`` (see the README for gradio_client examples).
+API: ``/segment``, ``/compare`` (``masks_b``: another system's masks as B) and ``/evaluate``
+(see the README for gradio_client examples).
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ from rvos.cli.main import passive_openmp
 
 passive_openmp()  # before torch is imported (by app_support): see rvos.cli.main.passive_openmp
 from rvos.app.compare import Comparison, prepare_compare  # noqa: E402
+from rvos.app.evaluate import (  # noqa: E402
+    clip_frames,
+    evaluate_result,
+    read_truth,
+    write_scores,
+)
 from rvos.app.inputs import (  # noqa: E402
     RUN_ERRORS,
     SHORT_SIDE_RANGE,
@@ -60,6 +67,7 @@ from rvos.app.inputs import (  # noqa: E402
     available_devices,
     precision_choices,
 )
+from rvos.app.masks_zip import MasksZip  # noqa: E402
 from rvos.app.models import ModelCache, RunSlot, model_choices  # noqa: E402
 from rvos.app.runs import download_before_run, estimate_run, prepare_run, progress_text  # noqa: E402
 from rvos.app.session import Session, first_frame, safe_view  # noqa: E402
@@ -378,24 +386,28 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
                 model_b: str = default.key, threshold: float = 0.5, window: int = 36,
                 fps: float = 0.0, max_frames: int = limits.max_frames, short_side: int = 0,
                 device: str = device, precision: str = "fp32",
-                previous: Comparison | None = None,
+                previous: Comparison | None = None, masks_b: str | None = None,
                 progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's injection idiom)
         """The same video and expressions through model_a and model_b (the same model twice is
-        allowed; a model that is not here yet is downloaded first, as for /segment). Returns
-        each model's overlay video and result.json, both overlays side by side in one video, and
-        a summary."""
+        allowed; a model that is not here yet is downloaded first, as for /segment).
+        masks_b: optional zip of another system's per-frame mask PNGs for this clip, shown as
+            B in place of model_b (README: The app, Evaluate and compare with masks).
+        Returns each model's overlay video and result.json (none for masks), both overlays
+        side by side in one video, and a summary."""
         settings = RunSettings(threshold, window, fps, max_frames, short_side, device,
                                    precision)
         place = models.slot.place()
         progress(0.0, desc="checking the input and loading the models")
         try:
             # Models that are not here download before the one-run slot (as for segment).
-            for text in _before_the_slot(place, [model_a, model_b], video, expressions,
-                                         settings, progress):
+            if masks_b:  # a bad zip fails before anything downloads or runs
+                MasksZip.open(masks_b, "masks")
+            keys = [model_a] if masks_b else [model_a, model_b]
+            for text in _before_the_slot(place, keys, video, expressions, settings, progress):
                 yield (gr.skip(),) * 5 + (text, gr.skip())
             run = prepare_compare(models, model_a, model_b, video, expressions, settings,
                                       limits, work_dir, on_download=lambda p: progress(
-                                          p.fraction, desc=p.text))
+                                          p.fraction, desc=p.text), masks_b=masks_b)
             with contextlib.closing(run.steps()) as steps:
                 for fraction, text in steps:
                     progress(fraction, desc=text)
@@ -408,13 +420,14 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
             place.release()
         if previous is not None:  # (a State input: hidden from the API)
             previous.close()
-        p = result.paths
-        yield (str(p["overlay_a"]), str(p["overlay_b"]), str(p["result_a"]),
-               str(p["result_b"]), str(p["side_by_side"]), result.summary(), result)
+        p = {k: str(v) for k, v in result.paths.items()}
+        yield (p["overlay_a"], p["overlay_b"], p["result_a"], p.get("result_b"),
+               p["side_by_side"], result.summary(), result)
 
     def compare_page(video, expressions, model_a=default.key, model_b=default.key,
                      threshold=0.5, window=36, fps=0.0, max_frames=limits.max_frames,
                      short_side=0, device=device, precision="fp32", previous=None,
+                     masks_b=None,
                      progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's idiom)
         """`compare` for the page: a failure shows in Compare's status line (see
         `segment_page`); the last value says whether a new comparison came."""
@@ -423,7 +436,8 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         try:
             with contextlib.closing(compare(video, expressions, model_a, model_b, threshold,
                                             window, fps, max_frames, short_side, device,
-                                            precision, previous, progress=progress)) as steps:
+                                            precision, previous, masks_b,
+                                            progress=progress)) as steps:
                 for values in steps:
                     yield *values, "", isinstance(values[6], Comparison)
         except Exception as err:
@@ -433,11 +447,15 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         if comparison is None or not fresh:
             return (gr.skip(),) * 5
         last = comparison.num_frames - 1
+        view, plot_a, plot_b = compare_views(comparison, 0, "0")
         return (gr.Slider(minimum=0, maximum=max(last, 1), value=0, step=1,
                           interactive=last > 0),
                 _try(gr.skip(), lambda: gr.Radio(choices=comparison.expression_choices(),
                                                  value="0")),
-                *compare_views(comparison, 0, "0"))
+                view, plot_a,
+                # B's plot: its query scores, or for masks (no scores) A and B's agreement
+                gr.Image(plot_b, label="B (masks): A–B IoU per frame" if comparison.b_is_masks
+                         else "Model B: query scores over time"))
 
     def compare_views(comparison, frame, expression):
         if comparison is None:
@@ -447,6 +465,62 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
                               frame),
                 safe_view("Model B's scores", comparison.render_scores, 1, expression,
                               frame))
+
+    def evaluate(video: str | None, expressions: str, ground_truth: str | None,
+                 model: str = default.key, threshold: float = 0.5, window: int = 36,
+                 fps: float = 0.0, max_frames: int = limits.max_frames, short_side: int = 0,
+                 device: str = device, precision: str = "fp32",
+                 progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's idiom)
+        """Segment the video as /segment does, then score the masks against ground_truth (a
+        zip of per-frame PNG masks, one folder per expression or one label value per
+        expression: README, The app) with the DAVIS J and F.
+        Returns the scores as JSON (overall, per expression, per frame, the worst frames; in
+        percent) and the same numbers as a CSV file."""
+        try:  # the zip and its fit to the clip are checked before the model runs
+            truth = read_truth(ground_truth, expressions or "",
+                               *clip_frames(video, RunSettings(
+                                   threshold, window, fps, max_frames, short_side, device,
+                                   precision), limits))
+        except RUN_ERRORS as err:
+            raise _to_gr_error(err) from None
+        session = None
+        # A client that leaves closes this generator; closing the run's ends the model.
+        with contextlib.closing(segment(video, expressions, model, threshold, window, fps,
+                                        max_frames, short_side, device, precision, None,
+                                        progress=progress)) as steps:
+            for values in steps:
+                if isinstance(values[4], Session):
+                    session = values[4]
+                else:
+                    yield gr.skip(), gr.skip()
+        try:
+            scored = evaluate_result(session.exported, truth, model=session.exported.model_name
+                                     or "", threshold=session.threshold)
+            paths = write_scores(scored, tempfile.mkdtemp(prefix="evaluate-", dir=work_dir))
+        finally:
+            session.close()  # its overlay and masks are not returned
+        yield scored.to_json(), str(paths["csv"])
+
+    def evaluate_page(session: Session | None, ground_truth: str | None):
+        """The current result (as shown: its threshold included) scored against the uploaded
+        ground truth: summary, curves, worst frames, JSON, CSV, status line."""
+        keep = (gr.skip(),) * 5
+        if session is None:
+            return *keep, ("Segment the clip first: the evaluation scores the result shown "
+                           "above.")
+        try:
+            result = session.exported
+            truth = read_truth(ground_truth, [e.text for e in result], result.num_frames,
+                               result.source.size)
+            scored = evaluate_result(result, truth, model=result.model_name or "",
+                                     threshold=session.threshold)
+            paths = write_scores(scored, tempfile.mkdtemp(prefix="evaluate-",
+                                                          dir=session.out_dir))
+        except Exception as err:
+            return *keep, _error_text(err)
+        return (scored.summary(), safe_view("J and F per frame", scored.render_curves),
+                safe_view("Worst frames", scored.render_worst, result, truth, session.frames),
+                scored.to_json(), str(paths["csv"]), "")
 
     def attention(session, expression, frame, word, level, head):
         if session is None:
@@ -590,6 +664,31 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
                                                     elem_id="dl_gif", size="sm")
                     slides_status = gr.Markdown(elem_id="slides_status")
 
+        gr.Markdown("## Evaluate against ground truth", elem_id="evaluate")
+        gr.Markdown("Upload the true masks of this clip as a zip of per-frame PNGs (palette, "
+                    "label or 0/255; one folder per expression, or one folder whose pixel "
+                    "value k is expression k) and press **Evaluate**: the result above, at its "
+                    "threshold, is scored with the DAVIS J (region IoU) and F (boundary "
+                    "accuracy) per frame and per expression. A masks.zip of this app reads "
+                    "as it is.")
+        with gr.Row(equal_height=True):
+            truth_in = gr.File(label="Ground truth (zip of mask PNGs)", file_types=[".zip"],
+                               type="filepath", elem_id="truth", scale=3)
+            evaluate_btn = gr.Button("Evaluate", variant="primary", elem_id="evaluate_run",
+                                     scale=1)
+        evaluate_status = gr.Markdown(elem_id="estatus")
+        with gr.Row():
+            with gr.Column(scale=3):
+                curves_img = gr.Image(label="J and F per frame", interactive=False,
+                                      height=VIEW_HEIGHT, elem_id="jf_curves")
+            with gr.Column(scale=2):
+                evaluate_summary = gr.Markdown(elem_id="esummary")
+                scores_csv = gr.File(label="Scores (csv)", elem_id="scores_csv")
+        worst_img = gr.Image(label="The three worst frames: prediction | ground truth",
+                             interactive=False, height=DECODER_HEIGHT, elem_id="worst")
+        with gr.Accordion("Scores (JSON)", open=False):
+            scores_json = gr.JSON(label="Scores (JSON)", elem_id="scores_json")
+
         gr.Markdown("## Frame explorer\nEvery query's box and score on the chosen frame (the "
                     "chosen query in yellow, dots are reference points), which pixels attend "
                     "to each word, and every query's score over time.")
@@ -641,12 +740,16 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         gr.Markdown("The clip and expressions above (with the Advanced settings) through two "
                     "models: both overlays side by side in one video, so they stay in step "
                     "frame by frame, and each model's query scores. The same model twice is "
-                    "allowed (it runs once).")
+                    "allowed (it runs once). Another system (SAM2, Sa2VA, ReferDINO, ...): "
+                    "give its masks for this clip as a zip of per-frame PNGs in place of "
+                    "model B.")
         with gr.Row(equal_height=True):
             model_a = gr.Dropdown(choices=models.menu(), value=default.key, label="Model A",
                                   elem_id="model_a")
             model_b = gr.Dropdown(choices=models.menu(), value=default.key, label="Model B",
                                   elem_id="model_b")
+            masks_b_in = gr.File(label="or B: another system's masks (zip)",
+                                 file_types=[".zip"], type="filepath", elem_id="masks_b")
             compare_btn = gr.Button("Compare", variant="primary", elem_id="compare_run")
         compare_note = gr.Markdown(elem_id="cnote")
         compare_status = gr.Markdown(elem_id="cstatus")
@@ -749,8 +852,9 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         run_event.success(menu_updates, None, menus, api_visibility="private",
                           show_progress="hidden")
 
+        # masks_b last: /compare's earlier parameters keep their places (State is not one).
         compare_in = [video_in, text, model_a, model_b, threshold, window, fps, max_frames,
-                      short_side, device_in, precision, comparison]
+                      short_side, device_in, precision, comparison, masks_b_in]
         compare_out = [overlay_a, overlay_b, result_a, result_b, side_video, compare_summary,
                        comparison]
         api_compare_btn.click(compare, compare_in, compare_out, api_name="compare", **runs)
@@ -766,6 +870,16 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         gr.on([compare_frame.input, compare_expr.input], compare_views,
               [comparison, compare_frame, compare_expr], [compare_img, scores_a, scores_b],
               **render)
+
+        # Evaluate: the page scores the result it shows; /evaluate runs the model first.
+        api_evaluate_btn = gr.Button(visible=False)
+        api_evaluate_btn.click(
+            evaluate, [video_in, text, truth_in, model, threshold, window, fps, max_frames,
+                       short_side, device_in, precision], [scores_json, scores_csv],
+            api_name="evaluate", **runs)
+        evaluate_btn.click(evaluate_page, [session, truth_in],
+                           [evaluate_summary, curves_img, worst_img, scores_json, scores_csv,
+                            evaluate_status], api_visibility="private", concurrency_limit=2)
     return demo
 
 

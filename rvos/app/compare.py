@@ -1,4 +1,5 @@
-"""The same clip and expressions through two models, side by side."""
+"""The same clip and expressions through two models side by side, or through one model next
+to another system's masks (a zip, `rvos.app.masks_zip`, in place of model B)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,24 @@ from typing import Any
 
 import numpy as np
 
-from rvos.app.inputs import Limits, RunSettings
+from rvos.app.inputs import AppInputError, Limits, RunSettings
+from rvos.app.masks_zip import MaskSet, MasksZip
 from rvos.app.models import ModelCache
 from rvos.app.runs import Run, prepare_run, progress_text
 from rvos.app.session import FrameStore, _expression_choices, _fit, _index, _safe_name
 from rvos.app.text import escape_markdown, plural
+from rvos.eval.metrics import jaccard
+from rvos.media.video import VideoWriter
 from rvos.result import exports
 from rvos.result.video_result import VideoResult
 from rvos.result.writer import write_outputs
+from rvos.viz.colors import palette
+from rvos.viz.curves import plot_curves
 
 __all__ = ["CompareRun", "Comparison", "prepare_compare"]
+
+
+MASKS_PREFIX = "masks: "  # model B's key when B is a masks zip: "masks: <zip name>"
 
 
 def _titles(keys: tuple[str, str]) -> tuple[str, str]:
@@ -46,8 +55,9 @@ class Comparison:
 
     Attributes:
         results: the `VideoResult` of model A and of model B (the same object twice when the
-            same model was asked for twice: it ran once).
-        keys: the two models' menu keys.
+            same model was asked for twice: it ran once), or, for B, the `MaskSet` of another
+            system's masks.
+        keys: the two models' menu keys (B's is ``"masks: <zip name>"`` for masks).
         frames: the processed frames (`FrameStore`), shared by both.
         out_dir: the folder of the written files.
         paths: ``overlay_a``, ``overlay_b`` (each model's overlay.mp4), ``result_a``,
@@ -55,12 +65,13 @@ class Comparison:
         notes: remarks for the summary.
     """
 
-    results: tuple[VideoResult, VideoResult]
+    results: tuple[VideoResult, VideoResult | MaskSet]
     keys: tuple[str, str]
     frames: FrameStore
     out_dir: Path
     paths: dict[str, Path]
     notes: list[str] = field(default_factory=list)
+    _agreement: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def num_frames(self) -> int:
@@ -69,6 +80,22 @@ class Comparison:
     @property
     def titles(self) -> tuple[str, str]:
         return _titles(self.keys)
+
+    @property
+    def b_is_masks(self) -> bool:
+        """Whether B is another system's masks (no scores) rather than a model."""
+        return isinstance(self.results[1], MaskSet)
+
+    def agreement(self) -> np.ndarray:
+        """float64 ``[K, T]``: per expression and frame, the IoU of A's and B's masks (1 where
+        both are empty, as DAVIS's J counts it)."""
+        if self._agreement is None:
+            a, b = self.results
+            self._agreement = np.array([
+                [float(jaccard(ma, mb)[0]) for ma, mb in zip(ea.masks(), eb.masks(),
+                                                             strict=True)]
+                for ea, eb in zip(a, b, strict=True)])
+        return self._agreement
 
     def close(self) -> None:
         shutil.rmtree(self.out_dir, ignore_errors=True)
@@ -88,6 +115,12 @@ class Comparison:
         """uint8 ``[240, 640, 3]``: model ``which``'s (0: A, 1: B) query scores over time for
         ``expression``, cursor at ``frame``."""
         result = self.results[1 if which else 0]
+        if isinstance(result, MaskSet):  # no scores: when A and B agree, frame by frame
+            iou = self.agreement()
+            labels = [f"expression {k + 1}" for k in range(len(iou))]
+            return plot_curves(list(iou), palette(len(iou)), labels,
+                               current_frame=self._frame(frame), size=(640, 240),
+                               y_label="IoU", title="A-B IoU per frame")
         k = _index(expression, len(result))
         return result.render_scores(k, self._frame(frame))
 
@@ -97,18 +130,24 @@ class Comparison:
         a, b = self.results
         ta, tb = (escape_markdown(t) for t in self.titles)
         # The same model twice ran once: one time, said once.
-        times = (f"run once in {a.timings['total_s']:.1f} s (the same model twice: shown "
-                 "twice)" if a is b else
-                 f"A {a.timings['total_s']:.1f} s, B {b.timings['total_s']:.1f} s")
+        if self.b_is_masks:
+            times = f"A {a.timings['total_s']:.1f} s, B read from the zip"
+        elif a is b:
+            times = (f"run once in {a.timings['total_s']:.1f} s (the same model twice: shown "
+                     "twice)")
+        else:
+            times = f"A {a.timings['total_s']:.1f} s, B {b.timings['total_s']:.1f} s"
         lines = [f"**{ta}** vs **{tb}** · {plural(self.num_frames, 'frame')} · {times}", "",
-                 "Score: the chosen query's mean score; IoU: how much the two models' masks "
-                 "overlap, pooled over all frames.", "",
+                 "Score: the chosen query's mean score"
+                 + (" (masks from a zip have none)" if self.b_is_masks else "")
+                 + "; IoU: how much the two masks overlap, pooled over all frames.", "",
                  "| expression | A score | B score | A–B IoU |",
                  "| --- | --- | --- | --- |"]
         for ea, eb in zip(a, b, strict=True):
             iou = _pooled_iou(ea, eb)
+            score_b = "–" if self.b_is_masks else f"{float(eb.chosen_scores.mean()):.2f}"
             lines.append(f"| {escape_markdown(ea.text)} | {float(ea.chosen_scores.mean()):.2f} | "
-                         f"{float(eb.chosen_scores.mean()):.2f} | "
+                         f"{score_b} | "
                          f"{'no object in either' if iou is None else f'{iou:.2f}'} |")
         for note in self.notes:
             lines += ["", note]  # the app's own words
@@ -116,11 +155,13 @@ class Comparison:
 
 
 class CompareRun:
-    """Two `Run` s of the same clip and expressions (one when both models are the same):
-    iterate `steps`, then call `finish`. Made by `prepare_compare`."""
+    """Two `Run` s of the same clip and expressions (one when both models are the same, or
+    when B is a `MaskSet`): iterate `steps`, then call `finish`. Made by `prepare_compare`."""
 
-    def __init__(self, runs: list[Run], keys: tuple[str, str], work_dir: Path) -> None:
+    def __init__(self, runs: list[Run], keys: tuple[str, str], work_dir: Path,
+                 masks_b: MaskSet | None = None) -> None:
         self.runs, self.keys, self.work_dir = runs, keys, work_dir
+        self.masks_b = masks_b
         self.results: list[VideoResult] = []
 
     def steps(self) -> Iterator[tuple[float | None, str]]:
@@ -129,7 +170,7 @@ class CompareRun:
         n = len(self.runs)
         self.results = []
         for i, (run, key) in enumerate(zip(self.runs, self.keys, strict=False)):
-            label = "AB"[i] if n > 1 else "A = B"
+            label = "AB"[i] if n > 1 or self.masks_b is not None else "A = B"
             with contextlib.closing(run.steps()) as steps:
                 for step in steps:
                     part = step.fraction
@@ -146,11 +187,24 @@ class CompareRun:
         for run, result in zip(self.runs, self.results, strict=True):
             if run.on_finish is not None:
                 run.on_finish(result)
-        results = (self.results[0], self.results[-1])
+        results = (self.results[0], self.results[-1] if self.masks_b is None else self.masks_b)
+        if isinstance(results[1], MaskSet):
+            results[1].source = results[0].source
+            if results[1].size != results[0].source.size or (
+                    results[1].num_frames != results[0].num_frames):
+                raise AppInputError(f"{results[1].name} has masks for "
+                                    f"{plural(results[1].num_frames, 'frame')}, the clip gave "
+                                    f"{plural(results[0].num_frames, 'frame')} of another "
+                                    "size or count")
         out = Path(tempfile.mkdtemp(prefix="compare-", dir=self.work_dir))
         video = self.runs[0].video
         paths: dict[str, Path] = {}
+        frames = FrameStore.from_result(results[0], video)
         for side, key, result in zip("ab", self.keys, results, strict=True):
+            if isinstance(result, MaskSet):  # no result.json: nothing was predicted
+                paths["overlay_b"] = _write_overlay(result, frames, out / f"B_{_safe_name(key)}"
+                                                    ".mp4")
+                continue
             name = f"{side.upper()}_{_safe_name(key)}"
             written = write_outputs(result, out / side, video_path=video, masks=False)
             overlay = written["overlay"].rename(out / f"{name}.mp4")
@@ -161,20 +215,39 @@ class CompareRun:
             paths[f"overlay_{side}"] = overlay
             paths[f"result_{side}"] = out / f"{name}.json"
             paths[f"result_{side}"].write_text(json.dumps(doc, separators=(",", ":")))
-        frames = FrameStore.from_result(results[0], video)
         paths["side_by_side"] = exports.write_side_by_side(
             results, _titles(self.keys), out / "side_by_side.mp4", frames)
         notes = self.runs[0].notes(results[0])
         return Comparison(results, self.keys, frames, out, paths, notes)
 
 
+def _write_overlay(masks: MaskSet, frames: FrameStore, path: Path) -> Path:
+    """``masks`` drawn over the clip's frames as an H.264 video (model B's overlay)."""
+    with VideoWriter(path, masks.source.frame_rate) as writer:
+        for t in range(masks.num_frames):
+            writer.write(masks.render_overlay(t, frames.frame(t)))
+    return path
+
+
 def prepare_compare(models: ModelCache, model_a: str | None, model_b: str | None,
                     video: str | None, expressions: str | None, settings: RunSettings,
                     limits: Limits, work_dir: str | Path, *,
-                    on_download: Callable[[Any], None] | None = None) -> CompareRun:
+                    on_download: Callable[[Any], None] | None = None,
+                    masks_b: str | Path | None = None) -> CompareRun:
     """Check every input and build the run(s) of the same clip and expressions through
-    ``model_a`` and ``model_b`` (the same model twice runs once). A model whose weights are not
-    here yet is downloaded first, as in `prepare_run`. Raises `AppInputError`."""
+    ``model_a`` and ``model_b`` (the same model twice runs once), or, with ``masks_b`` (the
+    path of a zip of another system's masks for this clip), through ``model_a`` only, B being
+    those masks (``model_b`` is then not used): their layout, frame count and size are checked
+    before any model runs. A model whose weights are not here yet is downloaded first, as in
+    `prepare_run`. Raises `AppInputError`."""
+    if masks_b:
+        masks = MasksZip.open(masks_b, "masks")  # a bad zip fails before the model loads
+        key_a = models.choice(model_a).key
+        run = prepare_run(models, key_a, video, expressions, settings, limits, work_dir,
+                          on_download=on_download, details=False)
+        mask_set = masks.read(run.expressions, run.num_frames, (run.info.height,
+                                                                run.info.width))
+        return CompareRun([run], (key_a, MASKS_PREFIX + masks.name), Path(work_dir), mask_set)
     key_a, key_b = models.choice(model_a).key, models.choice(model_b).key
     runs = [prepare_run(models, key_a, video, expressions, settings, limits, work_dir,
                         on_download=on_download, details=False)]

@@ -1,0 +1,167 @@
+"""Evaluate and Compare-with-masks in a real browser (headless Chromium, Playwright): segment
+an example, download the page's own masks.zip, upload it as ground truth and see J&F 100 with
+the curves and the worst frames; upload an eroded copy and see the score drop; a broken zip
+shows its one-line message; then give the eroded copy to Compare as B and see the agreement
+table and B's timeline. With RVOS_UPDATE_SCREENSHOT=1 it also saves the evaluation as
+docs/evaluate_view.png (the README shows it).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_app import ROOT, start_app, two_expression_example
+from test_browser import (
+    CHROMIUM,
+    _badges,
+    _failure,
+    _give_clip,
+    _launch,
+    _open,
+    _region,
+    _src,
+    _wait_new_src,
+)
+
+pytestmark = pytest.mark.browser
+
+WAIT_MS = 60_000  # generous: the machine's two cores are shared
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api")
+    yield from start_app(tmp_path_factory.mktemp("app"), "--threads", "1")
+
+
+def _eroded(masks_zip: Path, out: Path) -> Path:
+    import cv2
+
+    with zipfile.ZipFile(masks_zip) as src, zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            mask = np.array(Image.open(io.BytesIO(src.read(name)))) > 0
+            small = cv2.erode(mask.astype(np.uint8) * 255, np.ones((7, 7), np.uint8))
+            buffer = io.BytesIO()
+            Image.fromarray(small).save(buffer, format="PNG")
+            dst.writestr(name, buffer.getvalue())
+    return out
+
+
+def _upload(page, elem_id: str, path: Path) -> None:
+    """Put ``path`` into the file input ``elem_id`` (clearing what it held); done when its
+    download link points at the server and names the file."""
+    clear = page.locator(f"#{elem_id} button[aria-label='Clear']")
+    if clear.count():
+        clear.first.click()
+        page.wait_for_selector(f"#{elem_id} input[type=file]", state="attached")
+    page.set_input_files(f"#{elem_id} input[type=file]", str(path))
+    page.wait_for_function(
+        f"""(name) => [...document.querySelectorAll('#{elem_id} a[download]')].some(
+               a => a.href.startsWith('http') && a.getAttribute('download') === name)""",
+        arg=path.name, timeout=WAIT_MS)
+
+
+def _wait_text(page, elem_id: str, pattern: str, timeout_ms: int = WAIT_MS) -> str:
+    page.wait_for_function(
+        f"(p) => new RegExp(p).test(document.querySelector('#{elem_id}')?.innerText ?? '')",
+        arg=pattern, timeout=timeout_ms)
+    return page.inner_text(f"#{elem_id}")
+
+
+def test_evaluate_upload_and_compare_with_masks(app, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    video, expressions = two_expression_example()
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = _open(browser, app.url)
+            # Evaluate before any run: the page says what to do first.
+            page.click("#evaluate_run")
+            assert "Segment the clip first" in _wait_text(page, "estatus", "Segment")
+
+            _give_clip(page, video, "\n".join(expressions))
+            page.click("#run")
+            page.wait_for_function(
+                "() => document.querySelector('#zip a[download]')?.href?.startsWith('http')",
+                timeout=90_000)
+            href = page.evaluate("() => document.querySelector('#zip a[download]').href")
+            truth = tmp_path / "masks.zip"
+            truth.write_bytes(page.request.get(href).body())
+            eroded = _eroded(truth, tmp_path / "eroded_truth.zip")
+
+            # The page's own masks as ground truth: a perfect score, with its curves and
+            # worst frames drawn.
+            _upload(page, "truth", truth)
+            page.click("#evaluate_run")
+            text = _wait_text(page, "esummary", r"J&F 100\.0")
+            assert expressions[0] in text and "against masks.zip" in text
+            curves = _wait_new_src(page, "jf_curves", None, WAIT_MS)
+            worst = _wait_new_src(page, "worst", None, WAIT_MS)
+            assert page.evaluate("() => document.querySelector('#worst img').naturalHeight") \
+                >= 3 * 360
+            page.wait_for_function("() => [...document.querySelectorAll('#scores_csv a')]"
+                                   ".some(a => a.getAttribute('download') === 'scores.csv')",
+                                   timeout=WAIT_MS)
+
+            # Eroded truth: the score drops and the curves change.
+            _upload(page, "truth", eroded)
+            page.click("#evaluate_run")
+            text = _wait_text(page, "esummary", r"against eroded_truth\.zip")
+            score = float(re.search(r"J&F (\d+\.\d)", text).group(1))
+            assert score < 95
+            assert _wait_new_src(page, "jf_curves", curves, WAIT_MS) != curves
+            _wait_new_src(page, "worst", worst, WAIT_MS)
+            page.locator("#evaluate").scroll_into_view_if_needed()
+            page.wait_for_timeout(500)
+            shot = tmp_path / "evaluate_view.png"
+            page.screenshot(path=str(shot), full_page=True,
+                            clip=_region(page, "#evaluate", "#worst"))
+
+            # A broken zip: one line under the button, the scores stay, no error badges.
+            broken = tmp_path / "broken.zip"
+            broken.write_text("not a zip")
+            _upload(page, "truth", broken)
+            page.click("#evaluate_run")
+            status = _wait_text(page, "estatus", "broken.zip is not a zip file")
+            assert len(status.strip().splitlines()) == 1 and "/tmp" not in status
+            assert "eroded_truth.zip" in page.inner_text("#esummary")
+            assert not _badges(page), _badges(page)
+
+            # Compare: the eroded masks as another system's answer in place of model B.
+            _upload(page, "masks_b", eroded)
+            page.click("#compare_run")
+            summary = _wait_text(page, "csummary", "B: masks: eroded_truth.zip", 90_000)
+            assert "B read from the zip" in summary
+            rows = page.evaluate("() => [...document.querySelectorAll('#csummary tr')].map("
+                                 "r => [...r.querySelectorAll('td')].map(c => c.innerText))")
+            rows = [r for r in rows if r]
+            assert [r[0] for r in rows] == expressions
+            assert all(r[2] == "–" and 0.3 < float(r[3]) < 1 for r in rows)
+            _wait_new_src(page, "cview", None, WAIT_MS)
+            timeline = _wait_new_src(page, "cscores_b", None, WAIT_MS)
+            assert "A–B IoU per frame" in page.inner_text("#cscores_b")  # not query scores
+            page.wait_for_function("() => document.querySelector('#cvideo video')?.src"
+                                   "?.startsWith('http')", timeout=WAIT_MS)
+            page.locator("#cframe input[type=range]").fill("9")
+            assert _wait_new_src(page, "cscores_b", timeout_ms=WAIT_MS, old=timeline) \
+                != timeline
+            assert _src(page, "cscores_a")
+            assert not _badges(page), _badges(page)
+        except Exception as exc:
+            raise _failure(page, app, tmp_path, exc) from exc
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 30_000
+    if os.environ.get("RVOS_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(shot, ROOT / "docs" / shot.name)
