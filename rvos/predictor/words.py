@@ -95,7 +95,8 @@ class WordImportance:
         words: its words (`group_words`).
         full: the full sentence's `ExpressionResult`.
         variants: the changed sentences, left-outs first (one per word, in order), then swaps.
-        results: the `ExpressionResult` of each variant.
+        results: the `ExpressionResult` of each variant; None for a sentence with no word left
+            (a one-word expression left out: nothing to run, its changes are NaN).
         iou_change, score_change: float ``[V]``, see the module docstring.
         seconds: wall time of the whole computation.
         windows: the model calls' frame ranges ``[(start, end)]``.
@@ -105,7 +106,7 @@ class WordImportance:
     words: list[str]
     full: ExpressionResult
     variants: list[Variant]
-    results: list[ExpressionResult]
+    results: list[ExpressionResult | None]
     iou_change: np.ndarray
     score_change: np.ndarray
     seconds: float = 0.0
@@ -193,7 +194,7 @@ def swap_for(word: str) -> str | None:
 def variants_of(tokenizer, text: str, swap: bool = False) -> list[Variant]:
     """The changed sentences of ``text``: each word left out (in order), then, with ``swap``,
     each colour or noun word replaced (`swap_for`). A one-word expression left out is the empty
-    sentence: the model's answer to no words at all."""
+    sentence ``""``, which `word_importance` does not run."""
     text = _join(text)
     spans = _split_words(tokenizer, text)
     out = [Variant(i, w, _join(text[:s] + " " + text[e:]), "left out")
@@ -274,7 +275,9 @@ def iter_word_importance(predictor: Predictor, video: VideoInput, expression: st
     tokenizer = model.tokenizer
     text = _join(expression)
     variants = variants_of(tokenizer, text, swap)
-    texts = [text] + [v.text for v in variants]
+    # A one-word expression left out is no sentence at all: nothing to run (NaN changes).
+    runs = [i for i, v in enumerate(variants) if v.text]
+    texts = [text] + [variants[i].text for i in runs]
     source = _open_source(video, fps, max_frames)
     info = source.info
     initial = initial_reference_points(model)
@@ -326,12 +329,17 @@ def iter_word_importance(predictor: Predictor, video: VideoInput, expression: st
             start += window - overlap
     finally:
         frames.close()
-    results = [s.finish() for s in states]
-    full, rest = results[0], results[1:]
-    full_score = float(full.chosen_scores.mean()) if full.num_frames else float("nan")
-    iou = np.array([_pooled_change(full, r) for r in rest], np.float64)
-    score = np.array([(float(r.chosen_scores.mean()) if r.num_frames else float("nan"))
-                      - full_score for r in rest], np.float64)
+    finished = [s.finish() for s in states]
+    full = finished[0]
+    rest: list[ExpressionResult | None] = [None] * len(variants)
+    for i, r in zip(runs, finished[1:], strict=True):
+        rest[i] = r
+    full_score = float(full.chosen_scores.mean()) if full.num_frames else math.nan
+    iou = np.array([math.nan if r is None else _pooled_change(full, r) for r in rest],
+                   np.float64)
+    score = np.array([math.nan if r is None or not r.num_frames
+                      else float(r.chosen_scores.mean()) - full_score for r in rest],
+                     np.float64)
     answer = WordImportance(text, [w for w, *_ in _split_words(tokenizer, text)], full,
                             variants, rest, iou, score, time.perf_counter() - started, windows)
     yield WordProgress(len(windows) - 1, len(windows), frames_done, frames_done, answer)
