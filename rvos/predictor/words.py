@@ -11,11 +11,14 @@ variant, how much the answer moved:
 * ``score_change`` = the variant's mean chosen-query score − the full sentence's (negative: the
   model is less sure without the word).
 
-**What is shared.** The backbone does not read the text, so every window runs
-`ReferFormer.encode_video` once and decodes all N + 1 sentences from those features
-(`ReferFormer.decode` takes one video and several captions), in chunks of at most
-``chunk`` sentences so memory stays bounded. Everything after the backbone (the early fusion
-multiplies the visual features by the text) depends on the sentence and runs per sentence.
+**What is shared.** The backbone does not read the text, so every window reads and resizes its
+frames and runs `ReferFormer.encode_video` once, and decodes all N + 1 sentences from those
+features (`ReferFormer.decode` takes one video and several captions): on a GPU in batches of as
+many sentences as fit `CHUNK_BYTES`, on a CPU one at a time (batching was slower there).
+Everything after the backbone depends on the sentence (the early fusion multiplies the visual
+features by the text before the transformer encoder) and runs per sentence, so each extra word
+costs what decoding one sentence costs: the backbone's share of a run is what is saved
+(benchmarks/word_importance_cost.py measures it).
 Windows are the predictor's (`rvos.predictor.windows.plan_windows`, the same window and overlap),
 and each sentence's query is chosen and linked across windows exactly as `Predictor` does
 (`rvos.predictor.accumulate._Expression`), so a variant's answer is the answer a full run of the
@@ -233,6 +236,11 @@ def _chunk_size(features, requested: int | None) -> int:
         if not isinstance(requested, int) or requested < 1:
             raise PredictorError(f"chunk must be a whole number >= 1, got {requested!r}")
         return requested
+    if not features.features[0].is_cuda:
+        # Measured on a 2-core CPU (built-in model, 16 frames): 8 sentences decoded as one
+        # batch took 2x as long as one after another, 4 batches of 2 1.3x. A GPU is the other
+        # way round (launch-bound at these sizes), so it gets batches.
+        return 1
     nbytes = sum(t.numel() * t.element_size() for t in features.features)
     return max(1, CHUNK_BYTES // max(1, _ACTIVATION_FACTOR * nbytes))
 
