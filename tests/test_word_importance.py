@@ -171,3 +171,10 @@ def test_api_word_importance(app):
     with pytest.raises(Exception, match="one expression at a time"):
         client.predict(handle_file(str(CLIP)), "the red square\nthe dog",
                        api_name="/word_importance")
+    with pytest.raises(Exception, match="at most 32 per request"):
+        client.predict(handle_file(str(CLIP)), "the red square " * 11,
+                       api_name="/word_importance")
+    # The app still serves after both refusals.
+    again = client.predict(handle_file(str(CLIP)), "red square", max_frames=2,
+                           api_name="/word_importance")
+    assert again["frames"] == 2 and len(again["words"]) == 2

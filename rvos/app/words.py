@@ -21,11 +21,16 @@ from rvos.app.session import FrameStore, _fit, _index
 from rvos.app.text import escape_markdown, plural
 from rvos.errors import PredictorError
 from rvos.predictor.predictor import Predictor
-from rvos.predictor.words import WordImportance, iter_word_importance
+from rvos.predictor.words import WordImportance, iter_word_importance, variants_of
 from rvos.result.rle import decode_rle
 from rvos.viz.words import plot_word_importance, word_change_frame
 
-__all__ = ["WordRun", "WordView", "pick_expression", "prepare_words", "to_json"]
+__all__ = ["MAX_SENTENCES", "WordRun", "WordView", "pick_expression", "prepare_words", "to_json"]
+
+
+# Each changed sentence costs most of a run (`rvos.predictor.words`): a request runs at most this
+# many (a 24-word expression with a few swaps).
+MAX_SENTENCES = 32
 
 
 def pick_expression(word_box: str | None, expressions: str | None) -> str:
@@ -146,6 +151,11 @@ def prepare_words(models: ModelCache, model: str | None, video: str | None, expr
     info = check_video(video, limits)
     settings = check_work(info, settings, limits)
     net = models.get(choice.key, settings.device, precision=settings.precision)
+    count = len(variants_of(net.tokenizer, expression, swap))
+    if count > MAX_SENTENCES:
+        raise AppInputError(f"this expression makes {count} changed sentences; word importance "
+                            f"runs at most {MAX_SENTENCES} per request: shorten it"
+                            + (" or leave out the swaps" if swap else ""))
     try:
         predictor = Predictor(net, device=settings.device, window=settings.window,
                               short_side=settings.short_side or "auto",
