@@ -72,6 +72,7 @@ from rvos.app.zerogpu import (  # noqa: E402
     max_seconds,
     on_gpu,
     record_run,
+    recorded_estimate,
     run_duration,
     start_up_device,
     zero_gpu,
@@ -639,7 +640,10 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         """How long Segment would take (the model's speed measured on this device), and, for
         a long CPU run, buttons for a frame rate or a frame cap that fit."""
         settings = RunSettings(0.5, window, fps, max_frames, short_side, device_, precision_)
-        est = estimate_run(models, model, video, expressions, settings, limits)
+        # On ZeroGPU the main process has no GPU to measure on: the speeds on record only.
+        lines = len([e for e in (expressions or "").splitlines() if e.strip()])
+        est = (recorded_estimate(models, limits, model, video, lines, settings) if zero_gpu()
+               else estimate_run(models, model, video, expressions, settings, limits))
         hidden = gr.Button(visible=False)
         if est is None:
             return "", hidden, hidden, (None, None)

@@ -133,6 +133,9 @@ def test_run_duration_follows_the_recorded_speed(models, spaces_module, monkeypa
     fresh = ModelCache(model_choices("builtin"))
     assert zerogpu.run_duration(fresh, limits, "builtin", str(CLIP), 1, settings) == \
         zerogpu.DEFAULT_S
+    # The page's estimate on ZeroGPU neither measures (that would need the GPU) nor guesses.
+    assert zerogpu.recorded_estimate(fresh, limits, "builtin", str(CLIP), 1, settings) is None
+    assert not fresh.speeds._speeds
     # A real run, recorded as the app does after a GPU call.
     run = prepare_run(fresh, "builtin", str(CLIP), "the red square", settings, limits,
                       tmp_path, details=False)
@@ -140,6 +143,10 @@ def test_run_duration_follows_the_recorded_speed(models, spaces_module, monkeypa
     h, w = result.settings["input_size"]
     zerogpu.record_run(fresh, "builtin", settings.checked(limits), (h, w),
                        sum(e - s for s, e in result.windows), 1, result.timings["model_s"])
+    est = zerogpu.recorded_estimate(fresh, limits, "builtin", str(CLIP), 1, settings)
+    assert est is not None and est.frames == 16 and est.seconds > 0
+    assert zerogpu.duration_s(est) == zerogpu.run_duration(fresh, limits, "builtin", str(CLIP),
+                                                           1, settings)
     one = zerogpu.run_duration(fresh, limits, "builtin", str(CLIP), 1, settings)
     many = zerogpu.run_duration(fresh, limits, "builtin", str(CLIP), 400, settings)
     assert zerogpu.MIN_S <= one < many <= zerogpu.max_seconds()

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from rvos.predictor.estimate import Estimate, estimate
 
 __all__ = ["DEFAULT_S", "duration_s", "estimate_on_record", "max_seconds", "on_gpu",
-           "record_run", "run_duration", "start_up_device", "zero_gpu"]
+           "record_run", "recorded_estimate", "run_duration", "start_up_device", "zero_gpu"]
 
 log = logging.getLogger("rvos.app")
 
@@ -125,11 +125,12 @@ def record_run(models: Any, key: str, settings: Any, input_size: tuple[int, int]
                          expressions, model_s)
 
 
-def run_duration(models: Any, limits: Any, model: str | None, video: str | None,
-                 expressions: int, settings: Any) -> int:
-    """`duration_s` of a run of ``expressions`` sentences on ``video`` with ``model`` and the
-    page's ``settings`` (`RunSettings`); `DEFAULT_S` when it cannot be estimated (the run
-    itself then reports what is wrong with its input)."""
+def recorded_estimate(models: Any, limits: Any, model: str | None, video: str | None,
+                      expressions: int, settings: Any) -> Estimate | None:
+    """The `Estimate` of a run of ``expressions`` sentences on ``video`` with ``model`` and the
+    page's ``settings`` (`RunSettings`) from the speed on record, without running the model
+    (on ZeroGPU the page's estimate must not spend a visitor's GPU quota); None when there is
+    none yet or the input is wrong (the run itself then says what)."""
     from rvos.app.inputs import check_video, check_work
     from rvos.modeling.processing import model_short_side
 
@@ -140,9 +141,14 @@ def run_duration(models: Any, limits: Any, model: str | None, video: str | None,
         settings = check_work(info, settings, limits)
         # The model is on the CPU of this process (`start_up_device`) once it has been used.
         net = models.get(key, "cpu") if models.is_loaded(key, "cpu") else None
-        est = estimate_on_record(models, key, info, max(expressions, 1), settings,
-                                 model_short_side(net))
-    except Exception:  # no estimate is not an error: ask for the default
-        log.info("no ZeroGPU duration estimate", exc_info=True)
-        est = None
-    return duration_s(est)
+        return estimate_on_record(models, key, info, max(expressions, 1), settings,
+                                  model_short_side(net))
+    except Exception:  # no estimate is not an error
+        log.info("no estimate from the speeds on record", exc_info=True)
+        return None
+
+
+def run_duration(models: Any, limits: Any, model: str | None, video: str | None,
+                 expressions: int, settings: Any) -> int:
+    """`duration_s` of a run (`recorded_estimate`); `DEFAULT_S` when it cannot be estimated."""
+    return duration_s(recorded_estimate(models, limits, model, video, expressions, settings))
