@@ -41,7 +41,7 @@ from rvos.modeling.processing import normalize
 from rvos.predictor.accumulate import _Expression
 from rvos.predictor.predictor import Predictor, group_words, initial_reference_points
 from rvos.predictor.sources import VideoInput, _open_source, _Prefetch, _with_last
-from rvos.predictor.windows import WindowPlan
+from rvos.predictor.windows import WindowPlan, _count_windows
 from rvos.result.rle import decode_rle
 from rvos.result.video_result import ExpressionResult
 
@@ -293,10 +293,8 @@ def iter_word_importance(predictor: Predictor, video: VideoInput, expression: st
                           predictor.overlap, False, False, False, False, False, initial)
               for t in texts]
     window, overlap = predictor.window, predictor.overlap
-    total_windows = None
-    if source.estimate is not None:
-        total_windows = 1 if source.estimate <= window else 1 + math.ceil(
-            (source.estimate - window) / (window - overlap))
+    total_windows = (None if source.estimate is None
+                     else _count_windows(source.estimate, window, overlap))
     resize = predictor._check_and_resize(info.size)
     if on_frame is not None:
         def resize(index: int, frame: np.ndarray, resize=resize) -> np.ndarray:
