@@ -178,3 +178,33 @@ def test_api_word_importance(app):
     again = client.predict(handle_file(str(CLIP)), "red square", max_frames=2,
                            api_name="/word_importance")
     assert again["frames"] == 2 and len(again["words"]) == 2
+
+
+def test_the_app_view_draws_every_answer_and_escapes_the_text(predictor):
+    """The section's view of a one-word expression (its only change is n/a) and of a sentence
+    with Markdown in it: the chart, the frame with the masks, a summary showing the text as
+    typed; the expression box's rules."""
+    import itertools
+
+    from rvos.app.inputs import AppInputError
+    from rvos.app.session import FrameStore
+    from rvos.app.words import WordView, pick_expression
+    from rvos.media.video import iter_frames
+
+    frames = FrameStore.from_frames(itertools.islice(iter_frames(CLIP), 3))
+    for text in ("square", "the *red* [square](http://x)"):
+        view = WordView(word_importance(predictor, CLIP, text, max_frames=3, swap=True), frames,
+                        "builtin")
+        assert view.choices()[0][0].startswith("without ")
+        for k in range(len(view.answer.variants)):
+            chart, image = view.render_chart(k), view.render_frame(k, 2)
+            assert chart.dtype == np.uint8 and image.shape[1] == 256
+        summary = view.summary()
+        assert "builtin" in summary
+    assert "\\*red\\* \\[square\\]\\(http\\://x\\)" in summary  # shown as typed
+    assert pick_expression("", "the dog\nthe cat") == "the dog"
+    assert pick_expression("  the   red square ", "the dog") == "the red square"
+    with pytest.raises(AppInputError, match="one expression at a time"):
+        pick_expression("a\nb", None)
+    with pytest.raises(AppInputError, match="no expression"):
+        pick_expression("", "")
