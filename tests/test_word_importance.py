@@ -198,7 +198,7 @@ def test_the_app_view_draws_every_answer_and_escapes_the_text(predictor):
         assert view.choices()[0][0].startswith("without ")
         for k in range(len(view.answer.variants)):
             chart, image = view.render_chart(k), view.render_frame(k, 2)
-            assert chart.dtype == np.uint8 and image.shape[1] == 256
+            assert chart.dtype == np.uint8 and image.shape[1] == 512  # the 256-px clip, x2
         summary = view.summary()
         assert "builtin" in summary
     assert "\\*red\\* \\[square\\]\\(http\\://x\\)" in summary  # shown as typed

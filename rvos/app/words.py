@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from rvos.app.inputs import (
@@ -82,8 +83,8 @@ class WordView:
         """uint8 image: frame ``frame`` with the full sentence's mask and the changed one's."""
         a = self.answer
         t = _index(frame, self.num_frames)
-        image = self.frames.frame(t)
-        full = decode_rle(a.full.rle[t], a.full.size)
+        image = _display(self.frames.frame(t))
+        full = _display(decode_rle(a.full.rle[t], a.full.size))
         k = self._variant(variant)
         if k < 0:
             return _fit(word_change_frame(image, full, np.zeros_like(full)))
@@ -95,7 +96,7 @@ class WordView:
         if result is None:  # no word left to run: only the full sentence's mask
             return _fit(word_change_frame(image, full, np.zeros_like(full),
                                           f"{what}: no word left, nothing to run"))
-        changed = decode_rle(result.rle[t], a.full.size)
+        changed = _display(decode_rle(result.rle[t], a.full.size))
         return _fit(word_change_frame(image, full, changed, caption))
 
     def summary(self) -> str:
@@ -115,6 +116,23 @@ class WordView:
                       "sentence's, pooled over the clip. Score change: the changed sentence's "
                       "mean score of its chosen query minus the full sentence's."]
         return "\n".join(lines)
+
+
+# Small clips (the 256-pixel examples) are drawn at least this wide, so the caption under the
+# frame stays readable and the masks' edges visible.
+MIN_DISPLAY_WIDTH = 512
+
+
+def _display(image: np.ndarray) -> np.ndarray:
+    """A frame (uint8) or mask (bool) scaled up to `MIN_DISPLAY_WIDTH` when narrower (nearest
+    neighbour for masks)."""
+    h, w = image.shape[:2]
+    if w >= MIN_DISPLAY_WIDTH:
+        return image
+    size = (MIN_DISPLAY_WIDTH, max(1, round(h * MIN_DISPLAY_WIDTH / w)))
+    if image.dtype == bool:
+        return cv2.resize(image.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
 
 
 class WordRun:
