@@ -25,8 +25,9 @@ it is removed when the app ends, on Ctrl-C and on SIGTERM alike.
 Visitors see errors as text under the button they pressed (escaped, without server paths); the
 log (stderr) keeps the full message, and the traceback of any view that could not be drawn.
 
-API: ``/segment``, ``/compare`` (``masks_b``: another system's masks as B) and ``/evaluate``
-(see the README for gradio_client examples).
+API: ``/segment``, ``/compare`` (``masks_b``: another system's masks as B), ``/evaluate`` and
+``/word_importance`` (see the README for gradio_client examples). On a Hugging Face ZeroGPU
+Space every model call runs inside ``spaces.GPU`` (`rvos.app.zerogpu`).
 """
 
 from __future__ import annotations
@@ -72,6 +73,18 @@ from rvos.app.models import ModelCache, RunSlot, model_choices  # noqa: E402
 from rvos.app.runs import download_before_run, estimate_run, prepare_run, progress_text  # noqa: E402
 from rvos.app.session import Session, first_frame, safe_view  # noqa: E402
 from rvos.app.text import escape_markdown, public_message  # noqa: E402
+from rvos.app.words import WordView, pick_expression, prepare_words  # noqa: E402
+from rvos.app.words import to_json as words_json  # noqa: E402
+from rvos.app.zerogpu import (  # noqa: E402
+    max_seconds,
+    on_gpu,
+    record_run,
+    recorded_estimate,
+    run_duration,
+    start_up_device,
+    zero_gpu,
+)
+from rvos.result.video_result import VideoResult  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 log = logging.getLogger("rvos.app")
@@ -230,6 +243,37 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
             progress(None, desc=text)
             yield text
 
+    def _segment_steps(model, video, expressions, settings):
+        """The model's part of `segment` (on ZeroGPU inside ``spaces.GPU``): ``(fraction, text,
+        None)`` per window, then ``(1.0, text, Session)``."""
+        run = prepare_run(models, model, video, expressions, settings, limits, work_dir)
+        result = None
+        with contextlib.closing(run.steps()) as steps:
+            for step in steps:
+                if step.result is not None:
+                    result = step.result
+                else:
+                    yield step.fraction, progress_text(step), None
+        try:
+            yield 1.0, "finishing the overlay video and masks", None
+        except GeneratorExit:  # stopped now: the outputs written so far go
+            run.discard()
+            raise
+        yield 1.0, "done", run.finish(result)
+
+    def _recorded(key, settings, result) -> None:
+        """On ZeroGPU, the main process keeps the run's speed (`rvos.app.zerogpu.record_run`)."""
+        if not zero_gpu():
+            return
+        h, w = result.settings["input_size"]
+        record_run(models, models.choice(key).key, settings.checked(limits), (h, w),
+                   sum(end - start for start, end in result.windows), len(result),
+                   result.timings["model_s"])
+
+    segment_steps = on_gpu(_segment_steps, lambda model, video, expressions, settings:
+                           run_duration(models, limits, model, video,
+                                        len((expressions or "").splitlines()), settings))
+
     def segment(video: str | None, expressions: str, model: str = default.key,
                 threshold: float = 0.5, window: int = 36, fps: float = 0.0,
                 max_frames: int = limits.max_frames, short_side: int = 0, device: str = device,
@@ -248,21 +292,17 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
             for text in _before_the_slot(place, [model], video, expressions, settings,
                                          progress):
                 yield gr.skip(), gr.skip(), gr.skip(), text, gr.skip()
-            run = prepare_run(models, model, video, expressions, settings, limits,
-                                  work_dir, on_download=lambda p: progress(p.fraction,
-                                                                           desc=p.text))
-            result = None
+            session = None
             # Stop cancels this generator; closing the steps then ends the model and ffmpeg.
-            with contextlib.closing(run.steps()) as steps:
-                for step in steps:
-                    progress(step.fraction, desc=progress_text(step))
-                    if step.result is not None:
-                        result = step.result
+            with contextlib.closing(segment_steps(model, video, expressions,
+                                                  settings)) as steps:
+                for fraction, text, done in steps:
+                    progress(fraction, desc=text)
+                    if done is not None:
+                        session = done
                     else:
-                        yield (gr.skip(), gr.skip(), gr.skip(), progress_text(step),
-                               gr.skip())
-            progress(1.0, desc="finishing the overlay video and masks")
-            session = run.finish(result)
+                        yield gr.skip(), gr.skip(), gr.skip(), text, gr.skip()
+            _recorded(model, settings, session.result)
         except RUN_ERRORS as err:
             raise _to_gr_error(err) from None
         finally:
@@ -382,6 +422,25 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
             return gr.skip(), _error_text(err)
         return gr.DownloadButton(value=str(path), interactive=True), ""
 
+    def _compare_steps(model_a, model_b, video, expressions, settings, masks_b=None):
+        """The models' part of `compare` (on ZeroGPU inside ``spaces.GPU``): ``(fraction, text,
+        None)`` per window, then ``(1.0, text, Comparison)``. With ``masks_b`` only model A
+        runs."""
+        run = prepare_compare(models, model_a, model_b, video, expressions, settings, limits,
+                              work_dir, masks_b=masks_b)
+        with contextlib.closing(run.steps()) as steps:
+            for fraction, text in steps:
+                yield fraction, text, None
+        yield 1.0, "writing the overlays and the side-by-side video", None
+        yield 1.0, "done", run.finish()
+
+    compare_steps = on_gpu(_compare_steps, lambda model_a, model_b, video, expressions, settings,
+                           masks_b=None: min(max_seconds(), sum(
+                               run_duration(models, limits, m, video,
+                                            len((expressions or "").splitlines()), settings)
+                               for m in dict.fromkeys((model_a,) if masks_b
+                                                      else (model_a, model_b)))))
+
     def compare(video: str | None, expressions: str, model_a: str = default.key,
                 model_b: str = default.key, threshold: float = 0.5, window: int = 36,
                 fps: float = 0.0, max_frames: int = limits.max_frames, short_side: int = 0,
@@ -405,15 +464,18 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
             keys = [model_a] if masks_b else [model_a, model_b]
             for text in _before_the_slot(place, keys, video, expressions, settings, progress):
                 yield (gr.skip(),) * 5 + (text, gr.skip())
-            run = prepare_compare(models, model_a, model_b, video, expressions, settings,
-                                      limits, work_dir, on_download=lambda p: progress(
-                                          p.fraction, desc=p.text), masks_b=masks_b)
-            with contextlib.closing(run.steps()) as steps:
-                for fraction, text in steps:
+            result = None
+            with contextlib.closing(compare_steps(model_a, model_b, video, expressions,
+                                                  settings, masks_b)) as steps:
+                for fraction, text, done in steps:
                     progress(fraction, desc=text)
-                    yield (gr.skip(),) * 5 + (text, gr.skip())
-            progress(1.0, desc="writing the overlays and the side-by-side video")
-            result = run.finish()
+                    if done is not None:
+                        result = done
+                    else:
+                        yield (gr.skip(),) * 5 + (text, gr.skip())
+            for key, done in zip((model_a, model_b), result.results, strict=True):
+                if isinstance(done, VideoResult):  # (another system's masks have no speed)
+                    _recorded(key, settings, done)
         except RUN_ERRORS as err:
             raise _to_gr_error(err) from None
         finally:
@@ -522,6 +584,99 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
                 safe_view("Worst frames", scored.render_worst, result, truth, session.frames),
                 scored.to_json(), str(paths["csv"]), "")
 
+    # ---------------------------------------------------------------- which words matter
+    def _words_steps(model, video, expression, settings, swap):
+        """The model's part of word importance (on ZeroGPU inside ``spaces.GPU``):
+        ``(fraction, text, None)`` per window, then ``(1.0, text, WordView)``."""
+        run = prepare_words(models, model, video, expression, settings, limits, swap)
+        with contextlib.closing(run.steps()) as steps:
+            for fraction, text in steps:
+                yield fraction, text, run.view
+
+    words_steps = on_gpu(_words_steps, lambda model, video, expression, settings, swap:
+                         run_duration(models, limits, model, video,
+                                      1 + 2 * len(expression.split()), settings))
+
+    def _words(video, expression, model, settings, swap, progress):
+        """Check, download, wait for the one-run slot, run: yields a status text per step,
+        then the `WordView`."""
+        place = models.slot.place()
+        progress(0.0, desc="checking the input and loading the model")
+        try:
+            for text in _before_the_slot(place, [model], video, expression, settings,
+                                         progress):
+                yield text
+            view = None
+            with contextlib.closing(words_steps(model, video, expression, settings,
+                                                bool(swap))) as steps:
+                for fraction, text, done in steps:
+                    progress(fraction, desc=text)
+                    view = done or view
+                    if done is None:
+                        yield text
+        finally:
+            place.release()
+        yield view
+
+    def word_importance(video: str | None, expression: str, model: str = default.key,
+                        threshold: float = 0.5, window: int = 36, fps: float = 0.0,
+                        max_frames: int = limits.max_frames, short_side: int = 0,
+                        device: str = device, precision: str = "fp32", swap: bool = False,
+                        progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's idiom)
+        """How much each word of one expression changes the answer: the expression run again
+        without each word (and, with swap, with each colour or noun word replaced by another of
+        its kind). Returns JSON: {expression, model, frames, score, words: [{word, index,
+        variant, iou_change, score_change}], swaps: [...], seconds, windows}; iou_change is 1 -
+        IoU with the full sentence's masks over the clip, score_change the variant's mean
+        chosen-query score minus the full sentence's."""
+        settings = RunSettings(threshold, window, fps, max_frames, short_side, device,
+                               precision)
+        try:
+            text = pick_expression(expression, None)
+            for step in _words(video, text, model, settings, swap, progress):
+                if isinstance(step, WordView):
+                    return words_json(step)
+        except RUN_ERRORS as err:
+            raise _to_gr_error(err) from None
+        raise gr.Error("the word importance run ended without a result", print_exception=False)
+
+    def words_page(video, expressions, expression, model=default.key, threshold=0.5,
+                   window=36, fps=0.0, max_frames=limits.max_frames, short_side=0,
+                   device=device, precision="fp32", swap=False,
+                   progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's idiom)
+        """The section's button: the chart, the word menu, the frame slider and view, the
+        summary; a failure shows in the section's status line."""
+        keep = (gr.skip(),) * 6
+        yield "", *keep
+        settings = RunSettings(threshold, window, fps, max_frames, short_side, device,
+                               precision)
+        view = None
+        try:
+            text = pick_expression(expression, expressions)
+            for step in _words(video, text, model, settings, swap, progress):
+                if isinstance(step, WordView):
+                    view = step
+                else:
+                    yield step, *keep
+        except Exception as err:
+            yield _error_text(err), *keep
+            return
+        if view is None:
+            return
+        last = view.num_frames - 1
+        first = "0" if view.answer.variants else None
+        yield ("", safe_view("Word importance", view.render_chart, first),
+               gr.Radio(choices=view.choices(), value=first),
+               gr.Slider(minimum=0, maximum=max(last, 1), value=0, step=1,
+                         interactive=last > 0),
+               safe_view("Changed mask", view.render_frame, first, 0), view.summary(), view)
+
+    def words_views(view, variant, frame):
+        if view is None:
+            return gr.skip(), gr.skip()
+        return (safe_view("Word importance", view.render_chart, variant),
+                safe_view("Changed mask", view.render_frame, variant, frame))
+
     def attention(session, expression, frame, word, level, head):
         if session is None:
             return gr.skip()
@@ -565,7 +720,10 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         """How long Segment would take (the model's speed measured on this device), and, for
         a long CPU run, buttons for a frame rate or a frame cap that fit."""
         settings = RunSettings(0.5, window, fps, max_frames, short_side, device_, precision_)
-        est = estimate_run(models, model, video, expressions, settings, limits)
+        # On ZeroGPU the main process has no GPU to measure on: the speeds on record only.
+        lines = len([e for e in (expressions or "").splitlines() if e.strip()])
+        est = (recorded_estimate(models, limits, model, video, lines, settings) if zero_gpu()
+               else estimate_run(models, model, video, expressions, settings, limits))
         hidden = gr.Button(visible=False)
         if est is None:
             return "", hidden, hidden, (None, None)
@@ -736,6 +894,35 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
                               interactive=False, height=SCORES_HEIGHT, elem_id="qmasks")
         session = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=_close_session)
 
+        gr.Markdown("## Which words matter", elem_id="words")
+        gr.Markdown("One expression run again with each word left out (and, if asked, each "
+                    "colour or object word swapped for another of its kind): how much the "
+                    "answer changes per word. The video is read and the backbone run once "
+                    "for all the sentences, so each word costs less than a run of its own "
+                    "(about two thirds of one for the built-in model on a CPU; README).")
+        with gr.Row(equal_height=True):
+            words_text = gr.Textbox(label="Expression (empty: the first one above)", lines=1,
+                                    elem_id="wi_text", scale=3)
+            words_swap = gr.Checkbox(label="Also swap colour and object words", value=False,
+                                     elem_id="wi_swap", scale=1)
+            words_btn = gr.Button("Which words matter", variant="primary", elem_id="wi_run",
+                                  scale=1)
+        words_status = gr.Markdown(elem_id="wi_status")
+        with gr.Row():
+            with gr.Column(scale=3):
+                words_chart = gr.Image(label="Change per word", interactive=False,
+                                       height=VIEW_HEIGHT, elem_id="wi_chart")
+            with gr.Column(scale=2):
+                words_summary = gr.Markdown(elem_id="wi_summary")
+                words_word = gr.Radio(label="Changed sentence shown", elem_id="wi_word")
+        with gr.Row():
+            words_frame = gr.Slider(0, 1, value=0, step=1, label="Frame", elem_id="wi_frame")
+        words_img = gr.Image(label="Full sentence (yellow) and changed sentence (magenta)",
+                             interactive=False, height=VIEW_HEIGHT, elem_id="wi_view")
+        words_state = gr.State(None, time_to_live=STATE_TTL_S)
+        words_json_out = gr.JSON(visible=False)
+        api_words_btn = gr.Button(visible=False)
+
         gr.Markdown("## Compare two models", elem_id="compare")
         gr.Markdown("The clip and expressions above (with the Advanced settings) through two "
                     "models: both overlays side by side in one video, so they stay in step "
@@ -880,6 +1067,18 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         evaluate_btn.click(evaluate_page, [session, truth_in],
                            [evaluate_summary, curves_img, worst_img, scores_json, scores_csv,
                             evaluate_status], api_visibility="private", concurrency_limit=2)
+
+        words_settings = [model, threshold, window, fps, max_frames, short_side, device_in,
+                          precision, words_swap]
+        api_words_btn.click(word_importance, [video_in, words_text, *words_settings],
+                            words_json_out, api_name="word_importance", **runs)
+        words_event = words_btn.click(
+            words_page, [video_in, text, words_text, *words_settings],
+            [words_status, words_chart, words_word, words_frame, words_img, words_summary,
+             words_state], api_visibility="private", **runs)
+        stop_btn.click(None, None, None, cancels=[words_event], api_visibility="private")
+        gr.on([words_word.input, words_frame.input], words_views,
+              [words_state, words_word, words_frame], [words_chart, words_img], **render)
     return demo
 
 
@@ -925,7 +1124,8 @@ def main(argv: list[str] | None = None) -> int:
         models = ModelCache(choices, text_encoder=args.text_encoder, offline=args.offline)
         if models.needs_download(models.default.key):
             print(f"app.py: downloading {models.default.key} before serving", flush=True)
-        models.get(models.default.key, device)  # built once, before the first visitor
+        # built once, before the first visitor (on ZeroGPU on the CPU: rvos.app.zerogpu)
+        models.get(models.default.key, start_up_device(device))
     except (AppInputError, ValueError) as err:
         print(f"app.py: error: {err}", file=sys.stderr)
         return 2
