@@ -125,6 +125,11 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
         help="micro-batches per optimizer step (gradient accumulation)",
     )
     a(
+        "--keep-checkpoints",
+        action="store_true",
+        help="also keep checkpoint-<step>.pt at every --ckpt-every (any can be --resume'd)",
+    )
+    a(
         "--precision",
         choices=("auto", "bf16", "fp32"),
         default="auto",
@@ -183,6 +188,7 @@ def run_dataset_cli(args: argparse.Namespace) -> int:
             model_overrides=args.model_overrides,
             train_only=args.train_only,
             cls_weight=args.cls_weight,
+            keep_checkpoints=args.keep_checkpoints,
         )
         train_on_dataset(cfg)
     except (ValueError, RvosError, OSError) as exc:
@@ -228,8 +234,9 @@ def run_cli(args: argparse.Namespace) -> int:
         model_overrides=args.model_overrides,
         train_only=args.train_only,
     )
-    if args.format is not None or args.accumulate != 1:
-        print("rvos train: error: --format and --accumulate go with --data", file=sys.stderr)
+    if args.format is not None or args.accumulate != 1 or args.keep_checkpoints:
+        print("rvos train: error: --format, --accumulate and --keep-checkpoints go with --data",
+              file=sys.stderr)
         return 2
     try:
         if cfg.steps < 1 or cfg.batch_size < 1 or cfg.frames < 2 or cfg.size < 32:

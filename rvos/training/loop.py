@@ -23,6 +23,7 @@ import contextlib
 import copy
 import json
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -83,6 +84,7 @@ class DatasetTrainConfig:
     model_overrides: str | None = None
     train_only: str | None = None
     cls_weight: float = 2.0
+    keep_checkpoints: bool = False  # also keep checkpoint-<step>.pt at every --ckpt-every
 
 
 def load_init_model(init: str, text_encoder: str | None = None) -> ReferFormer:
@@ -381,6 +383,8 @@ def _train(cfg: DatasetTrainConfig, workers, device: torch.device) -> dict:
                 rng_per_rank=rng,
                 **rng[0],
             )
+            if cfg.keep_checkpoints:
+                shutil.copyfile(out / "checkpoint.pt", out / f"checkpoint-{step}.pt")
     if main:
         log.write({"event": "end", "step": step, "time": elapsed_before + time.time() - t0})
         log.close()
