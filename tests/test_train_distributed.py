@@ -172,6 +172,25 @@ def test_two_ranks_of_one_clip_make_the_update_of_one_rank_of_two(splits, tmp_pa
     assert losses(two) == pytest.approx(losses(one), rel=1e-4)
 
 
+def test_accumulating_two_micro_batches_makes_the_update_of_a_batch_of_two(
+    splits, tmp_path, tiny_builtin
+):
+    init = tiny_folder(tmp_path / "init", tiny_builtin, backbone_kwargs={"norm": "gn"})
+    common = ["--init", str(init), "--steps", "1", "--frames", "3", "--no-augment",
+              "--clip-grad", "1e9"]  # fmt: skip
+    batch, accumulated = tmp_path / "batch", tmp_path / "accumulated"
+    assert main(train_argv(splits["mevis"], "mevis", batch, "--batch-size", "2", *common)) == 0
+    argv = train_argv(splits["mevis"], "mevis", accumulated, "--batch-size", "1",
+                      "--accumulate", "2", *common)  # fmt: skip
+    assert main(argv) == 0
+    a = torch.load(batch / "checkpoint.pt", weights_only=True)["optimizer"]["state"]
+    b = torch.load(accumulated / "checkpoint.pt", weights_only=True)["optimizer"]["state"]
+    scale = max(float(s["exp_avg"].abs().max()) for s in a.values())
+    for i, s in a.items():
+        torch.testing.assert_close(b[i]["exp_avg"], s["exp_avg"], rtol=1e-3, atol=1e-5 * scale)
+    assert losses(accumulated) == pytest.approx(losses(batch), rel=1e-4)
+
+
 @pytest.mark.parametrize("fmt", ["ytvos", "davis", "mevis"])
 def test_loss_falls_on_a_tiny_split_with_the_builtin_model(splits, tmp_path, fmt):
     """Epochs of the same clips: the last complete epoch's mean loss is well below the first's."""
