@@ -274,7 +274,7 @@ def test_torchrun_trains_from_a_released_checkpoint_and_its_export_predicts(spli
     _predicts(export, tmp_path)
 
 
-def test_bad_dataset_arguments_fail_with_one_line(splits, tmp_path, capsys):
+def test_bad_dataset_arguments_fail_with_one_line(splits, tmp_path, capsys, monkeypatch):
     assert main(["train", "--data", str(splits["ytvos"]), "--out", str(tmp_path)]) == 2
     assert "--data needs --format" in capsys.readouterr().err
     assert main(train_argv(tmp_path / "nowhere", "ytvos", tmp_path / "o", "--steps", "1")) == 2
@@ -283,3 +283,11 @@ def test_bad_dataset_arguments_fail_with_one_line(splits, tmp_path, capsys):
                       "--batch-size", "500", "--steps", "1")  # fmt: skip
     assert main(argv) == 2
     assert "lower --batch-size" in capsys.readouterr().err
+    argv = train_argv(splits["ytvos"], "ytvos", tmp_path / "o", "--precision", "bf16", "--steps",
+                      "1")  # fmt: skip
+    assert main(argv) == 2
+    assert "--precision bf16 needs a GPU" in capsys.readouterr().err
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "--out", str(tmp_path / "synthetic"), "--steps", "1"]) == 2
+    assert "under torchrun, train on a dataset" in capsys.readouterr().err

@@ -57,8 +57,12 @@ def gather_objects(obj: object) -> list:
 def all_reduce_sum(values: Tensor) -> Tensor:
     """The sum over ranks of a float tensor (itself in one process)."""
     if dist.is_initialized() and dist.get_world_size() > 1:
-        values = values.clone()
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        # NCCL reduces GPU tensors only; gloo CPU ones.
+        nccl = dist.get_backend() == "nccl"
+        work = values.to(torch.device("cuda", torch.cuda.current_device())) if nccl else values
+        work = work.clone()
+        dist.all_reduce(work, op=dist.ReduceOp.SUM)
+        return work.to(values.device)
     return values
 
 

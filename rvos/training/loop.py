@@ -247,10 +247,11 @@ def _train(cfg: DatasetTrainConfig, workers, device: torch.device) -> dict:
         total = int(resume["total_steps"])
     elif cfg.steps is not None:
         total = cfg.steps
-    elif recipe.schedule == "step":
-        total = recipe.epochs * steps_per_epoch
     else:
-        raise ValueError("--steps is needed with the built-in recipe (it has no epochs)")
+        total = recipe.epochs * steps_per_epoch
+    if resume is None:
+        # A warm-up longer than a tenth of a short run would never reach the peak rate.
+        recipe.warmup = min(recipe.warmup, max(1, total // 10))
     n_workers = (
         cfg.workers
         if cfg.workers >= 0

@@ -117,7 +117,7 @@ def builtin_recipe(frames: int = 8, size: int = 128) -> Recipe:
         photometric=False,
         freeze_text_encoder=False,
         schedule="cosine",
-        epochs=0,
+        epochs=6,  # on a dataset without --steps, as many epochs as the paper's recipe
         warmup=300,
         min_lr_ratio=0.02,
         batch_size=8,
