@@ -209,10 +209,11 @@ def test_loss_falls_on_a_tiny_split_with_the_builtin_model(splits, tmp_path, fmt
 
 def test_resume_continues_bit_for_bit(splits, tmp_path, tiny_builtin):
     """4 steps straight equal 2 steps, a new process resuming at step 2, and 2 more: weights,
-    optimizer state and logged losses, with dropout and every augmentation on."""
+    optimizer state and logged losses, with dropout and the paper's flip, photometric jitter
+    and random crop on (one scale: the frames are 64 px)."""
     init = tiny_folder(tmp_path / "init", tiny_builtin, dropout=0.1)
-    common = ["--init", str(init), "--frames", "3", "--batch-size", "2", "--lr", "1e-3",
-              "--warmup", "2", "--ckpt-every", "2", "--keep-checkpoints"]  # fmt: skip
+    common = ["--init", str(init), "--recipe", "paper", "--frames", "3", "--batch-size", "2",
+              "--lr", "1e-3", "--ckpt-every", "2", "--keep-checkpoints"]  # fmt: skip
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert main(train_argv(splits["davis"], "davis", straight, "--steps", "4", *common)) == 0
     argv = train_argv(splits["davis"], "davis", resumed, "--resume",
