@@ -27,7 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("rvos.cli.download", "download an official checkpoint into the cache"),
     "convert": ("rvos.cli.convert", "write a checkpoint as a self-contained folder for the Hub"),
     "synth": ("rvos.cli.synth", "write a synthetic referring-video split (DAVIS-style folder)"),
-    "train": ("rvos.cli.train", "train the built-in ReferFormer on synthetic referring videos"),
+    "train": ("rvos.cli.train", "train the built-in model on synthetic videos, or any model on "
+              "Ref-YouTube-VOS / Ref-DAVIS17 / MeViS (torchrun spreads it)"),
     "eval": ("rvos.cli.eval", "evaluate a model on a DAVIS-style folder (J, F, J&F)"),
     "dataset": ("rvos.cli.dataset", "Ref-YouTube-VOS / Ref-DAVIS17: predict a split (torchrun "
                 "shards it) and score it"),

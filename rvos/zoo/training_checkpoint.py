@@ -45,9 +45,11 @@ def save_training_checkpoint(
     step: int,
     total_steps: int,
     elapsed: float,
+    **extra: Any,
 ) -> None:
     """Write the checkpoint atomically (a temporary file renamed over ``path``), so a run killed
-    while saving still has its previous checkpoint."""
+    while saving still has its previous checkpoint. ``extra`` entries (dataset training's RNG
+    states and data position) are stored beside the others."""
     path = Path(path)
     tmp = path.with_suffix(".tmp")
     torch.save(
@@ -61,6 +63,7 @@ def save_training_checkpoint(
             "model_config": model.config.to_dict(),
             "train_config": dict(train_config),
             "torch_rng": torch.get_rng_state(),
+            **extra,
         },
         tmp,
     )
