@@ -174,3 +174,23 @@ def test_the_app_runs_segment_and_word_importance_inside_spaces_gpu(spaces_modul
         # first run's speed (the main process recorded it).
         assert calls[0]["duration"] == zerogpu.DEFAULT_S
         assert zerogpu.MIN_S <= calls[1]["duration"] <= zerogpu.max_seconds()
+
+
+def test_a_model_on_another_device_is_a_copy_of_the_cpu_one_not_a_reload(models, monkeypatch):
+    """On ZeroGPU the model is loaded on the CPU at start-up and every GPU call asks for it on
+    "cuda": that copy comes from memory, with the same weights, not from the file again.
+    ("cpu:0" stands in for "cuda" here: another device key, no GPU needed.)"""
+    on_cpu = models.get(None, "cpu")
+
+    def no_reload(*args, **kwargs):
+        raise AssertionError("the weights were read from disk again")
+
+    monkeypatch.setattr(models, "_load", no_reload)
+    other = models.get(None, "cpu:0")
+    assert other is not on_cpu and models.get(None, "cpu:0") is other
+    assert not other.training and other.tokenizer is not None
+    theirs, mine = on_cpu.state_dict(), other.state_dict()
+    assert theirs.keys() == mine.keys()
+    for name, value in theirs.items():
+        assert torch.equal(value, mine[name]), name
+        assert value.data_ptr() != mine[name].data_ptr(), name  # a copy, not shared storage

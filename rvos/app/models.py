@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -284,6 +285,12 @@ class ModelCache:
                     on_download(step)
         with self._lock:
             model = self._models.get((choice.key, device))
+            on_cpu = self._models.get((choice.key, "cpu"))
+            if model is None and on_cpu is not None:
+                # A copy of the CPU model rather than the file again (on ZeroGPU, where the
+                # model is loaded on the CPU at start-up, every GPU call asks for this).
+                model = copy.deepcopy(on_cpu).to(device).eval()
+                self._models[(choice.key, device)] = model
             if model is None:
                 model = self._load(choice, device)
                 self._models[(choice.key, device)] = model
