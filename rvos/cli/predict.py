@@ -63,6 +63,11 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="process at most this many frames")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="mask probability threshold (default 0.5)")
+    parser.add_argument("--presence-threshold", type=float, default=None, metavar="P",
+                        help="frames where the chosen query's score is below P (0 to 1) get "
+                             "an empty mask and count as 'not found' (default: the model's "
+                             "own, from its config.json; else 0: a mask on every frame, as in "
+                             "the paper)")
     parser.add_argument("--short-side", type=int, default=None,
                         help="resize frames to this short side for the model (default: what "
                              "the model was trained at; 360 for the released models)")
@@ -123,6 +128,9 @@ def run_cli(args: argparse.Namespace) -> int:
             raise CliError(f"--max-frames must be >= 1, got {args.max_frames}")
         if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
             raise CliError(f"--fps must be a positive number, got {args.fps}")
+        presence = getattr(args, "presence_threshold", None)
+        if presence is not None and not (math.isfinite(presence) and 0 <= presence <= 1):
+            raise CliError(f"--presence-threshold must be between 0 and 1, got {presence}")
         check_video_file(args.video)  # before torch is imported: a bad file fails fast
         out = check_out_dir(args.out)
     except (CliError, VideoError) as err:

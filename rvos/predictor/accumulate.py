@@ -20,6 +20,7 @@ from rvos.result.video_result import (
     ExpressionResult,
     SamplingPoints,
     WindowChoice,
+    is_found,
 )
 
 __all__ = ["ATTENTION_STRIDES"]
@@ -42,13 +43,15 @@ class _Expression:
                  size: tuple[int, int], threshold: float, overlap: int, keep_logits: bool,
                  keep_attention: bool, keep_sampling: bool, keep_heads: bool = False,
                  keep_query_masks: bool = False,
-                 initial_reference: np.ndarray | None = None) -> None:
+                 initial_reference: np.ndarray | None = None,
+                 presence_threshold: float = 0.0) -> None:
         self.text, self.words, self.groups = text, words, groups
         self.size, self.threshold, self.overlap = size, threshold, overlap
         self.keep_logits = keep_logits
         self.keep_attention, self.keep_sampling = keep_attention, keep_sampling
         self.keep_heads = keep_heads
         self.keep_query_masks = keep_query_masks
+        self.presence_threshold = presence_threshold
         h0, w0 = size
         # [Q, 2] in [0, 1] -> source pixels; None: the model has no learned first references.
         self.initial_reference = (None if initial_reference is None else
@@ -65,6 +68,7 @@ class _Expression:
         self.refs: list[np.ndarray] = []
         self.rle: list[np.ndarray] = []
         self.areas: list[int] = []
+        self.absent: dict[int, np.ndarray] = {}  # frame -> the mask of a frame not found
         self.lowres: list[bytes] = []
         self.lowres_shape: tuple[int, int] | None = None
         self.attention: dict[str, list[np.ndarray]] = {}
@@ -101,11 +105,17 @@ class _Expression:
         self.window_index.extend([plan.index] * (b - a))
         self.lowres_shape = tuple(masks.shape[-2:])
         chosen = masks[a:b, query]  # [n, h, w]
+        # Below the presence threshold a frame's mask is empty; its mask is kept aside.
+        found = is_found(scores[a:b, query].cpu().numpy(), self.presence_threshold)
+        empty = np.array([h0 * w0], dtype=np.uint32)
         # A few frames at a time: a window of 4K masks as floats would be gigabytes.
         step = max(1, _MASK_PIXELS_PER_STEP // (h0 * w0))
         for i in range(0, b - a, step):
             full = postprocess_masks(chosen[i:i + step], self.size, self.threshold)
-            for counts in encode_rle_batch(full):
+            for j, counts in enumerate(encode_rle_batch(full)):
+                if not found[i + j]:
+                    self.absent[len(self.rle)] = counts
+                    counts = empty
                 self.rle.append(counts)
                 self.areas.append(rle_area(counts))
         if self.keep_logits:
@@ -206,4 +216,6 @@ class _Expression:
             attention=attention,
             sampling=sampling,
             query_logits=list(self.query_lowres) if self.keep_query_masks else None,
+            presence_threshold=self.presence_threshold,
+            absent_rle=dict(self.absent),
         )

@@ -62,7 +62,8 @@ RESULT_SCHEMA: dict[str, Any] = {
             "num_queries": {"type": "integer", "minimum": 1},
             "device": {"type": "string"},
             "precision": {"enum": ["fp32", "bf16", "fp16", "int8"]},
-        }, optional=("precision",)),
+            "presence_threshold": _PROB,
+        }, optional=("precision", "presence_threshold")),
         "timings": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
                     "required": ["read_s", "model_s", "postprocess_s", "total_s"]},
         "windows": {"type": "array", "minItems": 1, "items": _object(
@@ -72,6 +73,8 @@ RESULT_SCHEMA: dict[str, Any] = {
             "text": {"type": "string", "minLength": 1},
             "words": {"type": "array", "items": {"type": "string", "minLength": 1}},
             "masks": {"type": "string"},
+            "presence_threshold": _PROB,
+            "found_frames": _NONNEG,
             "initial_reference_points": {"type": "array", "items": _POINT, "minItems": 1},
             "windows": {"type": "array", "minItems": 1, "items": _object({
                 "index": _NONNEG,
@@ -85,6 +88,8 @@ RESULT_SCHEMA: dict[str, Any] = {
                 "window": _NONNEG,
                 "chosen_query": _NONNEG,
                 "score": _PROB,
+                "presence": _PROB,
+                "found": {"type": "boolean"},
                 "box": _BOX,
                 "mask_area": _NONNEG,
                 "scores": {"type": "array", "items": _PROB, "minItems": 1},
@@ -95,8 +100,8 @@ RESULT_SCHEMA: dict[str, Any] = {
                     "type": "array", "items": _BOX, "minItems": 1}},
                 "layer_scores": {"type": "array", "minItems": 1, "items": {
                     "type": "array", "items": _PROB, "minItems": 1}},
-            })},
-        })},
+            }, optional=("presence", "found"))},
+        }, optional=("presence_threshold", "found_frames"))},
         "outputs": _object({"overlay": {"type": "string"}, "masks": {"type": "string"},
                             "masks_zip": {"type": "string"}},
                            optional=("overlay", "masks", "masks_zip")),

@@ -32,6 +32,7 @@ result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-
         "variable_frame_rate": false               # true: a VFR source, read at the constant
       },                                           #   rate "fps" (frame i at i / fps)
       "settings": {"window": 36, "overlap": 8, "short_side": 360, "threshold": 0.5,
+                   "presence_threshold": 0.0,      # (older results lack it)
                    "input_size": [360, 640],       # model input (H, W)
                    "mask_size": [90, 160],         # model mask logits (h, w)
                    "num_queries": 5, "device": "cpu",
@@ -42,12 +43,17 @@ result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-
       "expressions": [{
         "index": 0, "text": "a dog running", "words": ["a", "dog", "running"],
         "masks": "masks/0",                        # folder of this expression's PNGs
+        "presence_threshold": 0.0,                 # frames whose presence is below it are
+        "found_frames": 900,                       #   "not found" (empty mask); how many are
+                                                   #   found (older results lack both)
         "windows": [{"index": 0, "chosen_query": 2, "linked_by": "score",
                      "overlap_iou": null}, ...],   # how each window chose its query
         "frames": [{
           "frame": 0, "time_s": 0.0, "window": 0,
           "chosen_query": 2,                       # query index *within that window*
           "score": 0.93,                           # sigmoid score of the chosen query
+          "presence": 0.93, "found": true,         # the same score as presence; whether it
+                                                   #   reaches presence_threshold
           "box": [x0, y0, x1, y1],                 # chosen query's box, source pixels
           "mask_area": 12345,                      # mask pixels at the source size
           "scores": [Q floats], "boxes": [Q × [x0, y0, x1, y1]],
@@ -111,6 +117,7 @@ __all__ = [
     "SourceInfo",
     "VideoResult",
     "WindowChoice",
+    "is_found",
 ]
 
 
@@ -264,8 +271,12 @@ class ExpressionResult:
             ``layer_scores[:, :, -1]`` is ``scores``.
         initial_reference_points: float32 ``[Q, 2]`` (x, y) in source pixels: the first decoder
             layer's reference points, learned per query (the same on every frame).
-        mask_areas: int64 ``[T]`` object pixels per frame.
+        mask_areas: int64 ``[T]`` object pixels per frame (0 where the object was not found).
         windows: how each window chose its query (`WindowChoice`).
+        presence_threshold: frames whose presence (`presence`) is below it were "not found":
+            their stored mask is empty (``rvos.predictor.presence``; 0: none, the paper's).
+        absent_rle: the masks the chosen query had on the frames not found (frame -> RLE at
+            ``threshold``), so that a lower presence threshold restores them exactly.
         attention / sampling: present when asked for at prediction time.
         query_logits: when asked for, every query's low-resolution mask logits per frame
             (compressed int8 ``[Q, h, w]``, see `query_masks`).
@@ -291,10 +302,23 @@ class ExpressionResult:
     attention: AttentionMaps | None = field(default=None, repr=False)
     sampling: SamplingPoints | None = field(default=None, repr=False)
     query_logits: list[bytes] | None = field(default=None, repr=False)
+    presence_threshold: float = 0.0
+    absent_rle: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def num_frames(self) -> int:
         return len(self.rle)
+
+    @property
+    def presence(self) -> np.ndarray:
+        """float32 ``[T]``: how sure the model is that the object is on each frame, the chosen
+        query's score there (`chosen_scores`)."""
+        return self.chosen_scores
+
+    @property
+    def found(self) -> np.ndarray:
+        """bool ``[T]``: frames whose `presence` reaches `presence_threshold`."""
+        return is_found(self.presence, self.presence_threshold)
 
     @property
     def chosen_scores(self) -> np.ndarray:
@@ -314,8 +338,16 @@ class ExpressionResult:
         logit is within 1/16 of the threshold's may differ from a fresh run).
         """
         t = self._check_frame(frame_index)
+        if not self.found[t]:
+            return np.zeros(self.size, dtype=bool)
+        return self.raw_mask(t, threshold)
+
+    def raw_mask(self, frame_index: int, threshold: float | None = None) -> np.ndarray:
+        """bool ``[H0, W0]``: the chosen query's mask on a frame whether or not the object was
+        found there (`mask` empties the frames below the presence threshold)."""
+        t = self._check_frame(frame_index)
         if threshold is None or threshold == self.threshold:
-            return decode_rle(self.rle[t], self.size)
+            return decode_rle(self.absent_rle.get(t, self.rle[t]), self.size)
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         if self.lowres_logits is None or self.lowres_shape is None:
@@ -385,6 +417,7 @@ class ExpressionResult:
     def nbytes(self) -> int:
         """Approximate memory held by the per-frame data (bytes)."""
         total = sum(r.nbytes for r in self.rle)
+        total += sum(r.nbytes for r in self.absent_rle.values())
         total += sum(len(b) for b in self.lowres_logits or [])
         total += sum(len(b) for b in self.query_logits or [])
         for a in (self.chosen_query, self.window_index, self.scores, self.boxes,
@@ -406,11 +439,13 @@ class ExpressionResult:
         rows = zip(self.chosen_query.tolist(), self.window_index.tolist(),
                    _round(self.scores, 4), _round(self.boxes, 1),
                    _round(self.reference_points, 1), self.mask_areas.tolist(),
-                   _round(self.layer_boxes, 1), _round(self.layer_scores, 4), strict=True)
-        for t, (q, w, scores, boxes, refs, area, layer_boxes, layer_scores) in enumerate(rows):
+                   _round(self.layer_boxes, 1), _round(self.layer_scores, 4),
+                   self.found.tolist(), strict=True)
+        for t, (q, w, scores, boxes, refs, area, layer_boxes, layer_scores,
+                found) in enumerate(rows):
             frames.append({
                 "frame": t, "time_s": round(t / fps, 6), "window": w, "chosen_query": q,
-                "score": scores[q],
+                "score": scores[q], "presence": scores[q], "found": found,
                 "box": boxes[q], "mask_area": area, "scores": scores, "boxes": boxes,
                 "reference_points": refs, "layer_boxes": layer_boxes,
                 "layer_scores": layer_scores,
@@ -420,6 +455,8 @@ class ExpressionResult:
             "text": self.text,
             "words": list(self.words),
             "masks": f"masks/{index}",
+            "presence_threshold": self.presence_threshold,
+            "found_frames": int(self.found.sum()),
             "initial_reference_points": _round(self.initial_reference_points, 1),
             "windows": [
                 {"index": w.index, "chosen_query": w.chosen_query, "linked_by": w.linked_by,
@@ -428,6 +465,12 @@ class ExpressionResult:
             ],
             "frames": frames,
         }
+
+
+def is_found(presence: np.ndarray, presence_threshold: float) -> np.ndarray:
+    """bool: ``presence >= presence_threshold`` (the one comparison every part uses, so that
+    the predictor's empty masks, `ExpressionResult.found` and result.json agree)."""
+    return np.asarray(presence, dtype=np.float64) >= float(presence_threshold)
 
 
 def _round(a: np.ndarray, digits: int) -> list:
@@ -635,11 +678,13 @@ class VideoResult(Sequence[ExpressionResult]):
         (frames counted from 1 on the axis), with a cursor at ``frame_index``. The query chosen
         at ``frame_index`` (default: on the first frame) is highlighted; query indices are per
         window, so a line that crosses a window boundary joins two unrelated queries of the
-        same index."""
+        same index. With a presence threshold above 0 it is drawn as a dashed line, and the
+        frames where the object was not found are shaded and counted in the legend."""
         e = self[expression]
         t = 0 if frame_index is None else e._check_frame(frame_index)
         return plot_scores(e.scores, int(e.chosen_query[t]), frame_index, size=size,
-                                     x_start=1, x_label="frame")
+                           x_start=1, x_label="frame", found=e.found,
+                           presence_threshold=e.presence_threshold)
 
 
 def _file_name(video: Any) -> str:
