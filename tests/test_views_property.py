@@ -4,11 +4,13 @@ Results are built through the real result types (`ExpressionResult`, `VideoResul
 a model can give and what a video can be: zero-length and one-pixel paths, boxes of zero size or
 outside the frame, equal reference points, empty and full masks, NaN/inf scores and boxes,
 1×1, 1×4000, 4000×1 and portrait frames, one frame, one query, words that are long, non-Latin,
-emoji, or absent. Each drawing must return a uint8 RGB image of the expected shape.
+emoji, or absent; every frame found, some, or none (presence). Each drawing must return a
+uint8 RGB image of the expected shape.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 from fractions import Fraction
@@ -22,6 +24,7 @@ from PIL import Image
 
 from rvos.result import exports
 from rvos.result.rle import encode_rle, quantize_logits
+from rvos.result.threshold import with_threshold
 from rvos.result.video_result import (
     AttentionMaps,
     ExpressionResult,
@@ -234,6 +237,14 @@ def results(draw, *, attention: bool = True):
         source_fps=fps,
     )
     result = VideoResult(expressions, source, "builtin", {"threshold": 0.5}, [(0, num_t)], {})
+    # Presence: none (every frame found), some frames not found, or none found at all.
+    presence = draw(st.sampled_from([None, 0.5, "none found"]))
+    if presence == "none found":
+        low = [dataclasses.replace(e, scores=np.zeros_like(e.scores)) for e in result]
+        result = with_threshold(dataclasses.replace(result, expressions=low), None, 1.0)
+        assert not any(e.found.any() or e.mask_areas.any() for e in result)
+    elif presence is not None:
+        result = with_threshold(result, None, presence)
     return result, frames
 
 

@@ -469,8 +469,12 @@ class ExpressionResult:
 
 def is_found(presence: np.ndarray, presence_threshold: float) -> np.ndarray:
     """bool: ``presence >= presence_threshold`` (the one comparison every part uses, so that
-    the predictor's empty masks, `ExpressionResult.found` and result.json agree)."""
-    return np.asarray(presence, dtype=np.float64) >= float(presence_threshold)
+    the predictor's empty masks, `ExpressionResult.found` and result.json agree). At 0 every
+    frame is found, whatever its score (even NaN): the paper's answer, unchanged."""
+    presence = np.asarray(presence, dtype=np.float64)
+    if float(presence_threshold) <= 0.0:
+        return np.ones(presence.shape, dtype=bool)
+    return presence >= float(presence_threshold)
 
 
 def _round(a: np.ndarray, digits: int) -> list:
