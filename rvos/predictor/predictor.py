@@ -59,6 +59,7 @@ from rvos.modeling.processing import (
     resize_frames,
 )
 from rvos.predictor.accumulate import _Expression
+from rvos.predictor.objects import check_objects
 from rvos.predictor.presence import check_presence_threshold, model_presence_threshold
 from rvos.predictor.sources import VideoInput, _open_source, _Prefetch, _with_last
 from rvos.predictor.windows import (
@@ -68,7 +69,6 @@ from rvos.predictor.windows import (
     _count_windows,
     default_overlap,
 )
-from rvos.result.rle import decode_rle
 from rvos.result.video_result import (
     VideoResult,
 )
@@ -220,6 +220,10 @@ class Predictor:
             found" (`rvos.predictor.presence`); in [0, 1]. None: the model's own
             (`model_presence_threshold`: its config.json's, else 0.0, a mask on every frame as
             in the paper).
+        objects: ``"best"`` (default): the paper's answer, one query per expression;
+            ``"all"``: also every other query that scores at least half the best's mean score
+            over the window and does not duplicate a kept query's mask
+            (`rvos.predictor.objects`), each kept apart (`ExpressionResult.extra_objects`).
 
     Example::
 
@@ -234,7 +238,7 @@ class Predictor:
                  short_side: int | str | None = "auto", threshold: float = 0.5,
                  keep_logits: bool = True, model_name: str | None = None,
                  precision: str | None = None,
-                 presence_threshold: float | None = None) -> None:
+                 presence_threshold: float | None = None, objects: str = "best") -> None:
         overlap = default_overlap(window) if overlap is None else overlap
         _check_window(window, overlap)
         if short_side == "auto":
@@ -246,6 +250,7 @@ class Predictor:
             raise PredictorError(f"threshold must be a probability in (0, 1), got {threshold}")
         self.presence_threshold = (model_presence_threshold(model) if presence_threshold is None
                                    else check_presence_threshold(presence_threshold))
+        self.objects = check_objects(objects)
         if getattr(model, "tokenizer", None) is None:
             raise PredictorError("the model has no tokenizer; load it with "
                                  "rvos.load_model or rvos.zoo.checkpoint.load_pretrained")
@@ -341,7 +346,8 @@ class Predictor:
         states = [_Expression(text, *group_words(tokenizer, text), info.size, self.threshold,
                               self.overlap, self.keep_logits, return_attention, return_sampling,
                               attention_heads, return_query_masks, initial,
-                              presence_threshold=self.presence_threshold)
+                              presence_threshold=self.presence_threshold,
+                              objects=self.objects)
                   for text in texts]
         want_attention = return_attention or return_sampling
         total_windows = (None if source.estimate is None
@@ -363,6 +369,8 @@ class Predictor:
                 "num_queries": int(self.model.config.num_queries), "device": str(self.device),
                 "precision": self.precision, "presence_threshold": self.presence_threshold,
             }
+            if self.objects != "best":  # (absent: "best", the paper's one query)
+                settings["objects"] = self.objects
             total = time.perf_counter() - started
             times = dict(timings, total_s=total, frames_per_second=done / max(total, 1e-9))
             return VideoResult(exprs, src, self.model_name, settings, list(windows), times)
@@ -378,7 +386,7 @@ class Predictor:
                                   frames=video if isinstance(video, np.ndarray) else None)
 
         def masks_of(t: int) -> list[np.ndarray]:
-            return [decode_rle(state.rle[t], info.size) for state in states]
+            return [state.frame_mask(t) for state in states]
 
         # Resized uint8 frames of the current window. Normalising a whole window at once (not
         # frame by frame) gives the tensor `rvos.modeling.processing.preprocess` gives, layout

@@ -63,7 +63,8 @@ RESULT_SCHEMA: dict[str, Any] = {
             "device": {"type": "string"},
             "precision": {"enum": ["fp32", "bf16", "fp16", "int8"]},
             "presence_threshold": _PROB,
-        }, optional=("precision", "presence_threshold")),
+            "objects": {"enum": ["best", "all"]},
+        }, optional=("precision", "presence_threshold", "objects")),
         "timings": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
                     "required": ["read_s", "model_s", "postprocess_s", "total_s"]},
         "windows": {"type": "array", "minItems": 1, "items": _object(
@@ -101,7 +102,23 @@ RESULT_SCHEMA: dict[str, Any] = {
                 "layer_scores": {"type": "array", "minItems": 1, "items": {
                     "type": "array", "items": _PROB, "minItems": 1}},
             }, optional=("presence", "found"))},
-        }, optional=("presence_threshold", "found_frames"))},
+            "objects": {"type": "array", "minItems": 1, "items": _object({
+                "object": _NONNEG,
+                "label": {"type": "integer", "minimum": 1},
+                "frames": {"type": "array", "minItems": 1, "items": _object({
+                    "frame": _NONNEG,
+                    "query": {"type": ["integer", "null"], "minimum": 0},
+                    "score": {"type": ["number", "null"]},
+                    "found": {"type": "boolean"},
+                    "mask_area": _NONNEG,
+                    "rle": _object({
+                        "size": {"type": "array", "items": _NONNEG, "minItems": 2,
+                                 "maxItems": 2},
+                        "counts": {"type": "array", "items": _NONNEG, "minItems": 1},
+                    }),
+                })},
+            })},
+        }, optional=("presence_threshold", "found_frames", "objects"))},
         "outputs": _object({"overlay": {"type": "string"}, "masks": {"type": "string"},
                             "masks_zip": {"type": "string"}},
                            optional=("overlay", "masks", "masks_zip")),

@@ -33,6 +33,7 @@ result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-
       },                                           #   rate "fps" (frame i at i / fps)
       "settings": {"window": 36, "overlap": 8, "short_side": 360, "threshold": 0.5,
                    "presence_threshold": 0.0,      # (older results lack it)
+                   "objects": "all",               # only with Predictor(objects="all")
                    "input_size": [360, 640],       # model input (H, W)
                    "mask_size": [90, 160],         # model mask logits (h, w)
                    "num_queries": 5, "device": "cpu",
@@ -66,6 +67,18 @@ result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-
       "outputs": {"overlay": "overlay.mp4", "masks": "masks", "masks_zip": "masks.zip"}
     }
 
+With ``objects="all"`` (`rvos.predictor.objects`) each expression also has ``"objects"``: one
+entry per object, object 0 the chosen query above, each kept apart::
+
+    "objects": [{"object": 1, "label": 2,          # its value in the mask PNGs
+                 "frames": [{"frame": 0, "query": 3 | null,   # null: no query on this frame
+                             "score": 0.61 | null, "found": true, "mask_area": 812,
+                             "rle": {"size": [H, W], "counts": [...]}}, ...]}, ...]
+
+``counts`` are rvos's run lengths (`rvos.result.rle.encode_rle`: row-major, alternating
+background / object, starting with background). The mask PNGs then hold a label per pixel:
+0 background, ``label`` the object (the chosen query's where objects overlap).
+
 Decoder layers (``L`` of them) refine every query's box in turn: layer ``l`` starts from a
 reference point and moves it. Layer 1's reference point is a learned point of each query
 (``initial_reference_points``, the same in every frame and for every sentence); layer ``l > 1``
@@ -75,7 +88,7 @@ Version 2 added ``layer_boxes``, ``layer_scores`` and ``initial_reference_points
 
 ``outputs`` is present when the file was written by `write_outputs`. Mask files are
 ``masks/<expression index>/<frame index, 5 digits>.png``: DAVIS palette PNGs, 0 background and
-1 the object; ``frame`` counts processed frames (``time_s = frame / fps``).
+1 the object (with ``objects="all"``, each object's ``label``); ``frame`` counts processed frames (``time_s = frame / fps``).
 """
 
 from __future__ import annotations
@@ -96,8 +109,9 @@ import torch
 from rvos.media.probe import partial_path
 from rvos.media.video import iter_frames
 from rvos.modeling.processing import postprocess_masks
-from rvos.result.rle import decode_rle, dequantize_logits
-from rvos.viz.colors import palette
+from rvos.result.objects import ObjectTrack, compose_labels, rle_json
+from rvos.result.rle import decode_rle, dequantize_logits, rle_area
+from rvos.viz.colors import object_color, palette
 from rvos.viz.decoder import draw_decoder, query_mask_grid
 from rvos.viz.draw import overlay_masks
 from rvos.viz.explorer import (
@@ -304,6 +318,48 @@ class ExpressionResult:
     query_logits: list[bytes] | None = field(default=None, repr=False)
     presence_threshold: float = 0.0
     absent_rle: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    extra_objects: list[ObjectTrack] = field(default_factory=list, repr=False)
+
+    @property
+    def num_objects(self) -> int:
+        """1, or with ``objects="all"`` 1 + the further objects (`rvos.result.objects`)."""
+        return 1 + len(self.extra_objects)
+
+    def object_found(self, obj: int) -> np.ndarray:
+        """bool ``[T]``: frames where object ``obj`` (0: the chosen query) has a query and its
+        score reaches the presence threshold."""
+        if obj == 0:
+            return self.found
+        track = self.extra_objects[obj - 1]
+        return (track.query >= 0) & is_found(track.scores(self.scores),
+                                             self.presence_threshold)
+
+    def object_mask(self, obj: int, frame_index: int,
+                    threshold: float | None = None) -> np.ndarray:
+        """bool ``[H0, W0]``: object ``obj``'s mask on a frame (object 0: `mask`)."""
+        if obj == 0:
+            return self.mask(frame_index, threshold)
+        t = self._check_frame(frame_index)
+        if not self.object_found(obj)[t]:
+            return np.zeros(self.size, dtype=bool)
+        thr = self.threshold if threshold is None else threshold
+        return self.extra_objects[obj - 1].mask(t, self.size, thr, self.lowres_shape)
+
+    def object_masks(self, frame_index: int, threshold: float | None = None
+                     ) -> list[np.ndarray]:
+        """Every object's bool ``[H0, W0]`` mask on a frame, object 0 first."""
+        return [self.object_mask(j, frame_index, threshold) for j in range(self.num_objects)]
+
+    def union_mask(self, frame_index: int, threshold: float | None = None) -> np.ndarray:
+        """bool ``[H0, W0]``: every object's pixels (what MeViS scores an expression by)."""
+        return np.logical_or.reduce(self.object_masks(frame_index, threshold))
+
+    def frame_mask(self, frame_index: int) -> np.ndarray:
+        """What the mask PNG of a frame holds: the bool mask, or with several objects a uint8
+        label map (``j + 1`` for object j, `rvos.result.objects.compose_labels`)."""
+        if not self.extra_objects:
+            return self.mask(frame_index)
+        return compose_labels(self.object_masks(frame_index))
 
     @property
     def num_frames(self) -> int:
@@ -418,6 +474,9 @@ class ExpressionResult:
         """Approximate memory held by the per-frame data (bytes)."""
         total = sum(r.nbytes for r in self.rle)
         total += sum(r.nbytes for r in self.absent_rle.values())
+        for track in self.extra_objects:
+            total += sum(r.nbytes for r in track.rle) + track.query.nbytes
+            total += sum(len(b or b"") for b in track.lowres_logits or [])
         total += sum(len(b) for b in self.lowres_logits or [])
         total += sum(len(b) for b in self.query_logits or [])
         for a in (self.chosen_query, self.window_index, self.scores, self.boxes,
@@ -430,9 +489,10 @@ class ExpressionResult:
             total += self.sampling.points.nbytes + self.sampling.weights.nbytes
         return total
 
-    def to_json(self, index: int, fps: float) -> dict[str, Any]:
+    def to_json(self, index: int, fps: float, *, objects: bool = False) -> dict[str, Any]:
         """This expression's part of result.json (see the module docstring); ``fps`` is the
-        processed frame rate, for the frame times."""
+        processed frame rate, for the frame times; ``objects``: write ``objects`` even for one
+        object (a run with ``objects="all"``)."""
         frames = []
         # The same rounding of the same float32 numbers: layer_boxes[q][-1] == boxes[q] holds
         # in the file too.
@@ -450,7 +510,7 @@ class ExpressionResult:
                 "reference_points": refs, "layer_boxes": layer_boxes,
                 "layer_scores": layer_scores,
             })
-        return {
+        doc = {
             "index": index,
             "text": self.text,
             "words": list(self.words),
@@ -465,6 +525,35 @@ class ExpressionResult:
             ],
             "frames": frames,
         }
+        if objects or self.extra_objects:
+            doc["objects"] = self._objects_json()
+        return doc
+
+    def _objects_json(self) -> list[dict[str, Any]]:
+        """result.json's ``objects`` (``objects="all"``): each object's query, score, whether
+        it was found, and its mask (run lengths) on every frame; object 0 is the chosen
+        query."""
+        out = []
+        for j in range(self.num_objects):
+            if j == 0:
+                query, scores = self.chosen_query, self.presence
+                rle = self.rle
+            else:
+                track = self.extra_objects[j - 1]
+                query, scores, rle = track.query, track.scores(self.scores), track.rle
+            found = self.object_found(j)
+            empty = np.array([self.size[0] * self.size[1]], dtype=np.uint32)
+            frames = []
+            for t in range(self.num_frames):
+                counts = rle[t] if found[t] else empty
+                frames.append({
+                    "frame": t, "query": int(query[t]) if query[t] >= 0 else None,
+                    "score": None if query[t] < 0 else round(float(scores[t]), 4),
+                    "found": bool(found[t]), "mask_area": rle_area(counts),
+                    "rle": rle_json(counts, self.size),
+                })
+            out.append({"object": j, "label": j + 1, "frames": frames})
+        return out
 
 
 def is_found(presence: np.ndarray, presence_threshold: float) -> np.ndarray:
@@ -522,7 +611,9 @@ class VideoResult(Sequence[ExpressionResult]):
 
     def to_json(self) -> dict[str, Any]:
         """The result.json document (see the module docstring and `RESULT_SCHEMA`)."""
-        expressions = [e.to_json(i, self.source.fps) for i, e in enumerate(self.expressions)]
+        every = self.settings.get("objects") == "all"
+        expressions = [e.to_json(i, self.source.fps, objects=every)
+                       for i, e in enumerate(self.expressions)]
         return {
             "format": RESULT_FORMAT,
             "version": RESULT_VERSION,
@@ -577,10 +668,18 @@ class VideoResult(Sequence[ExpressionResult]):
         """uint8 ``[H0, W0, 3]``: ``frame`` with the masks of all (or the listed) expressions,
         expression k in palette colour k."""
         chosen = range(len(self)) if expressions is None else expressions
-        masks = [self[e].mask(frame_index, threshold) for e in chosen]
-        colors = palette(len(self))
-        return overlay_masks(frame, masks, colors=[colors[e] for e in chosen],
-                                       alpha=alpha)
+        if not any(self[e].extra_objects for e in chosen):
+            masks = [self[e].mask(frame_index, threshold) for e in chosen]
+            colors = palette(len(self))
+            return overlay_masks(frame, masks, colors=[colors[e] for e in chosen],
+                                 alpha=alpha)
+        # objects="all": each object in its own colour, the chosen query's on top.
+        masks, colors = [], []
+        for e in chosen:
+            for j, m in reversed(list(enumerate(self[e].object_masks(frame_index, threshold)))):
+                masks.append(m)
+                colors.append(object_color(e, j, len(self)))
+        return overlay_masks(frame, masks, colors=colors, alpha=alpha)
 
     def render_queries(self, expression: int, frame_index: int, frame: np.ndarray, *,
                        sampling: bool = False, top_points: int = 32) -> np.ndarray:
