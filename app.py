@@ -226,16 +226,18 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
                 threshold: float = 0.5, window: int = 36, fps: float = 0.0,
                 max_frames: int = limits.max_frames, short_side: int = 0, device: str = device,
                 precision: str = "fp32", previous: Session | None = None,
-                presence_threshold: float | None = None,
+                presence_threshold: float | None = None, objects: str = "best",
                 progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's injection idiom)
         """Segment what each expression (one per line, at most 4) refers to in the video.
         precision: fp32 (default), a mode faster on this machine (bf16 / int8 where the CPU
             runs them natively, bf16 / fp16 on a GPU), or auto (the fastest).
         presence_threshold: 0 to 1; frames where the chosen query's score is below it get an
             empty mask ("not found"); None: the model's own (0 unless its config names one).
+        objects: best (the paper's one query per expression) or all (every object the
+            expression refers to, each kept apart in result.json).
         Returns the overlay video, the masks (zip of PNGs), result.json and a summary."""
         settings = RunSettings(threshold, window, fps, max_frames, short_side, device,
-                                   precision, presence_threshold)
+                                   precision, presence_threshold, objects)
         place = models.slot.place()
         progress(0.0, desc="checking the input and loading the model")
         try:
@@ -270,7 +272,7 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
     def segment_page(video, expressions, model=default.key, threshold=0.5, window=36,
                      fps=0.0, max_frames=limits.max_frames, short_side=0, device=device,
                      precision="fp32", previous=None, presence_threshold=None,
-                     progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's idiom)
+                     objects="best", progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's idiom)
         """`segment` for the page: a failure shows in the status line (until the next action)
         instead of failing the event, which would leave a textless "Error" badge on every
         output. The last value says whether a new result came (the explorer then fills)."""
@@ -279,7 +281,7 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         try:
             with contextlib.closing(segment(video, expressions, model, threshold, window, fps,
                                             max_frames, short_side, device, precision,
-                                            previous, presence_threshold,
+                                            previous, presence_threshold, objects,
                                             progress=progress)) as steps:
                 for values in steps:
                     yield *values, "", isinstance(values[4], Session)
@@ -552,6 +554,12 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
                              "and count as \"not found\" (0: a mask on every frame, as in the "
                              "paper); starts at the chosen model's own value; changing it after "
                              "a run re-applies it (no new model run)")
+                    objects = gr.Radio(
+                        [("the best query (the paper's answer)", "best"),
+                         ("every object the expression refers to", "all")], value="best",
+                        label="Objects per expression", elem_id="objects",
+                        info="all: every query scoring at least half the best's, unless its "
+                             "mask repeats a better one's; each object in its own colour")
                     device_in = gr.Dropdown(choices=devices, value=device, label="Device")
                     precision = gr.Dropdown(
                         choices=precision_choices(devices), value="fp32", label="Precision",
@@ -704,10 +712,10 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         # Runs wait for the one-run slot inside the handler (after any download, so a download
         # never holds up another visitor's run): Gradio lets them all in, up to IN_FLIGHT.
         runs = {"concurrency_limit": RunSlot.IN_FLIGHT, "concurrency_id": "runs"}
-        api_segment_btn.click(segment, [*segment_in, api_presence], outputs,
+        api_segment_btn.click(segment, [*segment_in, api_presence, objects], outputs,
                               api_name="segment", **runs)
         run_event = run_btn.click(
-            segment_page, [*segment_in, presence], [*outputs, status_md, fresh],
+            segment_page, [*segment_in, presence, objects], [*outputs, status_md, fresh],
             api_visibility="private", **runs)
         run_event.success(explore, [session, fresh], explorer, api_visibility="private")
         stop_btn.click(lambda: ("Stopped. Press **Segment** to run again.", ""), None,

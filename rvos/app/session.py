@@ -433,6 +433,8 @@ def found_text(e: ExpressionResult) -> str:
     text += f" · score {float(e.chosen_scores.mean()):.2f} (mean of the chosen query)"
     if shown < found:
         text += f" · mask empty on {found - shown} of them"
+    if e.num_objects > 1:
+        text += f" · {e.num_objects} objects, each in its own colour"
     return text
 
 

@@ -30,6 +30,10 @@ __all__ = ["PRECISION_CHOICES", "add_cli_arguments", "check_out_dir", "run_cli"]
 PRECISION_CHOICES = ("fp32", "bf16", "fp16", "int8", "auto")
 
 
+# `rvos.predictor.objects.OBJECTS_CHOICES`, spelled out for the same reason.
+OBJECTS_CHOICES = ("best", "all")
+
+
 class CliError(RvosError, ValueError):
     """A bad argument, said in one line."""
 
@@ -68,6 +72,11 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                              "an empty mask and count as 'not found' (default: the model's "
                              "own, from its config.json; else 0: a mask on every frame, as in "
                              "the paper)")
+    parser.add_argument("--objects", default="best", choices=OBJECTS_CHOICES,
+                        help="best (default): the paper's answer, one object per expression; "
+                             "all: every object the expression refers to (each query scoring "
+                             "at least half the best's and not a duplicate of a better one), "
+                             "kept apart in result.json and coloured apart in the overlay")
     parser.add_argument("--short-side", type=int, default=None,
                         help="resize frames to this short side for the model (default: what "
                              "the model was trained at; 360 for the released models)")

@@ -52,7 +52,8 @@ def run_predict_cli(args: argparse.Namespace, texts: list[str], out: Path) -> in
                               short_side="auto" if args.short_side is None else args.short_side,
                               threshold=args.threshold,
                               model_name=name, precision=precision,
-                              presence_threshold=getattr(args, "presence_threshold", None))
+                              presence_threshold=getattr(args, "presence_threshold", None),
+                              objects=getattr(args, "objects", "best"))
         # From here on the folder holds this run's outputs only, or none.
         started = True
         remove_outputs(out)

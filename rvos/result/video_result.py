@@ -88,7 +88,8 @@ Version 2 added ``layer_boxes``, ``layer_scores`` and ``initial_reference_points
 
 ``outputs`` is present when the file was written by `write_outputs`. Mask files are
 ``masks/<expression index>/<frame index, 5 digits>.png``: DAVIS palette PNGs, 0 background and
-1 the object (with ``objects="all"``, each object's ``label``); ``frame`` counts processed frames (``time_s = frame / fps``).
+1 the object (with ``objects="all"``, each object's ``label``); ``frame`` counts processed
+frames (``time_s = frame / fps``).
 """
 
 from __future__ import annotations
