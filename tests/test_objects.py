@@ -177,3 +177,10 @@ def test_dataset_predict_mevis_all_writes_the_union(builtin, mevis, case, tmp_pa
     # davis merges one object per expression: "all" is refused there.
     with pytest.raises(ValueError, match="objects='all' is for ytvos and mevis"):
         PredictSettings.for_format("davis", 64, objects="all")
+
+
+def test_the_torch_free_cli_spells_the_choices_the_predictor_takes():
+    from rvos.cli import predict as predict_cli
+    from rvos.predictor import objects
+
+    assert predict_cli.OBJECTS_CHOICES == objects.OBJECTS_CHOICES
