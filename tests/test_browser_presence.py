@@ -3,7 +3,8 @@
 The page: Segment an example clip, then move the presence threshold in Advanced settings to 1
 and back: the summary says on how many frames the object was found and the scores timeline
 shades the frames not found, without running the model again. The API: /segment takes
-``presence_threshold`` as its last parameter; calls without it keep working.
+``presence_threshold`` and ``objects`` as its last parameters; calls without them keep
+working.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def test_moving_the_presence_threshold_changes_the_summary_and_the_timeline(app,
             browser.close()
 
 
-def test_segment_api_takes_the_presence_threshold_last(app):
+def test_segment_api_takes_presence_threshold_and_objects_last(app):
     from gradio_client import Client, handle_file
 
     client = Client(app.url, verbose=False)
@@ -90,7 +91,9 @@ def test_segment_api_takes_the_presence_threshold_last(app):
     params = [p["parameter_name"] for p in
               client.view_api(print_info=False, return_format="dict")["named_endpoints"]
               ["/segment"]["parameters"]]
-    assert params[-1] == "presence_threshold" and params[:2] == ["video", "expressions"]
+    assert params[-2:] == ["presence_threshold", "objects"]
+    assert params[:10] == ["video", "expressions", "model", "threshold", "window", "fps",
+                           "max_frames", "short_side", "device", "precision"]
     _, _, result_json, summary = client.predict(clip, expressions[0], api_name="/segment")
     doc = json.loads(Path(result_json).read_text())
     assert doc["settings"]["presence_threshold"] == folder_presence_threshold(BUILTIN_DIR)
@@ -100,3 +103,11 @@ def test_segment_api_takes_the_presence_threshold_last(app):
     assert doc["settings"]["presence_threshold"] == 1.0
     assert not any(f["found"] or f["mask_area"] for f in doc["expressions"][0]["frames"])
     assert "found on 0 of 16 frames" in summary
+    # objects="all": each object kept apart in result.json (object 0 the chosen query).
+    _, _, result_json, summary = client.predict(video=clip, expressions=expressions[0],
+                                                objects="all", api_name="/segment")
+    doc = json.loads(Path(result_json).read_text())
+    assert doc["settings"]["objects"] == "all"
+    objects = doc["expressions"][0]["objects"]
+    assert [f["query"] for f in objects[0]["frames"]] == [
+        f["chosen_query"] for f in doc["expressions"][0]["frames"]]
