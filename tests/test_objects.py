@@ -184,3 +184,20 @@ def test_the_torch_free_cli_spells_the_choices_the_predictor_takes():
     from rvos.predictor import objects
 
     assert predict_cli.OBJECTS_CHOICES == objects.OBJECTS_CHOICES
+
+
+def test_objects_are_followed_across_windows_by_their_pixels(builtin, case):
+    """Windows of 6 frames sharing 3 over the 8-frame clip: each further object is linked into
+    the next window by the pixels both windows saw (not started again as a new object), so it
+    stays on one ground-truth object."""
+    _, expression, frames, gt = case
+    every = Predictor(builtin, objects="all", window=6, overlap=3).predict(
+        frames, expression.text)[0]
+    assert len(every.windows) == 2 and every.num_objects == 2
+    for j in range(every.num_objects):
+        masks = np.stack([every.object_mask(j, t) for t in range(every.num_frames)])
+        present = masks.reshape(len(masks), -1).any(1)
+        assert present.all(), f"object {j} is lost on frames {np.flatnonzero(~present)}"
+        # On every frame the same ground-truth object holds most of its pixels.
+        owner = [int(np.argmax([(m & g[t]).sum() for g in gt])) for t, m in enumerate(masks)]
+        assert len(set(owner)) == 1, f"object {j} jumps between objects: {owner}"

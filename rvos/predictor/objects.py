@@ -10,6 +10,11 @@ well, each on its own object. ``objects="all"`` answers with every query that
   a better-scoring kept query's by at most `DUPLICATE_IOU`.
 
 The chosen query (the paper's answer, linked across windows as usual) is always object 0.
+On a video longer than one window the rule runs in every window; each further object is
+followed into the next window by the pixels both windows saw (`link_objects`, as `link_query`
+follows the chosen one). A further object must pass the rule in each window: one that does not
+is empty there and is not followed further, and one that first passes it in a later window
+starts there (its earlier frames empty).
 
 Why a ratio of the best's score and not an absolute score: how high scores run differs between
 models and sentences (the built-in model's best query scores 0.68 on average on one-object
