@@ -271,8 +271,8 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
 
     def segment_page(video, expressions, model=default.key, threshold=0.5, window=36,
                      fps=0.0, max_frames=limits.max_frames, short_side=0, device=device,
-                     precision="fp32", previous=None, presence_threshold=None,
-                     objects="best", progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's idiom)
+                     precision="fp32", previous=None, presence_threshold=None, objects="best",
+                     progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's idiom)
         """`segment` for the page: a failure shows in the status line (until the next action)
         instead of failing the event, which would leave a textless "Error" badge on every
         output. The last value says whether a new result came (the explorer then fills)."""
@@ -548,7 +548,7 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
                                            info=f"otherwise {SHORT_SIDE_RANGE[0]}-"
                                                 f"{SHORT_SIDE_RANGE[1]} pixels")
                     presence = gr.Slider(
-                        0, 1, value=models.presence_threshold(default.key), step=0.05,
+                        0, 1, value=models.presence_threshold(default.key), step=0.01,
                         label="Presence threshold", elem_id="presence",
                         info="frames where the chosen query's score is below this get no mask "
                              "and count as \"not found\" (0: a mask on every frame, as in the "
