@@ -111,3 +111,37 @@ def test_segment_api_takes_presence_threshold_and_objects_last(app):
     objects = doc["expressions"][0]["objects"]
     assert [f["query"] for f in objects[0]["frames"]] == [
         f["chosen_query"] for f in doc["expressions"][0]["frames"]]
+
+
+def test_the_objects_control_reaches_the_run(app, tmp_path):
+    """"Every object the expression refers to" in Advanced settings: the run's result.json (the
+    page's download) records objects="all" and keeps the objects apart; the summary names the
+    objects when there are several."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api")
+    from playwright.sync_api import sync_playwright
+
+    video, expressions = two_expression_example()
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = _open(browser, app.url)
+        try:
+            page.get_by_text("Advanced", exact=True).click()
+            page.get_by_label("every object the expression refers to").check()
+            _give_clip(page, video, "\n".join(expressions))
+            page.click("#run")
+            summary = _summary_has(page, "found on")
+            page.wait_for_function("() => document.querySelector('#json a[download]')?.href"
+                                   "?.startsWith('http')", timeout=30_000)
+            href = page.evaluate("() => document.querySelector('#json a[download]').href")
+            doc = json.loads(page.request.get(href).body())
+            assert doc["settings"]["objects"] == "all"
+            counts = [len(e["objects"]) for e in doc["expressions"]]
+            assert all(c >= 1 for c in counts)
+            for c in counts:
+                assert (f"{c} objects, each in its own colour" in summary) == (c > 1)
+        except Exception as exc:
+            raise _failure(page, app, tmp_path, exc) from exc
+        finally:
+            browser.close()
