@@ -278,13 +278,18 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
                 threshold: float = 0.5, window: int = 36, fps: float = 0.0,
                 max_frames: int = limits.max_frames, short_side: int = 0, device: str = device,
                 precision: str = "fp32", previous: Session | None = None,
+                presence_threshold: float | None = None, objects: str = "best",
                 progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's injection idiom)
         """Segment what each expression (one per line, at most 4) refers to in the video.
         precision: fp32 (default), a mode faster on this machine (bf16 / int8 where the CPU
             runs them natively, bf16 / fp16 on a GPU), or auto (the fastest).
+        presence_threshold: 0 to 1; frames where the chosen query's score is below it get an
+            empty mask ("not found"); None: the model's own (0 unless its config names one).
+        objects: best (the paper's one query per expression) or all (every object the
+            expression refers to, each kept apart in result.json).
         Returns the overlay video, the masks (zip of PNGs), result.json and a summary."""
         settings = RunSettings(threshold, window, fps, max_frames, short_side, device,
-                                   precision)
+                                   precision, presence_threshold, objects)
         place = models.slot.place()
         progress(0.0, desc="checking the input and loading the model")
         try:
@@ -314,7 +319,7 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
 
     def segment_page(video, expressions, model=default.key, threshold=0.5, window=36,
                      fps=0.0, max_frames=limits.max_frames, short_side=0, device=device,
-                     precision="fp32", previous=None,
+                     precision="fp32", previous=None, presence_threshold=None, objects="best",
                      progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's idiom)
         """`segment` for the page: a failure shows in the status line (until the next action)
         instead of failing the event, which would leave a textless "Error" badge on every
@@ -324,17 +329,18 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         try:
             with contextlib.closing(segment(video, expressions, model, threshold, window, fps,
                                             max_frames, short_side, device, precision,
-                                            previous, progress=progress)) as steps:
+                                            previous, presence_threshold, objects,
+                                            progress=progress)) as steps:
                 for values in steps:
                     yield *values, "", isinstance(values[4], Session)
         except Exception as err:
             yield *keep, _error_text(err), False
 
-    def rethreshold(session: Session | None, threshold: float):
+    def rethreshold(session: Session | None, threshold: float, presence: float):
         if session is None:
             return (gr.skip(),) * 5 + ("",)
         try:
-            session = session.rethreshold(float(threshold))
+            session = session.rethreshold(float(threshold), float(presence))
         except Exception as err:
             return (gr.skip(),) * 5 + (_error_text(err),)
         return (str(session.paths["overlay"]), str(session.paths["masks_zip"]),
@@ -391,13 +397,14 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         return safe_view("Decoder", session.render_decoder, expression, frame, query)
 
     def mask_views(session, expression, frame, sampling, query):
-        """The views that draw masks, after the threshold changed."""
+        """The views that draw masks or presence, after a threshold changed."""
         if session is None:
-            return gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return (queries(session, expression, frame, sampling),
                 decoder(session, expression, frame, query),
                 safe_view("Every query's mask", session.render_query_masks, expression,
-                              frame))
+                              frame),
+                safe_view("Scores", session.render_scores, expression, frame))
 
     def export_slides(session: Session | None, columns: float):
         """figure.png and figure.pdf of the current result, for the download buttons (the GIF
@@ -772,6 +779,19 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
                                            label="Input short side (0 = the model's own)",
                                            info=f"otherwise {SHORT_SIDE_RANGE[0]}-"
                                                 f"{SHORT_SIDE_RANGE[1]} pixels")
+                    presence = gr.Slider(
+                        0, 1, value=models.presence_threshold(default.key), step=0.01,
+                        label="Presence threshold", elem_id="presence",
+                        info="frames where the chosen query's score is below this get no mask "
+                             "and count as \"not found\" (0: a mask on every frame, as in the "
+                             "paper); starts at the chosen model's own value; changing it after "
+                             "a run re-applies it (no new model run)")
+                    objects = gr.Radio(
+                        [("the best query (the paper's answer)", "best"),
+                         ("every object the expression refers to", "all")], value="best",
+                        label="Objects per expression", elem_id="objects",
+                        info="all: every query scoring at least half the best's, unless its "
+                             "mask repeats a better one's; each object in its own colour")
                     device_in = gr.Dropdown(choices=devices, value=device, label="Device")
                     precision = gr.Dropdown(
                         choices=precision_choices(devices), value="fp32", label="Precision",
@@ -976,21 +996,26 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
                     attention_img, scores_img, *decoder_views_out]
         segment_in = [video_in, text, model, threshold, window, fps, max_frames, short_side,
                       device_in, precision, session]
+        # The API's presence_threshold defaults to None (each model's own); the page's slider
+        # shows the chosen model's value.
+        api_presence = gr.Number(None, visible=False, label="presence_threshold")
         # Runs wait for the one-run slot inside the handler (after any download, so a download
         # never holds up another visitor's run): Gradio lets them all in, up to IN_FLIGHT.
         runs = {"concurrency_limit": RunSlot.IN_FLIGHT, "concurrency_id": "runs"}
-        api_segment_btn.click(segment, segment_in, outputs, api_name="segment", **runs)
+        api_segment_btn.click(segment, [*segment_in, api_presence, objects], outputs,
+                              api_name="segment", **runs)
         run_event = run_btn.click(
-            segment_page, segment_in, [*outputs, status_md, fresh], api_visibility="private",
-            **runs)
+            segment_page, [*segment_in, presence, objects], [*outputs, status_md, fresh],
+            api_visibility="private", **runs)
         run_event.success(explore, [session, fresh], explorer, api_visibility="private")
         stop_btn.click(lambda: ("Stopped. Press **Segment** to run again.", ""), None,
                        [summary, status_md], cancels=[run_event], api_visibility="private")
-        threshold.release(
-            rethreshold, [session, threshold], [*outputs, status_md], api_visibility="private",
-            concurrency_limit=1, concurrency_id="model"
-        ).success(mask_views, [session, expression, frame, sampling, decoder_query],
-                  [queries_img, decoder_img, qmasks_img], api_visibility="private")
+        gr.on([threshold.release, presence.release],
+              rethreshold, [session, threshold, presence], [*outputs, status_md],
+              api_visibility="private", concurrency_limit=1, concurrency_id="model"
+              ).success(mask_views, [session, expression, frame, sampling, decoder_query],
+                        [queries_img, decoder_img, qmasks_img, scores_img],
+                        api_visibility="private")
         video_in.change(preview, video_in, video_preview, api_visibility="private",
                         show_progress="hidden", trigger_mode="always_last")
         render = {"api_visibility": "private", "show_progress": "hidden",
@@ -1031,6 +1056,9 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         fit_frames_btn.click(lambda f: f[1], fits, max_frames, api_visibility="private")
         model.input(choose, model, [model_note, *menus], **choice).then(
             estimate, estimate_in, estimate_out, **guess)
+        # The presence slider follows the model: each model's own threshold.
+        model.input(lambda m: _try(gr.skip(), models.presence_threshold, m), model, presence,
+                    api_visibility="private", show_progress="hidden")
         model_a.input(choose_a, model_a, [compare_note, *menus], **choice)
         model_b.input(choose_b, model_b, [compare_note, *menus], **choice)
         # Labels say which models are on this machine: refreshed for every visitor, and after a

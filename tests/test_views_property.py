@@ -4,11 +4,13 @@ Results are built through the real result types (`ExpressionResult`, `VideoResul
 a model can give and what a video can be: zero-length and one-pixel paths, boxes of zero size or
 outside the frame, equal reference points, empty and full masks, NaN/inf scores and boxes,
 1×1, 1×4000, 4000×1 and portrait frames, one frame, one query, words that are long, non-Latin,
-emoji, or absent. Each drawing must return a uint8 RGB image of the expected shape.
+emoji, or absent; every frame found, some, or none (presence); one object per expression or
+several (objects="all"). Each drawing must return a uint8 RGB image of the expected shape.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
 from fractions import Fraction
@@ -21,7 +23,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from rvos.result import exports
+from rvos.result.objects import ObjectTrack
 from rvos.result.rle import encode_rle, quantize_logits
+from rvos.result.threshold import with_threshold
 from rvos.result.video_result import (
     AttentionMaps,
     ExpressionResult,
@@ -30,6 +34,8 @@ from rvos.result.video_result import (
     VideoResult,
     WindowChoice,
 )
+from rvos.result.writer import _overlay
+from rvos.viz.colors import palette
 from rvos.viz.decoder import draw_decoder, query_mask_grid
 from rvos.viz.draw import caption_strip, compose_overlay_frame, overlay_masks
 from rvos.viz.explorer import (
@@ -195,6 +201,12 @@ def results(draw, *, attention: bool = True):
             ]
         ).astype(np.float32)
         weights = draw(scores_of((num_t, num_q, 3)))
+        extra = []
+        for _ in range(draw(st.integers(0, 2))):  # objects="all": further objects
+            query = np.array([draw(st.integers(-1, num_q - 1)) for _ in range(num_t)], np.int64)
+            obj_masks = draw(masks_of(num_t, height, width)) & (query >= 0)[:, None, None]
+            extra.append(ObjectTrack(query=query, rle=[encode_rle(m) for m in obj_masks],
+                                     mask_areas=obj_masks.reshape(num_t, -1).sum(1)))
         logits = rng.normal(0, 4, size=(num_t, num_q, low_h, low_w)).astype(np.float32)
         if draw(st.booleans()):
             logits[:] = draw(st.sampled_from([-8.0, 8.0]))  # every query empty, or full
@@ -221,6 +233,7 @@ def results(draw, *, attention: bool = True):
                 ),
                 query_logits=quantize_logits(logits),
                 lowres_shape=(low_h, low_w),
+                extra_objects=extra,
             )
         )
     fps = draw(st.sampled_from([1.0, 25.0, 120.0]))
@@ -234,6 +247,14 @@ def results(draw, *, attention: bool = True):
         source_fps=fps,
     )
     result = VideoResult(expressions, source, "builtin", {"threshold": 0.5}, [(0, num_t)], {})
+    # Presence: none (every frame found), some frames not found, or none found at all.
+    presence = draw(st.sampled_from([None, 0.5, "none found"]))
+    if presence == "none found":
+        low = [dataclasses.replace(e, scores=np.zeros_like(e.scores)) for e in result]
+        result = with_threshold(dataclasses.replace(result, expressions=low), None, 1.0)
+        assert not any(e.found.any() or e.mask_areas.any() for e in result)
+    elif presence is not None:
+        result = with_threshold(result, None, presence)
     return result, frames
 
 
@@ -258,6 +279,11 @@ def test_queries_overlay_and_scores_views(case, data) -> None:
             )
         assert _image(result.render_scores(k, t)).shape == (240, 640, 3)
         assert _image(result.render_scores(k)).shape == (240, 640, 3)
+        labels = e.frame_mask(t)  # the mask PNG: bool, or one label per object
+        assert labels.shape == (height, width) and int(labels.max()) <= e.num_objects
+        np.testing.assert_array_equal(labels > 0, e.union_mask(t))
+        assert _image(_overlay(frame, [x.frame_mask(t) for x in result],
+                               palette(len(result)))).shape == (height, width, 3)
         strip_h = caption_strip(width, [x.text for x in result]).shape[0]
         composed = compose_overlay_frame(
             frame, [x.mask(t) for x in result], [x.text for x in result]

@@ -178,6 +178,11 @@ class RunSettings:
         precision: "fp32" (the default, checked against the original), a mode of
             `rvos.modeling.precision` faster than fp32 on the device, or "auto" (the fastest);
             `checked` turns "auto" into the mode it picks.
+        presence_threshold: frames where the chosen query's score is below it get no mask and
+            count as "not found"; in [0, 1]; None: the model's own
+            (`rvos.predictor.presence`).
+        objects: "best" (the paper's one query per expression) or "all" (every object the
+            expression refers to, `rvos.predictor.objects`).
     """
 
     threshold: float = 0.5
@@ -187,6 +192,8 @@ class RunSettings:
     short_side: int | None = None
     device: str = "cpu"
     precision: str = "fp32"
+    presence_threshold: float | None = None
+    objects: str = "best"
 
     def checked(self, limits: Limits) -> RunSettings:
         """These settings normalised (0 → None, whole numbers as int), or `AppInputError`."""
@@ -230,5 +237,14 @@ class RunSettings:
             precision = choose_precision(str(self.precision or "fp32"), device)
         except PrecisionError as err:
             raise AppInputError(str(err)) from None
+        presence = None
+        if self.presence_threshold not in (None, ""):
+            presence = number("presence_threshold", self.presence_threshold)
+            if not 0.0 <= presence <= 1.0:
+                raise AppInputError("presence_threshold must be between 0 and 1 (0: a mask "
+                                    f"on every frame), got {presence:g}")
+        objects = self.objects or "best"
+        if objects not in ("best", "all"):
+            raise AppInputError(f"objects must be 'best' or 'all', got {objects!r}")
         return RunSettings(threshold, int(window), fps or None, int(max_frames),
-                           int(side) or None, device, precision)
+                           int(side) or None, device, precision, presence, objects)

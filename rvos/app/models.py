@@ -12,6 +12,7 @@ from typing import Any, Literal
 from rvos.app.inputs import AppInputError
 from rvos.modeling.precision import with_precision
 from rvos.predictor.estimate import SpeedBook
+from rvos.predictor.presence import folder_presence_threshold, model_presence_threshold
 from rvos.zoo import checkpoint as ckpt
 from rvos.zoo import download, hub, registry
 from rvos.zoo import loader as zoo
@@ -223,6 +224,20 @@ class ModelCache:
         choice = self.choice(key)
         return (choice.kind == "official" and choice.checkpoint is None
                 and zoo.resolve_local(choice.key, self.cache_dir) is None)
+
+    def presence_threshold(self, key: str | None) -> float:
+        """The presence threshold entry ``key`` uses when a run names none
+        (`rvos.predictor.presence`): a loaded model's own, else its folder's config.json value
+        (read without loading it), else the default (0.0)."""
+        choice = self.choice(key)
+        for (loaded_key, *_), model in list(self._models.items()):
+            if loaded_key == choice.key:
+                return model_presence_threshold(model)
+        folder = choice.checkpoint
+        if folder is None and choice.kind in ("builtin", "official"):
+            folder = zoo.resolve_local(choice.key, self.cache_dir)
+        return folder_presence_threshold(folder if folder is not None and
+                                         Path(folder).is_dir() else None)
 
     def menu(self) -> list[tuple[str, str]]:
         """(label, key) per entry; official models say whether they are on this machine or

@@ -178,7 +178,9 @@ def prepare_run(models: ModelCache, model: str | None, video: str | None,
     try:
         predictor = Predictor(net, device=settings.device, window=settings.window,
                               short_side=settings.short_side or "auto",
-                              threshold=settings.threshold, model_name=choice.key)
+                              threshold=settings.threshold, model_name=choice.key,
+                              presence_threshold=settings.presence_threshold,
+                              objects=settings.objects)
     except PredictorError as err:
         raise AppInputError(str(err)) from None
     work = Path(work_dir)

@@ -39,8 +39,8 @@ from rvos.modeling.processing import resized_size
 from rvos.predictor.accumulate import ATTENTION_STRIDES
 from rvos.predictor.predictor import Predictor
 from rvos.result import exports
-from rvos.result.threshold import with_threshold
-from rvos.result.video_result import VideoResult
+from rvos.result.threshold import ThresholdError, with_threshold
+from rvos.result.video_result import ExpressionResult, VideoResult
 from rvos.result.writer import write_outputs
 from rvos.viz import draw as visualize
 
@@ -248,16 +248,29 @@ class Session:
         """Threshold of the written outputs."""
         return float(self.exported.settings["threshold"])
 
+    @property
+    def presence_threshold(self) -> float:
+        """Presence threshold of the written outputs."""
+        return float(self.exported.settings.get("presence_threshold", 0.0))
+
     def close(self) -> None:
         """Delete the written outputs (the app calls this when the session expires)."""
         shutil.rmtree(self.out_dir, ignore_errors=True)
 
-    def rethreshold(self, threshold: float) -> Session:
-        """A session whose outputs are written at ``threshold`` (from the stored logits; no
+    def rethreshold(self, threshold: float | None = None,
+                    presence_threshold: float | None = None) -> Session:
+        """A session whose outputs are written at mask ``threshold`` and presence threshold
+        ``presence_threshold`` (None: as they stand; from the stored logits and scores, no
         model run). Returns ``self`` when nothing changes."""
-        if threshold == self.threshold:
+        threshold = self.threshold if threshold is None else float(threshold)
+        presence = (self.presence_threshold if presence_threshold is None
+                    else float(presence_threshold))
+        if threshold == self.threshold and presence == self.presence_threshold:
             return self
-        exported = with_threshold(self.result, threshold)
+        try:
+            exported = with_threshold(self.result, threshold, presence)
+        except ThresholdError as err:
+            raise AppInputError(str(err)) from None
         out = Path(tempfile.mkdtemp(prefix="run-", dir=self.out_dir.parent))
         paths = _export(exported, out, self.video)
         self.close()
@@ -292,8 +305,9 @@ class Session:
         score, the chosen query highlighted, the reference points (and sampling points)."""
         k, t = self._expr(expression), self._frame(frame)
         thr = self.threshold if threshold is None else float(threshold)
-        base = self.result.render_overlay(t, self.frames.frame(t), threshold=thr,
-                                          expressions=[k])
+        # The outputs as they stand: a frame where the object was not found has no mask.
+        base = self.exported.render_overlay(t, self.frames.frame(t), threshold=thr,
+                                            expressions=[k])
         return _fit(self.result.render_queries(k, t, base, sampling=sampling))
 
     def decoder_query_choices(self) -> list[tuple[str, str]]:
@@ -316,8 +330,7 @@ class Session:
             focus = int(e.chosen_query[t])
         else:
             focus = min(max(int(query), 0), e.scores.shape[1] - 1)
-        base = self.result.render_overlay(t, self.frames.frame(t), threshold=self.threshold,
-                                          expressions=[k])
+        base = self.exported.render_overlay(t, self.frames.frame(t), expressions=[k])
         return _fit(self.result.render_decoder(k, t, base, query=focus))
 
     def render_layer_scores(self, expression: int, frame: int) -> np.ndarray:
@@ -375,8 +388,9 @@ class Session:
                                                  head=hd))
 
     def render_scores(self, expression: int, frame: int) -> np.ndarray:
-        """uint8 ``[240, 640, 3]`` plot of every query's score over time, cursor at ``frame``."""
-        return self.result.render_scores(self._expr(expression), self._frame(frame))
+        """uint8 ``[240, 640, 3]`` plot of every query's score over time, cursor at ``frame``:
+        the timeline, with the frames where the object was not found shaded."""
+        return self.exported.render_scores(self._expr(expression), self._frame(frame))
 
     def _expr(self, expression: int | str | None) -> int:
         return _index(expression, len(self.result))
@@ -394,20 +408,34 @@ class Session:
                 f" · {plural(len(r.windows), 'window')} · "
                 f"{t['total_s']:.1f} s on {escape_markdown(r.settings['device'])} "
                 f"({t['frames_per_second']:.1f} frames/s) · model "
-                f"**{escape_markdown(r.model_name)}** · threshold {self.threshold:g}")
+                f"**{escape_markdown(r.model_name)}** · threshold {self.threshold:g} · "
+                f"presence threshold {self.presence_threshold:g}")
         lines = [head, ""]
         for k, e in enumerate(r):
-            shown = int((e.mask_areas > 0).sum())
-            # The expression is the visitor's text: escaped, so it shows as typed.
-            lines.append(f"{k + 1}. *{escape_markdown(e.text)}*: score "
-                         f"{float(e.chosen_scores.mean()):.2f} (mean of the chosen query), "
-                         f"object on {shown}/{plural(e.num_frames, 'frame')}")
-        if self.exported is not self.result:
+            lines.append(f"{k + 1}. *{escape_markdown(e.text)}*: {found_text(e)}")
+        if self.threshold != self.result.settings["threshold"]:
             lines += ["", f"Masks re-thresholded at {self.threshold:g} from the stored mask "
                           f"logits (predicted at {self.result.settings['threshold']:g})."]
         for note in self.notes:
             lines += ["", note]  # the app's own words
         return "\n".join(lines)
+
+
+def found_text(e: ExpressionResult) -> str:
+    """One expression's line of the summary (Markdown-safe: numbers and fixed words only):
+    on how many frames the object was found, how sure the model was, and how many masks are
+    empty although found."""
+    found = int(e.found.sum())
+    shown = int((e.mask_areas > 0).sum())
+    text = f"found on {found} of {plural(e.num_frames, 'frame')}"
+    if e.presence_threshold > 0:
+        text += f" (presence ≥ {e.presence_threshold:g})"
+    text += f" · score {float(e.chosen_scores.mean()):.2f} (mean of the chosen query)"
+    if shown < found:
+        text += f" · mask empty on {found - shown} of them"
+    if e.num_objects > 1:
+        text += f" · {e.num_objects} objects, each in its own colour"
+    return text
 
 
 def _safe_name(key: str) -> str:

@@ -187,6 +187,14 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "faster mode: bf16, fp16 (CUDA), int8 (CPU), or auto (this machine's fastest); a mode "
         "slower than fp32 on this CPU is refused; see rvos.modeling.precision",
     )
+    p.add_argument(
+        "--objects",
+        default="best",
+        choices=("best", "all"),
+        help="ytvos / mevis: best (default, the paper's): one query per expression; all: the "
+        "union of every query that scores at least half the best's and is not a duplicate "
+        "(for expressions about several objects, e.g. MeViS's)",
+    )
     again = p.add_mutually_exclusive_group()
     again.add_argument(
         "--resume", action="store_true", help="skip the videos already complete in DIR"

@@ -30,6 +30,10 @@ __all__ = ["PRECISION_CHOICES", "add_cli_arguments", "check_out_dir", "run_cli"]
 PRECISION_CHOICES = ("fp32", "bf16", "fp16", "int8", "auto")
 
 
+# `rvos.predictor.objects.OBJECTS_CHOICES`, spelled out for the same reason.
+OBJECTS_CHOICES = ("best", "all")
+
+
 class CliError(RvosError, ValueError):
     """A bad argument, said in one line."""
 
@@ -63,6 +67,16 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="process at most this many frames")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="mask probability threshold (default 0.5)")
+    parser.add_argument("--presence-threshold", type=float, default=None, metavar="P",
+                        help="frames where the chosen query's score is below P (0 to 1) get "
+                             "an empty mask and count as 'not found' (default: the model's "
+                             "own, from its config.json; else 0: a mask on every frame, as in "
+                             "the paper)")
+    parser.add_argument("--objects", default="best", choices=OBJECTS_CHOICES,
+                        help="best (default): the paper's answer, one object per expression; "
+                             "all: every object the expression refers to (each query scoring "
+                             "at least half the best's and not a duplicate of a better one), "
+                             "kept apart in result.json and coloured apart in the overlay")
     parser.add_argument("--short-side", type=int, default=None,
                         help="resize frames to this short side for the model (default: what "
                              "the model was trained at; 360 for the released models)")
@@ -123,6 +137,9 @@ def run_cli(args: argparse.Namespace) -> int:
             raise CliError(f"--max-frames must be >= 1, got {args.max_frames}")
         if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
             raise CliError(f"--fps must be a positive number, got {args.fps}")
+        presence = getattr(args, "presence_threshold", None)
+        if presence is not None and not (math.isfinite(presence) and 0 <= presence <= 1):
+            raise CliError(f"--presence-threshold must be between 0 and 1, got {presence}")
         check_video_file(args.video)  # before torch is imported: a bad file fails fast
         out = check_out_dir(args.out)
     except (CliError, VideoError) as err:

@@ -51,7 +51,9 @@ def run_predict_cli(args: argparse.Namespace, texts: list[str], out: Path) -> in
         predictor = Predictor(model, device=device, window=window, overlap=overlap,
                               short_side="auto" if args.short_side is None else args.short_side,
                               threshold=args.threshold,
-                              model_name=name, precision=precision)
+                              model_name=name, precision=precision,
+                              presence_threshold=getattr(args, "presence_threshold", None),
+                              objects=getattr(args, "objects", "best"))
         # From here on the folder holds this run's outputs only, or none.
         started = True
         remove_outputs(out)

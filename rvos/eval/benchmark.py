@@ -184,7 +184,8 @@ def _predict(args: argparse.Namespace, workers, group) -> int:
     # "auto" becomes this machine's fastest mode; one slower than fp32 here is refused, saying why
     precision = choose_precision(args.precision, device)
     settings = PredictSettings.for_format(
-        args.format, short_side, args.window, args.overlap, precision
+        args.format, short_side, args.window, args.overlap, precision,
+        objects=getattr(args, "objects", "best"),
     )
     if settings.precision != "fp32":
         model = with_precision(model, settings.precision)

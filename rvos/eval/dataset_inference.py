@@ -15,6 +15,9 @@ its mask logits are resized bilinearly to the frame size.
   `rvos.predictor.predictor.Predictor` uses); a video of at most N frames is still one pass.
 * **mevis**: as ytvos: one answer per expression, the paper's best query, also where the
   expression refers to several objects (the MeViS layout and scoring are ytvos's otherwise).
+  With ``objects="all"`` (ytvos and mevis) the answer is the union of every query
+  `rvos.predictor.objects.select_objects` keeps in each window (the chosen query first, linked
+  across windows as usual): a pixel is the object's when any kept query's mask has it.
 * **davis**: the original cuts each video into clips of 36 frames, each choosing its query on
   its own (``window=36, overlap=0``). For each annotator, the probabilities of that annotator's
   expressions (one per object) are merged into one label map per frame
@@ -54,6 +57,7 @@ from rvos.data.layouts import (
 from rvos.eval.davis import merge_probabilities
 from rvos.media.labels import write_label_png
 from rvos.modeling.processing import preprocess, select_query
+from rvos.predictor.objects import OBJECTS_CHOICES, select_objects
 from rvos.predictor.windows import WindowPlan, default_overlap, link_query, plan_windows
 
 __all__ = [
@@ -85,6 +89,7 @@ class PredictSettings:
     overlap: int
     short_side: int | None
     precision: str = "fp32"
+    objects: str = "best"
 
     @classmethod
     def for_format(
@@ -94,6 +99,7 @@ class PredictSettings:
         window: int | None = None,
         overlap: int | None = None,
         precision: str = "fp32",
+        objects: str = "best",
     ) -> PredictSettings:
         """The original's settings unless overridden: ytvos one pass per video, davis 36-frame
         clips without overlap. A ytvos window defaults to rvos's overlap for it."""
@@ -105,7 +111,12 @@ class PredictSettings:
             overlap = default_overlap(window) if fmt in PER_EXPRESSION_FORMATS and window else 0
         if overlap < 0 or (window and overlap >= window):
             raise ValueError(f"overlap must be in [0, window={window}), got {overlap}")
-        return cls(fmt, int(window), int(overlap), short_side, precision)
+        if objects not in OBJECTS_CHOICES:
+            raise ValueError(f"objects must be one of {OBJECTS_CHOICES}, got {objects!r}")
+        if objects != "best" and fmt not in PER_EXPRESSION_FORMATS:
+            raise ValueError("objects='all' is for ytvos and mevis (one answer per expression);"
+                             " davis merges one object per expression")
+        return cls(fmt, int(window), int(overlap), short_side, precision, objects)
 
 
 def iter_window_logits(
@@ -117,13 +128,15 @@ def iter_window_logits(
     overlap: int,
     short_side: int | None,
     device: torch.device,
+    objects: str = "best",
 ) -> Iterator[tuple[WindowPlan, list[Tensor]]]:
     """Run the model over ``video`` window by window.
 
     Yields:
         ``(plan, logits)``: for each text, the chosen query's mask logits on the frames the
         window reports, float32 ``[plan.keep_end - plan.keep_start, h, w]`` on ``device``
-        (h, w: a quarter of the model input, rounded up).
+        (h, w: a quarter of the model input, rounded up); with ``objects="all"``, every kept
+        query's, ``[K, n, h, w]``, the chosen query first.
     """
     n = video.num_frames
     overlap = overlap if window else 0
@@ -147,6 +160,11 @@ def iter_window_logits(
                 if overlap:
                     previous[k] = masks[-overlap:, query].float().sigmoid() > MASK_THRESHOLD
                 a, b = plan.keep_start - plan.start, plan.keep_end - plan.start
+                if objects == "all":
+                    scores = logits.float().sigmoid().max(-1).values.mean(0)
+                    kept = select_objects(scores, masks.float().sigmoid() > MASK_THRESHOLD, query)
+                    chosen.append(masks[a:b, kept].float().transpose(0, 1).contiguous())
+                    continue
                 # A copy, so the other queries' masks are freed with this window.
                 chosen.append(masks[a:b, query].float().contiguous())
         yield plan, chosen
@@ -239,6 +257,7 @@ def predict_video(
             overlap=settings.overlap,
             short_side=settings.short_side,
             device=device,
+            objects=settings.objects,
         ):
             if size is None:
                 with Image.open(video.frame_path(0)) as first:
@@ -278,7 +297,11 @@ def _write_ytvos(
         except OSError as exc:
             raise DatasetError(f"video {video.name!r}: cannot write {target}: {exc}") from None
         for i in range(0, len(names), step):
-            masks = (_probabilities(lg[i : i + step], size) > MASK_THRESHOLD).cpu().numpy()
+            if lg.dim() == 4:  # objects="all": [K, n, h, w], their union
+                masks = torch.stack([_probabilities(o[i : i + step], size) > MASK_THRESHOLD
+                                     for o in lg]).any(0).cpu().numpy()
+            else:
+                masks = (_probabilities(lg[i : i + step], size) > MASK_THRESHOLD).cpu().numpy()
             for name, mask in zip(names[i : i + step], masks, strict=True):
                 writer.submit(target / f"{name}.png", lambda p, m=mask: _save_binary(p, m))
 

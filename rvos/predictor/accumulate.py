@@ -13,13 +13,16 @@ from rvos.modeling.processing import (
     postprocess_masks,
     select_query,
 )
+from rvos.predictor.objects import ObjectBuilder, link_objects, select_objects
 from rvos.predictor.windows import WindowPlan, link_query
-from rvos.result.rle import encode_rle_batch, quantize_logits, rle_area
+from rvos.result.objects import compose_labels
+from rvos.result.rle import decode_rle, encode_rle_batch, quantize_logits, rle_area
 from rvos.result.video_result import (
     AttentionMaps,
     ExpressionResult,
     SamplingPoints,
     WindowChoice,
+    is_found,
 )
 
 __all__ = ["ATTENTION_STRIDES"]
@@ -42,13 +45,17 @@ class _Expression:
                  size: tuple[int, int], threshold: float, overlap: int, keep_logits: bool,
                  keep_attention: bool, keep_sampling: bool, keep_heads: bool = False,
                  keep_query_masks: bool = False,
-                 initial_reference: np.ndarray | None = None) -> None:
+                 initial_reference: np.ndarray | None = None,
+                 presence_threshold: float = 0.0, objects: str = "best") -> None:
         self.text, self.words, self.groups = text, words, groups
         self.size, self.threshold, self.overlap = size, threshold, overlap
         self.keep_logits = keep_logits
         self.keep_attention, self.keep_sampling = keep_attention, keep_sampling
         self.keep_heads = keep_heads
         self.keep_query_masks = keep_query_masks
+        self.presence_threshold = presence_threshold
+        self.objects = objects
+        self.tracks: list[ObjectBuilder] = []  # objects="all": the further objects
         h0, w0 = size
         # [Q, 2] in [0, 1] -> source pixels; None: the model has no learned first references.
         self.initial_reference = (None if initial_reference is None else
@@ -65,6 +72,7 @@ class _Expression:
         self.refs: list[np.ndarray] = []
         self.rle: list[np.ndarray] = []
         self.areas: list[int] = []
+        self.absent: dict[int, np.ndarray] = {}  # frame -> the mask of a frame not found
         self.lowres: list[bytes] = []
         self.lowres_shape: tuple[int, int] | None = None
         self.attention: dict[str, list[np.ndarray]] = {}
@@ -100,12 +108,20 @@ class _Expression:
         self.chosen.extend([query] * (b - a))
         self.window_index.extend([plan.index] * (b - a))
         self.lowres_shape = tuple(masks.shape[-2:])
+        if self.objects == "all":
+            self._add_objects(masks, scores, query, n_shared, a, b)
         chosen = masks[a:b, query]  # [n, h, w]
+        # Below the presence threshold a frame's mask is empty; its mask is kept aside.
+        found = is_found(scores[a:b, query].cpu().numpy(), self.presence_threshold)
+        empty = np.array([h0 * w0], dtype=np.uint32)
         # A few frames at a time: a window of 4K masks as floats would be gigabytes.
         step = max(1, _MASK_PIXELS_PER_STEP // (h0 * w0))
         for i in range(0, b - a, step):
             full = postprocess_masks(chosen[i:i + step], self.size, self.threshold)
-            for counts in encode_rle_batch(full):
+            for j, counts in enumerate(encode_rle_batch(full)):
+                if not found[i + j]:
+                    self.absent[len(self.rle)] = counts
+                    counts = empty
                 self.rle.append(counts)
                 self.areas.append(rle_area(counts))
         if self.keep_logits:
@@ -117,6 +133,36 @@ class _Expression:
             self._add_attention(out["attention"], a, b)
         if self.keep_sampling:
             self._add_sampling(out["attention"], a, b)
+
+    def _add_objects(self, masks: Tensor, scores: Tensor, query: int, shared: int, a: int,
+                     b: int) -> None:
+        """objects="all": the window's further objects (`rvos.predictor.objects`), each linked to
+        the object it continues, or a new one. Called before the window's frames are added."""
+        binary = masks.float().sigmoid() > self.threshold  # [Tw, Q, h, w]
+        mean = scores.mean(0)
+        kept = select_objects(mean, binary, query)[1:]
+        taken = link_objects(self.tracks, kept, binary, mean, shared)
+        for q in kept:
+            if q not in taken.values():
+                self.tracks.append(ObjectBuilder(len(self.rle), self.size, self.threshold,
+                                                 self.overlap, self.keep_logits,
+                                                 _MASK_PIXELS_PER_STEP))
+                taken[len(self.tracks) - 1] = q
+        for i, track in enumerate(self.tracks):
+            track.add_window(taken.get(i), masks, a, b)
+
+    def frame_mask(self, t: int) -> np.ndarray:
+        """Frame t's mask for the files written while predicting: `ExpressionResult.frame_mask`
+        (bool, or a label map of several objects)."""
+        best = decode_rle(self.rle[t], self.size)
+        if not self.tracks:
+            return best
+        masks = [best]
+        for track in self.tracks:
+            q = track.query[t]
+            found = q >= 0 and bool(is_found(self.scores[t][q], self.presence_threshold))
+            masks.append(track.mask(t) if found else np.zeros(self.size, dtype=bool))
+        return compose_labels(masks)
 
     def _add_layers(self, out: dict[str, Any], a: int, b: int, scale: Tensor, boxes: Tensor,
                     scores: Tensor) -> None:
@@ -206,4 +252,7 @@ class _Expression:
             attention=attention,
             sampling=sampling,
             query_logits=list(self.query_lowres) if self.keep_query_masks else None,
+            presence_threshold=self.presence_threshold,
+            absent_rle=dict(self.absent),
+            extra_objects=[track.finish() for track in self.tracks],
         )

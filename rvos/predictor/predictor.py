@@ -59,6 +59,8 @@ from rvos.modeling.processing import (
     resize_frames,
 )
 from rvos.predictor.accumulate import _Expression
+from rvos.predictor.objects import check_objects
+from rvos.predictor.presence import check_presence_threshold, model_presence_threshold
 from rvos.predictor.sources import VideoInput, _open_source, _Prefetch, _with_last
 from rvos.predictor.windows import (
     DEFAULT_WINDOW,
@@ -67,7 +69,6 @@ from rvos.predictor.windows import (
     _count_windows,
     default_overlap,
 )
-from rvos.result.rle import decode_rle
 from rvos.result.video_result import (
     VideoResult,
 )
@@ -214,6 +215,15 @@ class Predictor:
             slower than fp32 on this CPU is refused (`choose_precision`); ``model`` itself is
             left unchanged. Default: the model's own (fp32 unless
             `rvos.modeling.precision.prepare_model` set another).
+        presence_threshold: frames where the chosen query's score (the presence,
+            `ExpressionResult.presence`) is below this get an empty mask and count as "not
+            found" (`rvos.predictor.presence`); in [0, 1]. None: the model's own
+            (`model_presence_threshold`: its config.json's, else 0.0, a mask on every frame as
+            in the paper).
+        objects: ``"best"`` (default): the paper's answer, one query per expression;
+            ``"all"``: also every other query that scores at least half the best's mean score
+            over the window and does not duplicate a kept query's mask
+            (`rvos.predictor.objects`), each kept apart (`ExpressionResult.extra_objects`).
 
     Example::
 
@@ -227,7 +237,8 @@ class Predictor:
                  window: int = DEFAULT_WINDOW, overlap: int | None = None,
                  short_side: int | str | None = "auto", threshold: float = 0.5,
                  keep_logits: bool = True, model_name: str | None = None,
-                 precision: str | None = None) -> None:
+                 precision: str | None = None,
+                 presence_threshold: float | None = None, objects: str = "best") -> None:
         overlap = default_overlap(window) if overlap is None else overlap
         _check_window(window, overlap)
         if short_side == "auto":
@@ -237,6 +248,9 @@ class Predictor:
                                  f"got {short_side!r}")
         if not 0.0 < float(threshold) < 1.0:
             raise PredictorError(f"threshold must be a probability in (0, 1), got {threshold}")
+        self.presence_threshold = (model_presence_threshold(model) if presence_threshold is None
+                                   else check_presence_threshold(presence_threshold))
+        self.objects = check_objects(objects)
         if getattr(model, "tokenizer", None) is None:
             raise PredictorError("the model has no tokenizer; load it with "
                                  "rvos.load_model or rvos.zoo.checkpoint.load_pretrained")
@@ -331,7 +345,9 @@ class Predictor:
         initial = initial_reference_points(self.model)
         states = [_Expression(text, *group_words(tokenizer, text), info.size, self.threshold,
                               self.overlap, self.keep_logits, return_attention, return_sampling,
-                              attention_heads, return_query_masks, initial)
+                              attention_heads, return_query_masks, initial,
+                              presence_threshold=self.presence_threshold,
+                              objects=self.objects)
                   for text in texts]
         want_attention = return_attention or return_sampling
         total_windows = (None if source.estimate is None
@@ -351,8 +367,10 @@ class Predictor:
                 "input_size": list(input_size) if input_size else [0, 0],
                 "mask_size": list(states[0].lowres_shape or (0, 0)),
                 "num_queries": int(self.model.config.num_queries), "device": str(self.device),
-                "precision": self.precision,
+                "precision": self.precision, "presence_threshold": self.presence_threshold,
             }
+            if self.objects != "best":  # (absent: "best", the paper's one query)
+                settings["objects"] = self.objects
             total = time.perf_counter() - started
             times = dict(timings, total_s=total, frames_per_second=done / max(total, 1e-9))
             return VideoResult(exprs, src, self.model_name, settings, list(windows), times)
@@ -368,7 +386,7 @@ class Predictor:
                                   frames=video if isinstance(video, np.ndarray) else None)
 
         def masks_of(t: int) -> list[np.ndarray]:
-            return [decode_rle(state.rle[t], info.size) for state in states]
+            return [state.frame_mask(t) for state in states]
 
         # Resized uint8 frames of the current window. Normalising a whole window at once (not
         # frame by frame) gives the tensor `rvos.modeling.processing.preprocess` gives, layout

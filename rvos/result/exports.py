@@ -133,7 +133,8 @@ def render_figure(result: VideoResult, frames: Frames = None, *, columns: int = 
         raise ExportError(f"a print figure should be at least 1200 px wide, got {width}")
     indices = figure_frames(result.num_frames, columns)
     images = _frames_at(result, frames, indices)
-    masks = [[e.mask(t, threshold) for t in indices] for e in result]
+    # Every object of an expression (objects="all") in the expression's colour.
+    masks = [[e.union_mask(t, threshold) for t in indices] for e in result]
     # Frames counted from 1, as people count them; the time from the first frame's 0 s.
     labels = [f"frame {t + 1} · {result.frame_time(t):.2f} s" for t in indices]
     return paper_figure(images, masks, [e.text for e in result],
@@ -166,7 +167,7 @@ def write_figure(result: VideoResult, out_dir: str | os.PathLike, frames: Frames
 
 def _gif_frame(result: VideoResult, t: int, frame: np.ndarray, threshold: float | None,
                max_width: int) -> np.ndarray:
-    masks = [e.mask(t, threshold) for e in result]
+    masks = [e.union_mask(t, threshold) for e in result]
     image = compose_overlay_frame(frame, masks, [e.text for e in result])
     h, w = image.shape[:2]
     if w > max_width:

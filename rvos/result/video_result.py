@@ -32,6 +32,8 @@ result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-
         "variable_frame_rate": false               # true: a VFR source, read at the constant
       },                                           #   rate "fps" (frame i at i / fps)
       "settings": {"window": 36, "overlap": 8, "short_side": 360, "threshold": 0.5,
+                   "presence_threshold": 0.0,      # (older results lack it)
+                   "objects": "all",               # only with Predictor(objects="all")
                    "input_size": [360, 640],       # model input (H, W)
                    "mask_size": [90, 160],         # model mask logits (h, w)
                    "num_queries": 5, "device": "cpu",
@@ -42,12 +44,17 @@ result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-
       "expressions": [{
         "index": 0, "text": "a dog running", "words": ["a", "dog", "running"],
         "masks": "masks/0",                        # folder of this expression's PNGs
+        "presence_threshold": 0.0,                 # frames whose presence is below it are
+        "found_frames": 900,                       #   "not found" (empty mask); how many are
+                                                   #   found (older results lack both)
         "windows": [{"index": 0, "chosen_query": 2, "linked_by": "score",
                      "overlap_iou": null}, ...],   # how each window chose its query
         "frames": [{
           "frame": 0, "time_s": 0.0, "window": 0,
           "chosen_query": 2,                       # query index *within that window*
           "score": 0.93,                           # sigmoid score of the chosen query
+          "presence": 0.93, "found": true,         # the same score as presence; whether it
+                                                   #   reaches presence_threshold
           "box": [x0, y0, x1, y1],                 # chosen query's box, source pixels
           "mask_area": 12345,                      # mask pixels at the source size
           "scores": [Q floats], "boxes": [Q × [x0, y0, x1, y1]],
@@ -60,6 +67,18 @@ result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-
       "outputs": {"overlay": "overlay.mp4", "masks": "masks", "masks_zip": "masks.zip"}
     }
 
+With ``objects="all"`` (`rvos.predictor.objects`) each expression also has ``"objects"``: one
+entry per object, object 0 the chosen query above, each kept apart::
+
+    "objects": [{"object": 1, "label": 2,          # its value in the mask PNGs
+                 "frames": [{"frame": 0, "query": 3 | null,   # null: no query on this frame
+                             "score": 0.61 | null, "found": true, "mask_area": 812,
+                             "rle": {"size": [H, W], "counts": [...]}}, ...]}, ...]
+
+``counts`` are rvos's run lengths (`rvos.result.rle.encode_rle`: row-major, alternating
+background / object, starting with background). The mask PNGs then hold a label per pixel:
+0 background, ``label`` the object (the chosen query's where objects overlap).
+
 Decoder layers (``L`` of them) refine every query's box in turn: layer ``l`` starts from a
 reference point and moves it. Layer 1's reference point is a learned point of each query
 (``initial_reference_points``, the same in every frame and for every sentence); layer ``l > 1``
@@ -69,7 +88,8 @@ Version 2 added ``layer_boxes``, ``layer_scores`` and ``initial_reference_points
 
 ``outputs`` is present when the file was written by `write_outputs`. Mask files are
 ``masks/<expression index>/<frame index, 5 digits>.png``: DAVIS palette PNGs, 0 background and
-1 the object; ``frame`` counts processed frames (``time_s = frame / fps``).
+1 the object (with ``objects="all"``, each object's ``label``); ``frame`` counts processed
+frames (``time_s = frame / fps``).
 """
 
 from __future__ import annotations
@@ -90,8 +110,9 @@ import torch
 from rvos.media.probe import partial_path
 from rvos.media.video import iter_frames
 from rvos.modeling.processing import postprocess_masks
-from rvos.result.rle import decode_rle, dequantize_logits
-from rvos.viz.colors import palette
+from rvos.result.objects import ObjectTrack, compose_labels, rle_json
+from rvos.result.rle import decode_rle, dequantize_logits, rle_area
+from rvos.viz.colors import object_color, palette
 from rvos.viz.decoder import draw_decoder, query_mask_grid
 from rvos.viz.draw import overlay_masks
 from rvos.viz.explorer import (
@@ -111,6 +132,7 @@ __all__ = [
     "SourceInfo",
     "VideoResult",
     "WindowChoice",
+    "is_found",
 ]
 
 
@@ -264,8 +286,12 @@ class ExpressionResult:
             ``layer_scores[:, :, -1]`` is ``scores``.
         initial_reference_points: float32 ``[Q, 2]`` (x, y) in source pixels: the first decoder
             layer's reference points, learned per query (the same on every frame).
-        mask_areas: int64 ``[T]`` object pixels per frame.
+        mask_areas: int64 ``[T]`` object pixels per frame (0 where the object was not found).
         windows: how each window chose its query (`WindowChoice`).
+        presence_threshold: frames whose presence (`presence`) is below it were "not found":
+            their stored mask is empty (``rvos.predictor.presence``; 0: none, the paper's).
+        absent_rle: the masks the chosen query had on the frames not found (frame -> RLE at
+            ``threshold``), so that a lower presence threshold restores them exactly.
         attention / sampling: present when asked for at prediction time.
         query_logits: when asked for, every query's low-resolution mask logits per frame
             (compressed int8 ``[Q, h, w]``, see `query_masks`).
@@ -291,10 +317,65 @@ class ExpressionResult:
     attention: AttentionMaps | None = field(default=None, repr=False)
     sampling: SamplingPoints | None = field(default=None, repr=False)
     query_logits: list[bytes] | None = field(default=None, repr=False)
+    presence_threshold: float = 0.0
+    absent_rle: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    extra_objects: list[ObjectTrack] = field(default_factory=list, repr=False)
+
+    @property
+    def num_objects(self) -> int:
+        """1, or with ``objects="all"`` 1 + the further objects (`rvos.result.objects`)."""
+        return 1 + len(self.extra_objects)
+
+    def object_found(self, obj: int) -> np.ndarray:
+        """bool ``[T]``: frames where object ``obj`` (0: the chosen query) has a query and its
+        score reaches the presence threshold."""
+        if obj == 0:
+            return self.found
+        track = self.extra_objects[obj - 1]
+        return (track.query >= 0) & is_found(track.scores(self.scores),
+                                             self.presence_threshold)
+
+    def object_mask(self, obj: int, frame_index: int,
+                    threshold: float | None = None) -> np.ndarray:
+        """bool ``[H0, W0]``: object ``obj``'s mask on a frame (object 0: `mask`)."""
+        if obj == 0:
+            return self.mask(frame_index, threshold)
+        t = self._check_frame(frame_index)
+        if not self.object_found(obj)[t]:
+            return np.zeros(self.size, dtype=bool)
+        thr = self.threshold if threshold is None else threshold
+        return self.extra_objects[obj - 1].mask(t, self.size, thr, self.lowres_shape)
+
+    def object_masks(self, frame_index: int, threshold: float | None = None
+                     ) -> list[np.ndarray]:
+        """Every object's bool ``[H0, W0]`` mask on a frame, object 0 first."""
+        return [self.object_mask(j, frame_index, threshold) for j in range(self.num_objects)]
+
+    def union_mask(self, frame_index: int, threshold: float | None = None) -> np.ndarray:
+        """bool ``[H0, W0]``: every object's pixels (what MeViS scores an expression by)."""
+        return np.logical_or.reduce(self.object_masks(frame_index, threshold))
+
+    def frame_mask(self, frame_index: int) -> np.ndarray:
+        """What the mask PNG of a frame holds: the bool mask, or with several objects a uint8
+        label map (``j + 1`` for object j, `rvos.result.objects.compose_labels`)."""
+        if not self.extra_objects:
+            return self.mask(frame_index)
+        return compose_labels(self.object_masks(frame_index))
 
     @property
     def num_frames(self) -> int:
         return len(self.rle)
+
+    @property
+    def presence(self) -> np.ndarray:
+        """float32 ``[T]``: how sure the model is that the object is on each frame, the chosen
+        query's score there (`chosen_scores`)."""
+        return self.chosen_scores
+
+    @property
+    def found(self) -> np.ndarray:
+        """bool ``[T]``: frames whose `presence` reaches `presence_threshold`."""
+        return is_found(self.presence, self.presence_threshold)
 
     @property
     def chosen_scores(self) -> np.ndarray:
@@ -314,8 +395,16 @@ class ExpressionResult:
         logit is within 1/16 of the threshold's may differ from a fresh run).
         """
         t = self._check_frame(frame_index)
+        if not self.found[t]:
+            return np.zeros(self.size, dtype=bool)
+        return self.raw_mask(t, threshold)
+
+    def raw_mask(self, frame_index: int, threshold: float | None = None) -> np.ndarray:
+        """bool ``[H0, W0]``: the chosen query's mask on a frame whether or not the object was
+        found there (`mask` empties the frames below the presence threshold)."""
+        t = self._check_frame(frame_index)
         if threshold is None or threshold == self.threshold:
-            return decode_rle(self.rle[t], self.size)
+            return decode_rle(self.absent_rle.get(t, self.rle[t]), self.size)
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         if self.lowres_logits is None or self.lowres_shape is None:
@@ -385,6 +474,10 @@ class ExpressionResult:
     def nbytes(self) -> int:
         """Approximate memory held by the per-frame data (bytes)."""
         total = sum(r.nbytes for r in self.rle)
+        total += sum(r.nbytes for r in self.absent_rle.values())
+        for track in self.extra_objects:
+            total += sum(r.nbytes for r in track.rle) + track.query.nbytes
+            total += sum(len(b or b"") for b in track.lowres_logits or [])
         total += sum(len(b) for b in self.lowres_logits or [])
         total += sum(len(b) for b in self.query_logits or [])
         for a in (self.chosen_query, self.window_index, self.scores, self.boxes,
@@ -397,29 +490,34 @@ class ExpressionResult:
             total += self.sampling.points.nbytes + self.sampling.weights.nbytes
         return total
 
-    def to_json(self, index: int, fps: float) -> dict[str, Any]:
+    def to_json(self, index: int, fps: float, *, objects: bool = False) -> dict[str, Any]:
         """This expression's part of result.json (see the module docstring); ``fps`` is the
-        processed frame rate, for the frame times."""
+        processed frame rate, for the frame times; ``objects``: write ``objects`` even for one
+        object (a run with ``objects="all"``)."""
         frames = []
         # The same rounding of the same float32 numbers: layer_boxes[q][-1] == boxes[q] holds
         # in the file too.
         rows = zip(self.chosen_query.tolist(), self.window_index.tolist(),
                    _round(self.scores, 4), _round(self.boxes, 1),
                    _round(self.reference_points, 1), self.mask_areas.tolist(),
-                   _round(self.layer_boxes, 1), _round(self.layer_scores, 4), strict=True)
-        for t, (q, w, scores, boxes, refs, area, layer_boxes, layer_scores) in enumerate(rows):
+                   _round(self.layer_boxes, 1), _round(self.layer_scores, 4),
+                   self.found.tolist(), strict=True)
+        for t, (q, w, scores, boxes, refs, area, layer_boxes, layer_scores,
+                found) in enumerate(rows):
             frames.append({
                 "frame": t, "time_s": round(t / fps, 6), "window": w, "chosen_query": q,
-                "score": scores[q],
+                "score": scores[q], "presence": scores[q], "found": found,
                 "box": boxes[q], "mask_area": area, "scores": scores, "boxes": boxes,
                 "reference_points": refs, "layer_boxes": layer_boxes,
                 "layer_scores": layer_scores,
             })
-        return {
+        doc = {
             "index": index,
             "text": self.text,
             "words": list(self.words),
             "masks": f"masks/{index}",
+            "presence_threshold": self.presence_threshold,
+            "found_frames": int(self.found.sum()),
             "initial_reference_points": _round(self.initial_reference_points, 1),
             "windows": [
                 {"index": w.index, "chosen_query": w.chosen_query, "linked_by": w.linked_by,
@@ -428,6 +526,45 @@ class ExpressionResult:
             ],
             "frames": frames,
         }
+        if objects or self.extra_objects:
+            doc["objects"] = self._objects_json()
+        return doc
+
+    def _objects_json(self) -> list[dict[str, Any]]:
+        """result.json's ``objects`` (``objects="all"``): each object's query, score, whether
+        it was found, and its mask (run lengths) on every frame; object 0 is the chosen
+        query."""
+        out = []
+        for j in range(self.num_objects):
+            if j == 0:
+                query, scores = self.chosen_query, self.presence
+                rle = self.rle
+            else:
+                track = self.extra_objects[j - 1]
+                query, scores, rle = track.query, track.scores(self.scores), track.rle
+            found = self.object_found(j)
+            empty = np.array([self.size[0] * self.size[1]], dtype=np.uint32)
+            frames = []
+            for t in range(self.num_frames):
+                counts = rle[t] if found[t] else empty
+                frames.append({
+                    "frame": t, "query": int(query[t]) if query[t] >= 0 else None,
+                    "score": None if query[t] < 0 else round(float(scores[t]), 4),
+                    "found": bool(found[t]), "mask_area": rle_area(counts),
+                    "rle": rle_json(counts, self.size),
+                })
+            out.append({"object": j, "label": j + 1, "frames": frames})
+        return out
+
+
+def is_found(presence: np.ndarray, presence_threshold: float) -> np.ndarray:
+    """bool: ``presence >= presence_threshold`` (the one comparison every part uses, so that
+    the predictor's empty masks, `ExpressionResult.found` and result.json agree). At 0 every
+    frame is found, whatever its score (even NaN): the paper's answer, unchanged."""
+    presence = np.asarray(presence, dtype=np.float64)
+    if float(presence_threshold) <= 0.0:
+        return np.ones(presence.shape, dtype=bool)
+    return presence >= float(presence_threshold)
 
 
 def _round(a: np.ndarray, digits: int) -> list:
@@ -475,7 +612,9 @@ class VideoResult(Sequence[ExpressionResult]):
 
     def to_json(self) -> dict[str, Any]:
         """The result.json document (see the module docstring and `RESULT_SCHEMA`)."""
-        expressions = [e.to_json(i, self.source.fps) for i, e in enumerate(self.expressions)]
+        every = self.settings.get("objects") == "all"
+        expressions = [e.to_json(i, self.source.fps, objects=every)
+                       for i, e in enumerate(self.expressions)]
         return {
             "format": RESULT_FORMAT,
             "version": RESULT_VERSION,
@@ -530,10 +669,18 @@ class VideoResult(Sequence[ExpressionResult]):
         """uint8 ``[H0, W0, 3]``: ``frame`` with the masks of all (or the listed) expressions,
         expression k in palette colour k."""
         chosen = range(len(self)) if expressions is None else expressions
-        masks = [self[e].mask(frame_index, threshold) for e in chosen]
-        colors = palette(len(self))
-        return overlay_masks(frame, masks, colors=[colors[e] for e in chosen],
-                                       alpha=alpha)
+        if not any(self[e].extra_objects for e in chosen):
+            masks = [self[e].mask(frame_index, threshold) for e in chosen]
+            colors = palette(len(self))
+            return overlay_masks(frame, masks, colors=[colors[e] for e in chosen],
+                                 alpha=alpha)
+        # objects="all": each object in its own colour, the chosen query's on top.
+        masks, colors = [], []
+        for e in chosen:
+            for j, m in reversed(list(enumerate(self[e].object_masks(frame_index, threshold)))):
+                masks.append(m)
+                colors.append(object_color(e, j, len(self)))
+        return overlay_masks(frame, masks, colors=colors, alpha=alpha)
 
     def render_queries(self, expression: int, frame_index: int, frame: np.ndarray, *,
                        sampling: bool = False, top_points: int = 32) -> np.ndarray:
@@ -635,11 +782,13 @@ class VideoResult(Sequence[ExpressionResult]):
         (frames counted from 1 on the axis), with a cursor at ``frame_index``. The query chosen
         at ``frame_index`` (default: on the first frame) is highlighted; query indices are per
         window, so a line that crosses a window boundary joins two unrelated queries of the
-        same index."""
+        same index. With a presence threshold above 0 it is drawn as a dashed line, and the
+        frames where the object was not found are shaded and counted in the legend."""
         e = self[expression]
         t = 0 if frame_index is None else e._check_frame(frame_index)
         return plot_scores(e.scores, int(e.chosen_query[t]), frame_index, size=size,
-                                     x_start=1, x_label="frame")
+                           x_start=1, x_label="frame", found=e.found,
+                           presence_threshold=e.presence_threshold)
 
 
 def _file_name(video: Any) -> str:

@@ -18,7 +18,7 @@ from rvos.media.labels import label_png_bytes
 from rvos.media.probe import PARTIAL_GLOB, partial_path
 from rvos.media.video import VideoWriter, iter_frames
 from rvos.result.video_result import SourceInfo, VideoResult, _file_name, _write_json
-from rvos.viz.colors import palette
+from rvos.viz.colors import object_color, palette
 from rvos.viz.draw import overlay_masks
 
 __all__ = ["OUTPUT_NAMES", "remove_outputs", "write_outputs"]
@@ -116,8 +116,9 @@ class OutputWriter:
         self._pushed.put(frame)
 
     def frames_ready(self, count: int, mask_of: Callable[[int], list[np.ndarray]]) -> None:
-        """Frames ``[0, count)`` are final; ``mask_of(t)`` gives frame t's bool masks
-        ``[H0, W0]``, one per expression (called from the writing thread)."""
+        """Frames ``[0, count)`` are final; ``mask_of(t)`` gives frame t's masks ``[H0, W0]``,
+        one per expression (called from the writing thread): bool, or a uint8 label map of
+        several objects (`VideoResult` ``frame_mask``)."""
         with self._cond:
             self._raise_if_failed()
             self._mask_of = mask_of
@@ -129,7 +130,7 @@ class OutputWriter:
         (``overlay``, ``masks``, ``masks_zip``, ``result``)."""
         started = time.perf_counter()
         with self._cond:
-            self._mask_of = self._mask_of or (lambda t: [e.mask(t) for e in result])
+            self._mask_of = self._mask_of or (lambda t: [e.frame_mask(t) for e in result])
             self._ready = self._total = result.num_frames
             self._cond.notify_all()
         if self._pushed is not None:
@@ -218,7 +219,7 @@ class OutputWriter:
                         (self._mask_tmp / name).write_bytes(data)
                         zipped.writestr(name, data)
                 if writer is not None:
-                    writer.write(overlay_masks(frame, masks, colors=colors, alpha=0.5))
+                    writer.write(_overlay(frame, masks, colors))
                 self.seconds += time.perf_counter() - busy
                 t += 1
             if self._stop:
@@ -255,6 +256,24 @@ class OutputWriter:
                                  f"{frame.shape[:2]}, the result {self.source.size}: not the "
                                  "video it was computed on")
             yield frame
+
+
+def _overlay(frame: np.ndarray, masks: list[np.ndarray], colors: list) -> np.ndarray:
+    """The overlay of one frame: expression k's bool mask in ``colors[k]``, or, for a label
+    map of several objects (``objects="all"``), each object in its own colour
+    (`rvos.viz.colors.object_color`), the chosen query's on top."""
+    if all(m.dtype == bool for m in masks):
+        return overlay_masks(frame, masks, colors=colors, alpha=0.5)
+    layers, layer_colors = [], []
+    for k, m in enumerate(masks):
+        if m.dtype == bool:
+            layers.append(m)
+            layer_colors.append(colors[k])
+            continue
+        for j in range(int(m.max()) - 1, -1, -1):
+            layers.append(m == j + 1)
+            layer_colors.append(object_color(k, j, len(masks)))
+    return overlay_masks(frame, layers, colors=layer_colors, alpha=0.5)
 
 
 def write_outputs(result: VideoResult, out_dir: str | os.PathLike, *,

@@ -41,6 +41,7 @@ from rvos.training.recipe import Recipe, learning_rate_factor, param_groups, rec
 from rvos.training.train import _Log, freeze_all_but, set_train_mode
 from rvos.zoo.builtin import load_tokenizer, with_overrides
 from rvos.zoo.checkpoint import save_pretrained
+from rvos.zoo.loader import load_model
 from rvos.zoo.training_checkpoint import read_training_state, save_training_checkpoint
 
 __all__ = ["DatasetTrainConfig", "build_recipe", "load_init_model", "train_on_dataset"]
@@ -91,8 +92,6 @@ def load_init_model(init: str, text_encoder: str | None = None) -> ReferFormer:
     """The starting weights: ``builtin``, a registry name, a model folder, an official ``.pth``
     or a training ``checkpoint.pt`` (`rvos.zoo.loader.load_model`, never downloading when the
     file is missing)."""
-    from rvos.zoo.loader import load_model
-
     kwargs = {"text_encoder": text_encoder} if text_encoder else {}
     return load_model(init, progress=False, **kwargs)
 

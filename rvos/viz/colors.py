@@ -9,7 +9,7 @@ import numpy as np
 
 from rvos.media.labels import _davis_palette
 
-__all__ = ["Color", "layer_colors", "palette", "query_colors"]
+__all__ = ["Color", "layer_colors", "object_color", "palette", "query_colors"]
 
 
 Color = tuple[int, int, int]
@@ -35,6 +35,14 @@ def palette(n: int) -> list[Color]:
     if not 0 <= n <= 255:
         raise ValueError(f"palette supports 0..255 colours, got n={n}")
     return [tuple(int(v) for v in rgb) for rgb in _davis_palette()[1 : n + 1]]  # type: ignore[misc]
+
+
+def object_color(expression: int, obj: int, num_expressions: int) -> Color:
+    """Colour of object ``obj`` of ``expression`` (``objects="all"``): object 0, the paper's
+    answer, keeps the expression's own colour (a one-object result is drawn as before); the
+    others take the palette entries after every expression's first one."""
+    index = (expression + obj * max(num_expressions, 1)) % 255
+    return palette(index + 1)[index]
 
 
 def query_colors(n: int) -> list[Color]:

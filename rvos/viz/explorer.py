@@ -343,6 +343,8 @@ def plot_scores(
     x_start: int = 0,
     x_label: str | None = None,
     y_label: str | None = "score",
+    found: np.ndarray | None = None,
+    presence_threshold: float | None = None,
 ) -> np.ndarray:
     """Each query's score over time as a line plot (OpenCV only, no matplotlib).
 
@@ -358,6 +360,9 @@ def plot_scores(
             count frames or decoder layers from 1, as people do).
         x_label: the x axis title, written under the tick labels (e.g. "frame").
         y_label: the y axis title, written upright along the axis.
+        found: bool ``[T]``: frames where the object was found; the others are shaded red
+            and counted in the legend ("not found: n"). None: no presence marks.
+        presence_threshold: drawn as a dashed line when above 0.
 
     Returns:
         ``uint8 [H, W, 3]``: white background, y axis 0..1, x axis the index, legend q1..qQ
@@ -388,6 +393,15 @@ def plot_scores(
     def to_y(s: float) -> int:
         return top + round(plot_h * (1.0 - s))
 
+    absent = 0
+    if found is not None and num_t > 0:
+        found = np.asarray(found, dtype=bool).reshape(-1)[:num_t]
+        absent = int((~found).sum())
+        half = plot_w / (2 * max(num_t - 1, 1))  # each frame owns the span to its neighbours
+        for t in np.flatnonzero(~found):
+            x0 = max(left + 1, round(to_x(t) - half))
+            x1 = min(x_end - 1, round(to_x(t) + half))
+            img[top:y_end, x0 : x1 + 1] = _NOT_FOUND_SHADE
     for s in (0.0, 0.25, 0.5, 0.75, 1.0):  # grid and y ticks
         y = to_y(s)
         cv2.line(img, (left, y), (x_end, y), (228, 228, 228), 1)
@@ -396,6 +410,10 @@ def plot_scores(
             (tw, th), _ = cv2.getTextSize(label, font, fscale, 1)
             cv2.putText(img, label, (left - tw - 5, y + th // 2), font, fscale, axis_color, 1,
                         cv2.LINE_AA)
+    if presence_threshold is not None and 0 < presence_threshold <= 1:
+        y = to_y(float(np.clip(presence_threshold, 0.0, 1.0)))
+        for x in range(left, x_end, 8):  # dashed
+            cv2.line(img, (x, y), (min(x + 4, x_end), y), _NOT_FOUND_LINE, 1)
     if num_t > 0:  # x ticks at up to 6 indices
         for t in sorted({round(v) for v in np.linspace(0, num_t - 1, min(num_t, 6))}):
             x = to_x(t)
@@ -448,4 +466,18 @@ def plot_scores(
         cv2.putText(img, label, (x + 18, top // 2 + th // 2), font, fscale, cols[q], 1,
                     cv2.LINE_AA)
         x += 18 + tw + 12
+    if absent:  # at the right end of the legend line
+        label = f"not found: {absent}"
+        (tw, th), _ = cv2.getTextSize(label, font, fscale, 1)
+        x0 = max(x, width - right - tw - 18)
+        if x0 + 18 + tw <= width:
+            cv2.rectangle(img, (x0, top // 2 - 5), (x0 + 12, top // 2 + 5), _NOT_FOUND_SHADE, -1)
+            cv2.rectangle(img, (x0, top // 2 - 5), (x0 + 12, top // 2 + 5), _NOT_FOUND_LINE, 1)
+            cv2.putText(img, label, (x0 + 16, top // 2 + th // 2), font, fscale,
+                        _NOT_FOUND_LINE, 1, cv2.LINE_AA)
     return img
+
+
+# Frames where the object was not found: a light red band; the presence threshold: dark red.
+_NOT_FOUND_SHADE = (255, 222, 222)
+_NOT_FOUND_LINE = (190, 40, 40)
