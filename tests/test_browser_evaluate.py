@@ -8,17 +8,14 @@ docs/evaluate_view.png (the README shows it).
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
-import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from test_app import ROOT, start_app, two_expression_example
+from test_app_evaluate import _eroded
 from test_browser import (
     CHROMIUM,
     _badges,
@@ -43,18 +40,6 @@ def app(tmp_path_factory):
     pytest.importorskip("playwright.sync_api")
     yield from start_app(tmp_path_factory.mktemp("app"), "--threads", "1")
 
-
-def _eroded(masks_zip: Path, out: Path) -> Path:
-    import cv2
-
-    with zipfile.ZipFile(masks_zip) as src, zipfile.ZipFile(out, "w") as dst:
-        for name in src.namelist():
-            mask = np.array(Image.open(io.BytesIO(src.read(name)))) > 0
-            small = cv2.erode(mask.astype(np.uint8) * 255, np.ones((7, 7), np.uint8))
-            buffer = io.BytesIO()
-            Image.fromarray(small).save(buffer, format="PNG")
-            dst.writestr(name, buffer.getvalue())
-    return out
 
 
 def _upload(page, elem_id: str, path: Path) -> None:

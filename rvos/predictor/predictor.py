@@ -333,11 +333,7 @@ class Predictor:
             raise PredictorError("out_dir needs a video file or a frame array (an iterable "
                                  "cannot be read twice); write_outputs(result, out, frames=...) "
                                  "writes the files afterwards")
-        if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
-            raise PredictorError(f"max_frames must be a whole number >= 1, got {max_frames!r}")
-        if fps is not None and not (isinstance(fps, (int, float)) and math.isfinite(fps)
-                                    and fps > 0):
-            raise PredictorError(f"fps must be a positive number, got {fps!r}")
+        check_sampling(max_frames, fps)
         started = time.perf_counter()
         source = _open_source(video, fps, max_frames)
         info = source.info
@@ -488,6 +484,16 @@ def _release_free_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+def check_sampling(max_frames: int | None, fps: float | None) -> None:
+    """Raise `PredictorError` unless ``max_frames`` (None or a whole number >= 1) and ``fps``
+    (None or a finite positive number) are usable."""
+    if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
+        raise PredictorError(f"max_frames must be a whole number >= 1, got {max_frames!r}")
+    if fps is not None and not (isinstance(fps, (int, float)) and math.isfinite(fps)
+                                and fps > 0):
+        raise PredictorError(f"fps must be a positive number, got {fps!r}")
 
 
 def _check_expressions(expressions: str | Sequence[str]) -> list[str]:

@@ -39,7 +39,12 @@ import torch
 from rvos.errors import PredictorError
 from rvos.modeling.processing import normalize
 from rvos.predictor.accumulate import _Expression
-from rvos.predictor.predictor import Predictor, group_words, initial_reference_points
+from rvos.predictor.predictor import (
+    Predictor,
+    check_sampling,
+    group_words,
+    initial_reference_points,
+)
 from rvos.predictor.sources import VideoInput, _open_source, _Prefetch, _with_last
 from rvos.predictor.windows import WindowPlan, _count_windows
 from rvos.result.rle import decode_rle
@@ -273,11 +278,7 @@ def iter_word_importance(predictor: Predictor, video: VideoInput, expression: st
     carrying the `WordImportance`. Stop iterating to cancel (the video reader is closed)."""
     if not isinstance(expression, str) or not expression.strip():
         raise PredictorError("give one expression with at least one word, e.g. 'the red square'")
-    if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
-        raise PredictorError(f"max_frames must be a whole number >= 1, got {max_frames!r}")
-    if fps is not None and not (isinstance(fps, (int, float)) and math.isfinite(fps)
-                                and fps > 0):
-        raise PredictorError(f"fps must be a positive number, got {fps!r}")
+    check_sampling(max_frames, fps)
     started = time.perf_counter()
     model = predictor.model
     tokenizer = model.tokenizer
