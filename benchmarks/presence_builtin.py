@@ -118,67 +118,90 @@ def _write(root: Path, split: str, count: int, presence: bool) -> list:
     return read_synth_split(folder)
 
 
+def _pct(x: float | None) -> float | None:
+    return None if x is None else round(100 * x, 1)
+
+
+def summarize(recs: dict[str, list[dict]], tau: float) -> dict:
+    """The numbers at threshold ``tau`` from `frame_records` of the splits in ``recs``."""
+    out: dict = {"threshold": tau}
+    for name, records in recs.items():
+        if not name.endswith("-presence"):
+            out[f"{name}_jf"] = round(jf_at(records, None), 2)
+            out[f"{name}_jf_thresholded"] = round(jf_at(records, tau), 2)
+            out[f"{name}_expressions"] = len(records)
+        else:
+            shares = empty_shares(records, tau)
+            out[name] = {k: {"frames": v["frames"], "left_empty": _pct(v["left_empty"])}
+                         for k, v in shares.items()}
+            out[name]["expressions"] = len(records)
+            out[name]["jf"] = round(jf_at(records, None), 2)
+            out[name]["jf_thresholded"] = round(jf_at(records, tau), 2)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", default="rvos/weights/builtin")
-    ap.add_argument("--clips", type=int, default=100, help="clips per split (default 100)")
+    ap.add_argument("--test-clips", type=int, default=100, help="test clips (default 100)")
+    ap.add_argument("--presence-clips", type=int, default=100,
+                    help="clips of the no-target/leaving test split (default 100)")
+    ap.add_argument("--val-clips", type=int, default=100,
+                    help="clips of val and of its no-target/leaving version to choose the "
+                    "threshold on (default 100; 0 with --threshold)")
     ap.add_argument("--max-drop", type=float, default=0.5,
                     help="J&F points the threshold may cost on val (default 0.5)")
     ap.add_argument("--threshold", type=float, default=None,
                     help="report this τ instead of choosing one on val")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--records", default=None,
+                    help="also save every frame's score, J and F here (.pt), to re-read at "
+                    "another τ with --from-records")
+    ap.add_argument("--from-records", default=None, help="skip inference: read these records")
     ap.add_argument("--out", default="benchmarks/results/cpu_presence_builtin.json")
     ap.add_argument("--label", default=None, help="key to store the result under in --out")
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    model, _ = load_model_from(None, args.checkpoint, device="cpu", progress=False)
-    model.eval()
-    short = input_short_side(model)
+    if args.threshold is None and args.val_clips < 1:
+        ap.error("choose the threshold on val (--val-clips >= 1) or give --threshold")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     start = time.time()
-    recs = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for split in ("val", "test"):
-            for presence in (False, True):
-                if args.threshold is not None and split == "val":
-                    continue
+    if args.from_records:
+        recs = torch.load(args.from_records, weights_only=False)
+    else:
+        model, _ = load_model_from(None, args.checkpoint, device="cpu", progress=False)
+        model.eval()
+        short = input_short_side(model)
+        plan = [("test", args.test_clips, False), ("test", args.presence_clips, True)]
+        if args.threshold is None:
+            plan = [("val", args.val_clips, False), ("val", args.val_clips, True), *plan]
+        recs = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for split, count, presence in plan:
                 name = f"{split}{'-presence' if presence else ''}"
-                recs[name] = frame_records(model, _write(Path(tmp), split, args.clips,
-                                                         presence), short)
-                print(f"{name}: {len(recs[name])} expressions, {time.time() - start:.0f} s",
-                      file=sys.stderr)
+                videos = _write(Path(tmp), split, count, presence)
+                recs[name] = frame_records(model, videos, short)
+                print(f"{name}: {count} clips, {len(recs[name])} expressions, "
+                      f"{time.time() - start:.0f} s", file=sys.stderr)
+        if args.records:
+            Path(args.records).parent.mkdir(parents=True, exist_ok=True)
+            torch.save(recs, args.records)
     if args.threshold is None:
         tau = choose_threshold(recs["val"], recs["val-presence"], args.max_drop)
+        how = f"on val: the largest τ with val J&F within {args.max_drop} of no threshold"
     else:
-        tau = args.threshold
-    test, pres = recs["test"], recs["test-presence"]
-    result = {
-        "checkpoint": args.checkpoint,
-        "clips_per_split": args.clips,
-        "threshold": tau,
-        "threshold_chosen_on": None if args.threshold is not None else
-        f"val: largest τ with val J&F within {args.max_drop} of no threshold",
-        "test_jf": round(jf_at(test, None), 2),
-        "test_jf_thresholded": round(jf_at(test, tau), 2),
-        "test_presence": {k: {"frames": v["frames"],
-                              "left_empty": None if v["left_empty"] is None
-                              else round(100 * v["left_empty"], 1)}
-                          for k, v in empty_shares(pres, tau).items()},
-        "test_presence_jf_thresholded": round(jf_at(pres, tau), 2),
-        "test_presence_jf": round(jf_at(pres, None), 2),
+        tau, how = args.threshold, "given"
+    result = {"checkpoint": args.checkpoint, "threshold_chosen": how, **summarize(recs, tau)}
+    if "test-presence" in recs:
         # The trade-off, for choosing another τ: test J&F and the share of nothing-to-find
         # frames left empty at each.
-        "sweep": [
-            {"threshold": float(t), "test_jf": round(jf_at(test, float(t)), 2),
-             "nothing_to_find_left_empty": round(
-                 100 * empty_shares(pres, float(t))["nothing_to_find"]["left_empty"], 1)}
+        result["sweep"] = [
+            {"threshold": float(t), "test_jf": round(jf_at(recs["test"], float(t)), 2),
+             "nothing_to_find_left_empty": _pct(
+                 empty_shares(recs["test-presence"], float(t))["nothing_to_find"]["left_empty"])}
             for t in THRESHOLDS[::10]
-        ],
-        "seconds": round(time.time() - start, 1),
-    }
-    if "val" in recs:
-        result["val_jf"] = round(jf_at(recs["val"], None), 2)
-        result["val_jf_thresholded"] = round(jf_at(recs["val"], tau), 2)
-        result["val_presence_nothing_left_empty"] = round(
-            100 * empty_shares(recs["val-presence"], tau)["nothing_to_find"]["left_empty"], 1)
+        ]
+    result["seconds"] = round(time.time() - start, 1)
     out = Path(args.out)
     doc = json.loads(out.read_text()) if out.is_file() else {}
     doc[args.label or args.checkpoint] = result
