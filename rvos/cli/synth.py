@@ -55,6 +55,13 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "per annotator) instead of the clip's own 2-4",
     )
     parser.add_argument(
+        "--no-target",
+        action="store_true",
+        help="every clip also gets an expression that refers to nothing in it (category "
+        "no-target, empty masks) and one object that leaves or enters the frame (empty masks "
+        "where it is out of view); the clips differ from the split's usual ones",
+    )
+    parser.add_argument(
         "--objects",
         type=int,
         default=None,
@@ -71,6 +78,11 @@ def run_cli(args: argparse.Namespace) -> int:
             raise ValueError(f"--count must be >= 1, got {args.count}")
         if args.per_object is not None and args.per_object < 1:
             raise ValueError(f"--per-object must be >= 1, got {args.per_object}")
+        if args.no_target and (args.layout != "rvos" or args.per_object is not None):
+            raise ValueError("--no-target writes the rvos layout with each clip's own "
+                             "expressions (no --layout other than rvos, no --per-object)")
+        if args.no_target:
+            clip_kwargs.update(no_target=1, leaving=True)
         if args.layout == "rvos":
             meta = out / "expressions.json"
         elif args.layout == "mevis":

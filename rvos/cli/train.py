@@ -74,6 +74,14 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     a("--export", default=None, help="write the final model here (e.g. rvos/weights/builtin)")
     a("--model-overrides", default=None, help="JSON of builtin_config overrides")
     a(
+        "--no-target",
+        type=float,
+        default=d.no_target,
+        metavar="P",
+        help="share of clips (0..1) that get an expression referring to nothing, and "
+        "(independently) of clips whose one object leaves the frame (default 0)",
+    )
+    a(
         "--train-only",
         default=None,
         help="comma-separated parameter-name prefixes to train (e.g. "
@@ -233,6 +241,7 @@ def run_cli(args: argparse.Namespace) -> int:
         export=args.export,
         model_overrides=args.model_overrides,
         train_only=args.train_only,
+        no_target=args.no_target,
     )
     if args.format is not None or args.accumulate != 1 or args.keep_checkpoints:
         print("rvos train: error: --format, --accumulate and --keep-checkpoints go with --data",
@@ -241,6 +250,8 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         if cfg.steps < 1 or cfg.batch_size < 1 or cfg.frames < 2 or cfg.size < 32:
             raise ValueError("need --steps >= 1, --batch-size >= 1, --frames >= 2, --size >= 32")
+        if not 0 <= cfg.no_target <= 1:
+            raise ValueError(f"--no-target must be in 0..1, got {cfg.no_target}")
         if cfg.resume and not Path(cfg.resume).is_file():
             raise ValueError(f"--resume {cfg.resume}: no such file")
         if cfg.init and not (

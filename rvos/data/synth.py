@@ -6,13 +6,19 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from rvos.data.synth_language import _choose_expressions, _Facts
+from rvos.data.synth_language import (
+    _choose_expressions,
+    _Facts,
+    _leaving_expression,
+    _no_target_expression,
+)
 from rvos.data.synth_scene import (
     MAX_OBJECTS,
     MIN_VISIBLE_FRACTION,
     Clip,
     _background,
     _boxes,
+    _leave_frame,
     _render,
     _sample_objects,
 )
@@ -39,6 +45,8 @@ def generate_clip(
     num_objects: int | None = None,
     num_expressions: int | None = None,
     name: str = "clip",
+    no_target: int = 0,
+    leaving: bool = False,
 ) -> Clip:
     """Render one referring clip.
 
@@ -50,6 +58,14 @@ def generate_clip(
         num_expressions: how many expressions to aim for (default: random 2..4). Fewer come
             back when the clip cannot support more distinct unambiguous ones (never zero).
         name: stored in ``Clip.name``.
+        no_target: add this many expressions that refer to nothing in the clip (category
+            ``"no-target"``, ``object_index`` -1, empty masks in every frame).
+        leaving: one object crosses the border and is out of the frame for the last (or,
+            entering, the first) 1..T/2 frames, where its masks are empty; one appearance or
+            motion expression refers to it.
+
+    The defaults draw exactly the clips they always have: the two options take their random
+    numbers only when set, so the val and test splits do not change.
 
     Returns:
         a ``Clip``: frames uint8 [T,H,W,3], masks bool [N,T,H,W], boxes float32 [N,T,4].
@@ -65,6 +81,8 @@ def generate_clip(
         raise ValueError(f"num_objects must be in 1..{MAX_OBJECTS}, got {num_objects}")
     if num_expressions is not None and num_expressions < 1:
         raise ValueError(f"num_expressions must be >= 1, got {num_expressions}")
+    if no_target < 0:
+        raise ValueError(f"no_target must be >= 0, got {no_target}")
     for _attempt in range(100):
         n = num_objects or int(rng.choice([1, 2, 3, 4, 5], p=[0.08, 0.22, 0.3, 0.25, 0.15]))
         target = num_expressions or int(rng.integers(2, 5))
@@ -72,15 +90,30 @@ def generate_clip(
         # the backgrounds only, never the objects or expressions.
         bg = _background(np.random.default_rng(rng.integers(2**63)), h, w)
         objects = _sample_objects(rng, n, h, w, num_frames)
+        leaver = int(rng.integers(n)) if leaving else -1
+        if leaving:
+            _leave_frame(rng, objects[leaver], h, w, num_frames)
         frames, masks, area = _render(bg, objects, num_frames)
         visible = masks.sum(axis=(2, 3))
         frac = np.where(area > 0, visible / np.maximum(area, 1), 0.0).astype(np.float32)
         for obj, vf in zip(objects, frac, strict=True):
             obj.visible_fraction = vf
         facts = [_Facts.of(o, h, w) for o in objects]
-        eligible = [k for k in range(n) if frac[k].min() >= MIN_VISIBLE_FRACTION]
+        eligible = [k for k in range(n) if frac[k].min() >= MIN_VISIBLE_FRACTION and k != leaver]
         expressions = _choose_expressions(rng, facts, eligible, target)
+        if leaving:
+            # The leaver is referred to while it is (mostly) in the picture: it must show half
+            # of itself wherever at least a fifth of it is inside the frame.
+            full = np.pi * objects[leaver].radii.astype(np.float64) ** 2
+            inside = area[leaver] >= 0.2 * full
+            if not inside.any() or frac[leaver][inside].min() < MIN_VISIBLE_FRACTION:
+                continue
+            expr = _leaving_expression(rng, facts, leaver)
+            if expr is None:
+                continue
+            expressions.append(expr)
         if expressions:
+            expressions += [_no_target_expression(rng, facts) for _ in range(no_target)]
             return Clip(name=name, frames=frames, masks=masks, boxes=_boxes(masks),
                         objects=objects, expressions=expressions)
     raise RuntimeError("could not generate a clip with an unambiguous expression")

@@ -24,6 +24,7 @@ from rvos.data.synth_scene import (
 
 __all__ = [
     "CATEGORIES",
+    "NO_TARGET",
     "annotated_expressions",
     "describe_object",
     "sample_expression_texts",
@@ -32,6 +33,10 @@ __all__ = [
 
 
 CATEGORIES = ("appearance", "position", "motion", "comparison")
+
+
+# The category of an expression that refers to nothing in its clip (``object_index == -1``).
+NO_TARGET = "no-target"
 
 
 COLOUR_WORDS: dict[str, tuple[str, ...]] = {
@@ -410,6 +415,65 @@ def _choose_expressions(
         if not progressed:
             break
     return chosen
+
+
+def _no_target_expression(rng: np.random.Generator, facts: list[_Facts]) -> Expression:
+    """An expression whose noun (a colour, a shape, or both) fits no object of the clip, so it
+    refers to nothing however the rest of it reads. Mostly the hard case: a colour and a shape
+    that are each in the clip, but never on one object ("the green star" next to a green circle
+    and a red star). Sometimes a size, place, motion or comparison is added, as the referring
+    expressions have them."""
+    objs = [f.obj for f in facts]
+    colours = {o.colour for o in objs}
+    shapes = {o.shape for o in objs}
+    pairs = {(o.colour, o.shape) for o in objs}
+    absent = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in pairs]
+    hard = [(c, s) for c, s in absent if c in colours and s in shapes]
+    near = [(c, s) for c, s in absent if c in colours or s in shapes]
+    r = rng.random()
+    if r < 0.6 and (hard or near):
+        colour, shape = (hard or near)[int(rng.integers(len(hard or near)))]
+    elif r < 0.8 and len(colours) < len(COLOURS):
+        free = [c for c in COLOURS if c not in colours]
+        colour, shape = free[int(rng.integers(len(free)))], None
+    elif len(shapes) < len(SHAPES):
+        free = [s for s in SHAPES if s not in shapes]
+        colour, shape = None, free[int(rng.integers(len(free)))]
+    else:
+        colour, shape = absent[int(rng.integers(len(absent)))]
+    extra = rng.random()
+    if extra < 0.4:
+        pred = Predicate(colour=colour, shape=shape)
+    elif extra < 0.55:
+        pred = Predicate(colour=colour, shape=shape, size=_pick(rng, SIZES))
+    elif extra < 0.7:
+        h, v = list(REGION_PHRASES)[int(rng.integers(len(REGION_PHRASES)))]
+        pred = Predicate(colour=colour, shape=shape, h_pos=h, v_pos=v)
+    elif extra < 0.85:
+        pred = Predicate(colour=colour, shape=shape, motion=_pick(rng, MOTIONS))
+    else:
+        pred = Predicate(colour=colour, shape=shape, relation=_pick(rng, RELATIONS))
+    assert not any(_noun_holds(f, pred) for f in facts)
+    return Expression(text=_render_text(rng, pred, pair=False), category=NO_TARGET,
+                      object_index=-1, predicate=pred)
+
+
+def _leaving_expression(
+    rng: np.random.Generator, facts: list[_Facts], k: int
+) -> Expression | None:
+    """An unambiguous appearance or motion expression for object ``k``, which leaves (or enters)
+    the frame; None if it has none. Position and comparison are not used: their geometry
+    would be judged partly outside the picture."""
+    cands = {cat: preds for cat, preds in _candidates(facts, k).items()
+             if preds and cat in ("appearance", "motion")}
+    if not cands:
+        return None
+    cat = list(cands)[int(rng.integers(len(cands)))]
+    weights = np.array([_weight(facts, k, p) for p in cands[cat]])
+    pred = cands[cat][int(rng.choice(len(weights), p=weights / weights.sum()))]
+    rivals = sum(_noun_holds(f, pred) for f in facts) - 1
+    return Expression(text=_render_text(rng, pred, pair=rivals == 1), category=cat,
+                      object_index=k, predicate=pred)
 
 
 def describe_object(

@@ -120,7 +120,8 @@ class Predicate:
 
 @dataclass(frozen=True)
 class Expression:
-    """A referring expression: ``text`` refers to ``Clip.objects[object_index]``."""
+    """A referring expression: ``text`` refers to ``Clip.objects[object_index]``, or to nothing
+    in the clip when ``object_index`` is -1 (category ``"no-target"``)."""
 
     text: str
     category: str  # one of CATEGORIES
@@ -168,6 +169,20 @@ class Clip:
     @property
     def num_frames(self) -> int:
         return int(self.frames.shape[0])
+
+    def target_masks(self, expr: Expression) -> np.ndarray:
+        """bool [T,H,W]: the masks ``expr`` refers to; all empty for a no-target expression
+        (``object_index == -1``, see ``generate_clip(no_target=)``)."""
+        if expr.object_index < 0:
+            return np.zeros_like(self.masks[0]) if len(self.masks) else np.zeros(
+                (self.num_frames, *self.frames.shape[1:3]), dtype=bool)
+        return self.masks[expr.object_index]
+
+    def target_boxes(self, expr: Expression) -> np.ndarray:
+        """float32 [T,4] boxes of ``target_masks(expr)`` (all zero where it is empty)."""
+        if expr.object_index < 0:
+            return np.zeros((self.num_frames, 4), dtype=np.float32)
+        return self.boxes[expr.object_index]
 
 
 def _polygon_area(p: np.ndarray) -> float:
@@ -450,6 +465,38 @@ def _sample_objects(
             centers=centers.astype(np.float32), radii=radii.astype(np.float32),
         ))
     return objects
+
+
+def _leave_frame(rng: np.random.Generator, obj: SynthObject, h: int, w: int, t: int) -> int:
+    """Give ``obj`` a straight path across the border: fully inside the frame at one end of the
+    clip, fully outside for the last (or, entering, the first) 1..T/2 frames. The object keeps
+    its look; its motion becomes the direction it travels. Returns how many frames it is out.
+    """
+    out_frames = int(rng.integers(1, max(1, t // 2) + 1))
+    enters = bool(rng.random() < 0.5)
+    direction = str(rng.choice(list(DIRECTIONS)))
+    d = np.array(DIRECTIONS[direction], dtype=np.float64)
+    if obj.motion in ("growing", "shrinking"):
+        obj.radii = np.full(t, float(np.median(obj.radii)), dtype=np.float32)
+    e = float(obj.radii[0]) * _EXTENT[obj.shape]
+    # Leaving: fully inside at frame 0 and fully out from frame t - out_frames on. Entering is
+    # the same path played backwards, so its direction of travel is the opposite one.
+    start = rng.uniform([e + 0.5, e + 0.5], [w - e - 0.5, h - e - 0.5])
+    along = d if not enters else -d
+    # Distance along ``along`` until the shape has fully crossed the nearest border it meets.
+    dist = min(
+        ((w if a == 0 else h) + e + 1 - start[a]) / along[a] if along[a] > 0
+        else (start[a] + e + 1) / -along[a]
+        for a in range(2) if along[a] != 0
+    )
+    first_out = t - out_frames
+    steps = np.arange(t, dtype=np.float64)[:, None] * (dist / first_out) * along
+    centers = start + steps
+    if enters:
+        centers = centers[::-1]
+    obj.centers = centers.astype(np.float32)
+    obj.motion = direction
+    return out_frames
 
 
 def _render(

@@ -76,7 +76,8 @@ def write_split(
     "0", "1", ...; ``obj_id`` is the 0-based object index in the clip. ``per_object``: store
     that many descriptions of every describable object instead of the clip's own expressions
     (`annotated_expressions`; as `rvos.data.synth_layouts` does for the Ref-DAVIS17 layout, with the
-    same words). Returns the folder.
+    same words). ``clip_kwargs`` go to `generate_clip`; with ``no_target`` the no-target
+    expressions are stored with ``obj_id`` -1 and empty masks. Returns the folder.
     """
     out = Path(out_dir)
     meta: dict = {"split": split, "seed": clip_seed(split, 0, seed)[1], "videos": {}}
@@ -95,7 +96,7 @@ def write_split(
         for e_id, expr in enumerate(expressions):
             ann_dir = out / "Annotations" / clip.name / str(e_id)
             ann_dir.mkdir(parents=True, exist_ok=True)
-            for fname, m in zip(frame_names, clip.masks[expr.object_index], strict=True):
+            for fname, m in zip(frame_names, clip.target_masks(expr), strict=True):
                 ok, buf = cv2.imencode(".png", m.astype(np.uint8) * 255)
                 if not ok:
                     raise OSError(f"could not encode {ann_dir / fname}.png")

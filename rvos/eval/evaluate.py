@@ -81,7 +81,7 @@ def clip_to_video(clip) -> _Video:
     """A `rvos.data.synth_scene.Clip` as the video records `evaluate_videos` reads (no disk round
     trip)."""
     exprs = [
-        _Expr(str(i), e.text, e.category, clip.masks[e.object_index])
+        _Expr(str(i), e.text, e.category, clip.target_masks(e))
         for i, e in enumerate(clip.expressions)
     ]
     return _Video(clip.name, clip.frames, exprs)

@@ -94,6 +94,9 @@ class TrainConfig:
     # Comma-separated parameter-name prefixes; when set, every other parameter is frozen (and
     # frozen batch norms keep their running statistics).
     train_only: str | None = None
+    # Share of clips that get an expression referring to nothing, and (drawn independently)
+    # the share whose one object leaves the frame (`generate_clip(no_target=, leaving=)`).
+    no_target: float = 0.0
 
 
 # --------------------------------------------------------------------------------------- data
@@ -105,15 +108,24 @@ class TrainClips(torch.utils.data.Dataset):
     ``valid`` bool ``[K,T]`` (the object is visible).
     """
 
-    def __init__(self, frames: int, size: int, seed: int, jpeg_prob: float = 0.5) -> None:
+    def __init__(
+        self, frames: int, size: int, seed: int, jpeg_prob: float = 0.5, no_target: float = 0.0
+    ) -> None:
         self.frames, self.size, self.seed, self.jpeg_prob = frames, size, seed, jpeg_prob
+        self.no_target = no_target
 
     def __len__(self) -> int:
         return 2**62
 
     def __getitem__(self, index: int) -> dict:
+        presence = {}
+        if self.no_target > 0:  # its own stream: without the option the clips stay the same
+            draw = np.random.default_rng([self.seed, int(index), 8]).random(2)
+            presence = {"no_target": int(draw[0] < self.no_target),
+                        "leaving": bool(draw[1] < self.no_target)}
         clip = make_clip(
-            "train", int(index), self.seed, num_frames=self.frames, size=(self.size, self.size)
+            "train", int(index), self.seed, num_frames=self.frames, size=(self.size, self.size),
+            **presence,
         )
         frames = clip.frames
         rng = np.random.default_rng([self.seed, int(index), 7])
@@ -122,11 +134,12 @@ class TrainClips(torch.utils.data.Dataset):
             # both clean and re-encoded frames.
             quality = int(rng.integers(60, 96))
             frames = np.stack([_jpeg(f, quality) for f in frames])
-        objs = [e.object_index for e in clip.expressions]
-        masks = torch.from_numpy(clip.masks[objs])  # [K, T, H, W]
+        # [K, T, H, W]; a no-target expression's masks are empty (valid nowhere).
+        masks = torch.from_numpy(np.stack([clip.target_masks(e) for e in clip.expressions]))
         h, w = frames.shape[1:3]
         scale = torch.tensor([w, h, w, h], dtype=torch.float32)
-        boxes = box_xyxy_to_cxcywh(torch.from_numpy(clip.boxes[objs]).float() / scale)
+        raw = np.stack([clip.target_boxes(e) for e in clip.expressions])
+        boxes = box_xyxy_to_cxcywh(torch.from_numpy(raw).float() / scale)
         return {
             "frames": normalize(frames),
             "captions": [e.text for e in clip.expressions],
@@ -363,7 +376,7 @@ def train(cfg: TrainConfig) -> dict:
 
     num_params = sum(p.numel() for p in model.parameters())
     workers = cfg.workers if cfg.workers >= 0 else _default_workers(device)
-    dataset = TrainClips(cfg.frames, cfg.size, cfg.seed, cfg.jpeg_prob)
+    dataset = TrainClips(cfg.frames, cfg.size, cfg.seed, cfg.jpeg_prob, cfg.no_target)
     remaining = max(0, total_steps - start_step)
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -518,6 +531,8 @@ def export(model: ReferFormer, folder: str, cfg: TrainConfig, step: int, val: di
     }
     if cfg.train_only:
         meta["training"]["train_only"] = cfg.train_only
+    if cfg.no_target:
+        meta["training"]["no_target"] = cfg.no_target
     if val:
         meta["val"] = {k: {m: round(x, 2) for m, x in v.items()} for k, v in val.items()}
     return save_pretrained(model, folder, **meta)
