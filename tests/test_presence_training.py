@@ -2,20 +2,14 @@
 expressions and out-of-view frames push the right scores down, and the shipped model's
 presence threshold empties most frames of expressions that refer to nothing."""
 
-import json
 from pathlib import Path
 
-import numpy as np
-import pytest
 import torch
 
-from rvos.data.synth import make_clip
 from rvos.data.synth_language import NO_TARGET
-from rvos.predictor import Predictor
 from rvos.training.losses import ReferringCriterion
 from rvos.training.train import TrainClips, collate, make_tokenizer, select_videos
 from rvos.zoo.builtin import build_builtin_model
-from rvos.zoo.checkpoint import load_pretrained
 
 BUILTIN = Path(__file__).resolve().parents[1] / "rvos" / "weights" / "builtin"
 
@@ -84,32 +78,3 @@ def test_out_of_view_frames_push_the_matched_query_down_and_its_mask_empty(tiny_
     assert (out["pred_masks"].grad[0, ~valid, q] >= 0).all()
     assert out["pred_masks"].grad[0, ~valid, q].sum() > 0
     assert (out["pred_boxes"].grad[0, ~valid] == 0).all()
-
-
-@pytest.mark.slow
-def test_shipped_model_leaves_no_target_frames_empty_below_its_threshold():
-    """The built-in model's config carries its presence threshold (measured by
-    benchmarks/presence_builtin.py); on clips of the held-out test seeds with an expression
-    that names nothing in them, the chosen query's score — what `Predictor` results report
-    per frame — falls below it on a good share of frames, and stays above it on nearly every
-    frame where a referred object is shown.
-
-    The bound is loose and drawn from the measurement: after stage 7 the threshold empties 33 %
-    of such frames on 60 no-target test clips (24 % on these 10), the stage-6 weights 3 % (6 %
-    here). The issue's target of 90 % is not reached (README, "Saying 'not there'")."""
-    config = json.loads((BUILTIN / "config.json").read_text())
-    tau = config["presence_threshold"]
-    assert 0 < tau < 1
-    predictor = Predictor(load_pretrained(BUILTIN))
-    absent, present = [], []
-    for i in range(10):
-        clip = make_clip("test", 100 + i, no_target=1, leaving=True)
-        result = predictor.predict(clip.frames, [e.text for e in clip.expressions])
-        for e, r in zip(clip.expressions, result, strict=True):
-            s = r.scores[np.arange(r.num_frames), r.chosen_query]
-            shown = clip.target_masks(e).any(axis=(1, 2))
-            (absent if e.category == NO_TARGET else present).append((s, shown))
-    empty_absent = np.mean(np.concatenate([s < tau for s, _ in absent]))
-    kept_present = np.mean(np.concatenate([s[shown] >= tau for s, shown in present]))
-    assert empty_absent >= 0.15, empty_absent
-    assert kept_present >= 0.95, kept_present
