@@ -208,10 +208,11 @@ class ReferFormer(nn.Module):
         `chunk_frames` each (sizes differ by at most one); one run in training, with autograd
         or when `chunk_frames` is None."""
         size = self.chunk_frames
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int)
+                                 or size < 1):
+            raise ValueError(f"chunk_frames must be None or a whole number >= 1, got {size!r}")
         if size is None or torch.is_grad_enabled() or num_frames <= size:
             return [(0, num_frames)]
-        if not (isinstance(size, int) and size >= 1):
-            raise ValueError(f"chunk_frames must be None or a whole number >= 1, got {size!r}")
         count = -(-num_frames // size)
         bounds = [num_frames * i // count for i in range(count + 1)]
         return list(zip(bounds[:-1], bounds[1:], strict=True))
