@@ -124,6 +124,8 @@ class ResNetBackbone(nn.Module):
 
     strides = [4, 8, 16, 32]
     num_channels = [256, 512, 1024, 2048]
+    # Every frame is computed alone: a long clip may go through a few frames at a time.
+    frames_independent = True
 
     def __init__(self, name: str = "resnet50") -> None:
         super().__init__()

@@ -4,6 +4,14 @@ Pipeline (per video of T frames, caption of L tokens):
 backbone (strides 4..32) → 1×1 projections to ``hidden_dim`` (+ a stride-2 extra level) →
 vision-language early fusion → deformable encoder → decoder on Q queries per frame →
 class / box / dynamic-mask-parameter heads → cross-modal FPN mask features → per-query masks.
+
+Every stage but one is per frame (the decoder too: its queries are shared by the frames of a
+video only through their common starting point), so a long window runs them `chunk_frames`
+frames at a time, each chunk's tensors small enough to be reused rather than allocated afresh
+(and mostly cache-resident at the smaller strides). The exception is the cross-modal FPN's
+self-attention, which attends over all frames of the clip: it runs on the whole window's
+spatially reduced tokens, between two chunked passes. Chunking never changes the function
+computed, only the order of operations (outputs agree to float rounding).
 """
 
 from __future__ import annotations
@@ -24,6 +32,11 @@ from rvos.modeling.precision import autocast, full_precision
 from rvos.modeling.roberta import RobertaConfig, RobertaModel
 from rvos.modeling.text_encoder import FeatureResizer, tokenize
 from rvos.modeling.transformer import MLP, DeformableTransformer, inverse_sigmoid
+
+# Frames per chunk of the per-frame stages at inference (`ReferFormer.chunk_frames`). Five frames
+# of 360×640 are ~600 MB of activations at the stride-4 scale; a 36-frame window held at once
+# was ~4 GB, every operation's output a fresh allocation that misses the caches.
+DEFAULT_CHUNK_FRAMES = 4
 
 # The released models' text encoder, ``roberta-base`` (its published config.json). A bare
 # ``RobertaConfig()`` (transformers' defaults) is *not* this: it has 512 positions, 2 token types
@@ -127,9 +140,11 @@ class ReferFormer(nn.Module):
         self.config = config
         self.tokenizer = tokenizer
         # "fp32", or a faster mode set by `rvos.modeling.precision.prepare_model` (bf16 / fp16 run
-        # the
-        # visual path under autocast; the text encoder, the heads and the masks stay fp32).
+        # the visual path under autocast; the text encoder, the heads and the masks stay fp32).
         self.precision = "fp32"
+        # Inference runs the per-frame stages this many frames at a time (None: the whole clip
+        # at once, as training always does); the outputs do not depend on it.
+        self.chunk_frames: int | None = DEFAULT_CHUNK_FRAMES
         c = config.hidden_dim
         if config.num_feature_levels != 4:
             raise ValueError("ReferFormer uses 4 feature levels (3 backbone + 1 extra)")
@@ -188,6 +203,20 @@ class ReferFormer(nn.Module):
         for every frame and sentence (a map of the learned query embeddings)."""
         return self.transformer.initial_reference(self.query_embed.weight)
 
+    def frame_chunks(self, num_frames: int) -> list[tuple[int, int]]:
+        """The runs of frames ``[(t0, t1), ...]`` the per-frame stages take at a time: about
+        `chunk_frames` each (sizes differ by at most one); one run in training, with autograd
+        or when `chunk_frames` is None."""
+        size = self.chunk_frames
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int)
+                                 or size < 1):
+            raise ValueError(f"chunk_frames must be None or a whole number >= 1, got {size!r}")
+        if size is None or torch.is_grad_enabled() or num_frames <= size:
+            return [(0, num_frames)]
+        count = -(-num_frames // size)
+        bounds = [num_frames * i // count for i in range(count + 1)]
+        return list(zip(bounds[:-1], bounds[1:], strict=True))
+
     # ------------------------------------------------------------------ visual side
     def encode_video(self, frames: Tensor) -> VisualFeatures:
         """frames: normalised [T, 3, H, W] or [B, T, 3, H, W] -> backbone features."""
@@ -195,7 +224,20 @@ class ReferFormer(nn.Module):
         b, t, _, h, w = frames.shape
         flat = frames.flatten(0, 1)
         with autocast(self.precision, frames.device):
-            features = self.backbone(flat, t)
+            if getattr(self.backbone, "frames_independent", False):
+                # Frames are independent here: any runs of rows will do.
+                features = None
+                for r0, r1 in self.frame_chunks(b * t):
+                    part = self.backbone(flat[r0:r1], r1 - r0)
+                    if r1 - r0 == b * t:
+                        features = part
+                        break
+                    if features is None:
+                        features = [_empty_rows(x, b * t) for x in part]
+                    for whole, x in zip(features, part, strict=True):
+                        whole[r0:r1] = x
+            else:  # temporal layers (small3d, Video-Swin): the clip at once
+                features = self.backbone(flat, t)
         masks = [torch.zeros(f.shape[0], *f.shape[-2:], dtype=torch.bool, device=f.device)
                  for f in features]
         pos = [self.position_embedding(m).to(f.dtype)
@@ -256,71 +298,115 @@ class ReferFormer(nn.Module):
 
     def _decode(self, visual: VisualFeatures, captions: list[str] | str,
                 return_attention: bool) -> dict:
-        if isinstance(captions, str):
-            captions = [captions]
-        if visual.num_videos == 1 and len(captions) > 1:
-            visual = visual.repeat(len(captions))
-        if len(captions) != visual.num_videos:
-            raise ValueError(f"{len(captions)} captions for {visual.num_videos} videos")
-        b, t = visual.num_videos, visual.num_frames
+        captions = [captions] if isinstance(captions, str) else list(captions)
+        b, t = len(captions), visual.num_frames
+        if b != visual.num_videos and not (visual.num_videos == 1 and b > 1):
+            raise ValueError(f"{b} captions for {visual.num_videos} videos")
         device = visual.features[0].device
-        words, word_mask, sentence, tokens = self.encode_text(list(captions), device)
+        words, word_mask, sentence, tokens = self.encode_text(captions, device)
         word_pos = self.text_pos(word_mask).to(words.dtype).transpose(0, 1)  # [L, B, C]
-        words_lb = words.transpose(0, 1)
-
-        srcs, masks, poses, fusion_attn, fusion_heads = [], [], [], [], []
-        backbone_levels = visual.features[-3:]
-        for level in range(self.config.num_feature_levels):
-            if level < len(backbone_levels):
-                src = self.input_proj[level](backbone_levels[level])
-                mask = visual.masks[-3 + level]
-                pos = visual.pos[-3 + level]
-            else:
-                src = self.input_proj[level](visual.features[-1])
-                mask = F.interpolate(visual.masks[-1][None].float(), size=src.shape[-2:]
-                                     ).to(torch.bool)[0]
-                pos = self.position_embedding(mask).to(src.dtype)
-            n, c, h, w = src.shape
-            tokens_v = src.view(b, t, c, h, w).permute(1, 3, 4, 0, 2).reshape(-1, b, c)
-            fused, attn = self.fusion_module(tokens_v, words_lb, word_mask, word_pos,
-                                             return_attention)
-            src = fused.view(t, h, w, b, c).permute(3, 0, 4, 1, 2).reshape(n, c, h, w)
-            srcs.append(src)
-            masks.append(mask)
-            poses.append(pos)
-            if return_attention:
-                # A view of the weights attention computed anyway: no copy at stride 8.
-                fusion_heads.append(attn.view(b, attn.shape[1], t, h, w, -1))
-                fusion_attn.append(attn.mean(1).reshape(b, t, h, w, -1))
-
         q = self.config.num_queries
-        # Queries: the sentence feature (content) + learned embeddings (position), identical in
-        # every frame, so query i means the same object hypothesis throughout the clip.
-        tgt = sentence[:, None, None, :].expand(b, t, q, -1).reshape(b * t, q, -1)
-        out = self.transformer(srcs, masks, poses, tgt, self.query_embed.weight,
-                               return_sampling=return_attention)
-        mask_features, fpn_attn = self.pixel_decoder(
-            visual.features[0], out.memory, visual.pos, words, word_mask, t, return_attention)
-        mask_features = mask_features.view(b, t, *mask_features.shape[1:])
+
+        # Pass 1, a chunk of frames at a time: projections, early fusion, encoder, decoder, and
+        # the FPN's per-frame inputs (kept), of which its cross-frame attention reads a reduced
+        # copy.
+        chunks, reduced = [], []
+        for t0, t1 in self.frame_chunks(t):
+            feats, masks, poses = ([_frames(x, visual.num_videos, b, t, t0, t1) for x in maps]
+                                   for maps in (visual.features, visual.masks, visual.pos))
+            srcs, src_masks, src_poses, fusion = self._fuse(
+                feats, masks, poses, words.transpose(0, 1), word_mask, word_pos, return_attention)
+            # Queries: the sentence feature (content) + learned embeddings (position), identical
+            # in every frame, so query i means the same object hypothesis throughout the clip.
+            tgt = sentence[:, None, None, :].expand(b, t1 - t0, q, -1).flatten(0, 1)
+            out = self.transformer(srcs, src_masks, src_poses, tgt, self.query_embed.weight,
+                                   return_sampling=return_attention)
+            adapted = self.pixel_decoder.adapt(feats[0], out.memory)
+            reduced.append(self.pixel_decoder.reduce(adapted, poses))
+            chunks.append(_Chunk(t0, t1, out.hs, out.init_reference, out.inter_references,
+                                 out.sampling[-1], adapted, poses, fusion))
+        # The FPN's self-attention: all frames of each video together, on reduced tokens.
+        mixed = self.pixel_decoder.mix_frames(
+            [(_join([r[s][0] for r in reduced], b), _join([r[s][1] for r in reduced], b))
+             for s in range(len(reduced[0]))], b)
+        del reduced
+
         # The heads and the dynamic masks in the weights' own precision, even under autocast:
         # they are cheap, and the masks' logits are what gets thresholded.
         dtype = self.class_embed[0].weight.dtype
+        hs = _join([k.hs for k in chunks], b, dim=1).to(dtype)
+        init_reference = _join([k.init_reference for k in chunks], b).to(dtype)
+        inter_refs = _join([k.inter_references for k in chunks], b, dim=1).to(dtype)
         with full_precision(device):
-            output = self._heads(out.hs.to(dtype), out.init_reference.to(dtype),
-                                 out.inter_references.to(dtype), mask_features.to(dtype),
-                                 visual.image_size, b, t)
+            results, mask_params = self._heads(hs, init_reference, inter_refs, b, t)
+
+        # Pass 2, a chunk at a time: the FPN's top-down path, mask features, every query's mask.
+        layer_masks: list[list[Tensor]] = [[] for _ in mask_params]
+        fpn_attn: list[list[Tensor]] = []
+        for k in chunks:
+            mask_features, attn = self.pixel_decoder(
+                k.adapted, [_frames(m, b, b, t, k.t0, k.t1) for m in mixed], k.poses, words,
+                word_mask, return_attention)
+            k.adapted = None  # no longer needed: free it before the next chunk
+            if return_attention:
+                fpn_attn.append([a.view(b, a.shape[1], k.t1 - k.t0, *p.shape[-2:], -1)
+                                 for a, p in zip(attn, k.poses, strict=True)])
+            mask_features = mask_features.view(b, k.t1 - k.t0, *mask_features.shape[1:])
+            with full_precision(device):
+                for masks, (params, centres) in zip(layer_masks, mask_params, strict=True):
+                    masks.append(dynamic_masks(
+                        mask_features.to(dtype), params[:, k.t0:k.t1], centres[:, k.t0:k.t1],
+                        visual.image_size, self.config.dynamic_mask_channels,
+                        self.config.controller_layers, self.config.rel_coord))
+        for result, masks in zip(results, layer_masks, strict=True):
+            result["pred_masks"] = masks[0] if len(masks) == 1 else torch.cat(masks, 1)
+        with full_precision(device):
+            output = self._collect(results, hs, init_reference, inter_refs, b, t)
         if return_attention:
-            output["attention"] = self._attention(out, fpn_attn, visual, fusion_attn,
-                                                  fusion_heads, tokens, word_mask, b, t)
+            output["attention"] = self._attention(chunks, fpn_attn, tokens, word_mask, b, t)
         return output
 
-    def _heads(self, hs: Tensor, init_reference: Tensor, inter_refs: Tensor,
-               mask_features: Tensor, image_size: tuple[int, int], b: int, t: int) -> dict:
-        """Class, box and mask of every query from the decoder states (the last layer's, or
-        every layer's in training)."""
+    def _fuse(self, feats: list[Tensor], masks: list[Tensor], poses: list[Tensor],
+              words: Tensor, word_mask: Tensor, word_pos: Tensor, want_attention: bool):
+        """Input projections and early fusion of some frames of B videos.
+
+        feats / masks / poses: the backbone's, [B*T', ...] each; words / word_pos: [L, B, C].
+        Returns per level (strides 8, 16, 32, 64) the fused sources [B*T', C, h, w], padding
+        masks and position embeddings, and the fusion's word attention [B, heads, T', h, w, L]
+        (with ``want_attention``; else None).
+        """
+        b = words.shape[1]
+        srcs, src_masks, src_poses, attentions = [], [], [], []
+        backbone_levels = feats[-3:]
+        for level in range(self.config.num_feature_levels):
+            if level < len(backbone_levels):
+                src = self.input_proj[level](backbone_levels[level])
+                mask, pos = masks[-3 + level], poses[-3 + level]
+            else:
+                src = self.input_proj[level](feats[-1])
+                mask = F.interpolate(masks[-1][None].float(), size=src.shape[-2:]
+                                     ).to(torch.bool)[0]
+                pos = self.position_embedding(mask).to(src.dtype)
+            n, c, h, w = src.shape
+            tokens_v = src.view(b, n // b, c, h, w).permute(1, 3, 4, 0, 2).reshape(-1, b, c)
+            fused, attn = self.fusion_module(tokens_v, words, word_mask, word_pos,
+                                             want_attention)
+            srcs.append(fused.view(n // b, h, w, b, c).permute(3, 0, 4, 1, 2).reshape(n, c, h, w))
+            src_masks.append(mask)
+            src_poses.append(pos)
+            # A view of the weights attention computed anyway: no copy at stride 8.
+            attentions.append(None if attn is None else attn.view(b, attn.shape[1], n // b, h,
+                                                                  w, -1))
+        return srcs, src_masks, src_poses, attentions
+
+    def _heads(self, hs: Tensor, init_reference: Tensor, inter_refs: Tensor, b: int, t: int
+               ) -> tuple[list[dict], list[tuple[Tensor, Tensor]]]:
+        """Class and box of every query from the decoder states (the last layer's, or every
+        layer's in training), and what its mask needs: the dynamic mask parameters
+        [B, T, Q, P] and the mask's centre [B, T, Q, 2] of each of those layers."""
         num_layers, q = hs.shape[0], self.config.num_queries
         layers = range(num_layers) if self.training else [num_layers - 1]
-        results = []
+        results, mask_params = [], []
         for lvl in layers:
             reference = init_reference if lvl == 0 else inter_refs[lvl - 1]
             delta = self.bbox_embed[lvl](hs[lvl])
@@ -330,19 +416,19 @@ class ReferFormer(nn.Module):
             else:
                 coord = torch.cat([delta[..., :2] + reference, delta[..., 2:]], -1)
             logits = self.class_embed[lvl](hs[lvl])
-            params = self.controller(hs[lvl]).view(b, t, q, -1)
-            # The mask of layer lvl is centred on the box that layer lvl just refined.
-            centres = inter_refs[lvl][..., :2].reshape(b, t, q, 2)
-            pred_masks = dynamic_masks(
-                mask_features, params, centres, image_size,
-                self.config.dynamic_mask_channels, self.config.controller_layers,
-                self.config.rel_coord)
             results.append({
                 "pred_logits": logits.view(b, t, q, -1),
                 "pred_boxes": coord.sigmoid().view(b, t, q, 4),
-                "pred_masks": pred_masks,
             })
+            # The mask of layer lvl is centred on the box that layer lvl just refined.
+            mask_params.append((self.controller(hs[lvl]).view(b, t, q, -1),
+                                inter_refs[lvl][..., :2].reshape(b, t, q, 2)))
+        return results, mask_params
 
+    def _collect(self, results: list[dict], hs: Tensor, init_reference: Tensor,
+                 inter_refs: Tensor, b: int, t: int) -> dict:
+        """`forward`'s dict from `_heads`' results (their masks filled in)."""
+        num_layers, q = hs.shape[0], self.config.num_queries
         output = dict(results[-1])
         last_input_ref = inter_refs[-2] if num_layers > 1 else init_reference
         output["reference_points"] = last_input_ref[..., :2].reshape(b, t, q, 2)
@@ -356,26 +442,76 @@ class ReferFormer(nn.Module):
             output["aux_outputs"] = results[:-1]
         return output
 
-    def _attention(self, out, fpn_attn: list[Tensor], visual: VisualFeatures,
-                   fusion_attn: list[Tensor], fusion_heads: list[Tensor], tokens: dict,
+    def _attention(self, chunks: list[_Chunk], fpn_attn: list[list[Tensor]], tokens: dict,
                    word_mask: Tensor, b: int, t: int) -> dict:
-        """The maps ``decode`` documents under ``attention``."""
-        locations, weights = out.sampling[-1]
-        fpn_maps, fpn_heads = [], []
-        for attn, feat in zip(fpn_attn, [visual.features[0]] + out.memory, strict=False):
-            h, w = feat.shape[-2:]
-            fpn_heads.append(attn.view(b, attn.shape[1], t, h, w, -1))
-            fpn_maps.append(attn.mean(1).reshape(b, t, h, w, -1))
+        """The maps ``decode`` documents under ``attention``, from every chunk's."""
+        fusion_heads = [torch.cat(level, 2) for level in zip(*(k.fusion for k in chunks),
+                                                             strict=True)]
+        fpn_heads = [torch.cat(stage, 2) for stage in zip(*fpn_attn, strict=True)]
+        locations = _join([k.sampling[0] for k in chunks], b)
+        weights = _join([k.sampling[1] for k in chunks], b)
         return {
-            "fusion": fusion_attn,
+            "fusion": [a.mean(1) for a in fusion_heads],
             "fusion_heads": fusion_heads,
             "fpn_heads": fpn_heads,
-            "fpn": fpn_maps,
+            "fpn": [a.mean(1) for a in fpn_heads],
             "sampling_locations": locations.reshape(b, t, *locations.shape[1:]),
             "sampling_weights": weights.reshape(b, t, *weights.shape[1:]),
             "input_ids": tokens["input_ids"],
             "word_mask": word_mask,
         }
+
+
+@dataclass
+class _Chunk:
+    """What pass 1 of `ReferFormer.decode` keeps of frames [t0, t1) of every video for the
+    heads and for pass 2 (tensors over (video, frame) pairs as ``[B*(t1-t0), ...]``)."""
+
+    t0: int
+    t1: int
+    hs: Tensor                     # [layers, N, Q, C] decoder states
+    init_reference: Tensor         # [N, Q, 2]
+    inter_references: Tensor       # [layers, N, Q, 4]
+    sampling: tuple | None         # the last decoder layer's (locations, weights), if asked
+    adapted: list[Tensor] | None   # the FPN's inputs (`CrossModalFPN.adapt`)
+    poses: list[Tensor]            # the backbone's position embeddings, strides 4..32
+    fusion: list[Tensor | None]    # early-fusion attention per level [B, heads, T', h, w, L]
+
+
+def _frames(x: Tensor, videos: int, b: int, t: int, t0: int, t1: int) -> Tensor:
+    """Frames [t0, t1) of each of ``b`` videos from ``x`` [videos*T, ...] (a video's frames
+    consecutive), as [b*(t1-t0), ...]; ``videos == 1 < b``: one video read by b captions."""
+    if videos == 1:
+        part = x[t0:t1]
+        return part if b == 1 else _like(part[None].expand(b, *part.shape).flatten(0, 1), x)
+    if (t0, t1) == (0, t):
+        return x
+    return _like(x.unflatten(0, (videos, t))[:, t0:t1].flatten(0, 1), x)
+
+
+def _join(parts: list[Tensor], b: int, dim: int = 0) -> Tensor:
+    """Per-chunk tensors whose axis ``dim`` runs over (video, frame of the chunk), b videos ->
+    one whose axis ``dim`` runs over (video, frame)."""
+    if len(parts) == 1:
+        return parts[0]
+    if b == 1:
+        return torch.cat(parts, dim)
+    return torch.cat([p.unflatten(dim, (b, -1)) for p in parts], dim + 1).flatten(dim, dim + 1)
+
+
+def _channels_last(x: Tensor) -> bool:
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _like(y: Tensor, x: Tensor) -> Tensor:
+    """``y`` in ``x``'s memory layout (channels-last maps stay channels-last)."""
+    return y.contiguous(memory_format=torch.channels_last) if _channels_last(x) else y
+
+
+def _empty_rows(x: Tensor, n: int) -> Tensor:
+    """An uninitialised ``x`` of n rows, in ``x``'s memory layout."""
+    fmt = torch.channels_last if _channels_last(x) else torch.contiguous_format
+    return torch.empty((n, *x.shape[1:]), dtype=x.dtype, device=x.device, memory_format=fmt)
 
 
 def _check_frames(frames: Tensor) -> Tensor:

@@ -432,6 +432,13 @@ class SwinBackbone(nn.Module):
         self.num_channels = [config.embed_dim * 2**i for i in range(4)]
         self.body = VideoSwinTransformer(config) if config.video else SwinTransformer(config)
 
+    @property
+    def frames_independent(self) -> bool:
+        """Whether a long clip may go through a few frames at a time: yes for the image Swin;
+        not for Video-Swin, whose windows span frames (8 of them, shifted by 4 in every other
+        block), so a chunk would need its neighbours' frames to give the same features."""
+        return not self.config.video
+
     def forward(self, frames: Tensor, num_frames: int) -> list[Tensor]:
         if frames.dim() != 4 or frames.shape[1] != 3:
             raise ValueError(f"frames must be [B*T, 3, H, W], got {tuple(frames.shape)}")
