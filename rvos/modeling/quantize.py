@@ -533,12 +533,13 @@ def static_int8_available() -> bool:
 
 
 def quantize_static(model: nn.Module, clips: Iterable[tuple[Tensor, str]] | None = None,
-                    store: bool = True) -> dict[str, str]:
+                    store: bool = True, path: Path | None = None) -> dict[str, str]:
     """Quantise ``model`` (a `rvos.modeling.ReferFormer` in fp32) to static int8 in place.
 
     The activation ranges come from the calibration stored for this model's weights when there
     is one (and ``clips`` is None); else from running it on ``clips`` (default `example_clips`),
-    then stored (``store``) in the user cache. Returns where they came from: ``source``
+    then stored (``store``) in the user cache, or at ``path`` (how the packaged model's file is
+    written). Returns where they came from: ``source``
     (``"stored"`` or ``"calibrated"``), ``path`` (the file read or written, "" if none),
     ``digest``.
     """
@@ -563,7 +564,7 @@ def quantize_static(model: nn.Module, clips: Iterable[tuple[Tensor, str]] | None
     else:
         default = clips is None
         frames = calibrate(model, example_clips(model) if default else clips, sites)
-        path = calibration_candidates(digest)[-1]
+        path = path or calibration_candidates(digest)[-1]
         source = (f"example clips, {frames} frames" if default
                   else f"given clips, {frames} frames")
         written = ""
@@ -574,6 +575,6 @@ def quantize_static(model: nn.Module, clips: Iterable[tuple[Tensor, str]] | None
                 written = str(path)
             except OSError as error:
                 log.warning("could not store the int8 calibration in %s: %s", path, error)
-        info = {"source": "calibrated", "path": written, "digest": digest}
+        info = {"source": "calibrated", "path": written, "digest": digest, "clips": source}
     freeze_sites(sites)
     return info
