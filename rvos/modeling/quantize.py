@@ -546,10 +546,10 @@ def quantize_static(model: nn.Module, clips: Iterable[tuple[Tensor, str]] | None
     digest = model_digest(model)
     found = None
     if clips is None:
-        for path in calibration_candidates(digest):
-            loaded = load_calibration(path, digest) if path.is_file() else None
+        for candidate in calibration_candidates(digest):
+            loaded = load_calibration(candidate, digest) if candidate.is_file() else None
             if loaded is not None:
-                found = path, loaded[0]
+                found = candidate, loaded[0]
                 break
     sites = install_sites(model)
     ranges = site_ranges(sites)
