@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
@@ -496,7 +496,7 @@ def load_calibration(path: Path, digest: str | None = None
                 return None
             names = f.keys()  # safe_open is not iterable itself
             ranges = {k: tuple(float(v) for v in f.get_tensor(k).tolist()) for k in names}
-    except (OSError, ValueError, RuntimeError) as error:  # unreadable: calibrate again
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:  # calibrate again
         log.warning("int8 calibration %s unreadable: %s", path, error)
         return None
     return ranges, meta
