@@ -398,18 +398,26 @@ def main(argv: list[str] | None = None) -> int:
             r["masks_identical_to_fp32"] = _mask_agreement(reference, masks_out)
         pooled[key] = r
         results.append(r)
+        print(f"{precision} T={frames}: {statistics.median(r['ratio']):.2f}× trunk "
+              f"(round 1 of {args.rounds})", flush=True)
+        if args.json:  # as it goes: a long run cut short keeps what it measured
+            _write_json(args.json, results)
     for r in results:
         r.update(summarise(r))
         _print_result(r, cuda)
     for frames in args.frames:
         _print_comparison([r for r in results if r["frames"] == frames])
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        _write_json(args.json, results)
     return 0 if len(results) == len(precisions) * len(args.frames) else 1
 
 
 LABELS = {"int8": "int8 (new)", "int8-dynamic": "int8 (old)"}
+
+
+def _write_json(path: Path, results: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def _print_comparison(rows: list[dict]) -> None:
