@@ -59,6 +59,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # (one real clip, synthetic shapes), few enough that calibrating costs a few forward passes.
 CALIBRATION_FRAMES = 4
 CALIBRATION_CLIPS = 3
+# Activation ranges leave out this share of the values at each end: a rare outlier then clips
+# instead of coarsening the step for every other value.
+CLIP_QUANTILE = 0.0
 
 # Linear layers quantised, by the end of their module path (see the module docstring).
 _LINEAR_PARTS = ("transformer.encoder.", "transformer.decoder.", "pixel_decoder.")
@@ -103,14 +106,21 @@ def _int8_weight(weight: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class _Range:
-    """Running min / max of what passes a site during calibration."""
+    """The range of what passes a site during calibration: over every batch, the lowest and
+    highest `CLIP_QUANTILE` quantiles (the extreme min / max when it is 0)."""
 
     def __init__(self) -> None:
         self.lo, self.hi = math.inf, -math.inf
 
     def observe(self, x: Tensor) -> None:
-        lo, hi = torch.aminmax(x.detach().float())
-        self.lo, self.hi = min(self.lo, float(lo)), max(self.hi, float(hi))
+        flat = x.detach().reshape(-1).float()
+        if CLIP_QUANTILE > 0 and flat.numel() * CLIP_QUANTILE >= 8:
+            step = max(1, flat.numel() >> 22)  # torch.quantile takes at most 2^24 values
+            q = torch.tensor([CLIP_QUANTILE, 1 - CLIP_QUANTILE])
+            lo, hi = torch.quantile(flat[::step], q).tolist()
+        else:
+            lo, hi = (float(v) for v in torch.aminmax(flat))
+        self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
 
     def qparams(self) -> tuple[float, int]:
         return _qparams(self.lo, self.hi)
