@@ -62,6 +62,9 @@ CALIBRATION_CLIPS = 3
 # Activation ranges leave out this share of the values at each end: a rare outlier then clips
 # instead of coarsening the step for every other value.
 CLIP_QUANTILE = 0.0
+# The linear layers' fp32 inputs quantised with each call's own range (one min / max pass over
+# the rows) rather than the calibrated one; the FFNs' hidden layer stays calibrated. Off.
+LINEAR_INPUT_RANGE_PER_CALL = False
 
 # Linear layers quantised, by the end of their module path (see the module docstring).
 _LINEAR_PARTS = ("transformer.encoder.", "transformer.decoder.", "pixel_decoder.")
@@ -260,17 +263,20 @@ class Int8Linear(_Site):
             return F.linear(x, self._weight, self.bias)
         shape = x.shape
         rows = x.reshape(-1, shape[-1])
+        x_q = self.x_q
         if x.dtype != torch.uint8:
-            rows = _to_u8(rows, *self.x_q)
+            if LINEAR_INPUT_RANGE_PER_CALL:
+                x_q = _qparams(*(float(v) for v in torch.aminmax(rows)))
+            rows = _to_u8(rows, *x_q)
         elif not self.fed:
             raise TypeError("uint8 input for a layer that does not take it quantised")
         if self.feeds:
             out = torch.ops.onednn.qlinear_pointwise(
-                rows, *self.x_q, self.packed, self.w_scales, self.w_zps, self.bias,
+                rows, *x_q, self.packed, self.w_scales, self.w_zps, self.bias,
                 *self.feeds[0].x_q, None, "relu", [], "")
         else:
             out = torch.ops.onednn.qlinear_pointwise(
-                rows, *self.x_q, self.packed, self.w_scales, self.w_zps, self.bias, 1.0, 0,
+                rows, *x_q, self.packed, self.w_scales, self.w_zps, self.bias, 1.0, 0,
                 torch.float32, "none", [], "")
         return out.view(*shape[:-1], self.out_features)
 
