@@ -25,11 +25,12 @@ tensors, not the deprecated quantised tensor types): VNNI or AMX where the CPU h
 elsewhere. `static_int8_available` tells whether this torch build has them.
 
 Calibration (`calibrate`) runs the fp32 model on a few frames of the example clips shipped
-with rvos and records every quantised input's range (min / max). The ranges are stored as
-safetensors (`save_calibration`) under the model's weight digest (`model_digest`): beside the
-packaged weights for the built-in model (``rvos/weights/builtin/int8_calibration.safetensors``),
-in the user cache (``<cache>/int8/<digest>.safetensors``) for the others, and read back
-(`load_calibration`, tensors only) instead of calibrating again.
+with rvos and records every quantised input's range (its 0.01 % and 99.99 % quantiles). The
+ranges are stored as safetensors (`save_calibration`) under the model's weight digest
+(`model_digest`): beside the packaged weights for the built-in model
+(``rvos/weights/builtin/int8_calibration.safetensors``), in the user cache
+(``<cache>/int8/<digest>.safetensors``) for the others, and read back (`load_calibration`,
+tensors only) instead of calibrating again.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from torch import Tensor, nn
 log = logging.getLogger(__name__)
 
 CALIBRATION_FORMAT = "rvos-int8-calibration"
-CALIBRATION_VERSION = "1"
+CALIBRATION_VERSION = "2"  # 2: ranges clipped at the CLIP_QUANTILE quantiles
 CALIBRATION_FILE = "int8_calibration.safetensors"
 PACKAGED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -60,10 +61,12 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CALIBRATION_FRAMES = 4
 CALIBRATION_CLIPS = 3
 # Activation ranges leave out this share of the values at each end: a rare outlier then clips
-# instead of coarsening the step for every other value.
-CLIP_QUANTILE = 0.0
+# instead of coarsening the step for every other value. On the parity clip the final-mask IoU
+# against fp32 rose from 88.3 % (min / max) to 91.8 % with 1e-4.
+CLIP_QUANTILE = 1e-4
 # The linear layers' fp32 inputs quantised with each call's own range (one min / max pass over
-# the rows) rather than the calibrated one; the FFNs' hidden layer stays calibrated. Off.
+# the rows) rather than the calibrated one; the FFNs' hidden layer stays calibrated. Off: it
+# left the parity clip's IoU where it was (88.3 %).
 LINEAR_INPUT_RANGE_PER_CALL = False
 
 # Linear layers quantised, by the end of their module path (see the module docstring).
