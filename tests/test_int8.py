@@ -2,9 +2,10 @@
 on real clips, and that a model's calibration is stored once and read back after.
 
 The IoU bounds are measured margins, not hopes. On the parity clip (random weights, ragged
-masks that move at every edge) the int8 final masks agreed with fp32's at IoU 0.883 (calibrated
-on the example clips, the parity clip unseen; 0.899 calibrated on the parity clip itself): short
-of the issue's 0.95, which the README reports; the bound guards that figure against regressions.
+masks that move at every edge) the int8 final masks agreed with fp32's at IoU 0.918 (calibrated
+on the example clips, the parity clip unseen, ranges clipped at the 0.01 % quantiles; 0.883 with
+plain min / max): short of the issue's 0.95, which the README reports; the bound guards that
+figure against regressions.
 The built-in model's int8 masks on the first example clip agreed at 0.996 and 0.999.
 """
 
@@ -31,7 +32,7 @@ from rvos.modeling.processing import model_short_side, run_original
 pytestmark = pytest.mark.skipif(not quantize.static_int8_available(),
                                 reason="this torch build lacks oneDNN's int8 kernels")
 ROOT = Path(__file__).resolve().parents[1]
-PARITY_IOU = 0.85  # measured 0.883; the issue's target, 0.95, is not reached (README)
+PARITY_IOU = 0.88  # measured 0.918; the issue's target, 0.95, is not reached (README)
 EXAMPLE_IOU = 0.9
 
 
