@@ -13,6 +13,11 @@ Two measurements, each mode against fp32 in the same run:
     python benchmarks/bench_precision.py                       # bf16 and int8 on a CPU
     python benchmarks/bench_precision.py --precision bf16 --skip-builtin
     python benchmarks/bench_precision.py --device cuda --precision bf16 fp16
+    python benchmarks/bench_precision.py --precision int8 int8-dynamic   # new vs old int8
+
+``int8`` is calibrated the way a user's model is (the example clips, stored under the weights'
+digest; the built-in model's calibration ships beside its weights); ``--calibrate-on parity``
+calibrates the parity model on the parity clip itself instead (the clip it is then judged on).
 
 The released weights themselves cannot be fetched here, so these are the figures a faster mode
 is judged by; it is not the default.
@@ -41,7 +46,8 @@ def parity_dir() -> Path:
 
 
 # ------------------------------------------------------------------------------ parity clip
-def parity_clip(precisions: list[str], device: str, repeats: int) -> dict:
+def parity_clip(precisions: list[str], device: str, repeats: int,
+                calibrate_on: str = "examples") -> dict:
     import torch
 
     from rvos.modeling.precision import prepare_model
@@ -58,6 +64,15 @@ def parity_clip(precisions: list[str], device: str, repeats: int) -> dict:
     def load(precision: str):
         model = load_official(case / "checkpoint.pth", text_encoder=case / "text_encoder",
                               device=device)
+        if precision == "int8" and calibrate_on == "parity":
+            from rvos.modeling.processing import preprocess
+            from rvos.modeling.quantize import quantize_static
+
+            clip = preprocess(frames, 360).to(device)
+            model.int8_calibration = quantize_static(model.eval(), [(clip, caption)],
+                                                     store=False)
+            model.precision = "int8"
+            return model
         return prepare_model(model.eval(), precision)
 
     models = {"fp32": load("fp32")}
@@ -75,7 +90,7 @@ def parity_clip(precisions: list[str], device: str, repeats: int) -> dict:
     ref = runs["fp32"]
     fp32_s = statistics.median(seconds["fp32"])
     report = {"frames": int(frames.shape[0]), "input_size": list(ref["pred_masks"].shape[-2:]),
-              "fp32_seconds": fp32_s, "modes": {}}
+              "fp32_seconds": fp32_s, "calibrate_on": calibrate_on, "modes": {}}
     for precision in precisions:
         got = runs[precision]
         a, b = ref["masks"].bool(), got["masks"].bool()
@@ -90,12 +105,14 @@ def parity_clip(precisions: list[str], device: str, repeats: int) -> dict:
             "final_mask_pixels_equal": float((a == b).float().mean()),
             "seconds": statistics.median(seconds[precision]),
             "speedup": fp32_s / statistics.median(seconds[precision]),
+            "int8_calibration": getattr(models[precision], "int8_calibration", None),
         }
     return report
 
 
 # ------------------------------------------------------------------------------ built-in
-def builtin_split(precisions: list[str], device: str, split: Path | None) -> dict:
+def builtin_split(precisions: list[str], device: str, split: Path | None,
+                  count: int = 100) -> dict:
     from rvos.data.synth_split import read_synth_split
     from rvos.eval.evaluate import evaluate_videos, input_short_side
     from rvos.modeling.precision import prepare_model
@@ -104,7 +121,7 @@ def builtin_split(precisions: list[str], device: str, split: Path | None) -> dic
     if split is None:
         split = Path(tempfile.mkdtemp(prefix="rvos-test-split-"))
         subprocess.run([sys.executable, "-m", "rvos", "synth", "--split", "test", "--count",
-                        "100", "--out", str(split), "--overwrite"], check=True, cwd=ROOT,
+                        str(count), "--out", str(split), "--overwrite"], check=True, cwd=ROOT,
                        stdout=subprocess.DEVNULL)
     videos = read_synth_split(split)
     report = {"split": str(split), "modes": {}}
@@ -113,7 +130,9 @@ def builtin_split(precisions: list[str], device: str, split: Path | None) -> dic
         start = time.perf_counter()
         summary = evaluate_videos(model, videos, input_short_side(model)).summary()
         report["modes"][precision] = {"seconds": time.perf_counter() - start,
-                                      "scores": summary}
+                                      "scores": summary,
+                                      "int8_calibration": getattr(model, "int8_calibration",
+                                                                  None)}
     return report
 
 
@@ -127,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed passes on the parity clip")
     parser.add_argument("--split", type=Path, default=None,
                         help="a synthetic test split folder (default: written on the fly)")
+    parser.add_argument("--count", type=int, default=100,
+                        help="clips of the synthetic split written on the fly")
+    parser.add_argument("--calibrate-on", choices=("examples", "parity"), default="examples",
+                        help="int8 on the parity clip: calibrated on the example clips (as a "
+                             "user's model) or on the parity clip itself")
     parser.add_argument("--skip-parity", action="store_true")
     parser.add_argument("--skip-builtin", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -140,17 +164,19 @@ def main(argv: list[str] | None = None) -> int:
     print(cpu.header())
 
     if not args.skip_parity:
-        r = results["parity"] = parity_clip(precisions, args.device, args.repeats)
+        r = results["parity"] = parity_clip(precisions, args.device, args.repeats,
+                                            args.calibrate_on)
         print("Parity clip (released R50 architecture, official checkpoint format):")
         if "skipped" in r:
             print(f"  skipped: {r['skipped']}")
         else:
             print(f"  {r['frames']} frames at {r['input_size'][0] * 4}×{r['input_size'][1] * 4}"
                   f", fp32 {r['fp32_seconds']:.2f} s per clip (median of {args.repeats})")
-            print(f"  {'mode':<6} {'mask logit Δ':>13} {'score logit Δ':>14} {'query':>6} "
+            print(f"  int8 calibrated on: {args.calibrate_on}")
+            print(f"  {'mode':<12} {'mask logit Δ':>13} {'score logit Δ':>14} {'query':>6} "
                   f"{'mask IoU':>9} {'pixels =':>9} {'speed-up':>9}")
             for name, m in r["modes"].items():
-                print(f"  {name:<6} {m['mask_logit_max_abs_diff']:>13.3g} "
+                print(f"  {name:<12} {m['mask_logit_max_abs_diff']:>13.3g} "
                       f"{m['score_logit_max_abs_diff']:>14.3g} "
                       f"{'same' if m['same_query'] else 'OTHER':>6} "
                       f"{100 * m['final_mask_iou']:>8.2f}% "
@@ -159,10 +185,11 @@ def main(argv: list[str] | None = None) -> int:
                   "in magnitude)")
 
     if not args.skip_builtin:
-        r = results["builtin"] = builtin_split(precisions, args.device, args.split)
+        r = results["builtin"] = builtin_split(precisions, args.device, args.split, args.count)
         print("Built-in model, synthetic test split (J&F %):")
         categories = [c for c in r["modes"]["fp32"]["scores"] if c != "overall"] + ["overall"]
-        print(f"  {'mode':<6} " + " ".join(f"{c:>11}" for c in categories) + f" {'time s':>7}")
+        print(f"  {'mode':<12} " + " ".join(f"{c:>11}" for c in categories)
+              + f" {'time s':>7}")
         fp32 = r["modes"]["fp32"]["scores"]
         for name, m in r["modes"].items():
             cells = []
@@ -170,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                 value = m["scores"][c]["J&F"]
                 delta = "" if name == "fp32" else f" {value - fp32[c]['J&F']:+.1f}"
                 cells.append(f"{value:.1f}{delta}")
-            print(f"  {name:<6} " + " ".join(f"{c:>11}" for c in cells)
+            print(f"  {name:<12} " + " ".join(f"{c:>11}" for c in cells)
                   + f" {m['seconds']:>7.1f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,13 @@ model time per frame / trunk time per frame.
     python benchmarks/bench_referformer.py                        # T = 36 (rvos predict's window)
     python benchmarks/bench_referformer.py --frames 5 36 --precision fp32 bf16 int8
     python benchmarks/bench_referformer.py --device cuda --json benchmarks/results/gpu.json
+    python benchmarks/bench_referformer.py --frames 5 --precision fp32 int8 int8-dynamic \
+        --threads 2 --rounds 3        # int8 (new, static) vs int8 (old, dynamic), interleaved
+
+``int8-dynamic`` is the earlier int8 (dynamically quantised linear layers only), kept for this
+comparison; ``int8`` is static int8 across the network (`rvos.modeling.quantize`), calibrated on
+the example clips the first time (stored in the rvos cache under the weights' digest; the
+child reports whether it calibrated or read the stored ranges).
 
 Reference points (issue 14, this 2-core machine): the original implementation's whole forward
 pass costs 5.6× the trunk per frame; "twice the original's throughput" is therefore ≤ 2.8×.
@@ -237,7 +244,9 @@ def run_one(frames: int, height: int, width: int, device: str, precision: str,
         if cuda:
             torch.cuda.synchronize()
 
+    prepare_start = time.perf_counter()
     model = build_model(device, precision)
+    prepare_s = time.perf_counter() - prepare_start
     trunk = plain_resnet50().to(device)
     clip = torch.randn(frames, 3, height, width, generator=torch.Generator().manual_seed(0))
     clip = clip.to(device)
@@ -247,6 +256,7 @@ def run_one(frames: int, height: int, width: int, device: str, precision: str,
         "frames": frames, "size": [height, width], "threads": torch.get_num_threads(),
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "trunk_s": [], "model_s": [], "ratio": [], "cpu_ratio": [], "stages_s": [],
+        "build_s": prepare_s, "int8_calibration": getattr(model, "int8_calibration", None),
     }
     with torch.inference_mode():
         # Warm-up at the full size: kernels, allocator, oneDNN primitives, lazy imports.
@@ -328,9 +338,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, nargs=2, default=[360, 640], metavar=("H", "W"))
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--precision", nargs="+", default=None,
-                        help="fp32, bf16, fp16, int8 (default: fp32 on CPU; fp32 bf16 fp16 on "
-                             "CUDA)")
+                        help="fp32, bf16, fp16, int8, int8-dynamic (the earlier int8, for "
+                             "comparison) (default: fp32 on CPU; fp32 bf16 fp16 on CUDA)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes (median)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every configuration this many times, alternating (fresh "
+                             "processes), and pool their repeats: a shared machine's load then "
+                             "hits every mode alike")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch default)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -354,33 +368,75 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.size[1]}, one caption, {device}; median of {args.repeats} repeats; "
           f"'×trunk' = time per frame / a plain fp32 NCHW ResNet-50 trunk's, same run")
     results, scratch = [], Path(tempfile.mkdtemp(prefix="rvos-bench-"))
+    pooled: dict[tuple[int, str], dict] = {}
+    for frames, _round, precision in (
+            (f, r, p) for f in args.frames for r in range(args.rounds) for p in precisions):
+        masks_out = scratch / f"masks-{precision}-{frames}.pt"
+        cmd = [sys.executable, __file__, "--child", "--frames", str(frames), "--size",
+               *map(str, args.size), "--device", device, "--precision", precision,
+               "--repeats", str(args.repeats), "--masks-out", str(masks_out)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True,
+                              env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode != 0 or not lines:
+            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            print(f"{precision} T={frames}: failed (exit {proc.returncode}): {tail}")
+            continue
+        r = json.loads(lines[-1][len("RESULT "):])
+        key = (frames, precision)
+        if key in pooled:  # a later round: pool its repeats with the earlier ones'
+            for field in ("trunk_s", "model_s", "ratio", "cpu_ratio", "stages_s"):
+                pooled[key][field] += r[field]
+            pooled[key]["rounds"] += 1
+            continue
+        r["rounds"] = 1
+        r["cpu"] = cpu.as_dict()
+        reference = scratch / f"masks-fp32-{frames}.pt"
+        if cuda and precision != "fp32" and reference.exists() and masks_out.exists():
+            r["masks_identical_to_fp32"] = _mask_agreement(reference, masks_out)
+        pooled[key] = r
+        results.append(r)
+        print(f"{precision} T={frames}: {statistics.median(r['ratio']):.2f}× trunk "
+              f"(round 1 of {args.rounds})", flush=True)
+        if args.json:  # as it goes: a long run cut short keeps what it measured
+            _write_json(args.json, results)
+    for r in results:
+        r.update(summarise(r))
+        _print_result(r, cuda)
     for frames in args.frames:
-        for precision in precisions:
-            masks_out = scratch / f"masks-{precision}-{frames}.pt"
-            cmd = [sys.executable, __file__, "--child", "--frames", str(frames), "--size",
-                   *map(str, args.size), "--device", device, "--precision", precision,
-                   "--repeats", str(args.repeats), "--masks-out", str(masks_out)]
-            if args.threads:
-                cmd += ["--threads", str(args.threads)]
-            proc = subprocess.run(cmd, capture_output=True, text=True,
-                                  env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-            if proc.returncode != 0 or not lines:
-                tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-                print(f"{precision} T={frames}: failed (exit {proc.returncode}): {tail}")
-                continue
-            r = json.loads(lines[-1][len("RESULT "):])
-            r.update(summarise(r))
-            r["cpu"] = cpu.as_dict()
-            reference = scratch / f"masks-fp32-{frames}.pt"
-            if cuda and precision != "fp32" and reference.exists() and masks_out.exists():
-                r["masks_identical_to_fp32"] = _mask_agreement(reference, masks_out)
-            results.append(r)
-            _print_result(r, cuda)
+        _print_comparison([r for r in results if r["frames"] == frames])
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        _write_json(args.json, results)
     return 0 if len(results) == len(precisions) * len(args.frames) else 1
+
+
+LABELS = {"int8": "int8 (new)", "int8-dynamic": "int8 (old)"}
+
+
+def _write_json(path: Path, results: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _print_comparison(rows: list[dict]) -> None:
+    """Every precision side by side: per stage ×trunk, and the whole pass's speed-up over fp32
+    (the ratio of the ×trunk figures: each measured against the trunk in its own process)."""
+    if len(rows) < 2:
+        return
+    names = [LABELS.get(r["precision"], r["precision"]) for r in rows]
+    print(f"\nT = {rows[0]['frames']}: ×trunk per stage (median over "
+          f"{sum(len(r['ratio']) for r in rows) // len(rows)} repeats each)")
+    print(f"  {'stage':<14} " + " ".join(f"{n:>12}" for n in names))
+    for name, _ in STAGES:
+        print(f"  {name:<14} " + " ".join(f"{r['stage_ratio_to_trunk'][name]:12.2f}"
+                                          for r in rows))
+    print(f"  {'whole pass':<14} " + " ".join(f"{r['ratio_to_trunk']:12.2f}" for r in rows))
+    fp32 = next((r for r in rows if r["precision"] == "fp32"), None)
+    if fp32 is not None:
+        print(f"  {'vs fp32':<14} " + " ".join(
+            f"{fp32['ratio_to_trunk'] / r['ratio_to_trunk']:11.2f}×" for r in rows))
 
 
 def _print_result(r: dict, cuda: bool) -> None:

@@ -7,10 +7,14 @@ opt-in faster mode.
   bfloat16 natively (CPUs with AMX or AVX-512 BF16, GPUs since Ampere); elsewhere slower than
   fp32.
 * ``fp16``: the same with float16, CUDA only.
-* ``int8``: the large linear layers of the encoder and the cross-modal FPN (their FFNs, the
-  deformable attention's value and output projections) replaced by dynamically quantised int8
-  ones (int8 weights, activations quantised on the fly); CPU only. In place: `with_precision`
-  quantises a copy.
+* ``int8``: static int8 across the visual path (`rvos.modeling.quantize`): the backbone's,
+  the input projections' and the FPN's convolutions and the large linear layers, with
+  activation ranges calibrated once per model on a few real frames and stored with it; CPU
+  only. In place: `with_precision` quantises a copy. Where this torch build lacks oneDNN's int8
+  kernels it falls back to ``int8-dynamic``.
+* ``int8-dynamic`` (internal: the benchmarks compare with it; the doors do not offer it): the
+  earlier int8, the large linear layers of the encoder and the cross-modal FPN dynamically
+  quantised (activations quantised on the fly), convolutions fp32.
 
 None of the faster modes is the default: their deviation from fp32 is measured
 (`benchmarks/bench_precision.py`) but cannot be validated here on the released weights.
@@ -34,11 +38,15 @@ from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
 
 from rvos.errors import RvosError
 from rvos.modeling.cpu_features import CpuFeatures, cpu_features
+from rvos.modeling.quantize import quantize_static, static_int8_available
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+# Modes `prepare_model` / `with_precision` run for the benchmarks, never offered by the doors.
+INTERNAL_PRECISIONS = ("int8-dynamic",)
+INT8_MODES = ("int8", "int8-dynamic")
 AUTO = "auto"  # a request, not a precision: the fastest mode this device runs natively
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-# int8 quantises the linear layers of these parts, where the time goes (their FFNs and the
+# int8-dynamic quantises the linear layers of these parts, where the time goes (their FFNs and the
 # deformable attention's value and output projections), except the layers that predict where
 # deformable attention samples and with which weights: an int8 pixel offset is off by pixels.
 # The text encoder runs once per expression, the decoder on 5 queries and the heads are tiny:
@@ -54,13 +62,13 @@ class PrecisionError(RvosError, ValueError):
 def check_precision(precision: str, device: str | torch.device) -> str:
     """``precision`` if ``device`` can run it; else a `PrecisionError` that says what can."""
     device_type = torch.device(device).type
-    if precision not in PRECISIONS:
+    if precision not in PRECISIONS + INTERNAL_PRECISIONS:
         raise PrecisionError(f"unknown precision {precision!r}; choose one of "
                              f"{', '.join(PRECISIONS)}")
     if precision == "fp16" and device_type != "cuda":
         raise PrecisionError("fp16 needs a CUDA GPU; on this CPU use "
                              + " or ".join(offered_precisions("cpu")))
-    if precision == "int8" and device_type != "cpu":
+    if precision in INT8_MODES and device_type != "cpu":
         raise PrecisionError("int8 runs on the CPU only; on a GPU use bf16 or fp16")
     return precision
 
@@ -87,7 +95,7 @@ def choose_precision(precision: str, device: str | torch.device,
     what is faster."""
     if precision == AUTO:
         return offered_precisions(device, features)[0]
-    if precision not in PRECISIONS:
+    if precision not in PRECISIONS:  # the internal modes are the benchmarks' only
         raise PrecisionError(f"unknown precision {precision!r}; choose one of "
                              f"{', '.join(PRECISIONS)} or {AUTO}")
     check_precision(precision, device)
@@ -112,15 +120,24 @@ def prepare_model(model: nn.Module, precision: str = "fp32") -> nn.Module:
     """Set ``model`` (a `rvos.modeling.ReferFormer`) to run in ``precision``; returns it.
 
     fp32, bf16 and fp16 only record the choice (`ReferFormer.forward` then runs under autocast)
-    and can be changed back; int8 replaces linear layers in place and cannot.
+    and can be changed back; the int8 modes replace layers in place and cannot. ``int8`` reads
+    the model's stored calibration or calibrates it (`rvos.modeling.quantize.quantize_static`;
+    ``model.int8_calibration`` then says which); where this torch build lacks oneDNN's int8
+    kernels it runs ``int8-dynamic`` instead (``model.precision`` says so).
     """
     device = next(model.parameters()).device
     check_precision(precision, device)
     current = getattr(model, "precision", "fp32")
-    if current == "int8" and precision != "int8":
-        raise PrecisionError("this model was quantised to int8 in place; load it again for "
-                             f"{precision}")
-    if precision == "int8" and current != "int8":
+    if current in INT8_MODES and precision != current:
+        raise PrecisionError(f"this model was quantised to {current} in place; load it again "
+                             f"for {precision}")
+    if precision == current:
+        return model
+    if precision == "int8" and not static_int8_available():
+        precision = "int8-dynamic"
+    if precision == "int8":
+        model.int8_calibration = quantize_static(model)
+    elif precision == "int8-dynamic":
         _quantize_dynamic(model)
     model.precision = precision
     return model
@@ -135,14 +152,16 @@ def with_precision(model: nn.Module, precision: str) -> nn.Module:
     current = getattr(model, "precision", "fp32")
     if current == precision:
         return model
-    if current == "int8":
-        raise PrecisionError(f"this model was quantised to int8; load it again for {precision}")
-    derived = copy.deepcopy(model) if precision == "int8" else copy.copy(model)
+    if current in INT8_MODES:
+        raise PrecisionError(f"this model was quantised to {current}; load it again for "
+                             f"{precision}")
+    derived = copy.deepcopy(model) if precision in INT8_MODES else copy.copy(model)
     return prepare_model(derived, precision)
 
 
 def autocast(precision: str, device: str | torch.device) -> contextlib.AbstractContextManager:
-    """The autocast context of ``precision`` on ``device`` (a no-op for fp32 and int8)."""
+    """The autocast context of ``precision`` on ``device`` (a no-op for fp32 and the int8
+    modes)."""
     dtype = _AUTOCAST.get(precision)
     if dtype is None:
         return contextlib.nullcontext()

@@ -1,0 +1,157 @@
+"""Static int8 (`rvos.modeling.quantize`): what it quantises, how close its masks stay to fp32's
+on real clips, and that a model's calibration is stored once and read back after.
+
+The IoU bounds are measured margins, not hopes. On the parity clip (random weights, ragged
+masks that move at every edge) the int8 final masks agreed with fp32's at IoU 0.918 (calibrated
+on the example clips, the parity clip unseen, ranges clipped at the 0.01 % quantiles; 0.883 with
+plain min / max): short of the issue's 0.95, which the README reports; the bound guards that
+figure against regressions.
+The built-in model's int8 masks on the first example clip agreed at 0.998 and 0.998.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from torch import nn
+
+from rvos.modeling import quantize
+from rvos.modeling.precision import (
+    PrecisionError,
+    choose_precision,
+    prepare_model,
+    with_precision,
+)
+from rvos.modeling.processing import model_short_side, run_original
+
+pytestmark = pytest.mark.skipif(not quantize.static_int8_available(),
+                                reason="this torch build lacks oneDNN's int8 kernels")
+ROOT = Path(__file__).resolve().parents[1]
+PARITY_IOU = 0.88  # measured 0.918; the issue's target, 0.95, is not reached (README)
+EXAMPLE_IOU = 0.9
+
+
+def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.bool(), b.bool()
+    return float((a & b).sum()) / max(int((a | b).sum()), 1)
+
+
+@pytest.fixture(scope="module")
+def parity_r50(parity_dir):
+    from rvos.zoo.checkpoint import load_official
+
+    case = parity_dir / "referformer_r50"
+    inputs = torch.load(case / "inputs.pt", weights_only=True)
+    model = load_official(case / "checkpoint.pth", text_encoder=case / "text_encoder",
+                          device="cpu").eval()
+    return model, inputs["frames_uint8"].numpy(), inputs["caption"]
+
+
+def test_int8_masks_on_the_parity_clip_agree_with_fp32(parity_r50):
+    model, frames, caption = parity_r50
+    fast = with_precision(model, "int8")  # calibrated on the example clips, not this one
+    assert fast.int8_calibration["source"] == "calibrated"
+    assert "example clips" in fast.int8_calibration["clips"]
+    # The convolutions run in int8 from the image to res5, the FPN's and projections' too; the
+    # layers that place deformable attention's samples stay fp32, as does the text encoder.
+    assert type(fast.backbone.body) is quantize.Int8ResNetBody
+    assert type(fast.pixel_decoder.layer_1) is quantize.Int8Conv2d
+    assert type(fast.pixel_decoder.mask_features) is quantize.Int8Conv2d
+    assert type(fast.input_proj[3][0]) is quantize.Int8Conv2d
+    layer = fast.transformer.encoder.layers[0]
+    assert type(layer.linear1) is quantize.Int8Linear
+    assert type(layer.self_attn.value_proj) is quantize.Int8Linear
+    assert type(layer.self_attn.sampling_offsets) is nn.Linear
+    assert type(layer.self_attn.attention_weights) is nn.Linear
+    assert not any(isinstance(m, quantize._Site) for m in fast.text_encoder.modules())
+    assert model.precision == "fp32" and type(model.pixel_decoder.layer_1) is not \
+        quantize.Int8Conv2d  # the fp32 model is left as it was
+
+    want, got = run_original(model, frames, caption), run_original(fast, frames, caption)
+    assert got["best_query"] == want["best_query"]
+    assert _iou(got["masks"], want["masks"]) >= PARITY_IOU
+    err = (got["pred_masks"] - want["pred_masks"]).abs().max().item()
+    assert 0 < err < 0.2 * want["pred_masks"].abs().max().item()  # int8 ran, and stayed close
+
+
+def test_the_builtin_model_ships_its_calibration_and_keeps_its_masks():
+    from rvos.media.video import read_video
+    from rvos.zoo.loader import load_model
+
+    entry = json.loads((ROOT / "examples" / "examples.json").read_text())["synthetic"][0]
+    frames, _ = read_video(ROOT / "examples" / entry["video"], max_frames=8)
+    model = load_model("builtin")
+    fast = with_precision(model, "int8")
+    info = fast.int8_calibration
+    assert info["source"] == "stored"
+    assert Path(info["path"]) == quantize.PACKAGED_WEIGHTS / "builtin" / quantize.CALIBRATION_FILE
+    side = model_short_side(model)
+    for caption in entry["expressions"]:
+        want = run_original(model, frames, caption, short_side=side)
+        got = run_original(fast, frames, caption, short_side=side)
+        assert _iou(got["masks"], want["masks"]) >= EXAMPLE_IOU, caption
+
+
+def test_a_calibration_is_stored_once_and_read_back(make_tiny_model, monkeypatch, tmp_path):
+    monkeypatch.setenv("RVOS_CACHE", str(tmp_path))
+    model = make_tiny_model(seed=3)
+    first = with_precision(model, "int8")
+    info = first.int8_calibration
+    path = Path(info["path"])
+    assert info["source"] == "calibrated" and path.parent == tmp_path / "int8"
+    with safe_open(str(path), framework="pt") as f:  # tensors and text only
+        meta = f.metadata()
+        stored = {k: f.get_tensor(k).tolist() for k in f.keys()}  # noqa: SIM118
+    assert meta["model_sha256"] == info["digest"] == quantize.model_digest(model)
+    sites = {n: m for n, m in first.named_modules() if isinstance(m, quantize._Site)}
+    ranges = quantize.site_ranges(sites)
+    assert set(stored) == set(ranges) and len(stored) > 10
+    for key, (lo, hi) in stored.items():
+        assert (lo, hi) == pytest.approx((ranges[key].lo, ranges[key].hi)) and lo <= hi, key
+
+    # The same weights again: the stored ranges are read, nothing is recomputed.
+    def no_calibration(*args, **kwargs):
+        raise AssertionError("calibrated again")
+
+    monkeypatch.setattr(quantize, "calibrate", no_calibration)
+    second = with_precision(make_tiny_model(seed=3), "int8")
+    assert second.int8_calibration == {"source": "stored", "path": str(path),
+                                       "digest": info["digest"]}
+    x = torch.randn(2, 3, 40, 56, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        a, b = first(x, ["the red ball"]), second(x, ["the red ball"])
+    assert torch.equal(a["pred_masks"], b["pred_masks"])  # the same int8 model
+
+    # Other weights are not served another model's ranges.
+    monkeypatch.undo()
+    monkeypatch.setenv("RVOS_CACHE", str(tmp_path))
+    other = with_precision(make_tiny_model(seed=4), "int8")
+    assert other.int8_calibration["source"] == "calibrated"
+    assert other.int8_calibration["path"] != str(path)
+
+
+def test_an_unreadable_calibration_is_calibrated_again(make_tiny_model, monkeypatch, tmp_path):
+    monkeypatch.setenv("RVOS_CACHE", str(tmp_path))
+    model = make_tiny_model(seed=5)
+    path = tmp_path / "int8" / f"{quantize.model_digest(model)[:32]}.safetensors"
+    path.parent.mkdir()
+    path.write_bytes(b"not a safetensors file")
+    fast = with_precision(model, "int8")
+    assert fast.int8_calibration["source"] == "calibrated"
+    assert quantize.load_calibration(path, fast.int8_calibration["digest"]) is not None
+
+
+def test_the_old_dynamic_int8_is_internal(make_tiny_model):
+    old = prepare_model(make_tiny_model(), "int8-dynamic")  # the benchmarks compare with it
+    assert old.precision == "int8-dynamic"
+    assert not any(isinstance(m, quantize._Site) for m in old.modules())
+    with pytest.raises(PrecisionError, match="unknown precision"):
+        choose_precision("int8-dynamic", "cpu")  # no door offers it
+    with pytest.raises(PrecisionError, match="load it again"):
+        prepare_model(old, "int8")
+    assert copy.deepcopy(old).precision == "int8-dynamic"
