@@ -55,6 +55,8 @@ CORPUS = [CAPTION, "the red ball on the left", "a dog running on the grass",
           "the person walking to the right", "a white car parked next to the tree"] * 20
 MIB = 1 << 20
 # The stages of the per-stage table, in pipeline order: (name, module paths inside ReferFormer).
+# The FPN's self-attention over the window's frames runs between the two chunked passes, outside
+# its block's forward (`rvos.modeling.fpn`), so it is listed apart.
 STAGES = [
     ("backbone", ["backbone"]),
     ("position", ["position_embedding"]),
@@ -64,12 +66,16 @@ STAGES = [
     ("encoder", ["transformer.encoder"]),
     ("decoder", ["transformer.decoder"]),
     ("FPN stride 32", ["pixel_decoder.adapter_4", "pixel_decoder.cross_attn_4",
+                       "pixel_decoder.cross_attn_4.self_attn",
                        "pixel_decoder.layer_4"]),
     ("FPN stride 16", ["pixel_decoder.adapter_3", "pixel_decoder.cross_attn_3",
+                       "pixel_decoder.cross_attn_3.self_attn",
                        "pixel_decoder.layer_3"]),
     ("FPN stride 8", ["pixel_decoder.adapter_2", "pixel_decoder.cross_attn_2",
+                      "pixel_decoder.cross_attn_2.self_attn",
                       "pixel_decoder.layer_2"]),
     ("FPN stride 4", ["pixel_decoder.adapter_1", "pixel_decoder.cross_attn_1",
+                      "pixel_decoder.cross_attn_1.self_attn",
                       "pixel_decoder.layer_1", "pixel_decoder.mask_features"]),
     ("mask head", []),  # a function, timed by wrapping it
 ]

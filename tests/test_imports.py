@@ -51,7 +51,7 @@ def test_the_zoo_imports_in_one_direction():
     graph = import_graph()
     # the registry describes: nothing else from rvos but the error base
     assert graph["rvos.zoo.registry"] <= {"rvos.errors"}
-    assert graph["rvos.zoo.download"] <= {"rvos.zoo.registry", "rvos.errors"}
+    assert graph["rvos.zoo.download"] <= {"rvos.zoo.registry", "rvos.errors", "rvos.paths"}
     # reading a checkpoint never goes back up to the loader; the hub never loads models
     assert "rvos.zoo.loader" not in _reaches(graph, "rvos.zoo.checkpoint")
     assert "rvos.zoo.loader" not in _reaches(graph, "rvos.zoo.hub")

@@ -20,7 +20,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from rvos.modeling import quantize
+from rvos.modeling import quantize, quantize_store
 from rvos.modeling.precision import (
     PrecisionError,
     choose_precision,
@@ -89,7 +89,8 @@ def test_the_builtin_model_ships_its_calibration_and_keeps_its_masks():
     fast = with_precision(model, "int8")
     info = fast.int8_calibration
     assert info["source"] == "stored"
-    assert Path(info["path"]) == quantize.PACKAGED_WEIGHTS / "builtin" / quantize.CALIBRATION_FILE
+    packaged = quantize_store.PACKAGED_WEIGHTS / "builtin" / quantize_store.CALIBRATION_FILE
+    assert Path(info["path"]) == packaged
     side = model_short_side(model)
     for caption in entry["expressions"]:
         want = run_original(model, frames, caption, short_side=side)
@@ -107,7 +108,7 @@ def test_a_calibration_is_stored_once_and_read_back(make_tiny_model, monkeypatch
     with safe_open(str(path), framework="pt") as f:  # tensors and text only
         meta = f.metadata()
         stored = {k: f.get_tensor(k).tolist() for k in f.keys()}  # noqa: SIM118
-    assert meta["model_sha256"] == info["digest"] == quantize.model_digest(model)
+    assert meta["model_sha256"] == info["digest"] == quantize_store.model_digest(model)
     sites = {n: m for n, m in first.named_modules() if isinstance(m, quantize._Site)}
     ranges = quantize.site_ranges(sites)
     assert set(stored) == set(ranges) and len(stored) > 10
@@ -138,12 +139,12 @@ def test_a_calibration_is_stored_once_and_read_back(make_tiny_model, monkeypatch
 def test_an_unreadable_calibration_is_calibrated_again(make_tiny_model, monkeypatch, tmp_path):
     monkeypatch.setenv("RVOS_CACHE", str(tmp_path))
     model = make_tiny_model(seed=5)
-    path = tmp_path / "int8" / f"{quantize.model_digest(model)[:32]}.safetensors"
+    path = tmp_path / "int8" / f"{quantize_store.model_digest(model)[:32]}.safetensors"
     path.parent.mkdir()
     path.write_bytes(b"not a safetensors file")
     fast = with_precision(model, "int8")
     assert fast.int8_calibration["source"] == "calibrated"
-    assert quantize.load_calibration(path, fast.int8_calibration["digest"]) is not None
+    assert quantize_store.load_calibration(path, fast.int8_calibration["digest"]) is not None
 
 
 def test_the_old_dynamic_int8_is_internal(make_tiny_model):

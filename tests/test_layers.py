@@ -29,11 +29,12 @@ if not (ROOT / "rvos").is_dir() and "RVOS_REPO" not in os.environ:
     ROOT = Path.cwd().resolve()  # this file copied elsewhere and run from a checkout
 PACKAGE = ROOT / "rvos"
 
-# Lowest first. A module's layer is its folder's; rvos/errors.py is below everything,
-# rvos/__init__.py and rvos/__main__.py above everything. Folders on one line are peers: one may
-# import the other (viz draws with media's palette), never both ways (that is a circle).
+# Lowest first. A module's layer is its folder's; rvos/errors.py and rvos/paths.py are below
+# everything, rvos/__init__.py and rvos/__main__.py above everything. Folders on one line are
+# peers: one may import the other (viz draws with media's palette), never both ways (that is a
+# circle).
 LAYERS: list[tuple[str, ...]] = [
-    ("rvos.errors",),
+    ("rvos.errors", "rvos.paths"),
     ("modeling",),
     ("media", "viz"),
     ("result",),

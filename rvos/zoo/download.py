@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rvos.errors import RvosError
+from rvos.paths import cache_dir
 
 __all__ = [
     "MIRROR_ENV",
@@ -161,18 +162,6 @@ def mirror_urls(filename: str, mirror: str | None = None) -> list[str]:
     spec = os.environ.get(MIRROR_ENV, "") if mirror is None else mirror
     bases = [b for b in re.split(r"[\s,]+", spec) if b]
     return [f"{b.rstrip('/')}/{urllib.parse.quote(filename)}" for b in bases]
-
-
-def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
-    """The download cache: `override`, ``$RVOS_CACHE``, ``$XDG_CACHE_HOME/rvos`` or
-    ``~/.cache/rvos``, in that order. The folder is not created here."""
-    if override:
-        return Path(override).expanduser()
-    if os.environ.get("RVOS_CACHE"):
-        return Path(os.environ["RVOS_CACHE"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "rvos"
-    return Path.home() / ".cache" / "rvos"
 
 
 _cache_root = cache_dir  # for functions whose `cache_dir` parameter hides the function
