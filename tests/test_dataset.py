@@ -266,6 +266,19 @@ def test_resume_refuses_to_mix_settings(davis_root, tmp_path):
     assert json.loads((out / "predict-valid.json").read_text())["settings"]["window"] == 2
 
 
+def test_resume_continues_a_run_recorded_before_the_objects_setting(davis_root, tmp_path):
+    """A run recorded before `--objects` existed was a "best" run: --resume continues it (and
+    still refuses it for --objects all)."""
+    out = tmp_path / "out"
+    assert predict(davis_root, "davis", out, "--max-videos", "1") == 0
+    record_path = out / "predict-valid.json"
+    record = json.loads(record_path.read_text())
+    del record["settings"]["objects"]
+    record_path.write_text(json.dumps(record))
+    assert predict(davis_root, "davis", out, "--resume") == 0
+    assert json.loads(record_path.read_text())["settings"]["objects"] == "best"
+
+
 def test_ytvos_windows_keep_the_object_like_the_predictor(tmp_path):
     from rvos.predictor.predictor import Predictor
     from rvos.zoo.loader import load_model

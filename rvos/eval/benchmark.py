@@ -140,6 +140,9 @@ def _run_record(args: argparse.Namespace, model_name: str, settings) -> dict:
 
 
 _SAME_RUN_KEYS = ("format", "split", "model", "checkpoint", "settings")
+# Settings added after runs were recorded, with the value those runs had: a record without one
+# was made with it, so --resume of such a run continues instead of refusing.
+_SETTINGS_BEFORE = {"objects": "best"}
 
 
 def _plan(
@@ -150,6 +153,8 @@ def _plan(
     done = [v.name for v in split.videos if folder.is_complete(v.name)]
     if args.resume and record_path.is_file():
         previous = json.loads(record_path.read_text())
+        if isinstance(previous.get("settings"), dict):
+            previous["settings"] = {**_SETTINGS_BEFORE, **previous["settings"]}
         changed = [k for k in _SAME_RUN_KEYS if previous.get(k) != record[k]]
         if changed:
             raise DatasetError(
