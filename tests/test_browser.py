@@ -54,11 +54,22 @@ def mirror():
     server.close()
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory, mirror):
+def need_browser():
+    """Skip the test without Chromium or Playwright; else Playwright's ``sync_playwright``."""
     if not CHROMIUM.is_file():
         pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
-    pytest.importorskip("playwright.sync_api")
+    return pytest.importorskip("playwright.sync_api").sync_playwright
+
+
+def browser_app(tmp_path_factory):
+    """The app on the built-in model for a module of browser tests (skipped without a browser)."""
+    need_browser()
+    yield from start_app(tmp_path_factory.mktemp("app"), "--threads", "1")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, mirror):
+    need_browser()
     server, case = mirror
     tmp = tmp_path_factory.mktemp("app")
     env = {"RVOS_MIRROR": server.url, "RVOS_CACHE": str(tmp / "cache"), "RVOS_OFFLINE": "0"}

@@ -14,10 +14,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_app import ROOT, start_app, two_expression_example
+from test_app import ROOT, two_expression_example
 from test_app_evaluate import _eroded
 from test_browser import (
-    CHROMIUM,
     _badges,
     _failure,
     _give_clip,
@@ -26,6 +25,7 @@ from test_browser import (
     _region,
     _src,
     _wait_new_src,
+    browser_app,
 )
 
 pytestmark = pytest.mark.browser
@@ -35,10 +35,7 @@ WAIT_MS = 60_000  # generous: the machine's two cores are shared
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
-    pytest.importorskip("playwright.sync_api")
-    yield from start_app(tmp_path_factory.mktemp("app"), "--threads", "1")
+    yield from browser_app(tmp_path_factory)
 
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from test_app import start_app, two_expression_example
-from test_browser import CHROMIUM, _digest, _failure, _give_clip, _launch, _open, _wait_new_src
+from test_browser import _digest, _failure, _give_clip, _launch, _open, _wait_new_src, need_browser
 
 from rvos.predictor.presence import folder_presence_threshold
 from rvos.zoo.registry import BUILTIN_DIR
@@ -41,10 +41,7 @@ def _set_presence(page, value: float) -> None:
 
 
 def test_moving_the_presence_threshold_changes_the_summary_and_the_timeline(app, tmp_path):
-    if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
-    pytest.importorskip("playwright.sync_api")
-    from playwright.sync_api import sync_playwright
+    sync_playwright = need_browser()
 
     video, expressions = two_expression_example()
     with sync_playwright() as p:
@@ -117,10 +114,7 @@ def test_the_objects_control_reaches_the_run(app, tmp_path):
     """"Every object the expression refers to" in Advanced settings: the run's result.json (the
     page's download) records objects="all" and keeps the objects apart; the summary names the
     objects when there are several."""
-    if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
-    pytest.importorskip("playwright.sync_api")
-    from playwright.sync_api import sync_playwright
+    sync_playwright = need_browser()
 
     video, expressions = two_expression_example()
     with sync_playwright() as p:

@@ -7,9 +7,8 @@ typed are shown as text, and that a bad request leaves a one-line message.
 from __future__ import annotations
 
 import pytest
-from test_app import EXAMPLES, start_app
+from test_app import EXAMPLES
 from test_browser import (
-    CHROMIUM,
     _badges,
     _digest,
     _failure,
@@ -18,6 +17,7 @@ from test_browser import (
     _open,
     _src,
     _wait_new_src,
+    browser_app,
 )
 
 pytestmark = pytest.mark.browser
@@ -27,10 +27,7 @@ CLIP = EXAMPLES / "shapes_00002.mp4"
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
-    pytest.importorskip("playwright.sync_api")
-    yield from start_app(tmp_path_factory.mktemp("app"), "--threads", "1")
+    yield from browser_app(tmp_path_factory)
 
 
 def test_word_importance_drives_the_page(app, tmp_path):
