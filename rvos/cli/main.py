@@ -26,12 +26,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("rvos.cli.models", "list the built-in model and the official checkpoints"),
     "download": ("rvos.cli.download", "download an official checkpoint into the cache"),
     "convert": ("rvos.cli.convert", "write a checkpoint as a self-contained folder for the Hub"),
-    "synth": ("rvos.cli.synth", "write a synthetic referring-video split (DAVIS-style folder)"),
+    "synth": ("rvos.cli.synth", "write a synthetic referring-video split (DAVIS, "
+              "Ref-YouTube-VOS or MeViS layout)"),
     "train": ("rvos.cli.train", "train the built-in model on synthetic videos, or any model on "
               "Ref-YouTube-VOS / Ref-DAVIS17 / MeViS (torchrun spreads it)"),
     "eval": ("rvos.cli.eval", "evaluate a model on a DAVIS-style folder (J, F, J&F)"),
-    "dataset": ("rvos.cli.dataset", "Ref-YouTube-VOS / Ref-DAVIS17: predict a split (torchrun "
-                "shards it) and score it"),
+    "dataset": ("rvos.cli.dataset", "Ref-YouTube-VOS / Ref-DAVIS17 / MeViS: predict a split "
+                "(torchrun shards it), score it, compare two prediction sets"),
 }
 
 
@@ -42,7 +43,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rvos",
         description="ReferFormer referring video object segmentation: predict, models, "
-                    "download, convert, synth, train, eval. `rvos COMMAND --help` for each.")
+                    "download, convert, synth, train, eval, dataset. `rvos COMMAND --help` for "
+                    "each.")
     parser.add_argument("--version", action="version", version=f"rvos {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
