@@ -52,6 +52,7 @@ from rvos.cli.main import passive_openmp
 passive_openmp()  # before torch is imported (by app_support): see rvos.cli.main.passive_openmp
 from rvos.app.compare import Comparison, prepare_compare  # noqa: E402
 from rvos.app.evaluate import (  # noqa: E402
+    Evaluation,
     clip_frames,
     evaluate_result,
     read_truth,
@@ -570,13 +571,14 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
             session.close()  # its overlay and masks are not returned
         yield scored.to_json(), str(paths["csv"])
 
-    def evaluate_page(session: Session | None, ground_truth: str | None):
+    def evaluate_page(session: Session | None, ground_truth: str | None, frame: float = 0):
         """The current result (as shown: its threshold included) scored against the uploaded
-        ground truth: summary, curves, worst frames, JSON, CSV, status line."""
+        ground truth: summary, curves (the cursor at the explorer's ``frame``), worst frames,
+        JSON, CSV, status line, and the scores kept for the cursor (`evaluation_curves`)."""
         keep = (gr.skip(),) * 5
         if session is None:
             return *keep, ("Segment the clip first: the evaluation scores the result shown "
-                           "above.")
+                           "above."), gr.skip()
         try:
             result = session.exported
             truth = read_truth(ground_truth, [e.text for e in result], result.num_frames,
@@ -586,10 +588,18 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
             paths = write_scores(scored, tempfile.mkdtemp(prefix="evaluate-",
                                                           dir=session.out_dir))
         except Exception as err:
-            return *keep, _error_text(err)
-        return (scored.summary(), safe_view("J and F per frame", scored.render_curves),
+            return *keep, _error_text(err), gr.skip()
+        return (scored.summary(), evaluation_curves(scored, frame),
                 safe_view("Worst frames", scored.render_worst, result, truth, session.frames),
-                scored.to_json(), str(paths["csv"]), "")
+                scored.to_json(), str(paths["csv"]), "", scored)
+
+    def evaluation_curves(scored: Evaluation | None, frame: float | None):
+        """The J and F curves with the cursor at the explorer's ``frame``, from the scores
+        kept in the page's state (no model run, no scoring)."""
+        if scored is None:
+            return gr.skip()
+        return safe_view("J and F per frame", scored.render_curves,
+                         None if frame is None else int(frame))
 
     # ---------------------------------------------------------------- which words matter
     def _words_steps(model, video, expression, settings, swap):
@@ -848,7 +858,8 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
                     "value k is expression k) and press **Evaluate**: the result above, at its "
                     "threshold, is scored with the DAVIS J (region IoU) and F (boundary "
                     "accuracy) per frame and per expression. A masks.zip of this app reads "
-                    "as it is.")
+                    "as it is. The curves' vertical line is the frame the Frame explorer "
+                    "below shows.")
         with gr.Row(equal_height=True):
             truth_in = gr.File(label="Ground truth (zip of mask PNGs)", file_types=[".zip"],
                                type="filepath", elem_id="truth", scale=3)
@@ -866,6 +877,8 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
                              interactive=False, height=DECODER_HEIGHT, elem_id="worst")
         with gr.Accordion("Scores (JSON)", open=False):
             scores_json = gr.JSON(label="Scores (JSON)", elem_id="scores_json")
+        # The last evaluation's per-frame J and F: redraws the curves' cursor without scoring.
+        evaluation = gr.State(None, time_to_live=STATE_TTL_S)
 
         gr.Markdown("## Frame explorer\nEvery query's box and score on the chosen frame (the "
                     "chosen query in yellow, dots are reference points), which pixels attend "
@@ -1092,9 +1105,13 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
             evaluate, [video_in, text, truth_in, model, threshold, window, fps, max_frames,
                        short_side, device_in, precision], [scores_json, scores_csv],
             api_name="evaluate", **runs)
-        evaluate_btn.click(evaluate_page, [session, truth_in],
+        evaluate_btn.click(evaluate_page, [session, truth_in, frame],
                            [evaluate_summary, curves_img, worst_img, scores_json, scores_csv,
-                            evaluate_status], api_visibility="private", concurrency_limit=2)
+                            evaluate_status, evaluation], api_visibility="private",
+                           concurrency_limit=2)
+        # The curves' cursor follows the explorer's frame slider: moved by hand, or put back
+        # to the first frame by a new result (change, not input, sees both).
+        frame.change(evaluation_curves, [evaluation, frame], curves_img, **render)
 
         words_settings = [model, threshold, window, fps, max_frames, short_side, device_in,
                           precision, words_swap]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -146,3 +147,112 @@ def test_compare_api_takes_another_systems_masks_as_b(client, segmented, tmp_pat
     *_, summary = client.predict(video=handle_file(str(video)), expressions=expressions[0],
                                  model_a="builtin", model_b="builtin", api_name="/compare")
     assert "B: builtin" in summary
+
+
+# ------------------------------------------------ the curves' cursor (in process, no app)
+def _zip_of(path: Path, masks: list[list[np.ndarray]]) -> Path:
+    """``masks[k][t]`` as one folder of 0/255 PNGs per expression (``k/00000.png``)."""
+    with zipfile.ZipFile(path, "w") as out:
+        for k, track in enumerate(masks):
+            for t, mask in enumerate(track):
+                buffer = io.BytesIO()
+                Image.fromarray(mask.astype(np.uint8) * 255).save(buffer, format="PNG")
+                out.writestr(f"{k}/{t:05d}.png", buffer.getvalue())
+    return path
+
+
+def _scored(tmp_path: Path, truth: list[list[np.ndarray]], prediction: list[list[np.ndarray]]):
+    """``prediction`` scored against ``truth``, both read back from zips as the page reads an
+    upload."""
+    from rvos.app.evaluate import evaluate_result, read_truth
+
+    texts = [f"object {k}" for k in range(len(truth))]
+    frames, size = len(truth[0]), truth[0][0].shape
+    read = [read_truth(str(_zip_of(tmp_path / f"{name}.zip", masks)), texts, frames, size)
+            for name, masks in (("truth", truth), ("prediction", prediction))]
+    return evaluate_result(read[1], read[0], model="shifted")
+
+
+def _synthetic_masks(num_frames: int) -> list[list[np.ndarray]]:
+    """The true masks of two objects of synthetic test clip 1 (its first ``num_frames``)."""
+    from rvos.data.synth import make_clip
+
+    clip = make_clip("test", 1, num_frames=16, size=(256, 256))
+    masks = np.asarray(clip.masks)
+    return [list(masks[k, :num_frames]) for k in range(2)]
+
+
+def _cursor_columns(image: np.ndarray, plain: np.ndarray) -> list[np.ndarray]:
+    """Per panel (J on top, F below): the columns where ``image`` differs from ``plain``,
+    after checking that they differ on a vertical line (most of the plot's height)."""
+    assert image.shape == plain.shape and image.shape[0] % 2 == 0
+    half = image.shape[0] // 2
+    out = []
+    for top in (0, half):
+        changed = (image[top:top + half] != plain[top:top + half]).any(axis=2)
+        rows, columns = np.nonzero(changed)
+        assert rows.size, "no cursor drawn"
+        assert rows.max() - rows.min() > half // 2  # a line down the plot, not a dot
+        out.append(np.unique(columns))
+    return out
+
+
+def _plot_span(plain: np.ndarray) -> tuple[int, int]:
+    """The x of the first and of the last frame in the J panel, read off the drawn axes (in
+    axis grey): the y axis is the column with the most of it, the x axis leaves the y axis's
+    foot and ends past the last frame (curves at 0 may cover the rest of it); frames sit
+    6 pixels inside the axes (plot_curves' inset)."""
+    panel = plain[: plain.shape[0] // 2]
+    grey = (panel == (90, 90, 90)).all(axis=2)
+    y_axis = int(np.argmax(grey.sum(axis=0)))
+    foot = int(np.nonzero(grey[:, y_axis])[0].max())
+    return y_axis + 6, int(np.nonzero(grey[foot])[0].max()) - 6
+
+
+def _assert_cursor_at(scored, frame, expected_x: float, plain: np.ndarray) -> None:
+    for columns in _cursor_columns(scored.render_curves(frame), plain):
+        # The 2-pixel line (and the curves' anti-aliasing over it), nowhere else.
+        assert columns.min() >= expected_x - 3 and columns.max() <= expected_x + 3, \
+            (frame, expected_x, columns)
+
+
+def test_curves_cursor_marks_the_frame_and_changes_nothing_else(tmp_path):
+    truth = _synthetic_masks(16)
+    shifted = [[np.roll(m, 4, axis=1) for m in track] for track in truth]
+    scored = _scored(tmp_path, truth, shifted)
+    assert scored.j.shape == (2, 16) and 0.3 < scored.j.mean() < 1
+    plain = scored.render_curves(None)
+    first, last = _plot_span(plain)
+    assert last - first > 500
+    for frame in (0, 7, 15):
+        _assert_cursor_at(scored, frame, first + (last - first) * frame / 15, plain)
+    # The slider's values as they come (floats), or past the ends: the nearest frame.
+    assert np.array_equal(scored.render_curves(7.0), scored.render_curves(7))
+    assert np.array_equal(scored.render_curves(99), scored.render_curves(15))
+    assert np.array_equal(scored.render_curves(-2), scored.render_curves(0))
+    assert not np.array_equal(scored.render_curves(7), scored.render_curves(8))
+
+
+def test_curves_cursor_on_a_one_frame_clip_and_on_all_empty_truth(tmp_path):
+    # One frame: its point, and the cursor, sit in the middle of the plot.
+    one = _scored(tmp_path, [t[:1] for t in _synthetic_masks(1)],
+                  [[np.roll(m, 4, axis=0) for m in t[:1]] for t in _synthetic_masks(1)])
+    assert one.num_frames == 1
+    plain = one.render_curves(None)
+    first, last = _plot_span(plain)
+    for frame in (0, 3):
+        _assert_cursor_at(one, frame, (first + last) / 2, plain)
+
+    # Truth empty on every frame: a predicted object scores 0, no object scores 1; no NaN in
+    # the numbers, the JSON or the picture.
+    masks = _synthetic_masks(16)
+    empty = [[np.zeros_like(m) for m in track] for track in masks]
+    scored = _scored(tmp_path, empty, [masks[0], empty[1]])
+    assert np.isfinite(scored.j).all() and np.isfinite(scored.f).all()
+    assert (scored.j[0] == 0).all() and (scored.f[0] == 0).all()
+    assert (scored.j[1] == 1).all() and (scored.f[1] == 1).all()
+    json.dumps(scored.to_json(), allow_nan=False)
+    plain = scored.render_curves(None)
+    first, last = _plot_span(plain)
+    for frame in (0, 8, 15):
+        _assert_cursor_at(scored, frame, first + (last - first) * frame / 15, plain)

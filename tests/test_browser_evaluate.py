@@ -8,12 +8,15 @@ docs/evaluate_view.png (the README shows it).
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from test_app import ROOT, two_expression_example
 from test_app_evaluate import _eroded
 from test_browser import (
@@ -51,6 +54,10 @@ def _upload(page, elem_id: str, path: Path) -> None:
         f"""(name) => [...document.querySelectorAll('#{elem_id} a[download]')].some(
                a => a.href.startsWith('http') && a.getAttribute('download') === name)""",
         arg=path.name, timeout=WAIT_MS)
+
+
+def _image(page, url: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(page.request.get(url).body())).convert("RGB"))
 
 
 def _wait_text(page, elem_id: str, pattern: str, timeout_ms: int = WAIT_MS) -> str:
@@ -119,6 +126,27 @@ def test_evaluate_upload_and_compare_with_masks(app, tmp_path):
             assert len(status.strip().splitlines()) == 1 and "/tmp" not in status
             assert "eroded_truth.zip" in page.inner_text("#esummary")
             assert not _badges(page), _badges(page)
+
+            # The explorer's frame slider moves the curves' cursor (from the kept scores: the
+            # summary stays as it is), and only the cursor: the two pictures differ in a few
+            # columns, the old cursor's and the new one's.
+            at_first = _src(page, "jf_curves")
+            page.locator("#frame input[type=range]").fill("9")
+            at_ninth = _wait_new_src(page, "jf_curves", at_first, WAIT_MS)
+            before, after = (_image(page, url) for url in (at_first, at_ninth))
+            assert before.shape == after.shape
+            # The page gets lossy WebP: count, per column, the pixels that changed a lot.
+            changed = (np.abs(before.astype(int) - after.astype(int)) > 100).any(axis=2)
+            per_column = changed.sum(axis=0)
+            lines = np.nonzero(per_column > before.shape[0] // 3)[0]
+            assert lines.size and lines.max() - lines.min() > 100, per_column
+            bands = np.split(lines, np.nonzero(np.diff(lines) > 1)[0] + 1)
+            assert len(bands) == 2 and all(b.size <= 4 for b in bands), lines
+            far = np.ones(per_column.size, bool)
+            for band in bands:
+                far[max(band.min() - 4, 0):band.max() + 5] = False
+            assert per_column[far].max() <= 3, np.nonzero(per_column * far)[0]
+            assert "eroded_truth.zip" in page.inner_text("#esummary")
 
             # Compare: the eroded masks as another system's answer in place of model B.
             _upload(page, "masks_b", eroded)

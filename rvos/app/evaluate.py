@@ -164,11 +164,15 @@ class Evaluation:
                          f"{row['F']:.1f} | {row['J&F']:.1f} |")
         return "\n".join(lines)
 
-    def render_curves(self, frame: int | None = None, width: int = 960) -> np.ndarray:
+    def render_curves(self, frame: float | None = None, width: int = 960) -> np.ndarray:
         """uint8 image: per-frame J (top) and F (bottom), one line per expression in its
-        colour, a cursor at ``frame``."""
+        colour, and a vertical cursor at ``frame`` (counted from 0, as the explorer's slider;
+        rounded to a whole frame and held to the clip's first and last; None: no cursor).
+        Drawn from the stored scores alone, so moving the cursor costs no scoring."""
         colors = palette(len(self.texts))
         labels = [f"expression {k + 1}" for k in range(len(self.texts))]
+        if frame is not None:
+            frame = min(max(round(float(frame)), 0), max(self.num_frames - 1, 0))
         panels = [plot_curves(list(values), colors, labels, current_frame=frame,
                               size=(width, 200), y_label=name, title=f"{name} per frame")
                   for name, values in (("J", self.j), ("F", self.f))]
