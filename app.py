@@ -598,8 +598,7 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         kept in the page's state (no model run, no scoring)."""
         if scored is None:
             return gr.skip()
-        return safe_view("J and F per frame", scored.render_curves,
-                         None if frame is None else int(frame))
+        return safe_view("J and F per frame", scored.render_curves, frame)
 
     # ---------------------------------------------------------------- which words matter
     def _words_steps(model, video, expression, settings, swap):
