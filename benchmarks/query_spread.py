@@ -56,11 +56,13 @@ def iou(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
 
 
 ROOT = Path(__file__).resolve().parents[1]
-R50_NOTE = ("The parity checkpoint's weights are seeded noise (the original initialisation plus "
-            "noise), not trained: these figures describe an untrained network in the released "
-            "format, not the behaviour of a released checkpoint. The parity clip has no "
-            "ground-truth box, so each frame's other queries are measured against the chosen "
-            "query's box.")
+R50_NOTE = (
+    "The parity checkpoint's weights are seeded noise (the original initialisation plus "
+    "noise), not trained: these figures describe an untrained network in the released "
+    "format, not the behaviour of a released checkpoint. The parity clip has no "
+    "ground-truth box, so each frame's other queries are measured against the chosen "
+    "query's box."
+)
 
 
 def parity_case() -> Path:
@@ -79,9 +81,11 @@ def spread_around(boxes: np.ndarray, chosen: int) -> dict[str, float]:
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
     width = max(float(boxes[chosen, 2] - boxes[chosen, 0]), 1e-9)
     distance = np.delete(np.linalg.norm(centres - centres[chosen], axis=1), chosen) / width
-    return {"others_overlap": float((overlap > 0).mean()),
-            "others_mean_iou": float(overlap.mean()),
-            "others_mean_centre_distance_widths": float(distance.mean())}
+    return {
+        "others_overlap": float((overlap > 0).mean()),
+        "others_mean_iou": float(overlap.mean()),
+        "others_mean_centre_distance_widths": float(distance.mean()),
+    }
 
 
 def r50_parity(out: Path | None) -> int:
@@ -89,25 +93,34 @@ def r50_parity(out: Path | None) -> int:
     needed = [case / name for name in ("checkpoint.pth", "inputs.pt", "text_encoder")]
     missing = [str(path) for path in needed if not path.exists()]
     if missing:
-        print(f"query_spread.py: skipped: the R50 parity fixtures are not here (missing "
-              f"{', '.join(missing)}); they live in ../shared/parity next to the repository, "
-              "or set RVOS_PARITY_DIR", file=sys.stderr)
+        print(
+            f"query_spread.py: skipped: the R50 parity fixtures are not here (missing "
+            f"{', '.join(missing)}); they live in ../shared/parity next to the repository, "
+            "or set RVOS_PARITY_DIR",
+            file=sys.stderr,
+        )
         return 0
     inputs = torch.load(case / "inputs.pt", weights_only=True)
     model = load_official(case / "checkpoint.pth", text_encoder=case / "text_encoder")
     frames = inputs["frames_uint8"].numpy()
     found = Predictor(model, device="cpu", model_name="parity R50").predict(
-        frames, [inputs["caption"]])[0]
+        frames, [inputs["caption"]]
+    )[0]
     per_frame = []
     for t in range(found.num_frames):
         q = int(found.chosen_query[t])
-        per_frame.append({"frame": t, "chosen_query": q,
-                          "scores": [round(float(s), 4) for s in found.scores[t]],
-                          **spread_around(np.asarray(found.boxes[t], np.float64), q)})
+        per_frame.append(
+            {
+                "frame": t,
+                "chosen_query": q,
+                "scores": [round(float(s), 4) for s in found.scores[t]],
+                **spread_around(np.asarray(found.boxes[t], np.float64), q),
+            }
+        )
     keys = ("others_overlap", "others_mean_iou", "others_mean_centre_distance_widths")
     figures = {
         "model": "released-format ReferFormer ResNet-50 (parity checkpoint, "
-                 "../shared/parity/referformer_r50)",
+        "../shared/parity/referformer_r50)",
         "note": R50_NOTE,
         "clip": str(inputs.get("source", "parity clip")),
         "expression": inputs["caption"],
@@ -115,16 +128,17 @@ def r50_parity(out: Path | None) -> int:
         "queries": int(np.asarray(found.boxes).shape[1]),
         "frame_size": [int(frames.shape[2]), int(frames.shape[1])],
         # What the original implementation chose on this clip (outputs.pt): the same query.
-        "original_best_query": (int(torch.load(case / "outputs.pt", weights_only=True)
-                                    ["best_query"]) if (case / "outputs.pt").is_file()
-                                else None),
+        "original_best_query": (
+            int(torch.load(case / "outputs.pt", weights_only=True)["best_query"])
+            if (case / "outputs.pt").is_file()
+            else None
+        ),
         **{key: float(np.mean([f[key] for f in per_frame])) for key in keys},
         "per_frame": per_frame,
     }
     for key, value in figures.items():
         if key not in ("per_frame", "note"):
-            print(f"{key:>36}: {value:.3f}" if isinstance(value, float) else
-                  f"{key:>36}: {value}")
+            print(f"{key:>36}: {value:.3f}" if isinstance(value, float) else f"{key:>36}: {value}")
     print(R50_NOTE)
     if out is not None:
         out.write_text(json.dumps(figures, indent=1, ensure_ascii=False) + "\n")
@@ -135,9 +149,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=30, help="test clips (default 30)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    parser.add_argument("--r50-parity", action="store_true",
-                        help="measure the released-format R50 of ../shared/parity on its clip "
-                             "(seeded-noise weights) instead of the built-in model")
+    parser.add_argument(
+        "--r50-parity",
+        action="store_true",
+        help="measure the released-format R50 of ../shared/parity on its clip "
+        "(seeded-noise weights) instead of the built-in model",
+    )
     args = parser.parse_args()
     if args.r50_parity:
         return r50_parity(args.json)
