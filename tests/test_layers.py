@@ -57,8 +57,6 @@ MAX_LINES = 600
 LONG_MODULES: dict[str, str] = {
     "rvos/zoo/download.py": "one concern: a resumable, locked, mirrored download of one file, "
     "with the pages Google Drive answers instead of the file",
-    "rvos/result/video_result.py": "one concern: the result's data model, its JSON and the "
-    "views that read it",
 }
 
 # Commands that must start without these (`rvos models` runs for real, offline).

@@ -24,16 +24,10 @@ from PIL import Image
 
 from rvos.result import exports
 from rvos.result.objects import ObjectTrack
+from rvos.result.records import AttentionMaps, SamplingPoints, SourceInfo, WindowChoice
 from rvos.result.rle import encode_rle, quantize_logits
 from rvos.result.threshold import with_threshold
-from rvos.result.video_result import (
-    AttentionMaps,
-    ExpressionResult,
-    SamplingPoints,
-    SourceInfo,
-    VideoResult,
-    WindowChoice,
-)
+from rvos.result.video_result import ExpressionResult, VideoResult
 from rvos.result.writer import _overlay
 from rvos.viz.colors import palette
 from rvos.viz.decoder import draw_decoder, query_mask_grid

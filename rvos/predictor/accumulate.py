@@ -16,14 +16,9 @@ from rvos.modeling.processing import (
 from rvos.predictor.objects import ObjectBuilder, link_objects, select_objects
 from rvos.predictor.windows import WindowPlan, link_query
 from rvos.result.objects import compose_labels
+from rvos.result.records import AttentionMaps, SamplingPoints, WindowChoice
 from rvos.result.rle import decode_rle, encode_rle_batch, quantize_logits, rle_area
-from rvos.result.video_result import (
-    AttentionMaps,
-    ExpressionResult,
-    SamplingPoints,
-    WindowChoice,
-    is_found,
-)
+from rvos.result.video_result import ExpressionResult, is_found
 
 __all__ = ["ATTENTION_STRIDES"]
 

@@ -16,9 +16,7 @@ import numpy as np
 from rvos.errors import PredictorError
 from rvos.media.probe import check_video_file
 from rvos.media.video import iter_frames
-from rvos.result.video_result import (
-    SourceInfo,
-)
+from rvos.result.records import SourceInfo
 
 ARRAY_FPS = 30.0  # frame rate assumed for an in-memory array when none is given
 

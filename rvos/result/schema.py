@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rvos.result.video_result import RESULT_FORMAT, RESULT_VERSION
+from rvos.result.result_json import RESULT_FORMAT, RESULT_VERSION
 
 __all__ = ["RESULT_SCHEMA"]
 

@@ -1,8 +1,8 @@
 """What a prediction holds, how it is stored compactly, rendered and written to disk.
 
 `rvos.predictor.predictor.Predictor` fills these objects; everything here only *reads* them:
-rendering a
-frame, writing the overlay video, the mask PNGs and ``result.json`` never runs the model again.
+rendering a frame, writing the overlay video, the mask PNGs and ``result.json`` never runs the
+model again.
 
 Memory. A 10-minute 1080p video has 18 000 frames; holding its masks as arrays would take 37 GB.
 Each frame's mask is therefore kept as a run-length encoding of the exact full-size mask (a few
@@ -17,89 +17,15 @@ Every decoder layer's boxes and scores are kept for every query (iterative box r
 decoder refines each query's box layer by layer and its last layer is the answer), ``Q × L × 5``
 float32 per frame (600 bytes for 5 queries and 6 layers).
 
-result.json (``VideoResult.to_json()``, schema ``RESULT_SCHEMA``, format ``rvos-result`` v2)::
-
-    {
-      "format": "rvos-result", "version": 2,
-      "model": "builtin",                          # model name, or null
-      "source": {                                  # the video as processed
-        "path": "in.mp4" | null,                   # file name only; null for in-memory frames
-        "width": 1920, "height": 1080,             # frame size (display orientation)
-        "fps": 29.97, "frame_rate": "30000/1001",  # rate of the processed frames
-        "num_frames": 900,                         # processed frames (after fps / max_frames)
-        "source_fps": 29.97, "source_num_frames": 900 | null,
-        "has_audio": true, "rotation": 90,         # rotation already applied to the frames
-        "variable_frame_rate": false               # true: a VFR source, read at the constant
-      },                                           #   rate "fps" (frame i at i / fps)
-      "settings": {"window": 36, "overlap": 8, "short_side": 360, "threshold": 0.5,
-                   "presence_threshold": 0.0,      # (older results lack it)
-                   "objects": "all",               # only with Predictor(objects="all")
-                   "input_size": [360, 640],       # model input (H, W)
-                   "mask_size": [90, 160],         # model mask logits (h, w)
-                   "num_queries": 5, "device": "cpu",
-                   "precision": "fp32"}, # rvos.modeling.precision (older results lack it)
-      "timings": {"read_s": ..., "model_s": ..., "postprocess_s": ..., "total_s": ...,
-                  "frames_per_second": ...},
-      "windows": [{"index": 0, "start": 0, "end": 36}, ...],   # frame ranges [start, end)
-      "expressions": [{
-        "index": 0, "text": "a dog running", "words": ["a", "dog", "running"],
-        "masks": "masks/0",                        # folder of this expression's PNGs
-        "presence_threshold": 0.0,                 # frames whose presence is below it are
-        "found_frames": 900,                       #   "not found" (empty mask); how many are
-                                                   #   found (older results lack both)
-        "windows": [{"index": 0, "chosen_query": 2, "linked_by": "score",
-                     "overlap_iou": null}, ...],   # how each window chose its query
-        "frames": [{
-          "frame": 0, "time_s": 0.0, "window": 0,
-          "chosen_query": 2,                       # query index *within that window*
-          "score": 0.93,                           # sigmoid score of the chosen query
-          "presence": 0.93, "found": true,         # the same score as presence; whether it
-                                                   #   reaches presence_threshold
-          "box": [x0, y0, x1, y1],                 # chosen query's box, source pixels
-          "mask_area": 12345,                      # mask pixels at the source size
-          "scores": [Q floats], "boxes": [Q × [x0, y0, x1, y1]],
-          "reference_points": [Q × [x, y]],        # pixels: the last layer's input reference
-          "layer_boxes": [Q × [L × [x0, y0, x1, y1]]],  # each query's box after each decoder
-                                                   # layer, in layer order; [q][-1] == boxes[q]
-          "layer_scores": [Q × [L floats]]         # the same for scores; [q][-1] == scores[q]
-        }, ...]
-      }, ...],
-      "outputs": {"overlay": "overlay.mp4", "masks": "masks", "masks_zip": "masks.zip"}
-    }
-
-With ``objects="all"`` (`rvos.predictor.objects`) each expression also has ``"objects"``: one
-entry per object, object 0 the chosen query above, each kept apart::
-
-    "objects": [{"object": 1, "label": 2,          # its value in the mask PNGs
-                 "frames": [{"frame": 0, "query": 3 | null,   # null: no query on this frame
-                             "score": 0.61 | null, "found": true, "mask_area": 812,
-                             "rle": {"size": [H, W], "counts": [...]}}, ...]}, ...]
-
-``counts`` are rvos's run lengths (`rvos.result.rle.encode_rle`: row-major, alternating
-background / object, starting with background). The mask PNGs then hold a label per pixel:
-0 background, ``label`` the object (the chosen query's where objects overlap).
-
-Decoder layers (``L`` of them) refine every query's box in turn: layer ``l`` starts from a
-reference point and moves it. Layer 1's reference point is a learned point of each query
-(``initial_reference_points``, the same in every frame and for every sentence); layer ``l > 1``
-starts from the centre of the box layer ``l - 1`` returned. So each query's path through the
-decoder is ``initial_reference_points[q]`` followed by the centres of ``layer_boxes[q]``.
-Version 2 added ``layer_boxes``, ``layer_scores`` and ``initial_reference_points``.
-
-``outputs`` is present when the file was written by `write_outputs`. Mask files are
-``masks/<expression index>/<frame index, 5 digits>.png``: DAVIS palette PNGs, 0 background and
-1 the object (with ``objects="all"``, each object's ``label``); ``frame`` counts processed
-frames (``time_s = frame / fps``).
+result.json, the document ``VideoResult.to_json()`` writes, is described in
+`rvos.result.result_json`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, overload
 
@@ -107,11 +33,18 @@ import cv2
 import numpy as np
 import torch
 
-from rvos.media.probe import partial_path
 from rvos.media.video import iter_frames
 from rvos.modeling.processing import postprocess_masks
-from rvos.result.objects import ObjectTrack, compose_labels, rle_json
-from rvos.result.rle import decode_rle, dequantize_logits, rle_area
+from rvos.result.objects import ObjectTrack, compose_labels
+from rvos.result.records import AttentionMaps, SamplingPoints, SourceInfo, WindowChoice
+from rvos.result.result_json import (
+    RESULT_FORMAT,
+    RESULT_VERSION,
+    expression_json,
+    video_json,
+    write_json,
+)
+from rvos.result.rle import decode_rle, dequantize_logits
 from rvos.viz.colors import object_color, palette
 from rvos.viz.decoder import draw_decoder, query_mask_grid
 from rvos.viz.draw import overlay_masks
@@ -126,142 +59,10 @@ from rvos.viz.explorer import (
 __all__ = [
     "RESULT_FORMAT",
     "RESULT_VERSION",
-    "AttentionMaps",
     "ExpressionResult",
-    "SamplingPoints",
-    "SourceInfo",
     "VideoResult",
-    "WindowChoice",
     "is_found",
 ]
-
-
-RESULT_FORMAT = "rvos-result"
-
-
-RESULT_VERSION = 2
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """The video a result was computed on, as processed.
-
-    ``width``/``height`` are the frame size in display orientation (what masks and boxes refer
-    to); ``fps``/``frame_rate`` the rate of the processed frames, ``num_frames`` their count.
-    """
-
-    path: str | None
-    width: int
-    height: int
-    fps: float
-    frame_rate: Fraction
-    num_frames: int
-    source_fps: float
-    source_num_frames: int | None = None
-    has_audio: bool = False
-    rotation: int = 0
-    # Arguments that reproduce the processed frame sequence from ``path`` (for re-reading).
-    sample_fps: float | None = None
-    max_frames: int | None = None
-    # The source has a variable frame rate; `rvos.media.video` reads it at the constant rate
-    # ``fps``.
-    variable_frame_rate: bool = False
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(H, W)."""
-        return self.height, self.width
-
-    def to_json(self) -> dict[str, Any]:
-        # Only the file's name: the folder is the machine's business (a server's upload folder).
-        return {
-            "path": None if self.path is None else Path(self.path).name,
-            "width": self.width,
-            "height": self.height,
-            "fps": round(self.fps, 6),
-            "frame_rate": f"{self.frame_rate.numerator}/{self.frame_rate.denominator}",
-            "num_frames": self.num_frames,
-            "source_fps": round(self.source_fps, 6),
-            "source_num_frames": self.source_num_frames,
-            "has_audio": self.has_audio,
-            "rotation": self.rotation,
-            "variable_frame_rate": self.variable_frame_rate,
-        }
-
-
-@dataclass(frozen=True)
-class WindowChoice:
-    """How one window chose an expression's query.
-
-    ``linked_by`` is ``"score"`` (best mean score over the window: the original rule, used for
-    the first window and whenever the overlap gives no evidence) or ``"overlap"`` (the query
-    whose masks on the frames shared with the previous window best match the previous choice,
-    see `rvos.predictor.windows.link_query`); ``overlap_iou`` is that query's IoU on the overlap.
-    """
-
-    index: int
-    start: int
-    end: int
-    chosen_query: int
-    linked_by: str
-    overlap_iou: float | None = None
-
-
-@dataclass
-class AttentionMaps:
-    """Word attention of one expression: how much each image position attends to each word.
-
-    ``maps[l]`` is float16 ``[T, num_words, h_l, w_l]`` for level ``levels[l]``, or with
-    ``num_heads > 0`` ``[T, num_words, num_heads, h_l, w_l]`` (one map per attention head). A
-    map is the attention of a position to the word (mean over the word's tokens, and over heads
-    unless one is asked for), so over all words and special tokens it sums to 1 at every
-    position. Heads specialise (one may follow colour words, another shapes), which their mean
-    hides.
-    """
-
-    words: list[str]
-    levels: list[str]
-    maps: list[np.ndarray]
-    num_heads: int = 0  # 0: the maps hold the mean over heads only
-
-    def get(self, frame: int, word: int | None = None, level: int | str = 0,
-            head: int | None = None) -> np.ndarray:
-        """float32 ``[h_l, w_l]`` map of ``word`` (``None``: summed over words) on ``frame``,
-        for attention head ``head`` (``None``: the mean over heads)."""
-        lvl = self.levels.index(level) if isinstance(level, str) else int(level)
-        if not 0 <= lvl < len(self.levels):
-            raise IndexError(f"level {level} out of range; levels are {self.levels}")
-        maps = self.maps[lvl][frame].astype(np.float32)
-        if self.num_heads:
-            if head is None:
-                maps = maps.mean(1)
-            elif 0 <= head < self.num_heads:
-                maps = maps[:, head]
-            else:
-                raise IndexError(f"head {head} out of range: the model has {self.num_heads}")
-        elif head is not None:
-            raise ValueError("these maps hold the mean over heads only: predict with "
-                             "attention_heads=True to keep each head")
-        if word is None:
-            return maps.sum(0)
-        if not 0 <= word < len(self.words):
-            raise IndexError(f"word {word} out of range: the expression has {len(self.words)}")
-        return maps[word]
-
-
-@dataclass
-class SamplingPoints:
-    """Where each query's last decoder layer sampled the image (deformable attention).
-
-    ``points`` float32 ``[T, Q, P, 2]`` (x, y) in source pixels, ``weights`` float32
-    ``[T, Q, P]`` summing to 1 over P per query; ``P = heads × levels × points`` in that order,
-    ``levels[p]``/``heads[p]`` say which feature level and head point p belongs to.
-    """
-
-    points: np.ndarray
-    weights: np.ndarray
-    levels: np.ndarray
-    heads: np.ndarray
 
 
 @dataclass
@@ -491,70 +292,10 @@ class ExpressionResult:
         return total
 
     def to_json(self, index: int, fps: float, *, objects: bool = False) -> dict[str, Any]:
-        """This expression's part of result.json (see the module docstring); ``fps`` is the
+        """This expression's part of result.json (`rvos.result.result_json`); ``fps`` is the
         processed frame rate, for the frame times; ``objects``: write ``objects`` even for one
         object (a run with ``objects="all"``)."""
-        frames = []
-        # The same rounding of the same float32 numbers: layer_boxes[q][-1] == boxes[q] holds
-        # in the file too.
-        rows = zip(self.chosen_query.tolist(), self.window_index.tolist(),
-                   _round(self.scores, 4), _round(self.boxes, 1),
-                   _round(self.reference_points, 1), self.mask_areas.tolist(),
-                   _round(self.layer_boxes, 1), _round(self.layer_scores, 4),
-                   self.found.tolist(), strict=True)
-        for t, (q, w, scores, boxes, refs, area, layer_boxes, layer_scores,
-                found) in enumerate(rows):
-            frames.append({
-                "frame": t, "time_s": round(t / fps, 6), "window": w, "chosen_query": q,
-                "score": scores[q], "presence": scores[q], "found": found,
-                "box": boxes[q], "mask_area": area, "scores": scores, "boxes": boxes,
-                "reference_points": refs, "layer_boxes": layer_boxes,
-                "layer_scores": layer_scores,
-            })
-        doc = {
-            "index": index,
-            "text": self.text,
-            "words": list(self.words),
-            "masks": f"masks/{index}",
-            "presence_threshold": self.presence_threshold,
-            "found_frames": int(self.found.sum()),
-            "initial_reference_points": _round(self.initial_reference_points, 1),
-            "windows": [
-                {"index": w.index, "chosen_query": w.chosen_query, "linked_by": w.linked_by,
-                 "overlap_iou": None if w.overlap_iou is None else round(w.overlap_iou, 4)}
-                for w in self.windows
-            ],
-            "frames": frames,
-        }
-        if objects or self.extra_objects:
-            doc["objects"] = self._objects_json()
-        return doc
-
-    def _objects_json(self) -> list[dict[str, Any]]:
-        """result.json's ``objects`` (``objects="all"``): each object's query, score, whether
-        it was found, and its mask (run lengths) on every frame; object 0 is the chosen
-        query."""
-        out = []
-        for j in range(self.num_objects):
-            if j == 0:
-                query, scores = self.chosen_query, self.presence
-                rle = self.rle
-            else:
-                track = self.extra_objects[j - 1]
-                query, scores, rle = track.query, track.scores(self.scores), track.rle
-            found = self.object_found(j)
-            empty = np.array([self.size[0] * self.size[1]], dtype=np.uint32)
-            frames = []
-            for t in range(self.num_frames):
-                counts = rle[t] if found[t] else empty
-                frames.append({
-                    "frame": t, "query": int(query[t]) if query[t] >= 0 else None,
-                    "score": None if query[t] < 0 else round(float(scores[t]), 4),
-                    "found": bool(found[t]), "mask_area": rle_area(counts),
-                    "rle": rle_json(counts, self.size),
-                })
-            out.append({"object": j, "label": j + 1, "frames": frames})
-        return out
+        return expression_json(self, index, fps, objects=objects)
 
 
 def is_found(presence: np.ndarray, presence_threshold: float) -> np.ndarray:
@@ -565,10 +306,6 @@ def is_found(presence: np.ndarray, presence_threshold: float) -> np.ndarray:
     if float(presence_threshold) <= 0.0:
         return np.ones(presence.shape, dtype=bool)
     return presence >= float(presence_threshold)
-
-
-def _round(a: np.ndarray, digits: int) -> list:
-    return np.round(a.astype(np.float64), digits).tolist()
 
 
 @dataclass
@@ -611,25 +348,12 @@ class VideoResult(Sequence[ExpressionResult]):
         return frame_index / self.source.fps
 
     def to_json(self) -> dict[str, Any]:
-        """The result.json document (see the module docstring and `RESULT_SCHEMA`)."""
-        every = self.settings.get("objects") == "all"
-        expressions = [e.to_json(i, self.source.fps, objects=every)
-                       for i, e in enumerate(self.expressions)]
-        return {
-            "format": RESULT_FORMAT,
-            "version": RESULT_VERSION,
-            "model": self.model_name,
-            "source": self.source.to_json(),
-            "settings": _jsonable(self.settings),
-            "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
-            "windows": [{"index": i, "start": s, "end": e}
-                        for i, (s, e) in enumerate(self.windows)],
-            "expressions": expressions,
-        }
+        """The result.json document (`rvos.result.result_json`, `RESULT_SCHEMA`)."""
+        return video_json(self)
 
     def save_json(self, path: str | os.PathLike) -> Path:
         """Write `to_json` to ``path``."""
-        return _write_json(Path(path), self.to_json())
+        return write_json(Path(path), self.to_json())
 
     # ------------------------------------------------------------------ frames of the source
 
@@ -794,27 +518,3 @@ class VideoResult(Sequence[ExpressionResult]):
 def _file_name(video: Any) -> str:
     """How messages name a source: its file name, never the folder (a server's)."""
     return "the frames" if isinstance(video, np.ndarray) else repr(Path(video).name)
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> Path:
-    """Write ``doc`` under a temporary name, then rename it to ``path`` (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(path)
-    try:
-        tmp.write_text(json.dumps(doc, separators=(",", ":")))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
-    return value

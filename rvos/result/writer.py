@@ -17,7 +17,9 @@ import numpy as np
 from rvos.media.labels import label_png_bytes
 from rvos.media.probe import PARTIAL_GLOB, partial_path
 from rvos.media.video import VideoWriter, iter_frames
-from rvos.result.video_result import SourceInfo, VideoResult, _file_name, _write_json
+from rvos.result.records import SourceInfo
+from rvos.result.result_json import write_json
+from rvos.result.video_result import VideoResult, _file_name
 from rvos.viz.colors import object_color, palette
 from rvos.viz.draw import overlay_masks
 
@@ -158,7 +160,7 @@ class OutputWriter:
         doc["timings"]["write_s"] = round(time.perf_counter() - started, 4)
         doc["outputs"] = {k: v.relative_to(self.out).as_posix() for k, v in paths.items()}
         self._placed.append(self.out / "result.json")
-        paths["result"] = _write_json(self.out / "result.json", doc)
+        paths["result"] = write_json(self.out / "result.json", doc)
         self._placed.clear()  # complete: abort() no longer removes anything
         return paths
 
