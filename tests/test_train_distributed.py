@@ -229,6 +229,36 @@ def test_resume_continues_bit_for_bit(splits, tmp_path, tiny_builtin):
     assert losses(resumed) == losses(straight)[2:]
 
 
+def test_steps_on_resume_extends_the_run(splits, tmp_path, tiny_builtin, capsys):
+    """--steps on --resume sets a new end: a 4-step run resumed with --steps 6 ends where a
+    6-step run ends (the paper's schedule drops the rate at fixed epochs, so the end does not
+    change it), and a --steps the checkpoint has passed is refused in one line."""
+    init = tiny_folder(tmp_path / "init", tiny_builtin)
+    common = ["--init", str(init), "--recipe", "paper", "--frames", "3", "--batch-size", "2",
+              "--lr", "1e-3"]  # fmt: skip
+    short, long, extended = tmp_path / "short", tmp_path / "long", tmp_path / "extended"
+    assert main(train_argv(splits["davis"], "davis", short, "--steps", "4", *common)) == 0
+    assert main(train_argv(splits["davis"], "davis", long, "--steps", "6", *common)) == 0
+    capsys.readouterr()
+    argv = train_argv(splits["davis"], "davis", extended, "--resume",
+                      str(short / "checkpoint.pt"), "--steps", "6", *common)  # fmt: skip
+    assert main(argv) == 0
+    assert "now ends at step 6 instead of 4" in capsys.readouterr().err
+    a = torch.load(long / "checkpoint.pt", weights_only=True)
+    b = torch.load(extended / "checkpoint.pt", weights_only=True)
+    assert a["step"] == b["step"] == 6
+    for k, w in a["model"].items():
+        assert torch.allclose(w, b["model"][k], rtol=1e-5, atol=1e-7), k
+    assert losses(extended) == pytest.approx(losses(long)[4:], rel=1e-5)
+
+    argv = train_argv(splits["davis"], "davis", tmp_path / "cut", "--resume",
+                      str(short / "checkpoint.pt"), "--steps", "3", *common)  # fmt: skip
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("--steps 3: the checkpoint is already at step 4; give more steps "
+                            "to extend the run (it was to end at 4)"), err
+
+
 def _predicts(model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / f"pred_{model_dir.name}"
     video = REPO / "examples" / "shapes_00001.mp4"

@@ -242,8 +242,18 @@ def _train(cfg: DatasetTrainConfig, workers, device: torch.device) -> dict:
         start=start_step * A,
     )
     steps_per_epoch = max(1, sampler.batches_per_epoch // A)
+    extended = None
     if resume is not None:
         total = int(resume["total_steps"])
+        if cfg.steps is not None and cfg.steps != total:
+            # --steps on --resume sets a new end: a run may be extended (or cut short) at any
+            # step it has not yet passed.
+            if cfg.steps <= start_step:
+                raise ValueError(
+                    f"--steps {cfg.steps}: the checkpoint is already at step {start_step}; "
+                    f"give more steps to extend the run (it was to end at {total})"
+                )
+            extended, total = total, cfg.steps
     elif cfg.steps is not None:
         total = cfg.steps
     else:
@@ -301,6 +311,12 @@ def _train(cfg: DatasetTrainConfig, workers, device: torch.device) -> dict:
             f"{start_step}..{total} ({steps_per_epoch} per epoch)",
             file=sys.stderr,
         )
+        if extended is not None:
+            how = ("the learning rate drops at the same epochs"
+                   if recipe.schedule == "step" else
+                   "the cosine schedule is stretched to the new end from here on")
+            print(f"note: the run now ends at step {total} instead of {extended}; {how}",
+                  file=sys.stderr)
         if resume is not None and int(resume.get("world_size", 1)) != workers.world_size:
             print(
                 f"note: the run was started on {resume.get('world_size')} processes; the "
