@@ -454,15 +454,18 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
                 fps: float = 0.0, max_frames: int = limits.max_frames, short_side: int = 0,
                 device: str = device, precision: str = "fp32",
                 previous: Comparison | None = None, masks_b: str | None = None,
+                presence_threshold: float | None = None, objects: str = "best",
                 progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's injection idiom)
         """The same video and expressions through model_a and model_b (the same model twice is
         allowed; a model that is not here yet is downloaded first, as for /segment).
         masks_b: optional zip of another system's per-frame mask PNGs for this clip, shown as
             B in place of model_b (README: The app, Evaluate and compare with masks).
+        presence_threshold, objects: as for /segment (None: each model's own threshold;
+            objects=all compares each side's union of objects).
         Returns each model's overlay video and result.json (none for masks), both overlays
         side by side in one video, and a summary."""
         settings = RunSettings(threshold, window, fps, max_frames, short_side, device,
-                                   precision)
+                                   precision, presence_threshold, objects)
         place = models.slot.place()
         progress(0.0, desc="checking the input and loading the models")
         try:
@@ -497,7 +500,7 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
     def compare_page(video, expressions, model_a=default.key, model_b=default.key,
                      threshold=0.5, window=36, fps=0.0, max_frames=limits.max_frames,
                      short_side=0, device=device, precision="fp32", previous=None,
-                     masks_b=None,
+                     masks_b=None, presence_threshold=None, objects="best",
                      progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's idiom)
         """`compare` for the page: a failure shows in Compare's status line (see
         `segment_page`); the last value says whether a new comparison came."""
@@ -507,6 +510,7 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
             with contextlib.closing(compare(video, expressions, model_a, model_b, threshold,
                                             window, fps, max_frames, short_side, device,
                                             precision, previous, masks_b,
+                                            presence_threshold, objects,
                                             progress=progress)) as steps:
                 for values in steps:
                     yield *values, "", isinstance(values[6], Comparison)
@@ -1079,14 +1083,16 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         run_event.success(menu_updates, None, menus, api_visibility="private",
                           show_progress="hidden")
 
-        # masks_b last: /compare's earlier parameters keep their places (State is not one).
+        # New parameters last: /compare's earlier ones keep their places (State is not one).
         compare_in = [video_in, text, model_a, model_b, threshold, window, fps, max_frames,
                       short_side, device_in, precision, comparison, masks_b_in]
         compare_out = [overlay_a, overlay_b, result_a, result_b, side_video, compare_summary,
                        comparison]
-        api_compare_btn.click(compare, compare_in, compare_out, api_name="compare", **runs)
+        api_compare_btn.click(compare, [*compare_in, api_presence, objects], compare_out,
+                              api_name="compare", **runs)
         compare_event = compare_btn.click(
-            compare_page, compare_in, [*compare_out, compare_status, compare_fresh],
+            compare_page, [*compare_in, presence, objects],
+            [*compare_out, compare_status, compare_fresh],
             api_visibility="private", **runs)
         compare_event.success(compare_explore, [comparison, compare_fresh],
                               [compare_frame, compare_expr, compare_img, scores_a, scores_b],

@@ -115,11 +115,11 @@ def test_compare_api_takes_another_systems_masks_as_b(client, segmented, tmp_pat
     from gradio_client import handle_file
 
     video, expressions, masks_zip = segmented
-    # masks_b is the last parameter: the earlier ones keep their places.
+    # masks_b, then presence_threshold and objects come last: the earlier ones keep their places.
     info = client.view_api(print_info=False, return_format="dict")
     names = [p["parameter_name"] for p in info["named_endpoints"]["/compare"]["parameters"]]
     assert names[:4] == ["video", "expressions", "model_a", "model_b"]
-    assert names[-1] == "masks_b"
+    assert names[-3:] == ["masks_b", "presence_threshold", "objects"]
 
     eroded = _eroded(masks_zip, tmp_path / "sam2_masks.zip")
     overlay_a, overlay_b, result_a, result_b, side_by_side, summary = client.predict(
@@ -147,6 +147,12 @@ def test_compare_api_takes_another_systems_masks_as_b(client, segmented, tmp_pat
     *_, summary = client.predict(video=handle_file(str(video)), expressions=expressions[0],
                                  model_a="builtin", model_b="builtin", api_name="/compare")
     assert "B: builtin" in summary
+    # ... and takes /segment's presence threshold and objects setting.
+    _, _, result_a, _, _, summary = client.predict(
+        video=handle_file(str(video)), expressions=expressions[0], model_a="builtin",
+        model_b="builtin", presence_threshold=1.0, objects="all", api_name="/compare")
+    settings = json.loads(Path(result_a).read_text())["settings"]
+    assert settings["objects"] == "all" and settings["presence_threshold"] == 1.0
 
 
 # ------------------------------------------------ the curves' cursor (in process, no app)

@@ -5,7 +5,9 @@ objects) and the built-in model.
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -14,13 +16,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rvos.app.compare import prepare_compare
+from rvos.app.inputs import Limits, RunSettings
+from rvos.app.models import ModelCache, model_choices
 from rvos.cli.main import main
 from rvos.data.layouts import read_frames, read_split
 from rvos.data.mevis import expression_masks, mask_dict_path, read_mask_dict
 from rvos.eval.dataset_inference import PredictSettings
 from rvos.eval.metrics import f_measure, jaccard
 from rvos.media.labels import read_label_png
-from rvos.media.video import read_video
+from rvos.media.video import VideoWriter, read_video
 from rvos.predictor.objects import select_objects
 from rvos.predictor.predictor import Predictor
 from rvos.result.rle import decode_rle
@@ -201,3 +206,35 @@ def test_objects_are_followed_across_windows_by_their_pixels(builtin, case):
         # On every frame the same ground-truth object holds most of its pixels.
         owner = [int(np.argmax([(m & g[t]).sum() for g in gt])) for t, m in enumerate(masks)]
         assert len(set(owner)) == 1, f"object {j} jumps between objects: {owner}"
+
+
+def test_compare_with_all_objects_scores_each_sides_union(case, tmp_path):
+    """Compare takes the objects setting: against the two-object expression's true masks as B
+    (a zip of 0/255 PNGs), A answering with every object agrees with the truth more than A
+    answering with the best query alone, the agreement being the union's."""
+    _, expression, frames, gt = case
+    video = tmp_path / "clip.mp4"
+    with VideoWriter(video, 8, crf=0) as writer:
+        for frame in frames:
+            writer.write(frame)
+    truth = tmp_path / "truth.zip"
+    with zipfile.ZipFile(truth, "w") as z:
+        for t, m in enumerate(gt.any(0)):
+            png = io.BytesIO()
+            Image.fromarray(m.astype(np.uint8) * 255).save(png, format="PNG")
+            z.writestr(f"0/{t:05d}.png", png.getvalue())
+    models = ModelCache(model_choices(offline=True))
+
+    def agreement(objects: str):
+        run = prepare_compare(models, "builtin", None, str(video), expression.text,
+                              RunSettings(objects=objects), Limits(), tmp_path,
+                              masks_b=str(truth))
+        list(run.steps())
+        comparison = run.finish()
+        assert comparison.results[0][0].num_objects == (1 if objects == "best" else 2)
+        return comparison.agreement()[0], comparison.summary()
+
+    best, _ = agreement("best")
+    every, summary = agreement("all")
+    assert every.mean() > best.mean() + 0.1
+    assert "each side's objects together" in summary

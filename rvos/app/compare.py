@@ -39,11 +39,19 @@ def _titles(keys: tuple[str, str]) -> tuple[str, str]:
     return f"A: {keys[0]}", f"B: {keys[1]}"
 
 
+def _answer_masks(e) -> Iterator[np.ndarray]:
+    """An expression's answer frame by frame: its mask, or with several objects
+    (``objects="all"``) their union, as MeViS scores an expression; a `MaskSet`'s masks."""
+    if getattr(e, "extra_objects", None):
+        return (e.union_mask(t) for t in range(e.num_frames))
+    return e.masks()
+
+
 def _pooled_iou(a, b) -> float | None:
-    """Intersection over union of two expressions' masks pooled over all frames (None when
-    neither has any object pixel)."""
+    """Intersection over union of two expressions' answers (`_answer_masks`) pooled over all
+    frames (None when neither has any object pixel)."""
     inter = union = 0
-    for ma, mb in zip(a.masks(), b.masks(), strict=True):
+    for ma, mb in zip(_answer_masks(a), _answer_masks(b), strict=True):
         inter += int(np.count_nonzero(ma & mb))
         union += int(np.count_nonzero(ma | mb))
     return inter / union if union else None
@@ -87,15 +95,19 @@ class Comparison:
         return isinstance(self.results[1], MaskSet)
 
     def agreement(self) -> np.ndarray:
-        """float64 ``[K, T]``: per expression and frame, the IoU of A's and B's masks (1 where
-        both are empty, as DAVIS's J counts it)."""
+        """float64 ``[K, T]``: per expression and frame, the IoU of A's and B's answers
+        (`_answer_masks`: with several objects their union; 1 where both are empty, as DAVIS's
+        J counts it)."""
         if self._agreement is None:
             a, b = self.results
             self._agreement = np.array([
-                [float(jaccard(ma, mb)[0]) for ma, mb in zip(ea.masks(), eb.masks(),
-                                                             strict=True)]
+                [float(jaccard(ma, mb)[0]) for ma, mb in zip(_answer_masks(ea),
+                                                             _answer_masks(eb), strict=True)]
                 for ea, eb in zip(a, b, strict=True)])
         return self._agreement
+
+    def _several_objects(self) -> bool:
+        return any(getattr(e, "extra_objects", None) for r in self.results for e in r)
 
     def close(self) -> None:
         shutil.rmtree(self.out_dir, ignore_errors=True)
@@ -140,7 +152,9 @@ class Comparison:
         lines = [f"**{ta}** vs **{tb}** · {plural(self.num_frames, 'frame')} · {times}", "",
                  "Score: the chosen query's mean score"
                  + (" (masks from a zip have none)" if self.b_is_masks else "")
-                 + "; IoU: how much the two masks overlap, pooled over all frames.", "",
+                 + "; IoU: how much the two masks overlap, pooled over all frames"
+                 + (" (with several objects per expression, each side's objects together)"
+                    if self._several_objects() else "") + ".", "",
                  "| expression | A score | B score | A–B IoU |",
                  "| --- | --- | --- | --- |"]
         for ea, eb in zip(a, b, strict=True):
