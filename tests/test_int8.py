@@ -2,10 +2,11 @@
 on real clips, and that a model's calibration is stored once and read back after.
 
 The IoU bounds are measured margins, not hopes. On the parity clip (random weights, ragged
-masks that move at every edge) the int8 final masks agreed with fp32's at IoU 0.918 (calibrated
-on the example clips, the parity clip unseen, ranges clipped at the 0.01 % quantiles; 0.883 with
-plain min / max): short of the issue's 0.95, which the README reports; the bound guards that
-figure against regressions.
+masks that move at every edge) the int8 final masks agreed with fp32's at IoU 0.972 (calibrated
+on the example clips, the parity clip unseen, ranges clipped at the 0.01 % quantiles), with the
+encoder's output projections and the input projections kept fp32 (0.918 with them in int8,
+0.883 with plain min / max ranges; 0.947 to 0.965 with only the strided input projection fp32,
+depending on rounding): the bound is the issue's target, 0.95.
 The built-in model's int8 masks on the first example clip agreed at 0.998 and 0.998.
 """
 
@@ -32,7 +33,7 @@ from rvos.modeling.processing import model_short_side, run_original
 pytestmark = pytest.mark.skipif(not quantize.static_int8_available(),
                                 reason="this torch build lacks oneDNN's int8 kernels")
 ROOT = Path(__file__).resolve().parents[1]
-PARITY_IOU = 0.88  # measured 0.918; the issue's target, 0.95, is not reached (README)
+PARITY_IOU = 0.95  # the issue's target; measured 0.972
 EXAMPLE_IOU = 0.9
 
 
@@ -62,12 +63,13 @@ def test_int8_masks_on_the_parity_clip_agree_with_fp32(parity_r50):
     assert type(fast.backbone.body) is quantize.Int8ResNetBody
     assert type(fast.pixel_decoder.layer_1) is quantize.Int8Conv2d
     assert type(fast.pixel_decoder.mask_features) is quantize.Int8Conv2d
-    assert type(fast.input_proj[3][0]) is quantize.Int8Conv2d
     layer = fast.transformer.encoder.layers[0]
     assert type(layer.linear1) is quantize.Int8Linear
     assert type(layer.self_attn.value_proj) is quantize.Int8Linear
     assert type(layer.self_attn.sampling_offsets) is nn.Linear
     assert type(layer.self_attn.attention_weights) is nn.Linear
+    assert type(layer.self_attn.output_proj) is nn.Linear  # the most sensitive in int8
+    assert all(type(proj[0]) is nn.Conv2d for proj in fast.input_proj)  # they, too
     assert not any(isinstance(m, quantize._Site) for m in fast.text_encoder.modules())
     assert model.precision == "fp32" and type(model.pixel_decoder.layer_1) is not \
         quantize.Int8Conv2d  # the fp32 model is left as it was

@@ -7,8 +7,8 @@ opt-in faster mode.
   bfloat16 natively (CPUs with AMX or AVX-512 BF16, GPUs since Ampere); elsewhere slower than
   fp32.
 * ``fp16``: the same with float16, CUDA only.
-* ``int8``: static int8 across the visual path (`rvos.modeling.quantize`): the backbone's,
-  the input projections' and the FPN's convolutions and the large linear layers, with
+* ``int8``: static int8 across the visual path (`rvos.modeling.quantize`): the backbone's and
+  the FPN's convolutions and the large linear layers (the input projections stay fp32), with
   activation ranges calibrated once per model on a few real frames and stored with it; CPU
   only. In place: `with_precision` quantises a copy. Where this torch build lacks oneDNN's int8
   kernels it falls back to ``int8-dynamic``.

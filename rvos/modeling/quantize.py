@@ -8,21 +8,23 @@ activations):
   convolution, activations stay uint8 from the stem to res5, the residual sum and its ReLU fused
   into the last convolution of each block); any other backbone's ``nn.Conv2d`` layers one by one
   (the built-in model's (2+1)-D backbone: its 3-D temporal convolutions stay fp32);
-* the input projections, the cross-modal FPN's convolutions and the mask-feature convolution
-  (`Int8Conv2d`: fp32 in and out, the norm after it fp32);
+* the cross-modal FPN's convolutions and the mask-feature convolution (`Int8Conv2d`: fp32 in
+  and out, the norm after it fp32);
 * the encoder's and the FPN's FFNs (the hidden activation uint8 between the two products, the
-  ReLU fused into the first), the encoder's value and output projections and the decoder's value
+  ReLU fused into the first), the encoder's value projections and the decoder's value
   projection (`Int8Linear`).
 
-What stays fp32, because accuracy needs it or because it costs nothing: the layers that predict
+What stays fp32, because accuracy needs it or because it costs little: the layers that predict
 where deformable attention samples and with which weights (an 8-bit pixel offset is off by
-pixels), every attention's own products and softmax, the norms, the text encoder, the decoder's
-queries and the heads.
+pixels), the encoder's output projections and the input projections (the two groups that
+moved the parity clip's masks most in int8, for a few per cent of the products), every
+attention's own products and softmax, the norms, the text encoder, the decoder's queries and
+the heads.
 
 The products run on oneDNN's int8 kernels (``torch.ops.onednn.qconv2d_pointwise`` /
 ``qlinear_pointwise``: the kernels torch's x86 PT2E quantisation lowers to, on plain uint8/int8
-tensors, not the deprecated quantised tensor types): VNNI or AMX where the CPU has them, AVX2
-elsewhere. `static_int8_available` tells whether this torch build has them.
+tensors; torch's quantised tensor types serve only to convert, `_to_u8`): VNNI or AMX where
+the CPU has them, AVX2 elsewhere. `static_int8_available` tells whether this torch build has them.
 
 Calibration (`calibrate`) runs the fp32 model on a few frames of the example clips shipped
 with rvos and records every quantised input's range (its 0.01 % and 99.99 % quantiles). The
@@ -38,6 +40,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -67,9 +70,15 @@ LINEAR_INPUT_RANGE_PER_CALL = False
 
 # Linear layers quantised, by the end of their module path (see the module docstring).
 _LINEAR_PARTS = ("transformer.encoder.", "transformer.decoder.", "pixel_decoder.")
-_LINEAR_NAMES = ("value_proj", "output_proj")
+# The encoder's output projection stays fp32: of every group of layers it moved the parity
+# clip's masks most (final-mask IoU vs fp32 96.2 % with it alone in int8, 99.1 % for the value
+# projection), and it is one of the smallest products (256 × 256 per token).
+_LINEAR_NAMES = ("value_proj",)
 _DECODER_LINEARS = ("cross_attn.value_proj",)  # the decoder reads every encoder token once
-_CONV_PARTS = ("backbone.", "input_proj.", "pixel_decoder.")
+# The input projections stay fp32: in int8 they moved the parity clip's masks more than the whole
+# FPN (IoU 97.5 % alone), as their inputs, res3..res5, are already rounded to the backbone's
+# uint8 steps and would be rounded again to their own; they are ~3 % of the multiply-adds.
+_CONV_PARTS = ("backbone.", "pixel_decoder.")
 
 
 # ------------------------------------------------------------------------------ numerics
@@ -83,8 +92,25 @@ def _qparams(lo: float, hi: float) -> tuple[float, int]:
     return scale, int(min(255, max(0, round(-lo / scale))))
 
 
+# torch 2.13 marks its quantised tensor types deprecated (issue 184982); `_to_u8` / `_from_u8`
+# use them only as one-pass converters to and from plain uint8, and fall back to elementwise
+# arithmetic where they are gone.
+_QUANTISER = hasattr(torch, "quantize_per_tensor") and hasattr(
+    torch, "_make_per_tensor_quantized_tensor")
+warnings.filterwarnings("ignore", r"torch\.quantize_per_tensor, torch\.quantize_per_channel",
+                        UserWarning)
+
+
 def _to_u8(x: Tensor, scale: float, zero_point: int) -> Tensor:
-    """fp32 -> uint8 (round to nearest, saturating), keeping ``x``'s memory format."""
+    """fp32 -> uint8 (round to nearest, saturating), keeping ``x``'s memory format.
+
+    One pass: torch's quantiser writes a quint8 tensor whose bytes are then read as the plain
+    uint8 tensor oneDNN's kernels take (no copy). The elementwise form (scale, shift, round,
+    clamp, cast) costs ten times as long, and was a tenth of the int8 pass."""
+    if _QUANTISER:
+        q = torch.quantize_per_tensor(x.float(), scale, zero_point, torch.quint8)
+        return torch.empty(0, dtype=torch.uint8, device=x.device).set_(
+            q.untyped_storage(), q.storage_offset(), q.size(), q.stride())
     y = torch.mul(x, 1.0 / scale)
     if zero_point:
         y.add_(zero_point)
@@ -92,6 +118,9 @@ def _to_u8(x: Tensor, scale: float, zero_point: int) -> Tensor:
 
 
 def _from_u8(x: Tensor, scale: float, zero_point: int) -> Tensor:
+    """uint8 (``scale``, ``zero_point``) -> fp32, keeping the memory format."""
+    if _QUANTISER:
+        return torch._make_per_tensor_quantized_tensor(x, scale, zero_point).dequantize()
     y = x.to(torch.float32)
     if zero_point:
         y.sub_(zero_point)

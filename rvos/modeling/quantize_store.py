@@ -22,7 +22,7 @@ from rvos.paths import cache_dir
 log = logging.getLogger(__name__)
 
 CALIBRATION_FORMAT = "rvos-int8-calibration"
-CALIBRATION_VERSION = "2"  # 2: ranges clipped at the CLIP_QUANTILE quantiles
+CALIBRATION_VERSION = "3"  # 2: ranges clipped at the CLIP_QUANTILE quantiles; 3: fewer sites
 CALIBRATION_FILE = "int8_calibration.safetensors"
 PACKAGED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
