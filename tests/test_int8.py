@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import copy
 import json
+import tomllib
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
 from torch import nn
 
+from rvos.media.video import read_video
 from rvos.modeling import quantize, quantize_store
 from rvos.modeling.precision import (
     PrecisionError,
@@ -29,6 +33,7 @@ from rvos.modeling.precision import (
     with_precision,
 )
 from rvos.modeling.processing import model_short_side, run_original
+from rvos.zoo.loader import load_model
 
 pytestmark = pytest.mark.skipif(not quantize.static_int8_available(),
                                 reason="this torch build lacks oneDNN's int8 kernels")
@@ -82,9 +87,6 @@ def test_int8_masks_on_the_parity_clip_agree_with_fp32(parity_r50):
 
 
 def test_the_builtin_model_ships_its_calibration_and_keeps_its_masks():
-    from rvos.media.video import read_video
-    from rvos.zoo.loader import load_model
-
     entry = json.loads((ROOT / "examples" / "examples.json").read_text())["synthetic"][0]
     frames, _ = read_video(ROOT / "examples" / entry["video"], max_frames=8)
     model = load_model("builtin")
@@ -158,3 +160,33 @@ def test_the_old_dynamic_int8_is_internal(make_tiny_model):
     with pytest.raises(PrecisionError, match="load it again"):
         prepare_model(old, "int8")
     assert copy.deepcopy(old).precision == "int8-dynamic"
+
+
+def test_the_calibration_frames_ship_in_the_package_and_are_the_examples_first_frames():
+    """int8 calibrates on frames inside the package (so an installed rvos without examples/
+    can calibrate an official model): lossless copies of the example clips' first frames, with
+    their first expressions, listed in the package data."""
+    folder = quantize_store.CALIBRATION_DIR
+    clips = json.loads((folder / "clips.json").read_text())["clips"]
+    listing = json.loads((ROOT / "examples" / "examples.json").read_text())
+    examples = (listing["real"] + listing["synthetic"])[:quantize_store.CALIBRATION_CLIPS]
+    assert [c["source"] for c in clips] == [e["video"] for e in examples]
+    for clip, example in zip(clips, examples, strict=True):
+        assert clip["expression"] == example["expressions"][0]
+        assert len(clip["frames"]) == quantize_store.CALIBRATION_FRAMES
+        capture = cv2.VideoCapture(str(ROOT / "examples" / example["video"]))
+        for name in clip["frames"]:
+            ok, frame = capture.read()
+            assert ok
+            np.testing.assert_array_equal(cv2.imread(str(folder / name)), frame)
+        capture.release()
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["rvos"]
+    packaged = {p for pattern in package_data for p in (ROOT / "rvos").glob(pattern)}
+    assert set(folder.iterdir()) <= packaged
+
+    model = load_model("builtin")
+    inputs = quantize_store.example_clips(model)
+    assert [text for _, text in inputs] == [c["expression"] for c in clips]
+    short = model_short_side(model)
+    assert all(x.shape[0] == 4 and min(x.shape[-2:]) == short for x, _ in inputs)

@@ -25,7 +25,9 @@ CALIBRATION_FORMAT = "rvos-int8-calibration"
 CALIBRATION_VERSION = "3"  # 2: ranges clipped at the CLIP_QUANTILE quantiles; 3: fewer sites
 CALIBRATION_FILE = "int8_calibration.safetensors"
 PACKAGED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# The calibration frames ship inside the package (written by tools/make_calibration_frames.py
+# from the example clips), so int8 calibrates wherever rvos is installed, not only in a checkout.
+CALIBRATION_DIR = PACKAGED_WEIGHTS / "calibration"
 # Calibration frames per clip and clips: enough to see every kind of content the examples have
 # (one real clip, synthetic shapes), few enough that calibrating costs a few forward passes.
 CALIBRATION_FRAMES = 4
@@ -35,38 +37,29 @@ CALIBRATION_CLIPS = 3
 def example_clips(model: nn.Module, frames: int = CALIBRATION_FRAMES,
                   clips: int = CALIBRATION_CLIPS) -> list[tuple[Tensor, str]]:
     """The default calibration set: ``frames`` frames of each of the first ``clips`` example
-    clips (the real clip first) with their first expression, at the model's input size."""
-    listing = EXAMPLES / "examples.json"
+    clips (the real clip first) with their first expression, at the model's input size; read
+    from the frames packaged in `CALIBRATION_DIR` (lossless copies of the clips' first frames)."""
+    listing = CALIBRATION_DIR / "clips.json"
     if not listing.is_file():
-        raise FileNotFoundError("the example clips rvos calibrates int8 on are not installed")
-    entries = json.loads(listing.read_text())
-    chosen = (entries.get("real", []) + entries.get("synthetic", []))[:clips]
+        raise FileNotFoundError("the frames rvos calibrates int8 on are not installed "
+                                "(rvos/weights/calibration)")
+    chosen = json.loads(listing.read_text())["clips"][:clips]
     device = next(model.parameters()).device
     out = []
     for entry in chosen:
-        video = _first_frames(EXAMPLES / entry["video"], frames)
+        video = np.stack([_read_frame(CALIBRATION_DIR / name)
+                          for name in entry["frames"][:frames]])
         x = preprocess(video, model_short_side(model)).to(device)
-        out.append((x, entry["expressions"][0]))
+        out.append((x, entry["expression"]))
     return out
 
 
-def _first_frames(path: Path, count: int) -> np.ndarray:
-    """The first ``count`` frames of the video at ``path``, uint8 RGB [T, H, W, 3] (OpenCV's
-    decoder: calibration needs pixels only, not `rvos.media`'s timing, which sits a layer
-    above the model)."""
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    try:
-        while len(frames) < count:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    finally:
-        capture.release()
-    if not frames:
-        raise FileNotFoundError(f"no frames in the calibration clip {path.name}")
-    return np.stack(frames)
+def _read_frame(path: Path) -> np.ndarray:
+    """One packaged calibration frame, uint8 RGB [H, W, 3]."""
+    frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if frame is None:
+        raise FileNotFoundError(f"unreadable calibration frame {path.name}")
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
 # ------------------------------------------------------------------------------ storage
