@@ -190,3 +190,25 @@ def test_the_calibration_frames_ship_in_the_package_and_are_the_examples_first_f
     assert [text for _, text in inputs] == [c["expression"] for c in clips]
     short = model_short_side(model)
     assert all(x.shape[0] == 4 and min(x.shape[-2:]) == short for x, _ in inputs)
+
+
+def test_the_one_pass_quantiser_matches_the_elementwise_form(monkeypatch):
+    """`_to_u8` / `_from_u8` through torch's quantiser give what the elementwise fallback gives
+    (within one step: the two may round a value halfway between steps differently), saturate
+    the same, and keep a channels-last map channels-last."""
+    if not quantize._QUANTISER:
+        pytest.skip("this torch build has no one-pass quantiser")
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(3, 32, 20, 24, generator=gen) * 4).contiguous(
+        memory_format=torch.channels_last)
+    x[0, 0, 0, :3] = torch.tensor([1e4, -1e4, 0.0])
+    scale, zero_point = 0.05, 128
+    fast = quantize._to_u8(x, scale, zero_point)
+    back = quantize._from_u8(fast, scale, zero_point)
+    monkeypatch.setattr(quantize, "_QUANTISER", False)
+    slow = quantize._to_u8(x, scale, zero_point)
+    assert fast.dtype == slow.dtype == torch.uint8
+    assert fast.is_contiguous(memory_format=torch.channels_last)
+    assert (fast.int() - slow.int()).abs().max() <= 1
+    assert fast[0, 0, 0, :3].tolist() == slow[0, 0, 0, :3].tolist() == [255, 0, 128]
+    torch.testing.assert_close(back, quantize._from_u8(fast, scale, zero_point))

@@ -92,9 +92,9 @@ def _qparams(lo: float, hi: float) -> tuple[float, int]:
     return scale, int(min(255, max(0, round(-lo / scale))))
 
 
-# torch 2.13 marks its quantised tensor types deprecated (issue 184982); `_to_u8` / `_from_u8`
-# use them only as one-pass converters to and from plain uint8, and fall back to elementwise
-# arithmetic where they are gone.
+# torch 2.13 marks its quantised tensor types deprecated (a warning on first use); `_to_u8` /
+# `_from_u8` use them only as one-pass converters to and from plain uint8, and fall back to
+# elementwise arithmetic where they are gone.
 _QUANTISER = hasattr(torch, "quantize_per_tensor") and hasattr(
     torch, "_make_per_tensor_quantized_tensor")
 warnings.filterwarnings("ignore", r"torch\.quantize_per_tensor, torch\.quantize_per_channel",
