@@ -544,10 +544,12 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
                  model: str = default.key, threshold: float = 0.5, window: int = 36,
                  fps: float = 0.0, max_frames: int = limits.max_frames, short_side: int = 0,
                  device: str = device, precision: str = "fp32",
+                 presence_threshold: float | None = None, objects: str = "best",
                  progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's idiom)
         """Segment the video as /segment does, then score the masks against ground_truth (a
         zip of per-frame PNG masks, one folder per expression or one label value per
-        expression: README, The app) with the DAVIS J and F.
+        expression: README, The app) with the DAVIS J and F. presence_threshold and objects
+        as for /segment (with objects=all each expression's objects are scored together).
         Returns the scores as JSON (overall, per expression, per frame, the worst frames; in
         percent) and the same numbers as a CSV file."""
         try:  # the zip and its fit to the clip are checked before the model runs
@@ -561,6 +563,7 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         # A client that leaves closes this generator; closing the run's ends the model.
         with contextlib.closing(segment(video, expressions, model, threshold, window, fps,
                                         max_frames, short_side, device, precision, None,
+                                        presence_threshold, objects,
                                         progress=progress)) as steps:
             for values in steps:
                 if isinstance(values[4], Session):
@@ -1108,7 +1111,8 @@ def build_demo(models: ModelCache, limits: Limits, device: str,
         api_evaluate_btn = gr.Button(visible=False)
         api_evaluate_btn.click(
             evaluate, [video_in, text, truth_in, model, threshold, window, fps, max_frames,
-                       short_side, device_in, precision], [scores_json, scores_csv],
+                       short_side, device_in, precision, api_presence, objects],
+            [scores_json, scores_csv],
             api_name="evaluate", **runs)
         evaluate_btn.click(evaluate_page, [session, truth_in, frame],
                            [evaluate_summary, curves_img, worst_img, scores_json, scores_csv,

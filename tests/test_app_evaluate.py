@@ -110,6 +110,16 @@ def test_evaluate_api_scores_the_run_against_the_ground_truth(client, segmented,
     assert "no ground truth zip" in _error_of(client, video=clip, expressions=expressions[0],
                                               ground_truth=None, api_name="/evaluate")
 
+    # ... and /segment's presence threshold and objects setting, last: at threshold 1 no frame
+    # is found, so the object-less truth frames (none here) are the only ones right.
+    info = client.view_api(print_info=False, return_format="dict")
+    names = [p["parameter_name"] for p in info["named_endpoints"]["/evaluate"]["parameters"]]
+    assert names[-2:] == ["presence_threshold", "objects"]
+    empty, _ = client.predict(video=clip, expressions="\n".join(expressions),
+                              ground_truth=handle_file(str(masks_zip)), presence_threshold=1.0,
+                              objects="all", api_name="/evaluate")
+    assert empty["overall"]["J"] == 0.0
+
 
 def test_compare_api_takes_another_systems_masks_as_b(client, segmented, tmp_path):
     from gradio_client import handle_file

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from rvos.app.compare import prepare_compare
+from rvos.app.evaluate import evaluate_result, read_truth
 from rvos.app.inputs import Limits, RunSettings
 from rvos.app.models import ModelCache, model_choices
 from rvos.cli.main import main
@@ -208,6 +209,17 @@ def test_objects_are_followed_across_windows_by_their_pixels(builtin, case):
         assert len(set(owner)) == 1, f"object {j} jumps between objects: {owner}"
 
 
+def _union_zip(path: Path, per_object: np.ndarray) -> Path:
+    """A zip of one expression's true masks, its objects' union per frame, as 0/255 PNGs in
+    folder ``0/`` (the layout another system's masks come in)."""
+    with zipfile.ZipFile(path, "w") as z:
+        for t, m in enumerate(per_object.any(0)):
+            png = io.BytesIO()
+            Image.fromarray(m.astype(np.uint8) * 255).save(png, format="PNG")
+            z.writestr(f"0/{t:05d}.png", png.getvalue())
+    return path
+
+
 def test_compare_with_all_objects_scores_each_sides_union(case, tmp_path):
     """Compare takes the objects setting: against the two-object expression's true masks as B
     (a zip of 0/255 PNGs), A answering with every object agrees with the truth more than A
@@ -217,12 +229,7 @@ def test_compare_with_all_objects_scores_each_sides_union(case, tmp_path):
     with VideoWriter(video, 8, crf=0) as writer:
         for frame in frames:
             writer.write(frame)
-    truth = tmp_path / "truth.zip"
-    with zipfile.ZipFile(truth, "w") as z:
-        for t, m in enumerate(gt.any(0)):
-            png = io.BytesIO()
-            Image.fromarray(m.astype(np.uint8) * 255).save(png, format="PNG")
-            z.writestr(f"0/{t:05d}.png", png.getvalue())
+    truth = _union_zip(tmp_path / "truth.zip", gt)
     models = ModelCache(model_choices(offline=True))
 
     def agreement(objects: str):
@@ -238,3 +245,18 @@ def test_compare_with_all_objects_scores_each_sides_union(case, tmp_path):
     every, summary = agreement("all")
     assert every.mean() > best.mean() + 0.1
     assert "each side's objects together" in summary
+
+
+def test_evaluation_scores_each_expressions_objects_together(builtin, case, tmp_path):
+    """Evaluate scores an expression answered with several objects by their union, as MeViS
+    does: against the two-object expression's true masks the `all` answer scores higher than
+    the single best query (whose score is unchanged from before)."""
+    _, expression, frames, gt = case
+    truth_zip = _union_zip(tmp_path / "truth.zip", gt)
+    truth = read_truth(str(truth_zip), expression.text, len(frames), frames.shape[1:3])
+    best = Predictor(builtin).predict(frames, expression.text)
+    every = Predictor(builtin, objects="all").predict(frames, expression.text)
+    single, union = evaluate_result(best, truth), evaluate_result(every, truth)
+    expected = jaccard(gt.any(0), np.stack(list(best[0].masks())))
+    np.testing.assert_allclose(single.j[0], expected)
+    assert union.overall()["J&F"] > single.overall()["J&F"] + 10

@@ -39,19 +39,11 @@ def _titles(keys: tuple[str, str]) -> tuple[str, str]:
     return f"A: {keys[0]}", f"B: {keys[1]}"
 
 
-def _answer_masks(e) -> Iterator[np.ndarray]:
-    """An expression's answer frame by frame: its mask, or with several objects
-    (``objects="all"``) their union, as MeViS scores an expression; a `MaskSet`'s masks."""
-    if getattr(e, "extra_objects", None):
-        return (e.union_mask(t) for t in range(e.num_frames))
-    return e.masks()
-
-
 def _pooled_iou(a, b) -> float | None:
-    """Intersection over union of two expressions' answers (`_answer_masks`) pooled over all
-    frames (None when neither has any object pixel)."""
+    """Intersection over union of two expressions' answers (``union_masks``: with several
+    objects their union) pooled over all frames (None when neither has any object pixel)."""
     inter = union = 0
-    for ma, mb in zip(_answer_masks(a), _answer_masks(b), strict=True):
+    for ma, mb in zip(a.union_masks(), b.union_masks(), strict=True):
         inter += int(np.count_nonzero(ma & mb))
         union += int(np.count_nonzero(ma | mb))
     return inter / union if union else None
@@ -96,13 +88,13 @@ class Comparison:
 
     def agreement(self) -> np.ndarray:
         """float64 ``[K, T]``: per expression and frame, the IoU of A's and B's answers
-        (`_answer_masks`: with several objects their union; 1 where both are empty, as DAVIS's
+        (``union_masks``: with several objects their union; 1 where both are empty, as DAVIS's
         J counts it)."""
         if self._agreement is None:
             a, b = self.results
             self._agreement = np.array([
-                [float(jaccard(ma, mb)[0]) for ma, mb in zip(_answer_masks(ea),
-                                                             _answer_masks(eb), strict=True)]
+                [float(jaccard(ma, mb)[0]) for ma, mb in zip(ea.union_masks(),
+                                                             eb.union_masks(), strict=True)]
                 for ea, eb in zip(a, b, strict=True)])
         return self._agreement
 

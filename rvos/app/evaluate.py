@@ -202,15 +202,16 @@ class Evaluation:
 
 def evaluate_result(prediction: Any, truth: MaskSet, *, model: str = "",
                     threshold: float = 0.5) -> Evaluation:
-    """Score ``prediction`` (a `VideoResult`, or anything whose ``[k].masks()`` gives bool
-    ``[H, W]`` masks) against ``truth``, expression by expression and frame by frame."""
+    """Score ``prediction`` (a `VideoResult`, or anything whose ``[k].union_masks()`` gives
+    bool ``[H, W]`` masks: with several objects per expression their union, as MeViS scores)
+    against ``truth``, expression by expression and frame by frame."""
     if len(prediction) != len(truth):
         raise ValueError(f"{len(prediction)} predicted expressions, {len(truth)} true")
     j_rows, f_rows = [], []
     for k in range(len(truth)):
         j, f = [], []
         # Frame by frame: a long HD clip's masks would not fit in memory all at once.
-        for pred, true in zip(prediction[k].masks(), truth[k].masks(), strict=True):
+        for pred, true in zip(prediction[k].union_masks(), truth[k].masks(), strict=True):
             j.append(float(jaccard(true, pred)[0]))
             f.append(float(f_measure(true, pred)[0]))
         j_rows.append(j)

@@ -117,6 +117,9 @@ class MaskTrack:
         for t in range(self.num_frames):
             yield self.mask(t)
 
+    # One object per expression: its union of objects is its mask (as `ExpressionResult`'s).
+    union_masks = masks
+
     @property
     def mask_areas(self) -> np.ndarray:
         """int64 ``[T]`` object pixels per frame."""

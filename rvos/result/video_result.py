@@ -156,6 +156,15 @@ class ExpressionResult:
         """bool ``[H0, W0]``: every object's pixels (what MeViS scores an expression by)."""
         return np.logical_or.reduce(self.object_masks(frame_index, threshold))
 
+    def union_masks(self, threshold: float | None = None) -> Iterator[np.ndarray]:
+        """`union_mask` of every frame in order, one at a time: the expression's whole answer
+        (with one object, `masks`), what evaluation and comparison score."""
+        if not self.extra_objects:
+            yield from self.masks(threshold)
+            return
+        for t in range(self.num_frames):
+            yield self.union_mask(t, threshold)
+
     def frame_mask(self, frame_index: int) -> np.ndarray:
         """What the mask PNG of a frame holds: the bool mask, or with several objects a uint8
         label map (``j + 1`` for object j, `rvos.result.objects.compose_labels`)."""
