@@ -5,9 +5,7 @@ objects) and the built-in model.
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from pathlib import Path
 
 import cv2
@@ -15,6 +13,7 @@ import jsonschema
 import numpy as np
 import pytest
 from PIL import Image
+from test_masks_zip import _per_folder
 
 from rvos.app.compare import prepare_compare
 from rvos.app.evaluate import evaluate_result, read_truth
@@ -209,17 +208,6 @@ def test_objects_are_followed_across_windows_by_their_pixels(builtin, case):
         assert len(set(owner)) == 1, f"object {j} jumps between objects: {owner}"
 
 
-def _union_zip(path: Path, per_object: np.ndarray) -> Path:
-    """A zip of one expression's true masks, its objects' union per frame, as 0/255 PNGs in
-    folder ``0/`` (the layout another system's masks come in)."""
-    with zipfile.ZipFile(path, "w") as z:
-        for t, m in enumerate(per_object.any(0)):
-            png = io.BytesIO()
-            Image.fromarray(m.astype(np.uint8) * 255).save(png, format="PNG")
-            z.writestr(f"0/{t:05d}.png", png.getvalue())
-    return path
-
-
 def test_compare_with_all_objects_scores_each_sides_union(case, tmp_path):
     """Compare takes the objects setting: against the two-object expression's true masks as B
     (a zip of 0/255 PNGs), A answering with every object agrees with the truth more than A
@@ -229,7 +217,7 @@ def test_compare_with_all_objects_scores_each_sides_union(case, tmp_path):
     with VideoWriter(video, 8, crf=0) as writer:
         for frame in frames:
             writer.write(frame)
-    truth = _union_zip(tmp_path / "truth.zip", gt)
+    truth = _per_folder(tmp_path / "truth.zip", [list(gt.any(0))])  # the objects' union
     models = ModelCache(model_choices(offline=True))
 
     def agreement(objects: str):
@@ -252,7 +240,7 @@ def test_evaluation_scores_each_expressions_objects_together(builtin, case, tmp_
     does: against the two-object expression's true masks the `all` answer scores higher than
     the single best query (whose score is unchanged from before)."""
     _, expression, frames, gt = case
-    truth_zip = _union_zip(tmp_path / "truth.zip", gt)
+    truth_zip = _per_folder(tmp_path / "truth.zip", [list(gt.any(0))])  # the objects' union
     truth = read_truth(str(truth_zip), expression.text, len(frames), frames.shape[1:3])
     best = Predictor(builtin).predict(frames, expression.text)
     every = Predictor(builtin, objects="all").predict(frames, expression.text)
