@@ -212,3 +212,30 @@ def test_the_one_pass_quantiser_matches_the_elementwise_form(monkeypatch):
     assert (fast.int() - slow.int()).abs().max() <= 1
     assert fast[0, 0, 0, :3].tolist() == slow[0, 0, 0, :3].tolist() == [255, 0, 128]
     torch.testing.assert_close(back, quantize._from_u8(fast, scale, zero_point))
+
+
+def test_an_int8_ffn_gives_the_same_rows_in_any_chunk_size():
+    """`ffn_residual_norm` runs int8 layers in chunks of `INT8_FFN_CHUNK_ELEMENTS` hidden values
+    (1024 rows of a 2048-wide FFN, for the AVX2 CPUs' caches): each row's integer products
+    do not depend on which rows share its chunk, so any chunk gives the whole pass's result."""
+    if not quantize.static_int8_available():
+        pytest.skip("this torch build has no oneDNN int8 kernels")
+    from rvos.modeling.transformer import INT8_FFN_CHUNK_ELEMENTS, ffn_residual_norm
+
+    torch.manual_seed(0)
+    linear1, linear2, norm = nn.Linear(32, 2048), nn.Linear(2048, 32), nn.LayerNorm(32)
+    second = quantize.Int8Linear(linear2)
+    second.fed = True
+    first = quantize.Int8Linear(linear1, feeds=second)
+    rows = torch.randn(3000, 32)
+    with torch.inference_mode():
+        second(first(rows).relu_())  # calibrate
+        quantize.freeze_sites({"linear1": first, "linear2": second})
+        default = ffn_residual_norm(rows, first, second, norm)
+        whole = ffn_residual_norm(rows, first, second, norm, chunk=len(rows))
+        odd = ffn_residual_norm(rows, first, second, norm, chunk=333)
+        fp32 = ffn_residual_norm(rows, linear1, linear2, norm)
+    assert len(rows) > INT8_FFN_CHUNK_ELEMENTS // 2048  # the default did chunk
+    torch.testing.assert_close(default, whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(odd, whole, atol=1e-5, rtol=1e-5)
+    assert (default - fp32).abs().mean() < 0.05  # and it is the FFN, in 8 bits

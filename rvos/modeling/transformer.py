@@ -48,6 +48,11 @@ def _add_pos(x: Tensor, pos: Tensor | None) -> Tensor:
 # 36-frame clip would need 4 GB; wide enough that narrow FFNs (the built-in model's 256) still
 # run a few large operations rather than many small ones, which stall when the CPU is shared.
 FFN_CHUNK_ELEMENTS = 1 << 23
+# The same for int8 layers (`rvos.modeling.quantize`): 1024 rows of a 2048-wide FFN. Without
+# VNNI (AVX2's int8 products) the first product's output no longer fits the caches at 4096 rows:
+# one encoder layer's FFN over 5 frames of 360×640 (23,950 tokens) took 155 ms in chunks of
+# 4096 rows and 133 ms in chunks of 1024 (fp32: 312 ms); with VNNI, 67-68 ms either way.
+INT8_FFN_CHUNK_ELEMENTS = 1 << 21
 
 
 def ffn_residual_norm(x: Tensor, linear1: nn.Linear, linear2: nn.Linear, norm: nn.LayerNorm,
@@ -55,21 +60,23 @@ def ffn_residual_norm(x: Tensor, linear1: nn.Linear, linear2: nn.Linear, norm: n
     """``norm(x + linear2(relu(linear1(x))))`` for inference (no dropout, no autograd).
 
     Rows are independent, so they go ``chunk`` at a time (default: `FFN_CHUNK_ELEMENTS` hidden
-    values) through one reused hidden buffer: every large temporary of the plain expression
-    (the hidden activation, its ReLU, the sum) was a fresh allocation of hundreds of MB,
-    touched for the first time (page faults) and evicted from the caches before the next
-    operation read it. Under autocast the two matrix products run in its dtype; the residual
-    sum and the norm stay in ``x``'s.
+    values, `INT8_FFN_CHUNK_ELEMENTS` for int8 layers) through one reused hidden buffer: every
+    large temporary of the plain expression (the hidden activation, its ReLU, the sum) was a
+    fresh allocation of hundreds of MB, touched for the first time (page faults) and evicted
+    from the caches before the next operation read it. Under autocast the two matrix products
+    run in its dtype; the residual sum and the norm stay in ``x``'s.
 
     x: [..., C] -> [..., C].
     """
     shape = x.shape
     rows = x.reshape(-1, shape[-1])
     out = torch.empty_like(rows)
+    replaced = not (isinstance(linear1.weight, Tensor) and isinstance(linear2.weight, Tensor))
     if chunk is None:
-        chunk = max(1, FFN_CHUNK_ELEMENTS // linear1.out_features)
-    if not (isinstance(linear1.weight, Tensor) and isinstance(linear2.weight, Tensor)):
-        # Replaced layers (int8 dynamic quantisation): call them, still a chunk at a time.
+        elements = INT8_FFN_CHUNK_ELEMENTS if replaced else FFN_CHUNK_ELEMENTS
+        chunk = max(1, elements // linear1.out_features)
+    if replaced:
+        # Replaced layers (int8): call them, still a chunk at a time.
         for start in range(0, rows.shape[0], chunk):
             part = rows[start:start + chunk]
             y = part + linear2(linear1(part).relu_())
