@@ -239,3 +239,29 @@ def test_an_int8_ffn_gives_the_same_rows_in_any_chunk_size():
     torch.testing.assert_close(default, whole, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(odd, whole, atol=1e-5, rtol=1e-5)
     assert (default - fp32).abs().mean() < 0.05  # and it is the FFN, in 8 bits
+
+
+def test_pointwise_convolutions_as_linear_products_give_the_same_integers(
+        make_tiny_model, monkeypatch):
+    """A 1×1 convolution runs as oneDNN's int8 linear product where that kernel is the faster
+    one (`POINTWISE_AS_LINEAR`, by the CPU): the ResNet body's residual sums and the FPN's fp32
+    outputs included, the model's outputs are the same to the bit either way."""
+    entry = json.loads((ROOT / "examples" / "examples.json").read_text())["real"][0]
+    frames, _ = read_video(ROOT / "examples" / entry["video"], max_frames=3)
+    clip = torch.from_numpy(np.stack([cv2.resize(f, (112, 64)) for f in frames]))
+    clip = (clip.permute(0, 3, 1, 2).float() / 255 - 0.45) / 0.225
+    caption = entry["expressions"][0]
+    outputs, linear_convs = [], []
+    for as_linear in (False, True):
+        monkeypatch.setattr(quantize, "POINTWISE_AS_LINEAR", as_linear)
+        model = make_tiny_model(backbone="resnet50", seed=6)
+        quantize.quantize_static(model, [(clip, caption)], store=False)  # the same ranges
+        convs = [m for m in model.modules() if isinstance(m, quantize._FoldedConv)]
+        convs = [c.conv for c in convs] + [m.conv for m in model.modules()
+                                           if isinstance(m, quantize.Int8Conv2d)]
+        linear_convs.append(sum(c.as_linear for c in convs))
+        with torch.inference_mode():
+            outputs.append(model(clip, [caption]))
+    assert linear_convs[0] == 0 and linear_convs[1] >= 30  # ResNet-50 has 36 such layers
+    for key in ("pred_masks", "pred_logits", "pred_boxes"):
+        assert torch.equal(outputs[0][key], outputs[1][key]), key

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rvos.modeling.backbone import ResNetBody
+from rvos.modeling.cpu_features import cpu_features
 from rvos.modeling.quantize_store import (
     calibration_candidates,
     example_clips,
@@ -79,6 +80,20 @@ _DECODER_LINEARS = ("cross_attn.value_proj",)  # the decoder reads every encoder
 # FPN (IoU 97.5 % alone), as their inputs, res3..res5, are already rounded to the backbone's
 # uint8 steps and would be rounded again to their own; they are ~3 % of the multiply-adds.
 _CONV_PARTS = ("backbone.", "pixel_decoder.")
+# 1×1 convolutions of stride 1 can run as oneDNN's int8 *linear* product on the channels-last
+# map's rows: the same integers, bit for bit, by another kernel. With AVX-512 VNNI the
+# convolution kernel was up to 10× slower on small maps (res5's 1×1 convolutions, 5 frames of
+# 12×20: 28 ms against 2.8 ms; res4's expansion 9.3 against 2.9), and never faster; under the AVX2
+# cap the linear kernel was the slower one (5.6 against 6.2 ms there, 8 against 33 ms for 64 to
+# 256 channels at 90×160). None: chosen by the CPU (linear with AVX-512 VNNI, the one measured);
+# True / False: always / never.
+POINTWISE_AS_LINEAR: bool | None = None
+
+
+def _pointwise_as_linear() -> bool:
+    if POINTWISE_AS_LINEAR is not None:
+        return POINTWISE_AS_LINEAR
+    return cpu_features().int8_unit == "AVX-512 VNNI"
 
 
 # ------------------------------------------------------------------------------ numerics
@@ -180,6 +195,9 @@ class _Conv:
     def __init__(self, weight: Tensor, bias: Tensor | None, args: dict) -> None:
         self.weight, self.bias, self.args = weight.detach().float(), bias, args
         self.packed: Tensor | None = None
+        self.pointwise = (tuple(weight.shape[2:]) == (1, 1) and args["stride"] == [1, 1]
+                          and args["padding"] == [0, 0] and args["groups"] == 1)
+        self.as_linear = False  # set by `pack`: `packed` is then a linear layer's weight
 
     def fp32(self, x: Tensor) -> Tensor:
         a = self.args
@@ -191,9 +209,13 @@ class _Conv:
         self.w_zps = torch.zeros(q.shape[0], dtype=torch.long)
         self.x_q = x_q
         a = self.args
-        self.packed = torch.ops.onednn.qconv_prepack(
-            q, self.w_scales, x_q[0], x_q[1], a["stride"], a["padding"], a["dilation"],
-            a["groups"], None)
+        self.as_linear = self.pointwise and _pointwise_as_linear()
+        if self.as_linear:
+            self.packed = torch.ops.onednn.qlinear_prepack(q.reshape(q.shape[0], -1), None)
+        else:
+            self.packed = torch.ops.onednn.qconv_prepack(
+                q, self.w_scales, x_q[0], x_q[1], a["stride"], a["padding"], a["dilation"],
+                a["groups"], None)
         self.bias = None if self.bias is None else self.bias.detach().float().contiguous()
         self.weight = None  # only the packed int8 copy is kept
 
@@ -204,6 +226,8 @@ class _Conv:
         a = self.args
         scale, zp = out_q if out_q is not None else (1.0, 0)
         dtype = None if out_q is not None else torch.float32
+        if self.as_linear:
+            return self._int8_rows(xq, scale, zp, dtype, relu, accum)
         geometry = (a["stride"], a["padding"], a["dilation"], a["groups"])
         if accum is None:
             return torch.ops.onednn.qconv2d_pointwise(
@@ -213,6 +237,25 @@ class _Conv:
         return torch.ops.onednn.qconv2d_pointwise.binary(
             xq, *self.x_q, self.packed, self.w_scales, self.w_zps, other, self.bias, *geometry,
             scale, zp, dtype, a_scale, a_zp, "sum", 1.0, "relu" if relu else "none", [], "")
+
+    def _int8_rows(self, xq: Tensor, scale: float, zp: int, dtype: torch.dtype | None,
+                   relu: bool, accum: tuple[Tensor, float, int] | None) -> Tensor:
+        """`int8` of a 1×1 convolution as a linear product on the pixels' rows ([N·H·W, C]:
+        a view of a channels-last map); the result is channels-last too."""
+        n, c, h, w = xq.shape
+        rows = xq.permute(0, 2, 3, 1).reshape(-1, c)
+        post = "relu" if relu else "none"
+        if accum is None:
+            y = torch.ops.onednn.qlinear_pointwise(
+                rows, *self.x_q, self.packed, self.w_scales, self.w_zps, self.bias, scale, zp,
+                dtype, post, [], "")
+        else:
+            other, a_scale, a_zp = accum
+            other = other.permute(0, 2, 3, 1).reshape(-1, other.shape[1])
+            y = torch.ops.onednn.qlinear_pointwise.binary(
+                rows, *self.x_q, self.packed, self.w_scales, self.w_zps, other, self.bias,
+                scale, zp, dtype, a_scale, a_zp, "sum", 1.0, post, [], "")
+        return y.view(n, h, w, -1).permute(0, 3, 1, 2)
 
 
 # ------------------------------------------------------------------------------ modules
