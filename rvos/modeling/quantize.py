@@ -25,6 +25,8 @@ The products run on oneDNN's int8 kernels (``torch.ops.onednn.qconv2d_pointwise`
 ``qlinear_pointwise``: the kernels torch's x86 PT2E quantisation lowers to, on plain uint8/int8
 tensors; torch's quantised tensor types serve only to convert, `_to_u8`): VNNI or AMX where
 the CPU has them, AVX2 elsewhere. `static_int8_available` tells whether this torch build has them.
+Where the CPU's fastest kernel differs, the same integers come from another one: 1×1
+convolutions as linear products with AVX-512 VNNI (`POINTWISE_AS_LINEAR`).
 
 Calibration (`calibrate`) runs the fp32 model on a few frames of the example clips shipped
 with rvos and records every quantised input's range (its 0.01 % and 99.99 % quantiles). The
