@@ -72,9 +72,10 @@ class Handlers:
     (the API shows them and callers rely on them), and some defaults are the demo's (`PerDemo`),
     which a method's defaults, fixed when its class is defined, cannot be: each instance gets
     copies of those methods with the demo's values in their signatures. And an event's default
-    concurrency group is the id of its function, so that all events wired to one plain function
-    share one group: every public method is bound once here, and each use of ``h.callback`` is
-    the same object (a bound method made anew on each access would get a group of its own)."""
+    concurrency group is ``str(id(fn))`` (gradio.block_function.BlockFunction), so that events
+    wired to one plain function share one group: every public method is bound once here, and
+    each use of ``handlers.callback`` is the same object (a bound method made anew on each
+    access would get a group of its own)."""
 
     def __init__(self, models: ModelCache, limits: Limits, device: str, work_dir: Path) -> None:
         self.models, self.limits, self.device, self.work_dir = models, limits, device, work_dir

@@ -26,10 +26,12 @@ class SegmentHandlers(Handlers):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.segment_steps = on_gpu(
-            self._segment_steps, lambda model, video, expressions, settings: run_duration(
-                self.models, self.limits, model, video, len((expressions or "").splitlines()),
-                settings))
+        self.segment_steps = on_gpu(self._segment_steps, self._segment_duration)
+
+    def _segment_duration(self, model, video, expressions, settings):
+        """Seconds to ask ZeroGPU for `_segment_steps` (`rvos.app.zerogpu.run_duration`)."""
+        return run_duration(self.models, self.limits, model, video,
+                            len((expressions or "").splitlines()), settings)
 
     def _segment_steps(self, model, video, expressions, settings):
         """The model's part of `segment` (on ZeroGPU inside ``spaces.GPU``): ``(fraction, text,

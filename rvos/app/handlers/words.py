@@ -28,10 +28,12 @@ class WordsHandlers(Handlers):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.words_steps = on_gpu(
-            self._words_steps, lambda model, video, expression, settings, swap: run_duration(
-                self.models, self.limits, model, video, 1 + 2 * len(expression.split()),
-                settings))
+        self.words_steps = on_gpu(self._words_steps, self._words_duration)
+
+    def _words_duration(self, model, video, expression, settings, swap):
+        """Seconds to ask ZeroGPU for `_words_steps`: the sentence, and each word's variants."""
+        return run_duration(self.models, self.limits, model, video,
+                            1 + 2 * len(expression.split()), settings)
 
     def _words_steps(self, model, video, expression, settings, swap):
         """The model's part of word importance (on ZeroGPU inside ``spaces.GPU``):
