@@ -59,6 +59,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--keep", default=None, help="write the split and predictions here")
     args = parser.parse_args()
+    from rvos.modeling.cpu_features import cpu_features  # the figures hold for this CPU
+
+    print(cpu_features().header())
 
     import torch
 

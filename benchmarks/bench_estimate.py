@@ -40,6 +40,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--only", nargs="*", help="clip file names to run (default: all)")
     args = parser.parse_args()
+    from rvos.modeling.cpu_features import cpu_features  # the figures hold for this CPU
+
+    print(cpu_features().header())
 
     import torch
 

@@ -124,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
     args = parser.parse_args(argv)
+    if not (args.one or args.json):
+        from rvos.modeling.cpu_features import cpu_features  # the figures hold for this CPU
+
+        print(cpu_features().header())
     if args.one:  # child process: one length
         figures = run_one(args.minutes[0], args.fps, args.window, args.device, args.short_side)
         print(json.dumps(figures))

@@ -157,6 +157,11 @@ def main() -> None:
     parser.add_argument("--no-cli", action="store_true", help="skip the end-to-end CLI runs")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from rvos.modeling.cpu_features import cpu_features  # the figures hold for this CPU
+
+    print(cpu_features().header())
 
     checkouts = [ROOT, *args.compare]
     runs: dict[Path, list[dict]] = {c: [] for c in checkouts}
@@ -203,7 +208,8 @@ def main() -> None:
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
-            json.dumps({"video": str(args.video), "text": args.text, "results": results}, indent=2)
+            json.dumps({"video": str(args.video), "text": args.text,
+                        "cpu": cpu_features().as_dict(), "results": results}, indent=2)
             + "\n"
         )
 

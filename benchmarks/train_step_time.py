@@ -52,6 +52,9 @@ def main_bench() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128])
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    from rvos.modeling.cpu_features import cpu_features  # the figures hold for this CPU
+
+    print(cpu_features().header())
     archs = {"builtin": ["--init", "builtin"]}
     if (PARITY / "checkpoint.pth").is_file():
         archs["resnet50"] = ["--init", str(PARITY / "checkpoint.pth"), "--text-encoder",

@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"
                                         / "cpu_word_importance.json"))
     args = p.parse_args(argv)
+    from rvos.modeling.cpu_features import cpu_features  # the figures hold for this CPU
+
+    print(cpu_features().header())
 
     import torch
 
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * row['backbone_share']:.0f}% of the model)", flush=True)
     doc = {"model": args.model, "device": args.device, "threads": torch.get_num_threads(),
            "repeats": args.repeats, "machine": platform.processor() or platform.machine(),
-           "cases": rows}
+           "cpu": cpu_features().as_dict(), "cases": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
