@@ -265,3 +265,19 @@ def test_pointwise_convolutions_as_linear_products_give_the_same_integers(
     assert linear_convs[0] == 0 and linear_convs[1] >= 30  # ResNet-50 has 36 such layers
     for key in ("pred_masks", "pred_logits", "pred_boxes"):
         assert torch.equal(outputs[0][key], outputs[1][key]), key
+
+
+@pytest.mark.parametrize("size", [(180, 320), (45, 80), (7, 9), (2, 3), (1, 1)])
+def test_the_uint8_max_pooling_equals_torchs(size):
+    """`Int8ResNetBody` pools its uint8 stem output itself (torch's uint8 channels-last
+    pooling refuses large maps, its NCHW one is slow): the same bytes as torch's, on even,
+    odd and one-pixel maps, with the extreme values 0 and 255 at the borders."""
+    gen = torch.Generator().manual_seed(sum(size))
+    x = torch.randint(0, 256, (2, 64, *size), generator=gen, dtype=torch.uint8)
+    x[0, :, 0, :] = 0
+    x[1, :, :, -1] = 255
+    x = x.contiguous(memory_format=torch.channels_last)
+    got = quantize._max_pool_3x3_s2_u8(x)
+    want = torch.nn.functional.max_pool2d(x.contiguous(), 3, 2, 1)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(got, want)

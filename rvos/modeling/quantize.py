@@ -24,9 +24,8 @@ the heads.
 The products run on oneDNN's int8 kernels (``torch.ops.onednn.qconv2d_pointwise`` /
 ``qlinear_pointwise``: the kernels torch's x86 PT2E quantisation lowers to, on plain uint8/int8
 tensors; torch's quantised tensor types serve only to convert, `_to_u8`): VNNI or AMX where
-the CPU has them, AVX2 elsewhere. `static_int8_available` tells whether this torch build has them.
-Where the CPU's fastest kernel differs, the same integers come from another one: 1×1
-convolutions as linear products with AVX-512 VNNI (`POINTWISE_AS_LINEAR`).
+the CPU has them, AVX2 elsewhere (1×1 convolutions as linear products where that kernel is the
+faster, `POINTWISE_AS_LINEAR`). `static_int8_available` tells whether this torch build has them.
 
 Calibration (`calibrate`) runs the fp32 model on a few frames of the example clips shipped
 with rvos and records every quantised input's range (its 0.01 % and 99.99 % quantiles). The
@@ -82,13 +81,11 @@ _DECODER_LINEARS = ("cross_attn.value_proj",)  # the decoder reads every encoder
 # FPN (IoU 97.5 % alone), as their inputs, res3..res5, are already rounded to the backbone's
 # uint8 steps and would be rounded again to their own; they are ~3 % of the multiply-adds.
 _CONV_PARTS = ("backbone.", "pixel_decoder.")
-# 1×1 convolutions of stride 1 can run as oneDNN's int8 *linear* product on the channels-last
-# map's rows: the same integers, bit for bit, by another kernel. With AVX-512 VNNI the
-# convolution kernel was up to 10× slower on small maps (res5's 1×1 convolutions, 5 frames of
-# 12×20: 28 ms against 2.8 ms; res4's expansion 9.3 against 2.9), and never faster; under the AVX2
-# cap the linear kernel was the slower one (5.6 against 6.2 ms there, 8 against 33 ms for 64 to
-# 256 channels at 90×160). None: chosen by the CPU (linear with AVX-512 VNNI, the one measured);
-# True / False: always / never.
+# 1×1 convolutions of stride 1 as oneDNN's int8 *linear* product on the channels-last rows (the
+# same integers, bit for bit). With AVX-512 VNNI the convolution kernel was up to 10× slower on
+# small maps (res5's 1×1 layers, 5 frames of 12×20: 28 ms against 2.8), never faster; under the
+# AVX2 cap it was the faster (8 against 33 ms for 64 to 256 channels at 90×160). None: by the CPU
+# (linear with AVX-512 VNNI, the one measured); True / False: always / never.
 POINTWISE_AS_LINEAR: bool | None = None
 
 
@@ -197,8 +194,6 @@ class _Conv:
     def __init__(self, weight: Tensor, bias: Tensor | None, args: dict) -> None:
         self.weight, self.bias, self.args = weight.detach().float(), bias, args
         self.packed: Tensor | None = None
-        self.pointwise = (tuple(weight.shape[2:]) == (1, 1) and args["stride"] == [1, 1]
-                          and args["padding"] == [0, 0] and args["groups"] == 1)
         self.as_linear = False  # set by `pack`: `packed` is then a linear layer's weight
 
     def fp32(self, x: Tensor) -> Tensor:
@@ -211,7 +206,8 @@ class _Conv:
         self.w_zps = torch.zeros(q.shape[0], dtype=torch.long)
         self.x_q = x_q
         a = self.args
-        self.as_linear = self.pointwise and _pointwise_as_linear()
+        self.as_linear = (q.shape[2:] == (1, 1) and a["stride"] == [1, 1] and a["groups"] == 1
+                          and a["padding"] == [0, 0] and _pointwise_as_linear())
         if self.as_linear:
             self.packed = torch.ops.onednn.qlinear_prepack(q.reshape(q.shape[0], -1), None)
         else:
@@ -242,8 +238,7 @@ class _Conv:
 
     def _int8_rows(self, xq: Tensor, scale: float, zp: int, dtype: torch.dtype | None,
                    relu: bool, accum: tuple[Tensor, float, int] | None) -> Tensor:
-        """`int8` of a 1×1 convolution as a linear product on the pixels' rows ([N·H·W, C]:
-        a view of a channels-last map); the result is channels-last too."""
+        """`int8` as a linear product on the rows [N·H·W, C] of a channels-last map (a view)."""
         n, c, h, w = xq.shape
         rows = xq.permute(0, 2, 3, 1).reshape(-1, c)
         post = "relu" if relu else "none"
@@ -428,10 +423,7 @@ class Int8ResNetBody(_Site):
         if not self.frozen:
             return self._calibrate(x)
         h = self.stem.conv.int8(_to_u8(x, *self.stem.conv.x_q), self.stem.out_q, relu=True)
-        # uint8, same scale: max commutes with the affine map. In NCHW: torch 2.13's uint8
-        # channels-last max pooling refuses maps over 2^31 / 9 values ("input_depth *
-        # input_height * input_width <= max"), 64 channels of 180×320 among them.
-        h = F.max_pool2d(h.contiguous(), 3, 2, 1).contiguous(memory_format=torch.channels_last)
+        h = _max_pool_3x3_s2_u8(h)  # uint8, same scale: max commutes with the affine map
         features = []
         for blocks in self.stages:
             for parts in blocks:
@@ -458,6 +450,23 @@ class Int8ResNetBody(_Site):
                 h = parts["conv3"].fp32(y, relu=True, add=identity)
             features.append(h)
         return features
+
+
+def _max_pool_3x3_s2_u8(x: Tensor) -> Tensor:
+    """``F.max_pool2d(x, 3, 2, 1)`` of a uint8 channels-last map [N, C, H, W], bit for bit: the
+    maximum of 9 strided views of a zero-padded copy (0, uint8's least value, never wins). torch
+    2.13's uint8 pooling refuses such maps channels-last ("input_depth * input_height *
+    input_width <= max") and took 78 ms for 5 frames in NCHW with its copies; this, 2 ms."""
+    n, c, h, w = x.shape
+    ho, wo = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    padded = x.new_zeros(n, h + 2, w + 2, c).permute(0, 3, 1, 2)  # channels-last
+    padded[:, :, 1:h + 1, 1:w + 1] = x
+    out = padded[:, :, 0:2 * ho:2, 0:2 * wo:2].clone(memory_format=torch.channels_last)
+    for dy in range(3):
+        for dx in range(3):
+            if dy or dx:
+                torch.maximum(out, padded[:, :, dy:dy + 2 * ho:2, dx:dx + 2 * wo:2], out=out)
+    return out
 
 
 # ------------------------------------------------------------------------------ model
