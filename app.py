@@ -215,10 +215,11 @@ def _inputs(models: ModelCache, limits: Limits, devices: list[str], device: str,
         presence = gr.Slider(
             0, 1, value=models.presence_threshold(default.key), step=0.01,
             label="Presence threshold", elem_id="presence",
-            info="frames where the chosen query's score is below this get no mask "
-                 "and count as \"not found\" (0: a mask on every frame, as in the "
-                 "paper); starts at the chosen model's own value; changing it after "
-                 "a run re-applies it (no new model run)")
+            info="frames whose presence (the chosen query's score, or the model's "
+                 "presence head where it has one) is below this get no mask and count "
+                 "as \"not found\" (0: a mask on every frame, as in the paper); starts "
+                 "at the chosen model's own value; changing it after a run re-applies "
+                 "it (no new model run)")
         objects = gr.Radio(
             [("the best query (the paper's answer)", "best"),
              ("every object the expression refers to", "all")], value="best",

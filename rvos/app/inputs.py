@@ -178,8 +178,8 @@ class RunSettings:
         precision: "fp32" (the default, checked against the original), a mode of
             `rvos.modeling.precision` faster than fp32 on the device, or "auto" (the fastest);
             `checked` turns "auto" into the mode it picks.
-        presence_threshold: frames where the chosen query's score is below it get no mask and
-            count as "not found"; in [0, 1]; None: the model's own
+        presence_threshold: frames whose presence (`ExpressionResult.presence`) is below it
+            get no mask and count as "not found"; in [0, 1]; None: the model's own
             (`rvos.predictor.presence`).
         objects: "best" (the paper's one query per expression) or "all" (every object the
             expression refers to, `rvos.predictor.objects`).

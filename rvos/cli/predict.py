@@ -68,7 +68,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="mask probability threshold (default 0.5)")
     parser.add_argument("--presence-threshold", type=float, default=None, metavar="P",
-                        help="frames where the chosen query's score is below P (0 to 1) get "
+                        help="frames whose presence (the chosen query's score, or the "
+                             "model's presence head where it has one) is below P (0 to 1) get "
                              "an empty mask and count as 'not found' (default: the model's "
                              "own, from its config.json; else 0: a mask on every frame, as in "
                              "the paper)")

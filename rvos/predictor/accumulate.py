@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from rvos.modeling.box_ops import box_cxcywh_to_xyxy
+from rvos.modeling.presence_head import PresenceHead, chosen_probs
 from rvos.modeling.processing import (
     postprocess_masks,
     select_query,
@@ -41,7 +42,9 @@ class _Expression:
                  keep_attention: bool, keep_sampling: bool, keep_heads: bool = False,
                  keep_query_masks: bool = False,
                  initial_reference: np.ndarray | None = None,
-                 presence_threshold: float = 0.0, objects: str = "best") -> None:
+                 presence_threshold: float = 0.0, objects: str = "best",
+                 presence_head: PresenceHead | None = None,
+                 presence_text: Tensor | None = None) -> None:
         self.text, self.words, self.groups = text, words, groups
         self.size, self.threshold, self.overlap = size, threshold, overlap
         self.keep_logits = keep_logits
@@ -50,6 +53,10 @@ class _Expression:
         self.keep_query_masks = keep_query_masks
         self.presence_threshold = presence_threshold
         self.objects = objects
+        # With a presence head (`rvos.modeling.presence_head`), its probabilities are the
+        # frames' presence; ``presence_text`` is the sentence as the head encodes it.
+        self.presence_head, self.presence_text = presence_head, presence_text
+        self.presence: list[float] = []
         self.tracks: list[ObjectBuilder] = []  # objects="all": the further objects
         h0, w0 = size
         # [Q, 2] in [0, 1] -> source pixels; None: the model has no learned first references.
@@ -75,9 +82,12 @@ class _Expression:
         self.sampling: list[tuple[np.ndarray, np.ndarray]] = []
         self.sampling_layout: tuple[np.ndarray, np.ndarray] | None = None
 
-    def add_window(self, plan: WindowPlan, out: dict[str, Any]) -> None:
+    def add_window(self, plan: WindowPlan, out: dict[str, Any],
+                   frames: np.ndarray | None = None) -> None:
         """Choose the query of window ``plan`` and keep its reported frames. ``out`` is
-        `ReferFormer.decode`'s output for this expression alone (batch of 1)."""
+        `ReferFormer.decode`'s output for this expression alone (batch of 1); ``frames`` the
+        window's input frames (uint8 ``[Tw, H, W, 3]``, resized), which a presence head
+        looks at."""
         logits = out["pred_logits"][0]  # [Tw, Q, K]
         masks = out["pred_masks"][0]  # [Tw, Q, h, w]
         scores = logits.float().sigmoid().max(-1).values  # [Tw, Q]
@@ -106,8 +116,15 @@ class _Expression:
         if self.objects == "all":
             self._add_objects(masks, scores, query, n_shared, a, b)
         chosen = masks[a:b, query]  # [n, h, w]
+        if self.presence_head is not None and frames is not None:
+            presence = self.presence_head.window_presence(
+                self.presence_text, frames, chosen_probs(masks[:, query], frames.shape[1:3]),
+                scores.cpu().numpy(), query)[a:b]
+        else:
+            presence = scores[a:b, query].cpu().numpy()
+        self.presence.extend(presence.tolist())
         # Below the presence threshold a frame's mask is empty; its mask is kept aside.
-        found = is_found(scores[a:b, query].cpu().numpy(), self.presence_threshold)
+        found = is_found(presence, self.presence_threshold)
         empty = np.array([h0 * w0], dtype=np.uint32)
         # A few frames at a time: a window of 4K masks as floats would be gigabytes.
         step = max(1, _MASK_PIXELS_PER_STEP // (h0 * w0))
@@ -248,6 +265,8 @@ class _Expression:
             sampling=sampling,
             query_logits=list(self.query_lowres) if self.keep_query_masks else None,
             presence_threshold=self.presence_threshold,
+            presence_scores=(np.asarray(self.presence, dtype=np.float32).reshape(n)
+                             if self.presence_head is not None else None),
             absent_rle=dict(self.absent),
             extra_objects=[track.finish() for track in self.tracks],
         )

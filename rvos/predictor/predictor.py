@@ -215,8 +215,9 @@ class Predictor:
             slower than fp32 on this CPU is refused (`choose_precision`); ``model`` itself is
             left unchanged. Default: the model's own (fp32 unless
             `rvos.modeling.precision.prepare_model` set another).
-        presence_threshold: frames where the chosen query's score (the presence,
-            `ExpressionResult.presence`) is below this get an empty mask and count as "not
+        presence_threshold: frames whose presence (`ExpressionResult.presence`: the chosen
+            query's score, or the probability of the model's presence head where it has one,
+            `rvos.modeling.presence_head`) is below this get an empty mask and count as "not
             found" (`rvos.predictor.presence`); in [0, 1]. None: the model's own
             (`model_presence_threshold`: its config.json's, else 0.0, a mask on every frame as
             in the paper).
@@ -258,6 +259,10 @@ class Predictor:
             device = next(model.parameters()).device
         self.device = torch.device(device)
         model = model.to(self.device).eval()
+        # A presence head (`rvos.modeling.presence_head`) rides on the model as a plain
+        # attribute, outside its state dict; it runs in float32 whatever the precision.
+        head = getattr(model, "presence_head", None)
+        self.presence_head = None if head is None else head.to(self.device).eval()
         if precision is not None:
             try:
                 model = with_precision(model, choose_precision(precision, self.device))
@@ -343,7 +348,7 @@ class Predictor:
                               self.overlap, self.keep_logits, return_attention, return_sampling,
                               attention_heads, return_query_masks, initial,
                               presence_threshold=self.presence_threshold,
-                              objects=self.objects)
+                              objects=self.objects, **self._presence_of(text))
                   for text in texts]
         want_attention = return_attention or return_sampling
         total_windows = (None if source.estimate is None
@@ -423,8 +428,9 @@ class Predictor:
                                for state in states]
                     tick = time.perf_counter()
                     timings["model_s"] += tick - now
+                    window_frames = np.stack(buffer) if self.presence_head is not None else None
                     for state, out in zip(states, outputs, strict=True):
-                        state.add_window(plan, out)
+                        state.add_window(plan, out, window_frames)
                 del features, outputs
                 windows.append((start, end))
                 frames_done = plan.keep_end
@@ -452,6 +458,17 @@ class Predictor:
                 writer.abort()
         yield Progress(len(windows) - 1, len(windows), frames_done, frames_done,
                        time.perf_counter() - started, result=result, paths=paths)
+
+    def _presence_of(self, text: str) -> dict:
+        """The presence head and the sentence as it encodes it, for an expression it can
+        judge (`PresenceHead.reads`); nothing otherwise (the class score is the presence)."""
+        head = self.presence_head
+        if head is None or not head.reads(text):
+            return {}
+        with torch.inference_mode():
+            words, _, _, tokens = self.model.encode_text([text], self.device)
+            return {"presence_head": head,
+                    "presence_text": head.encode_text(tokens["input_ids"], words)}
 
     def _check_and_resize(self, size: tuple[int, int]) -> Callable[[int, np.ndarray], np.ndarray]:
         """Frame ``index`` -> the model's input size; frames must all be uint8 ``size``."""

@@ -1,9 +1,12 @@
 """Presence: whether the referred object is on a frame at all.
 
 ReferFormer answers on every frame: the chosen query always has a mask. Its score (the sigmoid
-class probability the model gives the chosen query on that frame, `ExpressionResult.presence`)
-says how sure the model is that the sentence's object is there. With a presence threshold, a
-frame whose presence is below it gets an empty mask and counts as "not found".
+class probability the model gives the chosen query on that frame) says how sure the model is
+that the sentence's object is there; a model folder with a presence head
+(`rvos.modeling.presence_head`, the built-in model's) answers that instead, from the pixels
+under the mask and the sentence's words. Either is the frame's presence
+(`ExpressionResult.presence`). With a presence threshold, a frame whose presence is below it
+gets an empty mask and counts as "not found".
 
 The threshold a run uses when none is given is the model's own: a model folder's
 ``config.json`` may carry a top-level ``"presence_threshold"`` (a model trained to say "not

@@ -23,6 +23,9 @@ Windows are the predictor's (`rvos.predictor.windows.plan_windows`, the same win
 and each sentence's query is chosen and linked across windows exactly as `Predictor` does
 (`rvos.predictor.accumulate._Expression`), so a variant's answer is the answer a full run of the
 variant sentence would give, within float tolerance (padding a batch changes nothing else).
+The masks compared are the network's, before any presence threshold (`rvos.predictor.presence`):
+the chart measures what each word does to the segmentation, and a threshold would turn every
+variant that names nothing into "changed everywhere" whatever the masks did.
 """
 
 from __future__ import annotations

@@ -31,14 +31,17 @@ format ``rvos-result`` v2)::
         "presence_threshold": 0.0,                 # frames whose presence is below it are
         "found_frames": 900,                       #   "not found" (empty mask); how many are
                                                    #   found (older results lack both)
+        "presence_from": "score",                  # or "presence head": what "presence" is
+                                                   #   (older results lack it)
         "windows": [{"index": 0, "chosen_query": 2, "linked_by": "score",
                      "overlap_iou": null}, ...],   # how each window chose its query
         "frames": [{
           "frame": 0, "time_s": 0.0, "window": 0,
           "chosen_query": 2,                       # query index *within that window*
           "score": 0.93,                           # sigmoid score of the chosen query
-          "presence": 0.93, "found": true,         # the same score as presence; whether it
-                                                   #   reaches presence_threshold
+          "presence": 0.93, "found": true,         # the chosen query's score, or with a
+                                                   #   presence head its probability;
+                                                   #   whether it reaches presence_threshold
           "box": [x0, y0, x1, y1],                 # chosen query's box, source pixels
           "mask_area": 12345,                      # mask pixels at the source size
           "scores": [Q floats], "boxes": [Q × [x0, y0, x1, y1]],
@@ -129,12 +132,12 @@ def expression_json(e: Any, index: int, fps: float, *, objects: bool = False) ->
                _round(e.scores, 4), _round(e.boxes, 1),
                _round(e.reference_points, 1), e.mask_areas.tolist(),
                _round(e.layer_boxes, 1), _round(e.layer_scores, 4),
-               e.found.tolist(), strict=True)
-    for t, (q, w, scores, boxes, refs, area, layer_boxes, layer_scores,
+               _round(e.presence, 4), e.found.tolist(), strict=True)
+    for t, (q, w, scores, boxes, refs, area, layer_boxes, layer_scores, presence,
             found) in enumerate(rows):
         frames.append({
             "frame": t, "time_s": round(t / fps, 6), "window": w, "chosen_query": q,
-            "score": scores[q], "presence": scores[q], "found": found,
+            "score": scores[q], "presence": presence, "found": found,
             "box": boxes[q], "mask_area": area, "scores": scores, "boxes": boxes,
             "reference_points": refs, "layer_boxes": layer_boxes,
             "layer_scores": layer_scores,
@@ -145,6 +148,7 @@ def expression_json(e: Any, index: int, fps: float, *, objects: bool = False) ->
         "words": list(e.words),
         "masks": f"masks/{index}",
         "presence_threshold": e.presence_threshold,
+        "presence_from": "score" if e.presence_scores is None else "presence head",
         "found_frames": int(e.found.sum()),
         "initial_reference_points": _round(e.initial_reference_points, 1),
         "windows": [
@@ -165,7 +169,7 @@ def _objects_json(e: Any) -> list[dict[str, Any]]:
     out = []
     for j in range(e.num_objects):
         if j == 0:
-            query, scores = e.chosen_query, e.presence
+            query, scores = e.chosen_query, e.chosen_scores
             rle = e.rle
         else:
             track = e.extra_objects[j - 1]

@@ -75,6 +75,7 @@ RESULT_SCHEMA: dict[str, Any] = {
             "words": {"type": "array", "items": {"type": "string", "minLength": 1}},
             "masks": {"type": "string"},
             "presence_threshold": _PROB,
+            "presence_from": {"enum": ["score", "presence head"]},
             "found_frames": _NONNEG,
             "initial_reference_points": {"type": "array", "items": _POINT, "minItems": 1},
             "windows": {"type": "array", "minItems": 1, "items": _object({
@@ -118,7 +119,7 @@ RESULT_SCHEMA: dict[str, Any] = {
                     }),
                 })},
             })},
-        }, optional=("presence_threshold", "found_frames", "objects"))},
+        }, optional=("presence_threshold", "presence_from", "found_frames", "objects"))},
         "outputs": _object({"overlay": {"type": "string"}, "masks": {"type": "string"},
                             "masks_zip": {"type": "string"}},
                            optional=("overlay", "masks", "masks_zip")),

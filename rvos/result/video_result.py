@@ -89,6 +89,9 @@ class ExpressionResult:
             layer's reference points, learned per query (the same on every frame).
         mask_areas: int64 ``[T]`` object pixels per frame (0 where the object was not found).
         windows: how each window chose its query (`WindowChoice`).
+        presence_scores: float32 ``[T]`` when the model has a presence head
+            (`rvos.modeling.presence_head`): its probability that each frame's mask shows the
+            sentence's object, the frames' `presence`; None: the chosen query's score is.
         presence_threshold: frames whose presence (`presence`) is below it were "not found":
             their stored mask is empty (``rvos.predictor.presence``; 0: none, the paper's).
         absent_rle: the masks the chosen query had on the frames not found (frame -> RLE at
@@ -119,6 +122,7 @@ class ExpressionResult:
     sampling: SamplingPoints | None = field(default=None, repr=False)
     query_logits: list[bytes] | None = field(default=None, repr=False)
     presence_threshold: float = 0.0
+    presence_scores: np.ndarray | None = field(default=None, repr=False)
     absent_rle: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     extra_objects: list[ObjectTrack] = field(default_factory=list, repr=False)
 
@@ -178,8 +182,11 @@ class ExpressionResult:
 
     @property
     def presence(self) -> np.ndarray:
-        """float32 ``[T]``: how sure the model is that the object is on each frame, the chosen
-        query's score there (`chosen_scores`)."""
+        """float32 ``[T]``: how sure the model is that the object is on each frame: its presence
+        head's probability (`presence_scores`) where it has one, else the chosen query's score
+        there (`chosen_scores`)."""
+        if self.presence_scores is not None:
+            return self.presence_scores
         return self.chosen_scores
 
     @property
@@ -516,12 +523,14 @@ class VideoResult(Sequence[ExpressionResult]):
         at ``frame_index`` (default: on the first frame) is highlighted; query indices are per
         window, so a line that crosses a window boundary joins two unrelated queries of the
         same index. With a presence threshold above 0 it is drawn as a dashed line, and the
-        frames where the object was not found are shaded and counted in the legend."""
+        frames where the object was not found are shaded and counted in the legend; a model
+        with a presence head adds its probabilities as a black "presence" line."""
         e = self[expression]
         t = 0 if frame_index is None else e._check_frame(frame_index)
         return plot_scores(e.scores, int(e.chosen_query[t]), frame_index, size=size,
                            x_start=1, x_label="frame", found=e.found,
-                           presence_threshold=e.presence_threshold)
+                           presence_threshold=e.presence_threshold,
+                           presence=e.presence_scores)
 
 
 def _file_name(video: Any) -> str:

@@ -345,6 +345,7 @@ def plot_scores(
     y_label: str | None = "score",
     found: np.ndarray | None = None,
     presence_threshold: float | None = None,
+    presence: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each query's score over time as a line plot (OpenCV only, no matplotlib).
 
@@ -363,6 +364,9 @@ def plot_scores(
         found: bool ``[T]``: frames where the object was found; the others are shaded red
             and counted in the legend ("not found: n"). None: no presence marks.
         presence_threshold: drawn as a dashed line when above 0.
+        presence: ``[T]`` in [0, 1]: a presence head's probabilities (what the threshold
+            applies to when the model has one), drawn as a black line labelled "presence";
+            None: the chosen query's score is the presence, and no line is added.
 
     Returns:
         ``uint8 [H, W, 3]``: white background, y axis 0..1, x axis the index, legend q1..qQ
@@ -455,6 +459,14 @@ def plot_scores(
             if num_t <= 12:  # few points (e.g. decoder layers): mark each one
                 for p in pts:
                     cv2.circle(img, (int(p[0]), int(p[1])), thick + 1, cols[q], -1, cv2.LINE_AA)
+    if presence is not None and num_t > 0:
+        pv = np.clip(np.nan_to_num(np.asarray(presence, np.float64).reshape(-1)[:num_t],
+                                   nan=0.0), 0.0, 1.0)
+        pts = np.array([[to_x(t), to_y(v)] for t, v in enumerate(pv)], np.int32)
+        if len(pts) == 1:
+            cv2.circle(img, tuple(int(v) for v in pts[0]), 4, _PRESENCE_LINE, -1)
+        else:
+            cv2.polylines(img, [pts.reshape(-1, 1, 2)], False, _PRESENCE_LINE, 2, cv2.LINE_AA)
 
     x = left + 4  # legend along the top margin
     for q in range(num_q):
@@ -466,6 +478,13 @@ def plot_scores(
         cv2.putText(img, label, (x + 18, top // 2 + th // 2), font, fscale, cols[q], 1,
                     cv2.LINE_AA)
         x += 18 + tw + 12
+    if presence is not None:
+        (tw, th), _ = cv2.getTextSize("presence", font, fscale, 1)
+        if x + 18 + tw <= width:
+            cv2.line(img, (x, top // 2), (x + 14, top // 2), _PRESENCE_LINE, 2)
+            cv2.putText(img, "presence", (x + 18, top // 2 + th // 2), font, fscale,
+                        _PRESENCE_LINE, 1, cv2.LINE_AA)
+            x += 18 + tw + 12
     if absent:  # at the right end of the legend line
         label = f"not found: {absent}"
         (tw, th), _ = cv2.getTextSize(label, font, fscale, 1)
@@ -481,3 +500,4 @@ def plot_scores(
 # Frames where the object was not found: a light red band; the presence threshold: dark red.
 _NOT_FOUND_SHADE = (255, 222, 222)
 _NOT_FOUND_LINE = (190, 40, 40)
+_PRESENCE_LINE = (20, 20, 20)

@@ -23,6 +23,7 @@ from torch import nn
 
 from rvos.errors import RvosError
 from rvos.modeling import ReferFormer, ReferFormerConfig, build_referformer
+from rvos.modeling.presence_head import HEAD_FILE, load_presence_head
 from rvos.modeling.roberta import RobertaConfig
 from rvos.modeling.tokenizer import TextTokenizer
 from rvos.zoo.hub import text_encoder_folder
@@ -272,6 +273,13 @@ def load_pretrained(folder: str | os.PathLike, device: str | torch.device = "cpu
         raise CheckpointError(f"{folder} does not match its config: missing {missing[:5]}, "
                               f"unexpected {unexpected[:5]}")
     model.metadata = {k: v for k, v in meta.items() if k != "config"}
+    try:
+        head = load_presence_head(folder, model.metadata)
+    except (SafetensorError, OSError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{folder / HEAD_FILE} does not fit its config ({e})") from None
+    if head is not None:
+        # Beside the model, not inside it: its state dict and precision stay the paper's.
+        object.__setattr__(model, "presence_head", head.to(device))
     return model.to(device).eval()
 
 
