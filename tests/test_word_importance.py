@@ -88,8 +88,10 @@ def test_the_colour_word_matters_more_than_the_article(predictor):
 def test_batched_variants_equal_separate_full_runs(predictor):
     """Each variant decoded in a batch from shared features answers as a full run of the
     variant sentence does (same chosen query, same masks, scores within float tolerance).
-    A window of 10 frames with overlap 4 on the 16-frame clip makes the query link run too."""
-    windowed = Predictor(predictor.model, window=10, overlap=4)
+    A window of 10 frames with overlap 4 on the 16-frame clip makes the query link run too.
+    The masks compared are the network's, before a presence threshold (the module's docstring),
+    so the full runs are at presence threshold 0."""
+    windowed = Predictor(predictor.model, window=10, overlap=4, presence_threshold=0.0)
     wi = word_importance(windowed, CLIP, "the red square", swap=True, chunk=2)
     assert len(wi.windows) == 2
     alone = windowed.predict(CLIP, [wi.text] + [v.text for v in wi.variants])
