@@ -8,8 +8,9 @@ frames go through the same JPEG round trip as `rvos eval`): ``val`` and ``test``
 with ``no_target=1, leaving=True`` (every clip gains an expression that refers to nothing in it,
 and one of its objects leaves or enters the frame). Runs the paper's inference on every
 expression (`rvos.eval.evaluate`: the query with the best mean score; its masks) and keeps, per
-frame, the presence score — the chosen query's sigmoid class score in that frame, which is
-``VideoResult.scores[t, chosen_query[t]]`` of a `Predictor` result — with J and F of the mask and
+frame, the presence score — the chosen query's sigmoid class score in that frame, or, for a
+model folder with a presence head (`rvos.modeling.presence_head`), the head's probability
+(both are ``ExpressionResult.presence`` of a `Predictor` result) — with J and F of the mask and
 of an empty mask. A frame is *left empty* at threshold τ when its score is below τ; its J and F
 are then those of the empty mask.
 
@@ -37,7 +38,8 @@ from rvos.data.synth_language import NO_TARGET
 from rvos.data.synth_split import read_synth_split, write_split
 from rvos.eval.evaluate import input_short_side
 from rvos.eval.metrics import f_measure, jaccard
-from rvos.modeling.processing import postprocess_masks, preprocess, select_query
+from rvos.modeling.presence_head import chosen_probs
+from rvos.modeling.processing import normalize, postprocess_masks, resize_frames, select_query
 from rvos.zoo.loader import load_model_from
 
 THRESHOLDS = np.round(np.arange(0.0, 1.0, 0.005), 3)
@@ -45,19 +47,29 @@ THRESHOLDS = np.round(np.arange(0.0, 1.0, 0.005), 3)
 
 @torch.inference_mode()
 def frame_records(model, videos, short_side: int) -> list[dict]:
-    """Per expression: ``scores`` [T] (chosen query's sigmoid score per frame), ``J``/``F`` [T]
+    """Per expression: ``scores`` [T] (each frame's presence: the chosen query's sigmoid score,
+    or the probability of the model's presence head where it has one), ``J``/``F`` [T]
     of the predicted masks, ``J0``/``F0`` [T] of empty masks, ``empty_gt`` bool [T]."""
     out = []
     device = next(model.parameters()).device
+    head = getattr(model, "presence_head", None)
     for video in videos:
         if not video.expressions:
             continue
-        x = preprocess(video.frames, short_side).to(device)
-        visual = model.encode_video(x)
-        res = model.decode(visual, [e.text for e in video.expressions])
+        resized = resize_frames(video.frames, short_side)
+        visual = model.encode_video(normalize(resized).to(device))
+        texts = [e.text for e in video.expressions]
+        res = model.decode(visual, texts)
+        if head is not None:
+            words, _, _, tokens = model.encode_text(texts, device)
+            sentences = head.encode_text(tokens["input_ids"], words)
         for k, e in enumerate(video.expressions):
             best = select_query(res["pred_logits"][k])
             scores = res["pred_logits"][k, :, best, 0].float().sigmoid().cpu().numpy()
+            if head is not None and head.reads(e.text):  # its probabilities replace the score
+                every = res["pred_logits"][k, :, :, 0].float().sigmoid().cpu().numpy()
+                probs = chosen_probs(res["pred_masks"][k, :, best], resized.shape[1:3])
+                scores = head.window_presence(sentences[k:k + 1], resized, probs, every, best)
             pred = postprocess_masks(res["pred_masks"][k, :, best], video.frames.shape[1:3])
             pred = pred.cpu().numpy()
             empty = np.zeros_like(pred)
@@ -85,7 +97,7 @@ def jf_at(records: list[dict], threshold: float | None) -> float:
 def empty_shares(records: list[dict], threshold: float) -> dict:
     """Shares of frames left empty (score below ``threshold``), by what the frame holds."""
     groups: dict[str, list[np.ndarray]] = {"no_target_expr": [], "out_of_view": [],
-                                           "object_visible": []}
+                                           "object_visible": [], "object_masked": []}
     for r in records:
         off = r["scores"] < threshold
         if r["category"] == NO_TARGET:
@@ -93,6 +105,9 @@ def empty_shares(records: list[dict], threshold: float) -> dict:
         else:
             groups["out_of_view"].append(off[r["empty_gt"]])
             groups["object_visible"].append(off[~r["empty_gt"]])
+            # Of those, the frames whose mask finds the object (J > 0.5): emptying one of
+            # these loses a right answer; emptying another visible frame loses a wrong one.
+            groups["object_masked"].append(off[~r["empty_gt"] & (r["J"] > 0.5)])
     out = {}
     for name, parts in groups.items():
         v = np.concatenate(parts) if parts else np.zeros(0, bool)
