@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from rvos.app.session import found_text
 from rvos.data.synth import make_clip
 from rvos.data.synth_language import NO_TARGET, vocabulary
 from rvos.modeling.presence_head import (
@@ -122,6 +123,8 @@ def test_sentences_the_head_cannot_read_keep_the_class_score(builtin, tmp_path):
                                         max_frames=12)
     rabbit, known = result
     assert rabbit.presence_scores is None
+    # The summary says which presence decided (the model's own threshold is above 0).
+    assert "presence head" in found_text(known) and "presence head" not in found_text(rabbit)
     np.testing.assert_array_equal(rabbit.presence, rabbit.chosen_scores)
     assert known.presence_scores is not None
     doc = json.loads(write_outputs(result, tmp_path)["result"].read_text())

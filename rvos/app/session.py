@@ -423,13 +423,15 @@ class Session:
 
 def found_text(e: ExpressionResult) -> str:
     """One expression's line of the summary (Markdown-safe: numbers and fixed words only):
-    on how many frames the object was found, how sure the model was, and how many masks are
-    empty although found."""
+    on how many frames the object was found (and whether a presence head judged it), how sure
+    the model was, and how many masks are empty although found."""
     found = int(e.found.sum())
     shown = int((e.mask_areas > 0).sum())
     text = f"found on {found} of {plural(e.num_frames, 'frame')}"
     if e.presence_threshold > 0:
         text += f" (presence ≥ {e.presence_threshold:g})"
+        if e.presence_scores is not None:
+            text += " · judged by the model's presence head"
     text += f" · score {float(e.chosen_scores.mean()):.2f} (mean of the chosen query)"
     if shown < found:
         text += f" · mask empty on {found - shown} of them"
