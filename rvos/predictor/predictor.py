@@ -418,7 +418,8 @@ class Predictor:
                 end = start + len(buffer)
                 plan = WindowPlan(len(windows), start, end, frames_done,
                                   end if is_last else end - self.overlap // 2)
-                clip = normalize(np.stack(buffer)).to(self.device)
+                window_frames = np.stack(buffer)
+                clip = normalize(window_frames).to(self.device)
                 input_size = tuple(clip.shape[-2:])
                 now = time.perf_counter()
                 timings["read_s"] += now - tick
@@ -428,10 +429,9 @@ class Predictor:
                                for state in states]
                     tick = time.perf_counter()
                     timings["model_s"] += tick - now
-                    window_frames = np.stack(buffer) if self.presence_head is not None else None
                     for state, out in zip(states, outputs, strict=True):
                         state.add_window(plan, out, window_frames)
-                del features, outputs
+                del features, outputs, window_frames
                 windows.append((start, end))
                 frames_done = plan.keep_end
                 if writer is not None:
