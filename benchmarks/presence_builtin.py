@@ -38,7 +38,6 @@ from rvos.data.synth_language import NO_TARGET
 from rvos.data.synth_split import read_synth_split, write_split
 from rvos.eval.evaluate import input_short_side
 from rvos.eval.metrics import f_measure, jaccard
-from rvos.modeling.presence_head import chosen_probs
 from rvos.modeling.processing import normalize, postprocess_masks, resize_frames, select_query
 from rvos.zoo.loader import load_model_from
 
@@ -61,15 +60,14 @@ def frame_records(model, videos, short_side: int) -> list[dict]:
         texts = [e.text for e in video.expressions]
         res = model.decode(visual, texts)
         if head is not None:
-            words, _, _, tokens = model.encode_text(texts, device)
-            sentences = head.encode_text(tokens["input_ids"], words)
+            sentences = head.encode_sentences(model, texts, device)
         for k, e in enumerate(video.expressions):
             best = select_query(res["pred_logits"][k])
             scores = res["pred_logits"][k, :, best, 0].float().sigmoid().cpu().numpy()
             if head is not None and head.reads(e.text):  # its probabilities replace the score
                 every = res["pred_logits"][k, :, :, 0].float().sigmoid().cpu().numpy()
-                probs = chosen_probs(res["pred_masks"][k, :, best], resized.shape[1:3])
-                scores = head.window_presence(sentences[k:k + 1], resized, probs, every, best)
+                scores = head.window_presence(sentences[k:k + 1], resized,
+                                              res["pred_masks"][k, :, best], every, best)
             pred = postprocess_masks(res["pred_masks"][k, :, best], video.frames.shape[1:3])
             pred = pred.cpu().numpy()
             empty = np.zeros_like(pred)

@@ -25,7 +25,6 @@ from rvos.modeling.presence_head import (
     HEAD_FILE,
     PresenceHead,
     PresenceHeadConfig,
-    chosen_probs,
     frame_evidence,
     num_scalars,
     save_presence_head,
@@ -103,12 +102,10 @@ def test_the_predictor_gives_the_heads_own_presence(builtin, presence_clips):
     head = builtin.presence_head
     with torch.inference_mode():
         out = builtin(normalize(resized), [clip.expressions[0].text])
-        words, _, _, tokens = builtin.encode_text([clip.expressions[0].text], "cpu")
-        text = head.encode_text(tokens["input_ids"], words)
+        text = head.encode_sentences(builtin, [clip.expressions[0].text], "cpu")
     best = select_query(out["pred_logits"][0])
     scores = out["pred_logits"][0, :, :, 0].sigmoid().numpy()
-    probs = chosen_probs(out["pred_masks"][0, :, best], resized.shape[1:3])
-    expected = head.window_presence(text, resized, probs, scores, best)
+    expected = head.window_presence(text, resized, out["pred_masks"][0, :, best], scores, best)
     e = result[0]
     assert int(e.chosen_query[0]) == best
     np.testing.assert_allclose(e.presence, expected, atol=1e-4)

@@ -16,7 +16,7 @@ folder carries one as ``presence_head.safetensors`` with its settings under ``pr
 in ``config.json`` (`load_presence_head`); a model without one (every released checkpoint) keeps
 the class score as its presence.
 
-Per frame the evidence is `frame_evidence`: the crop (RGB and mask, uint8) and `NUM_SCALARS`
+Per frame the evidence is `frame_evidence`: the crop (RGB and mask, uint8) and `num_scalars`
 numbers. Per window the head's logits are averaged with their mean over the window's frames
 (``window_mix``), since a sentence that names nothing names nothing on every frame.
 """
@@ -38,9 +38,9 @@ from torch import Tensor, nn
 __all__ = [
     "CROP",
     "HEAD_FILE",
-    "NUM_SCALARS",
     "PresenceHead",
     "PresenceHeadConfig",
+    "chosen_probs",
     "frame_evidence",
     "load_presence_head",
     "save_presence_head",
@@ -79,9 +79,6 @@ def num_scalars(num_queries: int) -> int:
     (sorted), three area terms, the box, touching the border, the mask's peak and mean
     probability, the mean and spread of its colour, and how far it moved from its neighbours."""
     return 2 + num_queries + 3 + 4 + 1 + 2 + 6 + 2
-
-
-NUM_SCALARS = num_scalars(5)
 
 
 def frame_evidence(frames: np.ndarray, probs: np.ndarray, scores: np.ndarray, query: int
@@ -173,6 +170,13 @@ class PresenceHead(nn.Module):
         words = [w.strip(_PUNCTUATION) for w in text.lower().split()]
         return all(w in known for w in words if w)
 
+    def encode_sentences(self, model: nn.Module, texts: list[str],
+                         device: str | torch.device) -> Tensor:
+        """``texts`` as the head reads them ``[B, dim]``: their tokens and ``model``'s word
+        features (`ReferFormer.encode_text`) through `encode_text`."""
+        words, _, _, tokens = model.encode_text(list(texts), device)
+        return self.encode_text(tokens["input_ids"], words)
+
     def encode_text(self, input_ids: Tensor, words: Tensor) -> Tensor:
         """input_ids ``[B, L]`` (padded with ``pad_token_id``), the model's word features
         ``[B, L, word_dim]`` -> ``[B, dim]``."""
@@ -195,11 +199,13 @@ class PresenceHead(nn.Module):
         return self.classifier(torch.cat([text * visual, text, visual, s], 1))[:, 0]
 
     @torch.inference_mode()
-    def window_presence(self, text: Tensor, frames: np.ndarray, probs: np.ndarray,
+    def window_presence(self, text: Tensor, frames: np.ndarray, mask_logits: Tensor,
                         scores: np.ndarray, query: int) -> np.ndarray:
-        """float32 ``[T]`` presence of one window's frames (`frame_evidence`'s arguments;
-        ``text`` ``[1, dim]`` from `encode_text`): each frame's logit mixed with the window's
-        mean logit, through a sigmoid."""
+        """float32 ``[T]`` presence of one window's frames: ``text`` ``[1, dim]`` from
+        `encode_sentences`, the chosen query's low-resolution mask logits ``[T, h, w]``
+        (`chosen_probs` brings them to the frames' size) and `frame_evidence`'s other
+        arguments; each frame's logit mixed with the window's mean logit, through a sigmoid."""
+        probs = chosen_probs(mask_logits, frames.shape[1:3])
         crops, scalars = frame_evidence(frames, probs, scores, query)
         device = self.scalar_mean.device
         logits = self(text.to(device).expand(len(crops), -1), torch.from_numpy(crops).to(device),

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from rvos.modeling.box_ops import box_cxcywh_to_xyxy
-from rvos.modeling.presence_head import PresenceHead, chosen_probs
+from rvos.modeling.presence_head import PresenceHead
 from rvos.modeling.processing import (
     postprocess_masks,
     select_query,
@@ -118,8 +118,7 @@ class _Expression:
         chosen = masks[a:b, query]  # [n, h, w]
         if self.presence_head is not None and frames is not None:
             presence = self.presence_head.window_presence(
-                self.presence_text, frames, chosen_probs(masks[:, query], frames.shape[1:3]),
-                scores.cpu().numpy(), query)[a:b]
+                self.presence_text, frames, masks[:, query], scores.cpu().numpy(), query)[a:b]
         else:
             presence = scores[a:b, query].cpu().numpy()
         self.presence.extend(presence.tolist())

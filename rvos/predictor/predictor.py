@@ -466,9 +466,8 @@ class Predictor:
         if head is None or not head.reads(text):
             return {}
         with torch.inference_mode():
-            words, _, _, tokens = self.model.encode_text([text], self.device)
             return {"presence_head": head,
-                    "presence_text": head.encode_text(tokens["input_ids"], words)}
+                    "presence_text": head.encode_sentences(self.model, [text], self.device)}
 
     def _check_and_resize(self, size: tuple[int, int]) -> Callable[[int, np.ndarray], np.ndarray]:
         """Frame ``index`` -> the model's input size; frames must all be uint8 ``size``."""
